@@ -1,0 +1,1404 @@
+//! The checker: turns a located YAML document into a validated `Runbook`, or reports every
+//! problem in it at once (schema violations, references, templates, backends, durations,
+//! safety) with its line and column.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::diag::{did_you_mean, Diagnostic, Loc};
+use crate::model::{
+    parse_duration, Action, ActionKind, Retry, Runbook, Step, Undo, Until,
+};
+use crate::spec::{self, BackendSpec, RetrySpec, RunbookSpec, Safety, StepSpec, UndoSpec};
+use crate::template;
+use crate::yaml::{self, Located};
+
+/// What a file turned out to be.
+#[derive(Debug)]
+pub enum Checked {
+    Runbook(Box<Runbook>),
+    Drill(Box<crate::drill::spec::Drill>),
+}
+
+/// The outcome of checking one file: the model when there were no errors, and every diagnostic.
+#[derive(Debug)]
+pub struct Report {
+    pub file: String,
+    pub source: Option<String>,
+    pub checked: Option<Checked>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Report {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Reads and checks a runbook or drill file.
+pub fn check_path(path: &Path) -> Report {
+    let file = path.display().to_string();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            return Report {
+                file: file.clone(),
+                source: None,
+                checked: None,
+                diagnostics: vec![Diagnostic::error(&file, Loc::default(), format!("cannot read file: {e}"))
+                    .with_code("io")
+                    .with_help("check the path and its permissions")],
+            }
+        }
+    };
+    check_bytes(&file, path, &bytes)
+}
+
+/// Checks file content. `path` is used to resolve relative references (`call`, drills).
+pub fn check_bytes(file: &str, path: &Path, bytes: &[u8]) -> Report {
+    let source = std::str::from_utf8(bytes).ok().map(str::to_string);
+    let mut report = Report {
+        file: file.to_string(),
+        source,
+        checked: None,
+        diagnostics: vec![],
+    };
+    let doc = match yaml::parse(file, bytes) {
+        Ok(d) => d,
+        Err(d) => {
+            report.diagnostics.push(d.with_code_if_default("yaml"));
+            return report;
+        }
+    };
+    let text = report.source.clone().unwrap_or_default();
+    let kind = doc.value.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind == "Drill" {
+        let (drill, diags) = crate::drill::check::check_drill(file, path, &text, &doc);
+        report.diagnostics = diags;
+        report.checked = drill.map(|d| Checked::Drill(Box::new(d)));
+    } else {
+        let mut stack = vec![canonical(path)];
+        let (rb, diags) = check_runbook_doc(file, path, &text, bytes, &doc, &mut stack);
+        report.diagnostics = diags;
+        report.checked = rb.map(|r| Checked::Runbook(Box::new(r)));
+    }
+    crate::diag::sort(&mut report.diagnostics);
+    report.diagnostics.dedup();
+    report
+}
+
+/// Loads a runbook, failing with its diagnostics when it has errors.
+pub fn load_runbook(path: &Path) -> Result<(Runbook, Vec<Diagnostic>), Report> {
+    let report = check_path(path);
+    if report.has_errors() {
+        return Err(report);
+    }
+    match report.checked {
+        Some(Checked::Runbook(rb)) => Ok((*rb, report.diagnostics)),
+        _ => {
+            let mut r = report;
+            let file = r.file.clone();
+            r.diagnostics.push(
+                Diagnostic::error(&file, Loc::new(1, 1), "expected `kind: Runbook`")
+                    .with_code("kind")
+                    .with_help("`runbook run` and `plan` take runbooks; run drills with `runbook drill`"),
+            );
+            r.checked = None;
+            Err(r)
+        }
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+trait CodeIfDefault {
+    fn with_code_if_default(self, code: &'static str) -> Self;
+}
+
+impl CodeIfDefault for Diagnostic {
+    fn with_code_if_default(mut self, code: &'static str) -> Self {
+        if self.code == "error" {
+            self.code = code;
+        }
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON Schema stage
+
+fn runbook_validator() -> &'static (Value, jsonschema::Validator) {
+    static V: OnceLock<(Value, jsonschema::Validator)> = OnceLock::new();
+    V.get_or_init(|| {
+        let schema = spec::runbook_schema();
+        let v = jsonschema::validator_for(&schema).expect("the generated schema compiles");
+        (schema, v)
+    })
+}
+
+/// Validates `doc` against `schema`, turning each violation into a located diagnostic.
+pub fn schema_diagnostics(
+    file: &str,
+    doc: &Located,
+    schema: &Value,
+    validator: &jsonschema::Validator,
+) -> Vec<Diagnostic> {
+    use jsonschema::error::ValidationErrorKind as K;
+    let mut out = Vec::new();
+    let mut unknown_at: HashMap<String, Vec<String>> = HashMap::new();
+    let errors: Vec<_> = validator.iter_errors(&doc.value).collect();
+    for e in &errors {
+        if let K::AdditionalProperties { unexpected } = e.kind() {
+            let ptr = e.instance_path().to_string();
+            unknown_at.entry(ptr).or_default().extend(unexpected.iter().cloned());
+        }
+    }
+    for e in errors {
+        let ptr = e.instance_path().to_string();
+        let what = describe_pointer(&ptr);
+        match e.kind() {
+            K::AdditionalProperties { unexpected } => {
+                let allowed = allowed_keys(schema, &doc.value, &ptr);
+                for key in unexpected {
+                    let kp = format!("{ptr}/{}", yaml::pointer_segment(key));
+                    let loc = doc.key_loc(&kp);
+                    let mut d = Diagnostic::error(file, loc, format!("unknown field `{key}` in {what}"))
+                        .with_code("unknown-field")
+                        .with_len(key.chars().count())
+                        .with_label("not a field here");
+                    d = match did_you_mean(key, allowed.iter().map(String::as_str)) {
+                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        None => d.with_help(format!("expected one of: {}", list(&allowed))),
+                    };
+                    out.push(d);
+                }
+            }
+            K::Required { property } => {
+                let prop = property.as_str().unwrap_or_default().to_string();
+                // A misspelt key already explains the missing one: report it once.
+                let explained = unknown_at.get(&ptr).is_some_and(|keys| {
+                    keys.iter()
+                        .any(|k| did_you_mean(k, [prop.as_str()]).is_some())
+                });
+                if explained {
+                    continue;
+                }
+                let loc = if ptr.is_empty() { Loc::new(1, 1) } else { doc.key_loc(&ptr) };
+                out.push(
+                    Diagnostic::error(file, loc, format!("missing field `{prop}` in {what}"))
+                        .with_code("missing-field")
+                        .with_help(format!("add `{prop}:`; `runbook schema` describes it")),
+                );
+            }
+            K::Enum { options } => {
+                let got = e.instance().to_string();
+                let opts: Vec<String> = options
+                    .as_array()
+                    .map(|a| a.iter().map(|o| o.as_str().map(str::to_string).unwrap_or(o.to_string())).collect())
+                    .unwrap_or_default();
+                let mut d = Diagnostic::error(
+                    file,
+                    doc.value_loc(&ptr),
+                    format!("{got} is not a valid value for {what}"),
+                )
+                .with_code("invalid-value")
+                .with_len(got.chars().count());
+                let gs = e.instance().as_str().unwrap_or_default().to_string();
+                d = match did_you_mean(&gs, opts.iter().map(String::as_str)) {
+                    Some(s) => d.with_help(format!("did you mean `{s}`? expected one of: {}", list(&opts))),
+                    None => d.with_help(format!("expected one of: {}", list(&opts))),
+                };
+                out.push(d);
+            }
+            K::Type { kind } => {
+                let expected = format!("{kind:?}")
+                    .replace("Single(", "")
+                    .replace("Multiple(", "")
+                    .replace(')', "")
+                    .to_lowercase();
+                out.push(
+                    Diagnostic::error(
+                        file,
+                        doc.value_loc(&ptr),
+                        format!("{what} must be {}, found {}", article(&expected), json_type(e.instance())),
+                    )
+                    .with_code("type")
+                    .with_help(type_help(&expected)),
+                );
+            }
+            K::AnyOf { .. } | K::OneOfNotValid { .. } => {
+                out.push(
+                    Diagnostic::error(
+                        file,
+                        doc.value_loc(&ptr),
+                        format!("{what} must be a number or a template string, found {}", json_type(e.instance())),
+                    )
+                    .with_code("type")
+                    .with_help("write a number (`3`) or a template (`\"{{ inputs.replicas }}\"`)"),
+                );
+            }
+            K::Constant { expected_value } => {
+                out.push(
+                    Diagnostic::error(
+                        file,
+                        doc.value_loc(&ptr),
+                        format!("{what} must be {expected_value}"),
+                    )
+                    .with_code("invalid-value"),
+                );
+            }
+            K::Pattern { pattern } => {
+                out.push(
+                    Diagnostic::error(
+                        file,
+                        doc.value_loc(&ptr),
+                        format!("{} does not match the pattern `{pattern}` required for {what}", e.instance()),
+                    )
+                    .with_code("pattern")
+                    .with_help(pattern_help(&ptr)),
+                );
+            }
+            _ => {
+                out.push(
+                    Diagnostic::error(file, doc.value_loc(&ptr), format!("{what}: {e}"))
+                        .with_code("schema"),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn pattern_help(ptr: &str) -> &'static str {
+    if ptr.ends_with("/name") {
+        "use lowercase letters, digits and dashes, e.g. `k8s-rollback`"
+    } else if ptr.ends_with("/id") {
+        "use letters, digits, `_` and `-`, starting with a letter, e.g. `check-health`"
+    } else {
+        "change the value to match the pattern"
+    }
+}
+
+fn type_help(expected: &str) -> String {
+    match expected {
+        "array" => "write a list, e.g. `[a, b]` or one `- item` per line".into(),
+        "object" => "write a mapping of `key: value` lines".into(),
+        "string" => "quote the value to make it a string".into(),
+        other => format!("write a value of type {other}"),
+    }
+}
+
+fn article(t: &str) -> String {
+    if t.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        format!("an {t}")
+    } else {
+        format!("a {t}")
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing (null)",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+fn list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `/steps/2/kubernetes` -> "`steps[2].kubernetes`"; the root is "the document".
+pub fn describe_pointer(ptr: &str) -> String {
+    if ptr.is_empty() {
+        return "the document".to_string();
+    }
+    let mut s = String::new();
+    for seg in ptr.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        if seg.chars().all(|c| c.is_ascii_digit()) {
+            s.push_str(&format!("[{seg}]"));
+        } else {
+            if !s.is_empty() {
+                s.push('.');
+            }
+            s.push_str(&seg);
+        }
+    }
+    format!("`{s}`")
+}
+
+/// The property names the schema allows for the object at `ptr`.
+pub fn allowed_keys(schema: &Value, instance: &Value, ptr: &str) -> Vec<String> {
+    let defs = schema.get("$defs");
+    let deref = |s: &Value| -> Value {
+        let mut s = s.clone();
+        for _ in 0..16 {
+            if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+                let name = r.rsplit('/').next().unwrap_or_default();
+                match defs.and_then(|d| d.get(name)) {
+                    Some(t) => s = t.clone(),
+                    None => break,
+                }
+            } else if let Some(any) = s.get("anyOf").or_else(|| s.get("oneOf")).and_then(Value::as_array) {
+                // Option<T> and untagged unions: take the object-shaped branch.
+                match any.iter().find(|b| b.get("type").and_then(Value::as_str) != Some("null")) {
+                    Some(b) => s = b.clone(),
+                    None => break,
+                }
+            } else {
+                break;
+            }
+        }
+        s
+    };
+    let mut cur = deref(schema);
+    let mut inst = instance;
+    for seg in ptr.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        let next = if let Some(p) = cur.get("properties").and_then(|p| p.get(&seg)) {
+            p.clone()
+        } else if let Some(items) = cur.get("items") {
+            items.clone()
+        } else if let Some(ap) = cur.get("additionalProperties").filter(|a| a.is_object()) {
+            ap.clone()
+        } else {
+            return vec![];
+        };
+        cur = deref(&next);
+        inst = inst.get(&seg).or_else(|| seg.parse::<usize>().ok().and_then(|i| inst.get(i))).unwrap_or(&Value::Null);
+    }
+    let _ = inst;
+    cur.get("properties")
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Semantic stage
+
+/// Facts about the runbook that reference checks need.
+struct Scope<'a> {
+    inputs: Vec<&'a str>,
+    secrets: Vec<&'a str>,
+    env: Vec<&'a str>,
+    /// step id -> names it exposes under `steps.<id>.*`
+    exposes: HashMap<String, BTreeSet<String>>,
+    /// step ids in order: main steps, then on_failure
+    order: Vec<String>,
+    main_len: usize,
+}
+
+/// Fields every step exposes besides its captures.
+const STEP_FIELDS: &[&str] = &["outcome", "result", "attempts"];
+const RUN_FIELDS: &[&str] = &["id", "operator", "reason", "started_at", "runbook", "host"];
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+    doc: &'a Located,
+    diags: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, ptr: &str, msg: impl Into<String>, code: &'static str) -> &mut Diagnostic {
+        let loc = self.doc.value_loc(ptr);
+        self.diags.push(Diagnostic::error(self.file, loc, msg).with_code(code));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    fn key_err(&mut self, ptr: &str, msg: impl Into<String>, code: &'static str) -> &mut Diagnostic {
+        let loc = self.doc.key_loc(ptr);
+        let len = ptr.rsplit('/').next().map_or(1, |k| k.chars().count());
+        self.diags
+            .push(Diagnostic::error(self.file, loc, msg).with_code(code).with_len(len));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    fn warn(&mut self, ptr: &str, msg: impl Into<String>, code: &'static str) -> &mut Diagnostic {
+        let loc = self.doc.key_loc(ptr);
+        self.diags.push(Diagnostic::warning(self.file, loc, msg).with_code(code));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    fn duration(&mut self, ptr: &str, s: &str) -> Option<Duration> {
+        match parse_duration(s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(ptr, e, "duration")
+                    .with_len_mut(s.chars().count() + 2);
+                None
+            }
+        }
+    }
+
+    /// Location of `needle` inside the string value at `ptr` (searching the source text from
+    /// the value's start), or the value's own location.
+    fn loc_in_value(&self, ptr: &str, needle: &str, char_offset: Option<usize>) -> (Loc, usize) {
+        let start = self.doc.value_loc(ptr);
+        let len = needle.chars().count().max(1);
+        if start.line == 0 {
+            return (start, len);
+        }
+        let lines: Vec<&str> = self.text.lines().collect();
+        let first = start.line as usize - 1;
+        for (i, line) in lines.iter().enumerate().skip(first).take(50) {
+            let from = if i == first { start.col as usize - 1 } else { 0 };
+            let chars: Vec<char> = line.chars().collect();
+            if from > chars.len() {
+                continue;
+            }
+            let rest: String = chars[from..].iter().collect();
+            if !needle.is_empty() {
+                if let Some(b) = rest.find(needle) {
+                    let col = from + rest[..b].chars().count() + 1;
+                    return (Loc::new(i as u32 + 1, col as u32), len);
+                }
+            }
+        }
+        match char_offset {
+            // Single-line plain or quoted scalars: the offset maps onto the source directly.
+            Some(off) => {
+                let line = lines.get(first).copied().unwrap_or("");
+                let quoted = line
+                    .chars()
+                    .nth(start.col as usize - 1)
+                    .is_some_and(|c| c == '"' || c == '\'');
+                (start.shifted(off + usize::from(quoted)), 1)
+            }
+            None => (start, len),
+        }
+    }
+}
+
+trait LenMut {
+    fn with_len_mut(&mut self, len: usize) -> &mut Self;
+}
+
+impl LenMut for Diagnostic {
+    fn with_len_mut(&mut self, len: usize) -> &mut Self {
+        self.len = len.max(1);
+        self
+    }
+}
+
+/// Checks a parsed runbook document. `stack` holds the files being checked, to catch `call`
+/// cycles.
+pub fn check_runbook_doc(
+    file: &str,
+    path: &Path,
+    text: &str,
+    bytes: &[u8],
+    doc: &Located,
+    stack: &mut Vec<PathBuf>,
+) -> (Option<Runbook>, Vec<Diagnostic>) {
+    let (schema, validator) = runbook_validator();
+    let mut cx = Ctx { file, text, doc, diags: schema_diagnostics(file, doc, schema, validator) };
+    let schema_ok = cx.diags.is_empty();
+
+    // Deserialize even past schema errors when only unknown keys were wrong, so that one run
+    // reports reference and template problems too.
+    let spec: Option<RunbookSpec> = if schema_ok {
+        serde_json::from_value(doc.value.clone()).ok()
+    } else if cx.diags.iter().all(|d| d.code == "unknown-field") {
+        let mut pruned = doc.value.clone();
+        prune_unknown(&mut pruned, schema);
+        serde_json::from_value(pruned).ok()
+    } else {
+        None
+    };
+    let Some(spec) = spec else {
+        if schema_ok {
+            cx.err("", "the document does not have the shape of a runbook", "schema");
+        }
+        return (None, cx.diags);
+    };
+
+    let scope = build_scope(&spec);
+    check_metadata(&mut cx, &spec);
+    check_inputs(&mut cx, &spec);
+    check_secrets(&mut cx, &spec);
+    check_backends(&mut cx, &spec, &scope);
+    for (i, c) in spec.preconditions.iter().enumerate() {
+        let p = format!("/preconditions/{i}/that");
+        check_expr(&mut cx, &scope, &p, &c.that, Usage::Plain, None);
+        if let Some(m) = &c.message {
+            check_template(&mut cx, &scope, &format!("/preconditions/{i}/message"), m, Usage::Plain, None);
+        }
+    }
+
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut steps = Vec::new();
+    let mut on_failure = Vec::new();
+    for (list, name) in [(&spec.steps, "steps"), (&spec.on_failure, "on_failure")] {
+        let mut confirmed = false;
+        for (i, s) in list.iter().enumerate() {
+            let ptr = format!("/{name}/{i}");
+            if let Some(prev) = seen.get(&s.id) {
+                let prev = prev.clone();
+                let at = doc.value_loc(&prev);
+                cx.err(&format!("{ptr}/id"), format!("duplicate step id `{}`", s.id), "duplicate-step")
+                    .with_len_mut(s.id.chars().count())
+                    .help = Some(format!(
+                    "step ids must be unique; the first `{}` is at line {}",
+                    s.id, at.line
+                ));
+            } else {
+                seen.insert(s.id.clone(), format!("{ptr}/id"));
+            }
+            let position = if name == "steps" { i } else { scope.main_len + i };
+            let step = check_step(&mut cx, &spec, &scope, &ptr, s, position, path, stack);
+            if let Some(step) = step {
+                if matches!(step.action.kind, ActionKind::Confirm) {
+                    confirmed = true;
+                }
+                if step.safety == Safety::Terminal {
+                    if !confirmed {
+                        cx.warn(&format!("{ptr}/id"), format!(
+                            "terminal step `{}` is not preceded by a `confirm` step",
+                            step.id
+                        ), "unconfirmed-terminal")
+                        .help = Some("the run still asks before it, but an explicit `confirm` step with a clear prompt tells the operator what is about to happen".into());
+                    }
+                    confirmed = false;
+                }
+                if name == "steps" { steps.push(step) } else { on_failure.push(step) }
+            }
+        }
+    }
+
+    let mttr_target = spec
+        .metadata
+        .mttr_target
+        .as_deref()
+        .and_then(|m| parse_duration(m).ok());
+    if cx.diags.iter().any(Diagnostic::is_error) {
+        return (None, cx.diags);
+    }
+    let rb = Runbook {
+        file: file.to_string(),
+        path: path.to_path_buf(),
+        sha256: hex::encode(Sha256::digest(bytes)),
+        spec,
+        mttr_target,
+        steps,
+        on_failure,
+    };
+    (Some(rb), cx.diags)
+}
+
+/// Removes object keys the schema does not allow (used only to keep checking past typos).
+fn prune_unknown(v: &mut Value, schema: &Value) {
+    fn walk(v: &mut Value, schema: &Value, root: &Value, ptr: String) {
+        match v {
+            Value::Object(m) => {
+                let allowed = allowed_keys(schema, root, &ptr);
+                if !allowed.is_empty() {
+                    m.retain(|k, _| allowed.iter().any(|a| a == k));
+                }
+                let keys: Vec<String> = m.keys().cloned().collect();
+                for k in keys {
+                    let child = format!("{ptr}/{}", yaml::pointer_segment(&k));
+                    if let Some(c) = m.get_mut(&k) {
+                        walk(c, schema, root, child);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, it) in items.iter_mut().enumerate() {
+                    walk(it, schema, root, format!("{ptr}/{i}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    let root = v.clone();
+    walk(v, schema, &root, String::new());
+}
+
+fn build_scope(spec: &RunbookSpec) -> Scope<'_> {
+    let mut exposes = HashMap::new();
+    let mut order = Vec::new();
+    for s in spec.steps.iter().chain(&spec.on_failure) {
+        let mut names: BTreeSet<String> = s.capture.keys().cloned().collect();
+        names.extend(STEP_FIELDS.iter().map(|s| s.to_string()));
+        if s.input.is_some() {
+            names.insert("value".into());
+        }
+        if s.manual.is_some() {
+            names.insert("note".into());
+        }
+        if s.confirm.is_some() {
+            names.insert("answer".into());
+        }
+        exposes.entry(s.id.clone()).or_insert(names);
+        order.push(s.id.clone());
+    }
+    Scope {
+        inputs: spec.inputs.keys().map(String::as_str).collect(),
+        secrets: spec.secrets.keys().map(String::as_str).collect(),
+        env: spec.env.iter().map(String::as_str).collect(),
+        exposes,
+        order,
+        main_len: spec.steps.len(),
+    }
+}
+
+fn check_metadata(cx: &mut Ctx, spec: &RunbookSpec) {
+    if let Some(m) = &spec.metadata.mttr_target {
+        cx.duration("/metadata/mttr_target", m);
+    }
+}
+
+fn check_inputs(cx: &mut Ctx, spec: &RunbookSpec) {
+    for (name, input) in &spec.inputs {
+        let ptr = format!("/inputs/{}", yaml::pointer_segment(name));
+        if !is_identifier(name) {
+            cx.key_err(&ptr, format!("input name `{name}` is not an identifier"), "name")
+                .help = Some("use letters, digits and `_`, e.g. `deployment_name`, so templates can say `inputs.<name>`".into());
+        }
+        if let Some(p) = &input.pattern {
+            if let Err(e) = regex_check(p) {
+                cx.err(&format!("{ptr}/pattern"), format!("invalid regular expression: {e}"), "pattern");
+            }
+        }
+        if let Some(d) = &input.default {
+            if let Err(e) = crate::inputs::validate_value(name, input, d) {
+                cx.err(&format!("{ptr}/default"), format!("default does not fit the input: {e}"), "input-default");
+            }
+        }
+        if let Some(allowed) = &input.allowed {
+            for (i, a) in allowed.iter().enumerate() {
+                if !crate::inputs::has_type(input.kind, a) {
+                    cx.err(&format!("{ptr}/enum/{i}"), format!("{a} is not of the input's type {:?}", input.kind).to_lowercase(), "input-enum");
+                }
+            }
+        }
+    }
+}
+
+fn regex_check(p: &str) -> Result<(), String> {
+    crate::inputs::compile_pattern(p).map(|_| ())
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn check_secrets(cx: &mut Ctx, spec: &RunbookSpec) {
+    for (name, s) in &spec.secrets {
+        let ptr = format!("/secrets/{}", yaml::pointer_segment(name));
+        if !is_identifier(name) {
+            cx.key_err(&ptr, format!("secret name `{name}` is not an identifier"), "name")
+                .help = Some("use letters, digits and `_`".into());
+        }
+        match (&s.env, &s.file) {
+            (Some(_), Some(_)) => {
+                cx.key_err(&ptr, format!("secret `{name}` has both `env` and `file`"), "secret-source")
+                    .help = Some("keep one source".into());
+            }
+            (None, None) => {
+                cx.key_err(&ptr, format!("secret `{name}` has no source"), "secret-source")
+                    .help = Some("add `env: VARIABLE` or `file: /path/to/secret`".into());
+            }
+            _ => {}
+        }
+    }
+}
+
+fn backend_kind(b: &BackendSpec) -> Vec<&'static str> {
+    let mut k = vec![];
+    if b.kubernetes.is_some() {
+        k.push("kubernetes");
+    }
+    if b.http.is_some() {
+        k.push("http");
+    }
+    if b.compose.is_some() {
+        k.push("compose");
+    }
+    if b.shell.is_some() {
+        k.push("shell");
+    }
+    k
+}
+
+fn check_backends(cx: &mut Ctx, spec: &RunbookSpec, scope: &Scope) {
+    for (name, b) in &spec.backends {
+        let ptr = format!("/backends/{}", yaml::pointer_segment(name));
+        let kinds = backend_kind(b);
+        if kinds.len() != 1 {
+            cx.key_err(
+                &ptr,
+                format!("backend `{name}` must have exactly one of `kubernetes`, `http`, `compose`, `shell` (found {})", kinds.len()),
+                "backend-kind",
+            )
+            .help = Some("give each backend its own name".into());
+        }
+        // Backend fields are templates over inputs, secrets and env (not steps: backends are
+        // resolved before the first step).
+        let body = cx.doc.value.pointer(&ptr).cloned().unwrap_or(Value::Null);
+        let mut strings = vec![];
+        template::strings_in(&body, &ptr, &mut strings);
+        for (p, s) in strings {
+            check_template(cx, scope, &p, &s, Usage::Backend, None);
+        }
+        if let Some(h) = &b.http {
+            if let Some(t) = &h.timeout {
+                cx.duration(&format!("{ptr}/http/timeout"), t);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Usage {
+    /// Action fields, guards, messages: no `result`.
+    Plain,
+    /// `capture` and `verify`: `result` is the action's result.
+    WithResult,
+    /// Backend settings: no steps either.
+    Backend,
+}
+
+/// Checks that every dotted name a template or expression reads is defined and available.
+#[allow(clippy::too_many_arguments)]
+fn check_refs(
+    cx: &mut Ctx,
+    scope: &Scope,
+    ptr: &str,
+    src: &str,
+    refs: &BTreeSet<String>,
+    usage: Usage,
+    position: Option<usize>,
+) {
+    for r in refs {
+        let parts: Vec<&str> = r.split('.').collect();
+        let root = parts[0];
+        let problem: Option<(String, Option<String>, &'static str)> = match root {
+            "inputs" => parts.get(1).and_then(|n| {
+                (!scope.inputs.contains(n)).then(|| {
+                    (format!("undefined input `{n}`"),
+                     did_you_mean(n, scope.inputs.iter().copied()).map(|s| format!("did you mean `inputs.{s}`?"))
+                        .or(Some("declare it under `inputs:`".into())),
+                     "undefined-reference")
+                })
+            }),
+            "secrets" => parts.get(1).and_then(|n| {
+                (!scope.secrets.contains(n)).then(|| {
+                    (format!("undefined secret `{n}`"),
+                     did_you_mean(n, scope.secrets.iter().copied()).map(|s| format!("did you mean `secrets.{s}`?"))
+                        .or(Some("declare it under `secrets:` with `env:` or `file:`".into())),
+                     "undefined-reference")
+                })
+            }),
+            "env" => parts.get(1).and_then(|n| {
+                (!scope.env.contains(n)).then(|| {
+                    (format!("environment variable `{n}` is not declared"),
+                     Some(did_you_mean(n, scope.env.iter().copied()).map_or_else(
+                         || format!("add `{n}` to the runbook's `env:` list; only declared variables are visible"),
+                         |s| format!("did you mean `env.{s}`?"))),
+                     "undefined-reference")
+                })
+            }),
+            "run" => parts.get(1).and_then(|n| {
+                (!RUN_FIELDS.contains(n)).then(|| {
+                    (format!("`run.{n}` does not exist"),
+                     Some(format!("`run` has: {}", RUN_FIELDS.join(", "))),
+                     "undefined-reference")
+                })
+            }),
+            "result" => (usage != Usage::WithResult).then(|| {
+                ("`result` is only available in `capture`, `verify` and `until`".to_string(),
+                 Some("capture the value you need in the step that produced it, then use `steps.<id>.<capture>`".into()),
+                 "undefined-reference")
+            }),
+            "steps" => {
+                if usage == Usage::Backend {
+                    Some(("backends cannot read `steps`: they are set up before the first step".into(), None, "undefined-reference"))
+                } else {
+                    match parts.get(1) {
+                        None => None,
+                        Some(id) => match scope.order.iter().position(|s| s == id) {
+                            None => Some((format!("undefined step `{id}`"),
+                                did_you_mean(id, scope.order.iter().map(String::as_str)).map(|s| format!("did you mean `steps.{s}`?"))
+                                    .or(Some("refer to the id of an earlier step".into())),
+                                "undefined-reference")),
+                            Some(idx) => {
+                                let later = match position {
+                                    Some(pos) => idx >= pos && !(usage == Usage::WithResult && idx == pos),
+                                    None => false,
+                                };
+                                let on_failure_from_main = position.is_some_and(|p| p < scope.main_len) && idx >= scope.main_len;
+                                if later || on_failure_from_main {
+                                    Some((format!("step `{id}` has not run yet at this point"),
+                                        Some("a step can only read captures of steps before it; move this step after it".into()),
+                                        "forward-reference"))
+                                } else if let Some(field) = parts.get(2) {
+                                    let names = &scope.exposes[*id];
+                                    (!names.contains(*field)).then(|| {
+                                        (format!("step `{id}` has no capture `{field}`"),
+                                         Some(did_you_mean(field, names.iter().map(String::as_str)).map_or_else(
+                                             || format!("add `capture: {{ {field}: <expression over result> }}` to step `{id}`"),
+                                             |s| format!("did you mean `steps.{id}.{s}`?"))),
+                                         "undefined-reference")
+                                    })
+                                } else {
+                                    None
+                                }
+                            }
+                        },
+                    }
+                }
+            }
+            other => {
+                let roots: Vec<&str> = template::ROOTS.to_vec();
+                Some((format!("unknown name `{other}`"),
+                    Some(did_you_mean(other, roots.iter().copied()).map_or_else(
+                        || format!("templates can read: {}", roots.join(", ")),
+                        |s| format!("did you mean `{s}`?"))),
+                    "undefined-reference"))
+            }
+        };
+        if let Some((msg, help, code)) = problem {
+            let needle = r.as_str();
+            let (loc, len) = cx.loc_in_value(ptr, needle, None);
+            let mut d = Diagnostic::error(cx.file, loc, format!("{msg} (in `{}`)", short(src)))
+                .with_code(code)
+                .with_len(len);
+            if let Some(h) = help {
+                d = d.with_help(h);
+            }
+            cx.diags.push(d);
+        }
+    }
+}
+
+fn short(s: &str) -> String {
+    let one_line = s.trim().replace('\n', " ");
+    if one_line.chars().count() > 60 {
+        format!("{}…", one_line.chars().take(60).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+fn check_template(cx: &mut Ctx, scope: &Scope, ptr: &str, src: &str, usage: Usage, position: Option<usize>) {
+    match template::template_refs(src) {
+        Ok(refs) => check_refs(cx, scope, ptr, src, &refs, usage, position),
+        Err(e) => {
+            let (loc, _) = cx.loc_in_value(ptr, "\u{0}", e.offset);
+            cx.diags.push(
+                Diagnostic::error(cx.file, loc, format!("template syntax error: {}", e.message))
+                    .with_code("template-syntax")
+                    .with_help("templates use `{{ expression }}`, e.g. `{{ inputs.namespace }}`"),
+            );
+        }
+    }
+}
+
+fn check_expr(cx: &mut Ctx, scope: &Scope, ptr: &str, src: &str, usage: Usage, position: Option<usize>) {
+    if template::is_template(src) {
+        cx.err(ptr, "expressions are written without `{{ }}`", "expression-syntax")
+            .help = Some(format!("write `{}`", src.replace("{{", "").replace("}}", "").trim()));
+        return;
+    }
+    match template::expr_refs(src) {
+        Ok(refs) => check_refs(cx, scope, ptr, src, &refs, usage, position),
+        Err(e) => {
+            let (loc, _) = cx.loc_in_value(ptr, "\u{0}", e.offset);
+            cx.diags.push(
+                Diagnostic::error(cx.file, loc, format!("expression syntax error: {}", e.message))
+                    .with_code("expression-syntax")
+                    .with_help("expressions look like `result.status == 200` or `inputs.replicas > 0`"),
+            );
+        }
+    }
+}
+
+fn action_fields_of(s: &StepSpec) -> Vec<&'static str> {
+    let mut v = vec![];
+    macro_rules! has { ($($f:ident),*) => { $( if s.$f.is_some() { v.push(stringify!($f)); } )* } }
+    has!(shell, http, kubernetes, compose, confirm, manual, input, wait, assert, call);
+    v
+}
+
+fn undo_fields_of(s: &UndoSpec) -> Vec<&'static str> {
+    let mut v = vec![];
+    macro_rules! has { ($($f:ident),*) => { $( if s.$f.is_some() { v.push(stringify!($f)); } )* } }
+    has!(shell, http, kubernetes, compose, confirm, manual, input, wait, assert, call);
+    v
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_step(
+    cx: &mut Ctx,
+    spec: &RunbookSpec,
+    scope: &Scope,
+    ptr: &str,
+    s: &StepSpec,
+    position: usize,
+    path: &Path,
+    stack: &mut Vec<PathBuf>,
+) -> Option<Step> {
+    let fields = action_fields_of(s);
+    let before = cx.diags.iter().filter(|d| d.is_error()).count();
+    if fields.len() != 1 {
+        let msg = if fields.is_empty() {
+            format!("step `{}` has no action", s.id)
+        } else {
+            format!("step `{}` has {} actions ({}); a step does one thing", s.id, fields.len(), fields.join(", "))
+        };
+        cx.key_err(&format!("{ptr}/id"), msg, "step-action").help =
+            Some(format!("give it exactly one of: {}", spec::ACTION_KINDS.join(", ")));
+        return None;
+    }
+    let field = fields[0];
+    let body = cx.doc.value.pointer(&format!("{ptr}/{field}")).cloned().unwrap_or(Value::Null);
+    let action = check_action(cx, spec, scope, &format!("{ptr}/{field}"), field, &body, s, Some(position), path, stack)?;
+
+    // Guard, captures, verifications.
+    if let Some(w) = &s.when {
+        check_expr(cx, scope, &format!("{ptr}/when"), w, Usage::Plain, Some(position));
+    }
+    for (name, expr) in &s.capture {
+        let p = format!("{ptr}/capture/{}", yaml::pointer_segment(name));
+        if !is_identifier(name) {
+            cx.key_err(&p, format!("capture name `{name}` is not an identifier"), "name");
+        }
+        check_expr(cx, scope, &p, expr, Usage::WithResult, Some(position));
+    }
+    for (i, v) in s.verify.iter().enumerate() {
+        check_expr(cx, scope, &format!("{ptr}/verify/{i}/that"), &v.that, Usage::WithResult, Some(position));
+        if let Some(m) = &v.message {
+            check_template(cx, scope, &format!("{ptr}/verify/{i}/message"), m, Usage::WithResult, Some(position));
+        }
+    }
+    for text in [&s.title, &s.description].into_iter().flatten() {
+        let _ = text; // titles and descriptions are shown as written, not rendered
+    }
+    let no_result = matches!(action.kind, ActionKind::Confirm | ActionKind::Manual | ActionKind::Input | ActionKind::Wait(_) | ActionKind::Assert);
+    if no_result && (!s.verify.is_empty() || s.until.is_some()) {
+        cx.key_err(&format!("{ptr}/{}", if s.until.is_some() { "until" } else { "verify" }),
+            format!("a `{field}` step has no result to verify or poll"), "verify-kind")
+            .help = Some("use an `assert` step to check earlier captures".into());
+    }
+
+    let timeout = s.timeout.as_ref().and_then(|t| cx.duration(&format!("{ptr}/timeout"), t));
+    let retry = s.retry.as_ref().map(|r| check_retry(cx, &format!("{ptr}/retry"), r)).unwrap_or_default();
+    let until = match &s.until {
+        None => None,
+        Some(u) => {
+            if s.verify.is_empty() {
+                cx.key_err(&format!("{ptr}/until"), "`until` polls `verify`, but this step has no `verify`", "poll-without-verify")
+                    .help = Some("add `verify:` conditions, or remove `until`".into());
+            }
+            let t = cx.duration(&format!("{ptr}/until/timeout"), &u.timeout);
+            let i = match &u.interval {
+                Some(i) => cx.duration(&format!("{ptr}/until/interval"), i),
+                None => Some(Duration::from_secs(5)),
+            };
+            if let (Some(t), Some(i)) = (t, i) {
+                if i.is_zero() {
+                    cx.err(&format!("{ptr}/until/interval"), "poll interval must be more than zero", "duration");
+                }
+                if t.is_zero() {
+                    cx.err(&format!("{ptr}/until/timeout"), "poll timeout must be more than zero", "poll-without-timeout")
+                        .help = Some("polling needs a budget, e.g. `timeout: 5m`".into());
+                }
+                Some(Until { timeout: t, interval: i })
+            } else {
+                None
+            }
+        }
+    };
+    if matches!(action.kind, ActionKind::Kubernetes { verb: "rollout_status" }) && timeout.is_none() {
+        cx.key_err(&format!("{ptr}/kubernetes"), format!("step `{}` waits for a rollout without a timeout", s.id), "poll-without-timeout")
+            .help = Some("add `timeout:` to the step (e.g. `timeout: 5m`) so a stuck rollout fails instead of hanging".into());
+    }
+
+    // Safety class.
+    let own = own_safety(&action);
+    let safety = match s.safety {
+        Some(declared) if declared < own && !matches!(action.kind, ActionKind::Shell | ActionKind::Http) => {
+            cx.err(&format!("{ptr}/safety"),
+                format!("`{}` is below the action's own class `{}`", declared.as_str(), own.as_str()), "safety")
+                .help = Some(format!("a step may raise its class, never lower it; remove `safety:` or use `{}` or higher", own.as_str()));
+            own
+        }
+        Some(declared) => declared,
+        None => own,
+    };
+
+    // Undo.
+    let undo = match &s.undo {
+        None => None,
+        Some(u) => check_undo(cx, spec, scope, &format!("{ptr}/undo"), u, position, path, stack),
+    };
+    if undo.is_none() && s.undo.is_none() && s.no_undo.is_none() && safety > Safety::ReadOnly
+        && !matches!(action.kind, ActionKind::Confirm | ActionKind::Manual | ActionKind::Input | ActionKind::Wait(_) | ActionKind::Assert | ActionKind::Call(_))
+    {
+        cx.warn(&format!("{ptr}/id"), format!("step `{}` changes state ({}) but has no `undo`", s.id, safety.as_str()), "missing-undo")
+            .help = Some("add `undo:` with the compensating action, or `no_undo: <why>` to say why there is none".into());
+    }
+    if s.undo.is_some() && s.no_undo.is_some() {
+        cx.key_err(&format!("{ptr}/no_undo"), "a step with `undo` cannot also have `no_undo`", "undo").help =
+            Some("keep one".into());
+    }
+
+    if cx.diags.iter().filter(|d| d.is_error()).count() > before {
+        return None;
+    }
+    Some(Step {
+        id: s.id.clone(),
+        title: s.title.clone().unwrap_or_else(|| s.id.clone()),
+        loc: cx.doc.value_loc(&format!("{ptr}/id")),
+        spec: s.clone(),
+        action,
+        safety,
+        timeout,
+        retry,
+        until,
+        undo,
+    })
+}
+
+fn own_safety(a: &Action) -> Safety {
+    match &a.kind {
+        ActionKind::Kubernetes { verb } => spec::kube_verb_safety(verb),
+        ActionKind::Compose { verb } => spec::compose_verb_safety(verb),
+        ActionKind::Shell => Safety::Reversible,
+        ActionKind::Http => {
+            let m = a.body.pointer("/request/method").and_then(Value::as_str).unwrap_or("GET");
+            if matches!(m, "GET" | "HEAD" | "OPTIONS") { Safety::ReadOnly } else { Safety::Reversible }
+        }
+        ActionKind::Call(rb) => rb.max_safety(),
+        _ => Safety::ReadOnly,
+    }
+}
+
+fn check_retry(cx: &mut Ctx, ptr: &str, r: &RetrySpec) -> Retry {
+    let mut out = Retry { attempts: r.attempts.max(1), ..Retry::default() };
+    if let Some(d) = &r.delay {
+        if let Some(d) = cx.duration(&format!("{ptr}/delay"), d) {
+            out.delay = d;
+        }
+    }
+    if let Some(m) = &r.max_delay {
+        out.max_delay = cx.duration(&format!("{ptr}/max_delay"), m);
+    }
+    if let Some(b) = r.backoff {
+        if !(1.0..=10.0).contains(&b) {
+            cx.err(&format!("{ptr}/backoff"), format!("backoff {b} is outside 1.0..=10.0"), "retry")
+                .help = Some("use 1.0 for a fixed delay, 2.0 to double it each time".into());
+        }
+        out.backoff = b;
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_undo(
+    cx: &mut Ctx,
+    spec: &RunbookSpec,
+    scope: &Scope,
+    ptr: &str,
+    u: &UndoSpec,
+    position: usize,
+    path: &Path,
+    stack: &mut Vec<PathBuf>,
+) -> Option<Undo> {
+    let fields = undo_fields_of(u);
+    if fields.len() != 1 {
+        cx.key_err(ptr, format!("`undo` must have exactly one action (found {})", fields.len()), "undo")
+            .help = Some("e.g. `undo: { kubernetes: { set_image: {...} } }`".into());
+        return None;
+    }
+    let field = fields[0];
+    if matches!(field, "confirm" | "input" | "assert" | "call") {
+        cx.key_err(&format!("{ptr}/{field}"), format!("`{field}` cannot be an undo action"), "undo")
+            .help = Some("undo with shell, http, kubernetes, compose, manual or wait".into());
+        return None;
+    }
+    let body = cx.doc.value.pointer(&format!("{ptr}/{field}")).cloned().unwrap_or(Value::Null);
+    let pseudo = StepSpec::default();
+    // An undo runs after its step, so it may read the step's own captures.
+    let action = check_action(cx, spec, scope, &format!("{ptr}/{field}"), field, &body, &pseudo, Some(position + 1), path, stack)?;
+    let timeout = u.timeout.as_ref().and_then(|t| cx.duration(&format!("{ptr}/timeout"), t));
+    let retry = u.retry.as_ref().map(|r| check_retry(cx, &format!("{ptr}/retry"), r)).unwrap_or_default();
+    Some(Undo {
+        title: u.title.clone().unwrap_or_else(|| format!("undo: {}", action.kind.label())),
+        action,
+        timeout,
+        retry,
+    })
+}
+
+/// Picks the backend an action uses and checks that it is of the right kind.
+fn resolve_backend(cx: &mut Ctx, spec: &RunbookSpec, ptr: &str, kind: &str, named: Option<&str>, required: bool) -> Option<String> {
+    let of_kind: Vec<&str> = spec
+        .backends
+        .iter()
+        .filter(|(_, b)| backend_kind(b).first() == Some(&kind))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    match named {
+        Some(name) => {
+            if template::is_template(name) {
+                cx.err(&format!("{ptr}/backend"), "a backend name cannot be a template", "backend");
+                return None;
+            }
+            match spec.backends.get(name) {
+                None => {
+                    let help = did_you_mean(name, spec.backends.keys().map(String::as_str))
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| format!("declare it under `backends:` as `{name}: {{ {kind}: {{...}} }}`"));
+                    cx.err(&format!("{ptr}/backend"), format!("undefined backend `{name}`"), "undefined-backend")
+                        .with_len_mut(name.chars().count())
+                        .help = Some(help);
+                    None
+                }
+                Some(b) => {
+                    let actual = backend_kind(b).first().copied().unwrap_or("none");
+                    if actual != kind {
+                        let help = if of_kind.is_empty() {
+                            format!("declare a `{kind}` backend and name it here")
+                        } else {
+                            format!("`{kind}` backends: {}", of_kind.join(", "))
+                        };
+                        cx.err(&format!("{ptr}/backend"), format!("backend `{name}` is a `{actual}` backend, but this is a `{kind}` action"), "backend-kind")
+                            .with_len_mut(name.chars().count())
+                            .help = Some(help);
+                        None
+                    } else {
+                        Some(name.to_string())
+                    }
+                }
+            }
+        }
+        None => match of_kind.len() {
+            0 if required => {
+                cx.key_err(ptr, format!("this `{kind}` action names no backend and the runbook declares none"), "undefined-backend")
+                    .help = Some(format!("declare one under `backends:` and add `backend: <name>`"));
+                None
+            }
+            0 => None,
+            1 => Some(of_kind[0].to_string()),
+            _ => {
+                cx.key_err(ptr, format!("this `{kind}` action names no backend, and the runbook has several: {}", of_kind.join(", ")), "ambiguous-backend")
+                    .help = Some("add `backend: <name>`".into());
+                None
+            }
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_action(
+    cx: &mut Ctx,
+    spec: &RunbookSpec,
+    scope: &Scope,
+    ptr: &str,
+    field: &str,
+    body: &Value,
+    step: &StepSpec,
+    position: Option<usize>,
+    path: &Path,
+    stack: &mut Vec<PathBuf>,
+) -> Option<Action> {
+    let _ = step;
+    // Template references in every string of the action, except shell scripts (never rendered).
+    let mut strings = vec![];
+    template::strings_in(body, ptr, &mut strings);
+    for (p, s) in &strings {
+        if field == "shell" && p == &format!("{ptr}/script") {
+            if template::is_template(s) {
+                cx.err(p, "a `script` is not a template: runbook values are never spliced into shell text", "script-template")
+                    .help = Some("pass values as environment variables: `env: { NS: \"{{ inputs.namespace }}\" }` and use \"$NS\" in the script (inputs are also in $RUNBOOK_INPUT_<NAME>)".into());
+            }
+            continue;
+        }
+        check_template(cx, scope, p, s, Usage::Plain, position);
+    }
+    let backend_name = body.get("backend").and_then(Value::as_str);
+    let kind = match field {
+        "shell" => {
+            let argv = body.get("argv");
+            let script = body.get("script");
+            match (argv, script) {
+                (Some(_), Some(_)) | (None, None) => {
+                    cx.key_err(ptr, "a shell action needs exactly one of `argv` or `script`", "shell")
+                        .help = Some("`argv: [git, log, -1]` runs without a shell; `script:` runs `sh -c`".into());
+                    return None;
+                }
+                (Some(a), None) if a.as_array().is_some_and(|a| a.is_empty()) => {
+                    cx.err(&format!("{ptr}/argv"), "`argv` is empty", "shell").help = Some("give the program and its arguments".into());
+                    return None;
+                }
+                _ => {}
+            }
+            if backend_name.is_some() {
+                resolve_backend(cx, spec, ptr, "shell", backend_name, false)?;
+            }
+            ActionKind::Shell
+        }
+        "http" => {
+            let req = body.get("request").cloned().unwrap_or(Value::Null);
+            let has_url = req.get("url").is_some();
+            let has_path = req.get("path").is_some();
+            if has_url == has_path {
+                cx.key_err(&format!("{ptr}/request"), "an HTTP request needs exactly one of `url` or `path`", "http")
+                    .help = Some("`url:` is absolute; `path:` is appended to the backend's `base_url`".into());
+                return None;
+            }
+            if req.get("json").is_some() && req.get("body").is_some() {
+                cx.key_err(&format!("{ptr}/request/body"), "`json` and `body` cannot both be set", "http");
+                return None;
+            }
+            let b = resolve_backend(cx, spec, ptr, "http", backend_name, has_path);
+            if has_path {
+                let name = b.clone()?;
+                let base = spec.backends.get(&name).and_then(|b| b.http.as_ref()).and_then(|h| h.base_url.as_ref());
+                if base.is_none() {
+                    cx.key_err(&format!("{ptr}/request/path"), format!("backend `{name}` has no `base_url` for this `path`"), "http")
+                        .help = Some("add `base_url:` to the backend, or use `url:`".into());
+                    return None;
+                }
+            }
+            ActionKind::Http
+        }
+        "kubernetes" => {
+            let verbs: Vec<&'static str> = spec::KUBE_VERBS.iter().copied().filter(|v| body.get(*v).is_some()).collect();
+            if verbs.len() != 1 {
+                cx.key_err(ptr, format!("a kubernetes action needs exactly one verb (found {})", verbs.len()), "kubernetes")
+                    .help = Some(format!("one of: {}", spec::KUBE_VERBS.join(", ")));
+                return None;
+            }
+            resolve_backend(cx, spec, ptr, "kubernetes", backend_name, false);
+            if let Some(a) = body.get("apply") {
+                if a.get("manifest").is_some() == a.get("file").is_some() {
+                    cx.key_err(&format!("{ptr}/apply"), "`apply` needs exactly one of `manifest` or `file`", "kubernetes");
+                    return None;
+                }
+            }
+            ActionKind::Kubernetes { verb: verbs[0] }
+        }
+        "compose" => {
+            let verbs: Vec<&'static str> = spec::COMPOSE_VERBS.iter().copied().filter(|v| body.get(*v).is_some()).collect();
+            if verbs.len() != 1 {
+                cx.key_err(ptr, format!("a compose action needs exactly one verb (found {})", verbs.len()), "compose")
+                    .help = Some(format!("one of: {}", spec::COMPOSE_VERBS.join(", ")));
+                return None;
+            }
+            resolve_backend(cx, spec, ptr, "compose", backend_name, false);
+            ActionKind::Compose { verb: verbs[0] }
+        }
+        "confirm" => ActionKind::Confirm,
+        "manual" => ActionKind::Manual,
+        "input" => {
+            if let Ok(ia) = serde_json::from_value::<spec::InputAction>(body.clone()) {
+                let as_input = crate::inputs::input_action_spec(&ia);
+                if let Some(d) = &ia.default {
+                    if let Err(e) = crate::inputs::validate_value("value", &as_input, d) {
+                        cx.err(&format!("{ptr}/default"), format!("default does not fit: {e}"), "input-default");
+                    }
+                }
+            }
+            ActionKind::Input
+        }
+        "wait" => {
+            let s = body.as_str().unwrap_or_default();
+            ActionKind::Wait(cx.duration(ptr, s)?)
+        }
+        "assert" => {
+            if let Some(items) = body.as_array() {
+                for (i, c) in items.iter().enumerate() {
+                    if let Some(that) = c.get("that").and_then(Value::as_str) {
+                        check_expr(cx, scope, &format!("{ptr}/{i}/that"), that, Usage::Plain, position);
+                    }
+                }
+            }
+            ActionKind::Assert
+        }
+        "call" => {
+            let call: spec::CallAction = serde_json::from_value(body.clone()).ok()?;
+            let target = path.parent().unwrap_or(Path::new(".")).join(&call.runbook);
+            let canon = canonical(&target);
+            if stack.contains(&canon) {
+                cx.err(&format!("{ptr}/runbook"), format!("`{}` calls itself (directly or through another runbook)", call.runbook), "call-cycle");
+                return None;
+            }
+            let bytes = match std::fs::read(&target) {
+                Ok(b) => b,
+                Err(e) => {
+                    cx.err(&format!("{ptr}/runbook"), format!("cannot read `{}`: {e}", target.display()), "call")
+                        .help = Some("the path is relative to this runbook's directory".into());
+                    return None;
+                }
+            };
+            let child_file = target.display().to_string();
+            let child_doc = match yaml::parse(&child_file, &bytes) {
+                Ok(d) => d,
+                Err(d) => {
+                    cx.diags.push(d);
+                    return None;
+                }
+            };
+            let child_text = String::from_utf8_lossy(&bytes).to_string();
+            stack.push(canon);
+            let (child, diags) = check_runbook_doc(&child_file, &target, &child_text, &bytes, &child_doc, stack);
+            stack.pop();
+            cx.diags.extend(diags);
+            let child = child?;
+            for name in call.inputs.keys() {
+                if !child.spec.inputs.contains_key(name) {
+                    let help = did_you_mean(name, child.spec.inputs.keys().map(String::as_str))
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| format!("`{}` takes: {}", call.runbook, child.spec.inputs.keys().cloned().collect::<Vec<_>>().join(", ")));
+                    cx.key_err(&format!("{ptr}/inputs/{}", yaml::pointer_segment(name)), format!("`{}` has no input `{name}`", call.runbook), "call-input")
+                        .help = Some(help);
+                }
+            }
+            for (name, input) in &child.spec.inputs {
+                if input.default.is_none() && !call.inputs.contains_key(name) {
+                    cx.key_err(&format!("{ptr}/inputs"), format!("`{}` requires input `{name}`", call.runbook), "call-input");
+                }
+            }
+            ActionKind::Call(Arc::new(child))
+        }
+        _ => unreachable!("action fields come from ACTION_KINDS"),
+    };
+    let backend = match &kind {
+        ActionKind::Kubernetes { .. } | ActionKind::Compose { .. } | ActionKind::Http | ActionKind::Shell => {
+            let k = kind.field();
+            backend_name.map(str::to_string).or_else(|| {
+                let of_kind: Vec<&String> = spec.backends.iter().filter(|(_, b)| backend_kind(b).first() == Some(&k)).map(|(n, _)| n).collect();
+                (of_kind.len() == 1 && k != "shell").then(|| of_kind[0].clone())
+            })
+        }
+        _ => None,
+    };
+    Some(Action { kind, backend, body: body.clone() })
+}
+
+/// Names of all inputs, for tests and plan output.
+pub fn input_names(rb: &Runbook) -> HashSet<String> {
+    rb.spec.inputs.keys().cloned().collect()
+}

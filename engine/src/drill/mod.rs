@@ -1,0 +1,4 @@
+//! Tabletop drills: a runbook run through the real runner against a simulated world.
+
+pub mod check;
+pub mod spec;

@@ -1,0 +1,238 @@
+//! The validated runbook: what the checker proved, in the shape the planner and runner use.
+//! Durations are parsed, backends resolved, safety classes computed, step ids unique.
+//! Templates are still text here; they are rendered at plan or run time against a context.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::diag::Loc;
+use crate::spec::{RunbookSpec, Safety, StepSpec};
+
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    /// The path as the user gave it, for messages.
+    pub file: String,
+    /// The path used to read it (relative paths in the runbook resolve against its parent).
+    pub path: PathBuf,
+    /// sha256 of the file's bytes, recorded in the journal; `resume` refuses if it changed.
+    pub sha256: String,
+    pub spec: RunbookSpec,
+    pub mttr_target: Option<Duration>,
+    pub steps: Vec<Step>,
+    pub on_failure: Vec<Step>,
+}
+
+impl Runbook {
+    pub fn name(&self) -> &str {
+        &self.spec.metadata.name
+    }
+
+    /// The riskiest safety class of any step (including called runbooks).
+    pub fn max_safety(&self) -> Safety {
+        self.steps
+            .iter()
+            .chain(&self.on_failure)
+            .map(|s| s.safety)
+            .max()
+            .unwrap_or(Safety::ReadOnly)
+    }
+
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().chain(&self.on_failure).find(|s| s.id == id)
+    }
+
+    /// The directory relative paths inside the runbook resolve against.
+    pub fn dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    pub title: String,
+    /// Where the step starts in the file (its `id`).
+    pub loc: Loc,
+    /// The step as written (guard, captures, verifications, descriptions).
+    pub spec: StepSpec,
+    pub action: Action,
+    pub safety: Safety,
+    pub timeout: Option<Duration>,
+    pub retry: Retry,
+    pub until: Option<Until>,
+    pub undo: Option<Undo>,
+}
+
+impl Step {
+    /// Does this step stop for an operator's answer before it runs?
+    pub fn is_gate(&self) -> bool {
+        matches!(
+            self.action.kind,
+            ActionKind::Confirm | ActionKind::Manual | ActionKind::Input
+        ) || self.safety == Safety::Terminal
+    }
+
+    /// Does it change anything outside the engine?
+    pub fn is_mutating(&self) -> bool {
+        self.safety > Safety::ReadOnly
+    }
+}
+
+/// An action: which kind, which backend, and its body (the YAML subtree, templates unrendered).
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub kind: ActionKind,
+    /// The backend name this action uses, when it uses one.
+    pub backend: Option<String>,
+    /// The action's own field, e.g. the value of `kubernetes:` or `shell:`.
+    pub body: Value,
+}
+
+#[derive(Debug, Clone)]
+pub enum ActionKind {
+    Shell,
+    Http,
+    Kubernetes { verb: &'static str },
+    Compose { verb: &'static str },
+    Confirm,
+    Manual,
+    Input,
+    Wait(Duration),
+    Assert,
+    Call(Arc<Runbook>),
+}
+
+impl ActionKind {
+    /// The field name this action has in YAML (`shell`, `kubernetes`, ...).
+    pub fn field(&self) -> &'static str {
+        match self {
+            ActionKind::Shell => "shell",
+            ActionKind::Http => "http",
+            ActionKind::Kubernetes { .. } => "kubernetes",
+            ActionKind::Compose { .. } => "compose",
+            ActionKind::Confirm => "confirm",
+            ActionKind::Manual => "manual",
+            ActionKind::Input => "input",
+            ActionKind::Wait(_) => "wait",
+            ActionKind::Assert => "assert",
+            ActionKind::Call(_) => "call",
+        }
+    }
+
+    /// `kubernetes.set_image`, `compose.up`, `shell`, ...
+    pub fn label(&self) -> String {
+        match self {
+            ActionKind::Kubernetes { verb } => format!("kubernetes.{verb}"),
+            ActionKind::Compose { verb } => format!("compose.{verb}"),
+            other => other.field().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Undo {
+    pub title: String,
+    pub action: Action,
+    pub timeout: Option<Duration>,
+    pub retry: Retry,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    pub attempts: u32,
+    pub delay: Duration,
+    pub backoff: f64,
+    pub max_delay: Option<Duration>,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 1,
+            delay: Duration::from_secs(1),
+            backoff: 1.0,
+            max_delay: None,
+        }
+    }
+}
+
+impl Retry {
+    /// The wait after failed attempt `n` (1-based) before the next one.
+    pub fn delay_after(&self, n: u32) -> Duration {
+        let factor = self.backoff.max(1.0).powi(n.saturating_sub(1) as i32);
+        let d = self.delay.mul_f64(factor.min(1e6));
+        match self.max_delay {
+            Some(max) => d.min(max),
+            None => d,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Until {
+    pub timeout: Duration,
+    pub interval: Duration,
+}
+
+/// Formats a duration the way runbooks write them: `45s`, `15m`, `1h30m`, `250ms`.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    if ms % 1000 != 0 && ms < 60_000 {
+        return format!("{:.1}s", d.as_secs_f64());
+    }
+    let s = d.as_secs();
+    let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if sec > 0 || out.is_empty() {
+        out.push_str(&format!("{sec}s"));
+    }
+    out
+}
+
+/// Parses `45s`, `15m`, `1h30m`, `250ms`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("`{s}` is not a duration ({e}); write a number and a unit, e.g. `30s`, `5m`, `1h30m`")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip() {
+        for s in ["45s", "15m", "1h30m", "250ms", "2h"] {
+            assert_eq!(fmt_duration(parse_duration(s).unwrap()), s);
+        }
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let r = Retry {
+            attempts: 5,
+            delay: Duration::from_secs(2),
+            backoff: 2.0,
+            max_delay: Some(Duration::from_secs(5)),
+        };
+        assert_eq!(r.delay_after(1), Duration::from_secs(2));
+        assert_eq!(r.delay_after(2), Duration::from_secs(4));
+        assert_eq!(r.delay_after(3), Duration::from_secs(5));
+    }
+}

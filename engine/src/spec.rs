@@ -1,0 +1,914 @@
+//! The runbook file format as written in YAML: these types mirror the file one to one and
+//! generate `schemas/runbook.schema.json`. Nothing here is validated beyond its shape; the
+//! checker (`check.rs`) turns a spec into the stricter model (`model.rs`).
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A runbook: metadata, typed inputs, secrets, backends, preconditions and steps.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Runbook")]
+pub struct RunbookSpec {
+    /// Format version. Always `runbook/v1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: ApiVersion,
+    /// `Runbook` for a runbook (`Drill` files have their own schema).
+    pub kind: RunbookKind,
+    pub metadata: Metadata,
+    /// Typed inputs, validated before anything runs. Referenced as `inputs.<name>`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub inputs: IndexMap<String, InputSpec>,
+    /// Secrets read at run time and redacted everywhere. Referenced as `secrets.<name>`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub secrets: IndexMap<String, SecretSpec>,
+    /// Environment variables the runbook may read as `env.<NAME>`; no others are visible.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// Named targets that steps use: a Kubernetes cluster, an HTTP API, a compose project, a shell.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub backends: IndexMap<String, BackendSpec>,
+    /// Conditions that must all hold before the first step; if one is false nothing runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preconditions: Vec<ConditionSpec>,
+    /// When the `undo` of finished steps runs (newest first).
+    #[serde(default)]
+    pub rollback_strategy: RollbackStrategy,
+    /// The steps, run in order.
+    pub steps: Vec<StepSpec>,
+    /// Steps run when the run fails, after the rollback strategy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<StepSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    #[serde(rename = "runbook/v1")]
+    V1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RunbookKind {
+    Runbook,
+}
+
+/// Who, what and when: shown by `list`, at the start of a guided run and in the report.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// Identifier: lowercase letters, digits and dashes.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]*$"))]
+    pub name: String,
+    /// One line saying what the runbook does.
+    pub title: String,
+    /// Markdown: when to use it and when not to. Shown when a guided run starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Incident severity this runbook answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// Target time to recover, e.g. `15m`. Drills score against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mttr_target: Option<String>,
+    /// Alerts or symptoms that call for this runbook.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<String>,
+    /// Teams or people who own the runbook.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Related documents (dashboards, design docs), by title.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub links: IndexMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum Severity {
+    P1,
+    P2,
+    P3,
+    P4,
+}
+
+/// A typed value the operator provides with `--input`, `--inputs` or at the prompt.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    #[serde(rename = "type", default)]
+    pub kind: InputType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Value used when none is given. An input without a default is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    /// The only values accepted.
+    #[serde(rename = "enum", default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<Value>>,
+    /// Smallest accepted number (integer and number inputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<f64>,
+    /// Largest accepted number (integer and number inputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<f64>,
+    /// Regular expression a string input must match (whole value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// An example value, shown in the plan and the docs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    #[default]
+    String,
+    Integer,
+    Number,
+    Boolean,
+}
+
+/// Where a secret comes from. Exactly one of `env` or `file`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSpec {
+    /// Environment variable holding the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// File holding the secret (trailing newline removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// When false, a missing secret is an empty string instead of an error.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub required: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// A named target. Exactly one of `kubernetes`, `http`, `compose` or `shell`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesBackendSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpBackendSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<ComposeBackendSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<ShellBackendSpec>,
+}
+
+/// A Kubernetes cluster, resolved like kubectl does (`KUBECONFIG`, `~/.kube/config`, in-cluster).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesBackendSpec {
+    /// kubeconfig context; default: the current context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Namespace for objects that name none; default: the context's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Path of a kubeconfig file; default: `KUBECONFIG`, then `~/.kube/config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+}
+
+/// An HTTP API: a base URL and headers every request gets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpBackendSpec {
+    /// Prefix of every `path`, e.g. `https://orch.internal:8181`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Headers sent with every request (templates; use `secrets.*` for tokens).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, String>,
+    /// Per-request timeout, e.g. `10s` (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// PEM file of an extra CA to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+}
+
+/// A docker compose project, driven through the Compose CLI.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeBackendSpec {
+    /// Compose file (`-f`); default: compose's own lookup in `project_directory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Project name (`-p`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Working directory of the project (`--project-directory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_directory: Option<String>,
+    /// Environment file (`--env-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_file: Option<String>,
+    /// Profiles to enable (`--profile`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+    /// The CLI to run, as argv, e.g. `[docker, compose]` (default) or `[docker-compose]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+}
+
+/// Defaults for shell steps that name this backend.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellBackendSpec {
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Environment variables added to every command.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub env: IndexMap<String, String>,
+}
+
+/// A boolean expression and the message shown when it is false.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionSpec {
+    /// Expression over `inputs`, `secrets`, `steps`, `run`, `env` (and `result` in `verify`).
+    pub that: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RollbackStrategy {
+    /// Undo finished steps when the run fails (default).
+    #[default]
+    OnFailure,
+    /// Undo finished steps at the end of every run (a rehearsal or a temporary change).
+    Always,
+    /// Never undo automatically.
+    Never,
+}
+
+/// How risky a step is. A step may raise its action's class, never lower it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Safety {
+    /// Reads only; safe to run again at any time.
+    ReadOnly,
+    /// Changes state, but running it twice gives the same result.
+    Idempotent,
+    /// Changes state; has an undo.
+    Reversible,
+    /// Cannot be taken back; always gated by a confirmation.
+    Terminal,
+}
+
+impl Default for IntOrTemplate {
+    fn default() -> Self {
+        IntOrTemplate::Int(0)
+    }
+}
+
+impl Safety {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Safety::ReadOnly => "read-only",
+            Safety::Idempotent => "idempotent",
+            Safety::Reversible => "reversible",
+            Safety::Terminal => "terminal",
+        }
+    }
+}
+
+/// Retry policy of a step: attempts in all, delay before the second, multiplied each time.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Attempts in all, including the first (>= 1).
+    #[schemars(range(min = 1, max = 100))]
+    pub attempts: u32,
+    /// Wait before the second attempt, e.g. `2s` (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+    /// Factor applied to the delay after each attempt (default 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<f64>,
+    /// Upper bound of the delay, e.g. `1m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay: Option<String>,
+}
+
+/// Poll budget for `verify`: re-run the action every `interval` until `verify` holds.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UntilSpec {
+    /// Give up after this long, e.g. `5m`. Required.
+    pub timeout: String,
+    /// Time between polls (default 5s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+}
+
+/// The action fields shared by steps and undo blocks. Exactly one is set.
+macro_rules! action_fields {
+    ($(#[$m:meta])* $vis:vis struct $name:ident { $($extra:tt)* }) => {
+        $(#[$m])*
+        $vis struct $name {
+            $($extra)*
+            /// Run a command: `argv` without a shell, or `script` with `sh -c`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub shell: Option<ShellAction>,
+            /// Send an HTTP request.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub http: Option<HttpAction>,
+            /// Act on Kubernetes objects.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub kubernetes: Option<KubernetesAction>,
+            /// Drive a docker compose project.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub compose: Option<ComposeAction>,
+            /// Ask the operator to confirm before going on.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub confirm: Option<ConfirmAction>,
+            /// A human step: instructions, then done / skipped / failed with a note.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub manual: Option<ManualAction>,
+            /// Ask the operator for a typed value, available as `steps.<id>.value`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub input: Option<InputAction>,
+            /// Wait for a duration, e.g. `60s`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub wait: Option<String>,
+            /// Check conditions over earlier captures; fails the step when one is false.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub assert: Option<Vec<ConditionSpec>>,
+            /// Run another runbook file, its steps journaled under this step.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub call: Option<CallAction>,
+        }
+    };
+}
+
+action_fields! {
+    /// One step of a runbook: an action plus its guard, gate, timeout, retries, captures,
+    /// verifications and undo.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct StepSpec {
+        /// Unique identifier: letters, digits, `_` and `-`. Used by `--answer ID=...`.
+        #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]*$"))]
+        pub id: String,
+        /// Short human title (default: the id).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub title: Option<String>,
+        /// Longer explanation shown before the step runs (markdown).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub description: Option<String>,
+        /// Guard expression: when false the step is skipped, with the reason journaled.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub when: Option<String>,
+        /// Raise the action's safety class (never lower it, except for shell and http steps,
+        /// whose effect only the author knows).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub safety: Option<Safety>,
+        /// Time limit of one attempt, e.g. `60s`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub timeout: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub retry: Option<RetrySpec>,
+        /// Values kept from the result: name -> expression over `result`.
+        #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+        pub capture: IndexMap<String, String>,
+        /// Conditions over `result` and captures that must all hold.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub verify: Vec<ConditionSpec>,
+        /// Poll the action until `verify` holds, within this budget.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub until: Option<UntilSpec>,
+        /// The compensation for this step, run by the rollback strategy.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub undo: Option<Box<UndoSpec>>,
+        /// Why this mutating step has no undo (silences the warning; shown in the plan).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub no_undo: Option<String>,
+        /// Keep going when this step fails (its failure is still reported).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub continue_on_failure: bool,
+    }
+}
+
+action_fields! {
+    /// A compensating action run when the run is rolled back.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct UndoSpec {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub title: Option<String>,
+        /// Time limit of one attempt, e.g. `60s`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub timeout: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub retry: Option<RetrySpec>,
+    }
+}
+
+/// A number given literally or as a template such as `"{{ inputs.replicas }}"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum IntOrTemplate {
+    Int(i64),
+    Template(String),
+}
+
+/// Run a process. Exactly one of `argv` or `script`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellAction {
+    /// A shell backend supplying `cwd` and `env` defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// Program and arguments, run without a shell. Each element is one argument.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    /// Script run with `sh -c`. Not a template: runbook values reach it only as environment
+    /// variables (`RUNBOOK_INPUT_<NAME>`, and those listed in `env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Extra environment variables (values are templates).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub env: IndexMap<String, String>,
+    /// Text written to the process's standard input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// Exit codes that count as success (default `[0]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect_exit: Vec<i32>,
+}
+
+/// Send one HTTP request. The result has `status`, `headers`, `body`, `json`, `elapsed_ms`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAction {
+    /// An http backend supplying `base_url` and headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    pub request: HttpRequestSpec,
+    /// Statuses that count as success. Default: any status when the step has `verify`
+    /// (the verification decides), otherwise 200-399.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect_status: Vec<u16>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequestSpec {
+    /// HTTP method (default GET).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<HttpMethod>,
+    /// Absolute URL. Use either `url`, or `path` with a backend's `base_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Path appended to the backend's `base_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Query parameters.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub query: IndexMap<String, String>,
+    /// Request headers (added to the backend's).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, String>,
+    /// JSON body; strings inside are templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<Value>,
+    /// Raw text body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum HttpMethod {
+    GET,
+    HEAD,
+    POST,
+    PUT,
+    PATCH,
+    DELETE,
+    OPTIONS,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::GET => "GET",
+            HttpMethod::HEAD => "HEAD",
+            HttpMethod::POST => "POST",
+            HttpMethod::PUT => "PUT",
+            HttpMethod::PATCH => "PATCH",
+            HttpMethod::DELETE => "DELETE",
+            HttpMethod::OPTIONS => "OPTIONS",
+        }
+    }
+}
+
+/// A Kubernetes operation. `backend` plus exactly one verb.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesAction {
+    /// A kubernetes backend (optional when the runbook has exactly one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// Read any object (read-only). The result is the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub get: Option<KubeObjectRef>,
+    /// List objects of a kind, by label selector (read-only). The result has `items`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<KubeListSpec>,
+    /// Set the replica count (idempotent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<KubeScaleSpec>,
+    /// Set a container's image (reversible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_image: Option<KubeSetImageSpec>,
+    /// Set and unset container environment variables (idempotent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_env: Option<KubeSetEnvSpec>,
+    /// Restart the pods of a workload, like `kubectl rollout restart` (reversible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_restart: Option<KubeWorkloadRef>,
+    /// Put back the pod template of an earlier revision, like `kubectl rollout undo` (reversible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_undo: Option<KubeUndoSpec>,
+    /// List a workload's revisions (read-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_history: Option<KubeWorkloadRef>,
+    /// Wait until the rollout is complete (read-only); fails on ProgressDeadlineExceeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_status: Option<KubeWorkloadRef>,
+    /// Server-side apply a manifest (reversible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply: Option<KubeApplySpec>,
+    /// Delete an object (terminal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<KubeObjectRef>,
+    /// Set or remove annotations (idempotent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotate: Option<KubeMetaSpec>,
+    /// Set or remove labels (idempotent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<KubeMetaSpec>,
+    /// Pause a Deployment's rollout (idempotent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<KubeWorkloadRef>,
+    /// Resume a paused rollout (idempotent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<KubeWorkloadRef>,
+}
+
+/// Any object, by kind and name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeObjectRef {
+    /// Kind, e.g. `Deployment`, `ConfigMap`, `ImagePolicy`.
+    pub kind: String,
+    pub name: String,
+    /// Group/version, e.g. `apps/v1`; found by discovery when omitted.
+    #[serde(default, rename = "apiVersion", skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Default: the backend's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeListSpec {
+    pub kind: String,
+    #[serde(default, rename = "apiVersion", skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Label selector, e.g. `app=flowengine`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+}
+
+/// A Deployment, StatefulSet or DaemonSet.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeWorkloadRef {
+    /// `Deployment` (default), `StatefulSet` or `DaemonSet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<WorkloadKind>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum WorkloadKind {
+    #[default]
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeScaleSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<WorkloadKind>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub replicas: IntOrTemplate,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeSetImageSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<WorkloadKind>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Container name; may be omitted when the pod has exactly one container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub image: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeSetEnvSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<WorkloadKind>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Container name; default: every container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Variables to set.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub set: IndexMap<String, String>,
+    /// Variables to remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unset: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeUndoSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<WorkloadKind>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Revision to go back to; default: the one before the current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_revision: Option<IntOrTemplate>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeApplySpec {
+    /// The object to apply, inline. Strings inside are templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Value>,
+    /// A YAML file holding the object (relative to the runbook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Field manager name (default `runbook`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_manager: Option<String>,
+    /// Take ownership of conflicting fields.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeMetaSpec {
+    pub kind: String,
+    pub name: String,
+    #[serde(default, rename = "apiVersion", skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub set: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unset: Vec<String>,
+}
+
+/// A docker compose operation. `backend` plus exactly one verb.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeAction {
+    /// A compose backend (optional when the runbook has exactly one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// List containers (read-only); the result has `services`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ps: Option<ComposeServices>,
+    /// Pull images (idempotent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<ComposeServices>,
+    /// Create and start containers (idempotent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up: Option<ComposeUp>,
+    /// Stop and remove the project (terminal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<ComposeDown>,
+    /// Restart services (idempotent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<ComposeServices>,
+    /// Stop services (idempotent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<ComposeServices>,
+    /// Read the last lines of logs (read-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<ComposeLogs>,
+    /// Run a service on another image, through an override file (reversible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_image: Option<ComposeSetImage>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeServices {
+    /// Services to act on; default: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeUp {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// Run in the background (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detach: Option<bool>,
+    /// Wait for services to be running/healthy (`--wait`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeDown {
+    /// Also remove named volumes (`-v`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub volumes: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeLogs {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// Lines from the end (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeSetImage {
+    pub service: String,
+    pub image: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmAction {
+    /// The question, e.g. `Roll back {{ inputs.deployment }}?`.
+    pub prompt: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManualAction {
+    /// What the human must do (markdown, a template).
+    pub instructions: String,
+}
+
+/// Ask for a typed value. The answer is `steps.<id>.value`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputAction {
+    pub prompt: String,
+    #[serde(rename = "type", default)]
+    pub kind: InputType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    #[serde(rename = "enum", default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+}
+
+/// Run another runbook with inputs; its steps are journaled as `<this id>/<its id>`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallAction {
+    /// Path of the runbook file, relative to this one.
+    pub runbook: String,
+    /// Inputs of the called runbook (values are templates).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub inputs: IndexMap<String, Value>,
+}
+
+/// The names of every action field of a step, in schema order.
+pub const ACTION_KINDS: &[&str] = &[
+    "shell",
+    "http",
+    "kubernetes",
+    "compose",
+    "confirm",
+    "manual",
+    "input",
+    "wait",
+    "assert",
+    "call",
+];
+
+/// The verbs of a `kubernetes:` action.
+pub const KUBE_VERBS: &[&str] = &[
+    "get",
+    "list",
+    "scale",
+    "set_image",
+    "set_env",
+    "rollout_restart",
+    "rollout_undo",
+    "rollout_history",
+    "rollout_status",
+    "apply",
+    "delete",
+    "annotate",
+    "label",
+    "pause",
+    "resume",
+];
+
+/// The verbs of a `compose:` action.
+pub const COMPOSE_VERBS: &[&str] = &[
+    "ps",
+    "pull",
+    "up",
+    "down",
+    "restart",
+    "stop",
+    "logs",
+    "set_image",
+];
+
+/// The built-in safety class of a Kubernetes verb.
+pub fn kube_verb_safety(verb: &str) -> Safety {
+    match verb {
+        "get" | "list" | "rollout_history" | "rollout_status" => Safety::ReadOnly,
+        "scale" | "set_env" | "annotate" | "label" | "pause" | "resume" => Safety::Idempotent,
+        "delete" => Safety::Terminal,
+        _ => Safety::Reversible,
+    }
+}
+
+/// The built-in safety class of a compose verb.
+pub fn compose_verb_safety(verb: &str) -> Safety {
+    match verb {
+        "ps" | "logs" => Safety::ReadOnly,
+        "pull" | "up" | "restart" | "stop" => Safety::Idempotent,
+        "down" => Safety::Terminal,
+        _ => Safety::Reversible,
+    }
+}
+
+/// The JSON Schema of the runbook format, as checked in under `schemas/`.
+pub fn runbook_schema() -> Value {
+    let schema = schemars::schema_for!(RunbookSpec);
+    serde_json::to_value(schema).expect("schema serializes")
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# tests/env/up.sh: one entry point for the integration-test backends.
+#
+#   tests/env/up.sh [k8s] [compose]      (no argument: both)
+#
+# k8s:     tests/env/k8s-build.sh (builds once, cached afterwards) + tests/env/k8s-up.sh
+# compose: tests/env/compose-up.sh
+# Each part is idempotent: what is already up is left running and only reported.
+#
+# Writes $RUNBOOK_TESTENV/env.sh, to be sourced by test runs, with every export of the
+# stacks that are up (RUNBOOK_TESTENV, then k8s.env and/or compose.env, which include
+# RUNBOOK_TESTENV_K8S=1 / RUNBOOK_TESTENV_COMPOSE=1), and prints the same lines on stdout:
+#   eval "$(tests/env/up.sh)"      or      tests/env/up.sh && . "$RUNBOOK_TESTENV/env.sh"
+# Logs go to stderr. Tear down with tests/env/down.sh (fine in a `trap ... EXIT`).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/lib.sh"
+
+want_k8s=0 want_compose=0
+[ $# -gt 0 ] || set -- k8s compose
+for a in "$@"; do
+  case $a in
+    k8s) want_k8s=1 ;;
+    compose) want_compose=1 ;;
+    *) die "usage: $0 [k8s] [compose]" ;;
+  esac
+done
+
+T0=$(date +%s.%N)
+if [ "$want_k8s" = 1 ]; then
+  "$HERE/k8s-build.sh"
+  "$HERE/k8s-up.sh" >/dev/null # its exports are in k8s.env
+fi
+[ "$want_compose" = 0 ] || "$HERE/compose-up.sh" >/dev/null # exports in compose.env
+
+# env.sh: whatever stacks are up now (the *-down.sh scripts delete their .env file), so
+# `up.sh compose` while k8s is already up keeps the k8s exports too.
+{
+  echo "# written by tests/env/up.sh: source it to reach the test backends"
+  echo "export RUNBOOK_TESTENV=$TE"
+  for f in "$TE/k8s.env" "$TE/compose.env"; do [ ! -f "$f" ] || cat "$f"; done
+} >"$TE/env.sh.tmp"
+mv "$TE/env.sh.tmp" "$TE/env.sh"
+log "up in $(elapsed "$T0") s; source $TE/env.sh"
+grep '^export ' "$TE/env.sh"
