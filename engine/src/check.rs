@@ -11,9 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::diag::{did_you_mean, Diagnostic, Loc};
-use crate::model::{
-    parse_duration, Action, ActionKind, Retry, Runbook, Step, Undo, Until,
-};
+use crate::model::{parse_duration, Action, ActionKind, Retry, Runbook, Step, Undo, Until};
 use crate::spec::{self, BackendSpec, RetrySpec, RunbookSpec, Safety, StepSpec, UndoSpec};
 use crate::template;
 use crate::yaml::{self, Located};
@@ -50,9 +48,13 @@ pub fn check_path(path: &Path) -> Report {
                 file: file.clone(),
                 source: None,
                 checked: None,
-                diagnostics: vec![Diagnostic::error(&file, Loc::default(), format!("cannot read file: {e}"))
-                    .with_code("io")
-                    .with_help("check the path and its permissions")],
+                diagnostics: vec![Diagnostic::error(
+                    &file,
+                    Loc::default(),
+                    format!("cannot read file: {e}"),
+                )
+                .with_code("io")
+                .with_help("check the path and its permissions")],
             }
         }
     };
@@ -106,7 +108,9 @@ pub fn load_runbook(path: &Path) -> Result<(Runbook, Vec<Diagnostic>), Report> {
             r.diagnostics.push(
                 Diagnostic::error(&file, Loc::new(1, 1), "expected `kind: Runbook`")
                     .with_code("kind")
-                    .with_help("`runbook run` and `plan` take runbooks; run drills with `runbook drill`"),
+                    .with_help(
+                        "`runbook run` and `plan` take runbooks; run drills with `runbook drill`",
+                    ),
             );
             r.checked = None;
             Err(r)
@@ -157,7 +161,10 @@ pub fn schema_diagnostics(
     for e in &errors {
         if let K::AdditionalProperties { unexpected } = e.kind() {
             let ptr = e.instance_path().to_string();
-            unknown_at.entry(ptr).or_default().extend(unexpected.iter().cloned());
+            unknown_at
+                .entry(ptr)
+                .or_default()
+                .extend(unexpected.iter().cloned());
         }
     }
     for e in errors {
@@ -169,10 +176,11 @@ pub fn schema_diagnostics(
                 for key in unexpected {
                     let kp = format!("{ptr}/{}", yaml::pointer_segment(key));
                     let loc = doc.key_loc(&kp);
-                    let mut d = Diagnostic::error(file, loc, format!("unknown field `{key}` in {what}"))
-                        .with_code("unknown-field")
-                        .with_len(key.chars().count())
-                        .with_label("not a field here");
+                    let mut d =
+                        Diagnostic::error(file, loc, format!("unknown field `{key}` in {what}"))
+                            .with_code("unknown-field")
+                            .with_len(key.chars().count())
+                            .with_label("not a field here");
                     d = match did_you_mean(key, allowed.iter().map(String::as_str)) {
                         Some(s) => d.with_help(format!("did you mean `{s}`?")),
                         None => d.with_help(format!("expected one of: {}", list(&allowed))),
@@ -190,7 +198,11 @@ pub fn schema_diagnostics(
                 if explained {
                     continue;
                 }
-                let loc = if ptr.is_empty() { Loc::new(1, 1) } else { doc.key_loc(&ptr) };
+                let loc = if ptr.is_empty() {
+                    Loc::new(1, 1)
+                } else {
+                    doc.key_loc(&ptr)
+                };
                 out.push(
                     Diagnostic::error(file, loc, format!("missing field `{prop}` in {what}"))
                         .with_code("missing-field")
@@ -201,7 +213,11 @@ pub fn schema_diagnostics(
                 let got = e.instance().to_string();
                 let opts: Vec<String> = options
                     .as_array()
-                    .map(|a| a.iter().map(|o| o.as_str().map(str::to_string).unwrap_or(o.to_string())).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|o| o.as_str().map(str::to_string).unwrap_or(o.to_string()))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let mut d = Diagnostic::error(
                     file,
@@ -212,7 +228,10 @@ pub fn schema_diagnostics(
                 .with_len(got.chars().count());
                 let gs = e.instance().as_str().unwrap_or_default().to_string();
                 d = match did_you_mean(&gs, opts.iter().map(String::as_str)) {
-                    Some(s) => d.with_help(format!("did you mean `{s}`? expected one of: {}", list(&opts))),
+                    Some(s) => d.with_help(format!(
+                        "did you mean `{s}`? expected one of: {}",
+                        list(&opts)
+                    )),
                     None => d.with_help(format!("expected one of: {}", list(&opts))),
                 };
                 out.push(d);
@@ -227,7 +246,11 @@ pub fn schema_diagnostics(
                     Diagnostic::error(
                         file,
                         doc.value_loc(&ptr),
-                        format!("{what} must be {}, found {}", article(&expected), json_type(e.instance())),
+                        format!(
+                            "{what} must be {}, found {}",
+                            article(&expected),
+                            json_type(e.instance())
+                        ),
                     )
                     .with_code("type")
                     .with_help(type_help(&expected)),
@@ -238,7 +261,10 @@ pub fn schema_diagnostics(
                     Diagnostic::error(
                         file,
                         doc.value_loc(&ptr),
-                        format!("{what} must be a number or a template string, found {}", json_type(e.instance())),
+                        format!(
+                            "{what} must be a number or a template string, found {}",
+                            json_type(e.instance())
+                        ),
                     )
                     .with_code("type")
                     .with_help("write a number (`3`) or a template (`\"{{ inputs.replicas }}\"`)"),
@@ -259,7 +285,10 @@ pub fn schema_diagnostics(
                     Diagnostic::error(
                         file,
                         doc.value_loc(&ptr),
-                        format!("{} does not match the pattern `{pattern}` required for {what}", e.instance()),
+                        format!(
+                            "{} does not match the pattern `{pattern}` required for {what}",
+                            e.instance()
+                        ),
                     )
                     .with_code("pattern")
                     .with_help(pattern_help(&ptr)),
@@ -354,9 +383,16 @@ pub fn allowed_keys(schema: &Value, instance: &Value, ptr: &str) -> Vec<String> 
                     Some(t) => s = t.clone(),
                     None => break,
                 }
-            } else if let Some(any) = s.get("anyOf").or_else(|| s.get("oneOf")).and_then(Value::as_array) {
+            } else if let Some(any) = s
+                .get("anyOf")
+                .or_else(|| s.get("oneOf"))
+                .and_then(Value::as_array)
+            {
                 // Option<T> and untagged unions: take the object-shaped branch.
-                match any.iter().find(|b| b.get("type").and_then(Value::as_str) != Some("null")) {
+                match any
+                    .iter()
+                    .find(|b| b.get("type").and_then(Value::as_str) != Some("null"))
+                {
                     Some(b) => s = b.clone(),
                     None => break,
                 }
@@ -380,7 +416,10 @@ pub fn allowed_keys(schema: &Value, instance: &Value, ptr: &str) -> Vec<String> 
             return vec![];
         };
         cur = deref(&next);
-        inst = inst.get(&seg).or_else(|| seg.parse::<usize>().ok().and_then(|i| inst.get(i))).unwrap_or(&Value::Null);
+        inst = inst
+            .get(&seg)
+            .or_else(|| seg.parse::<usize>().ok().and_then(|i| inst.get(i)))
+            .unwrap_or(&Value::Null);
     }
     let _ = inst;
     cur.get("properties")
@@ -418,21 +457,31 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn err(&mut self, ptr: &str, msg: impl Into<String>, code: &'static str) -> &mut Diagnostic {
         let loc = self.doc.value_loc(ptr);
-        self.diags.push(Diagnostic::error(self.file, loc, msg).with_code(code));
+        self.diags
+            .push(Diagnostic::error(self.file, loc, msg).with_code(code));
         self.diags.last_mut().expect("just pushed")
     }
 
-    fn key_err(&mut self, ptr: &str, msg: impl Into<String>, code: &'static str) -> &mut Diagnostic {
+    fn key_err(
+        &mut self,
+        ptr: &str,
+        msg: impl Into<String>,
+        code: &'static str,
+    ) -> &mut Diagnostic {
         let loc = self.doc.key_loc(ptr);
         let len = ptr.rsplit('/').next().map_or(1, |k| k.chars().count());
-        self.diags
-            .push(Diagnostic::error(self.file, loc, msg).with_code(code).with_len(len));
+        self.diags.push(
+            Diagnostic::error(self.file, loc, msg)
+                .with_code(code)
+                .with_len(len),
+        );
         self.diags.last_mut().expect("just pushed")
     }
 
     fn warn(&mut self, ptr: &str, msg: impl Into<String>, code: &'static str) -> &mut Diagnostic {
         let loc = self.doc.key_loc(ptr);
-        self.diags.push(Diagnostic::warning(self.file, loc, msg).with_code(code));
+        self.diags
+            .push(Diagnostic::warning(self.file, loc, msg).with_code(code));
         self.diags.last_mut().expect("just pushed")
     }
 
@@ -458,7 +507,11 @@ impl Ctx<'_> {
         let lines: Vec<&str> = self.text.lines().collect();
         let first = start.line as usize - 1;
         for (i, line) in lines.iter().enumerate().skip(first).take(50) {
-            let from = if i == first { start.col as usize - 1 } else { 0 };
+            let from = if i == first {
+                start.col as usize - 1
+            } else {
+                0
+            };
             let chars: Vec<char> = line.chars().collect();
             if from > chars.len() {
                 continue;
@@ -508,7 +561,12 @@ pub fn check_runbook_doc(
     stack: &mut Vec<PathBuf>,
 ) -> (Option<Runbook>, Vec<Diagnostic>) {
     let (schema, validator) = runbook_validator();
-    let mut cx = Ctx { file, text, doc, diags: schema_diagnostics(file, doc, schema, validator) };
+    let mut cx = Ctx {
+        file,
+        text,
+        doc,
+        diags: schema_diagnostics(file, doc, schema, validator),
+    };
     let schema_ok = cx.diags.is_empty();
 
     // Deserialize even past schema errors when only unknown keys were wrong, so that one run
@@ -524,7 +582,11 @@ pub fn check_runbook_doc(
     };
     let Some(spec) = spec else {
         if schema_ok {
-            cx.err("", "the document does not have the shape of a runbook", "schema");
+            cx.err(
+                "",
+                "the document does not have the shape of a runbook",
+                "schema",
+            );
         }
         return (None, cx.diags);
     };
@@ -538,7 +600,14 @@ pub fn check_runbook_doc(
         let p = format!("/preconditions/{i}/that");
         check_expr(&mut cx, &scope, &p, &c.that, Usage::Plain, None);
         if let Some(m) = &c.message {
-            check_template(&mut cx, &scope, &format!("/preconditions/{i}/message"), m, Usage::Plain, None);
+            check_template(
+                &mut cx,
+                &scope,
+                &format!("/preconditions/{i}/message"),
+                m,
+                Usage::Plain,
+                None,
+            );
         }
     }
 
@@ -552,16 +621,24 @@ pub fn check_runbook_doc(
             if let Some(prev) = seen.get(&s.id) {
                 let prev = prev.clone();
                 let at = doc.value_loc(&prev);
-                cx.err(&format!("{ptr}/id"), format!("duplicate step id `{}`", s.id), "duplicate-step")
-                    .with_len_mut(s.id.chars().count())
-                    .help = Some(format!(
+                cx.err(
+                    &format!("{ptr}/id"),
+                    format!("duplicate step id `{}`", s.id),
+                    "duplicate-step",
+                )
+                .with_len_mut(s.id.chars().count())
+                .help = Some(format!(
                     "step ids must be unique; the first `{}` is at line {}",
                     s.id, at.line
                 ));
             } else {
                 seen.insert(s.id.clone(), format!("{ptr}/id"));
             }
-            let position = if name == "steps" { i } else { scope.main_len + i };
+            let position = if name == "steps" {
+                i
+            } else {
+                scope.main_len + i
+            };
             let step = check_step(&mut cx, &spec, &scope, &ptr, s, position, path, stack);
             if let Some(step) = step {
                 if matches!(step.action.kind, ActionKind::Confirm) {
@@ -577,7 +654,11 @@ pub fn check_runbook_doc(
                     }
                     confirmed = false;
                 }
-                if name == "steps" { steps.push(step) } else { on_failure.push(step) }
+                if name == "steps" {
+                    steps.push(step)
+                } else {
+                    on_failure.push(step)
+                }
             }
         }
     }
@@ -674,18 +755,30 @@ fn check_inputs(cx: &mut Ctx, spec: &RunbookSpec) {
         }
         if let Some(p) = &input.pattern {
             if let Err(e) = regex_check(p) {
-                cx.err(&format!("{ptr}/pattern"), format!("invalid regular expression: {e}"), "pattern");
+                cx.err(
+                    &format!("{ptr}/pattern"),
+                    format!("invalid regular expression: {e}"),
+                    "pattern",
+                );
             }
         }
         if let Some(d) = &input.default {
             if let Err(e) = crate::inputs::validate_value(name, input, d) {
-                cx.err(&format!("{ptr}/default"), format!("default does not fit the input: {e}"), "input-default");
+                cx.err(
+                    &format!("{ptr}/default"),
+                    format!("default does not fit the input: {e}"),
+                    "input-default",
+                );
             }
         }
         if let Some(allowed) = &input.allowed {
             for (i, a) in allowed.iter().enumerate() {
                 if !crate::inputs::has_type(input.kind, a) {
-                    cx.err(&format!("{ptr}/enum/{i}"), format!("{a} is not of the input's type {:?}", input.kind).to_lowercase(), "input-enum");
+                    cx.err(
+                        &format!("{ptr}/enum/{i}"),
+                        format!("{a} is not of the input's type {:?}", input.kind).to_lowercase(),
+                        "input-enum",
+                    );
                 }
             }
         }
@@ -698,7 +791,9 @@ fn regex_check(p: &str) -> Result<(), String> {
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -706,17 +801,29 @@ fn check_secrets(cx: &mut Ctx, spec: &RunbookSpec) {
     for (name, s) in &spec.secrets {
         let ptr = format!("/secrets/{}", yaml::pointer_segment(name));
         if !is_identifier(name) {
-            cx.key_err(&ptr, format!("secret name `{name}` is not an identifier"), "name")
-                .help = Some("use letters, digits and `_`".into());
+            cx.key_err(
+                &ptr,
+                format!("secret name `{name}` is not an identifier"),
+                "name",
+            )
+            .help = Some("use letters, digits and `_`".into());
         }
         match (&s.env, &s.file) {
             (Some(_), Some(_)) => {
-                cx.key_err(&ptr, format!("secret `{name}` has both `env` and `file`"), "secret-source")
-                    .help = Some("keep one source".into());
+                cx.key_err(
+                    &ptr,
+                    format!("secret `{name}` has both `env` and `file`"),
+                    "secret-source",
+                )
+                .help = Some("keep one source".into());
             }
             (None, None) => {
-                cx.key_err(&ptr, format!("secret `{name}` has no source"), "secret-source")
-                    .help = Some("add `env: VARIABLE` or `file: /path/to/secret`".into());
+                cx.key_err(
+                    &ptr,
+                    format!("secret `{name}` has no source"),
+                    "secret-source",
+                )
+                .help = Some("add `env: VARIABLE` or `file: /path/to/secret`".into());
             }
             _ => {}
         }
@@ -900,24 +1007,49 @@ fn short(s: &str) -> String {
     }
 }
 
-fn check_template(cx: &mut Ctx, scope: &Scope, ptr: &str, src: &str, usage: Usage, position: Option<usize>) {
+fn check_template(
+    cx: &mut Ctx,
+    scope: &Scope,
+    ptr: &str,
+    src: &str,
+    usage: Usage,
+    position: Option<usize>,
+) {
     match template::template_refs(src) {
         Ok(refs) => check_refs(cx, scope, ptr, src, &refs, usage, position),
         Err(e) => {
             let (loc, _) = cx.loc_in_value(ptr, "\u{0}", e.offset);
             cx.diags.push(
-                Diagnostic::error(cx.file, loc, format!("template syntax error: {}", e.message))
-                    .with_code("template-syntax")
-                    .with_help("templates use `{{ expression }}`, e.g. `{{ inputs.namespace }}`"),
+                Diagnostic::error(
+                    cx.file,
+                    loc,
+                    format!("template syntax error: {}", e.message),
+                )
+                .with_code("template-syntax")
+                .with_help("templates use `{{ expression }}`, e.g. `{{ inputs.namespace }}`"),
             );
         }
     }
 }
 
-fn check_expr(cx: &mut Ctx, scope: &Scope, ptr: &str, src: &str, usage: Usage, position: Option<usize>) {
+fn check_expr(
+    cx: &mut Ctx,
+    scope: &Scope,
+    ptr: &str,
+    src: &str,
+    usage: Usage,
+    position: Option<usize>,
+) {
     if template::is_template(src) {
-        cx.err(ptr, "expressions are written without `{{ }}`", "expression-syntax")
-            .help = Some(format!("write `{}`", src.replace("{{", "").replace("}}", "").trim()));
+        cx.err(
+            ptr,
+            "expressions are written without `{{ }}`",
+            "expression-syntax",
+        )
+        .help = Some(format!(
+            "write `{}`",
+            src.replace("{{", "").replace("}}", "").trim()
+        ));
         return;
     }
     match template::expr_refs(src) {
@@ -925,9 +1057,13 @@ fn check_expr(cx: &mut Ctx, scope: &Scope, ptr: &str, src: &str, usage: Usage, p
         Err(e) => {
             let (loc, _) = cx.loc_in_value(ptr, "\u{0}", e.offset);
             cx.diags.push(
-                Diagnostic::error(cx.file, loc, format!("expression syntax error: {}", e.message))
-                    .with_code("expression-syntax")
-                    .with_help("expressions look like `result.status == 200` or `inputs.replicas > 0`"),
+                Diagnostic::error(
+                    cx.file,
+                    loc,
+                    format!("expression syntax error: {}", e.message),
+                )
+                .with_code("expression-syntax")
+                .with_help("expressions look like `result.status == 200` or `inputs.replicas > 0`"),
             );
         }
     }
@@ -964,51 +1100,123 @@ fn check_step(
         let msg = if fields.is_empty() {
             format!("step `{}` has no action", s.id)
         } else {
-            format!("step `{}` has {} actions ({}); a step does one thing", s.id, fields.len(), fields.join(", "))
+            format!(
+                "step `{}` has {} actions ({}); a step does one thing",
+                s.id,
+                fields.len(),
+                fields.join(", ")
+            )
         };
-        cx.key_err(&format!("{ptr}/id"), msg, "step-action").help =
-            Some(format!("give it exactly one of: {}", spec::ACTION_KINDS.join(", ")));
+        cx.key_err(&format!("{ptr}/id"), msg, "step-action").help = Some(format!(
+            "give it exactly one of: {}",
+            spec::ACTION_KINDS.join(", ")
+        ));
         return None;
     }
     let field = fields[0];
-    let body = cx.doc.value.pointer(&format!("{ptr}/{field}")).cloned().unwrap_or(Value::Null);
-    let action = check_action(cx, spec, scope, &format!("{ptr}/{field}"), field, &body, s, Some(position), path, stack)?;
+    let body = cx
+        .doc
+        .value
+        .pointer(&format!("{ptr}/{field}"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let action = check_action(
+        cx,
+        spec,
+        scope,
+        &format!("{ptr}/{field}"),
+        field,
+        &body,
+        s,
+        Some(position),
+        path,
+        stack,
+    )?;
 
     // Guard, captures, verifications.
     if let Some(w) = &s.when {
-        check_expr(cx, scope, &format!("{ptr}/when"), w, Usage::Plain, Some(position));
+        check_expr(
+            cx,
+            scope,
+            &format!("{ptr}/when"),
+            w,
+            Usage::Plain,
+            Some(position),
+        );
     }
     for (name, expr) in &s.capture {
         let p = format!("{ptr}/capture/{}", yaml::pointer_segment(name));
         if !is_identifier(name) {
-            cx.key_err(&p, format!("capture name `{name}` is not an identifier"), "name");
+            cx.key_err(
+                &p,
+                format!("capture name `{name}` is not an identifier"),
+                "name",
+            );
         }
         check_expr(cx, scope, &p, expr, Usage::WithResult, Some(position));
     }
     for (i, v) in s.verify.iter().enumerate() {
-        check_expr(cx, scope, &format!("{ptr}/verify/{i}/that"), &v.that, Usage::WithResult, Some(position));
+        check_expr(
+            cx,
+            scope,
+            &format!("{ptr}/verify/{i}/that"),
+            &v.that,
+            Usage::WithResult,
+            Some(position),
+        );
         if let Some(m) = &v.message {
-            check_template(cx, scope, &format!("{ptr}/verify/{i}/message"), m, Usage::WithResult, Some(position));
+            check_template(
+                cx,
+                scope,
+                &format!("{ptr}/verify/{i}/message"),
+                m,
+                Usage::WithResult,
+                Some(position),
+            );
         }
     }
     for text in [&s.title, &s.description].into_iter().flatten() {
         let _ = text; // titles and descriptions are shown as written, not rendered
     }
-    let no_result = matches!(action.kind, ActionKind::Confirm | ActionKind::Manual | ActionKind::Input | ActionKind::Wait(_) | ActionKind::Assert);
+    let no_result = matches!(
+        action.kind,
+        ActionKind::Confirm
+            | ActionKind::Manual
+            | ActionKind::Input
+            | ActionKind::Wait(_)
+            | ActionKind::Assert
+    );
     if no_result && (!s.verify.is_empty() || s.until.is_some()) {
-        cx.key_err(&format!("{ptr}/{}", if s.until.is_some() { "until" } else { "verify" }),
-            format!("a `{field}` step has no result to verify or poll"), "verify-kind")
-            .help = Some("use an `assert` step to check earlier captures".into());
+        cx.key_err(
+            &format!(
+                "{ptr}/{}",
+                if s.until.is_some() { "until" } else { "verify" }
+            ),
+            format!("a `{field}` step has no result to verify or poll"),
+            "verify-kind",
+        )
+        .help = Some("use an `assert` step to check earlier captures".into());
     }
 
-    let timeout = s.timeout.as_ref().and_then(|t| cx.duration(&format!("{ptr}/timeout"), t));
-    let retry = s.retry.as_ref().map(|r| check_retry(cx, &format!("{ptr}/retry"), r)).unwrap_or_default();
+    let timeout = s
+        .timeout
+        .as_ref()
+        .and_then(|t| cx.duration(&format!("{ptr}/timeout"), t));
+    let retry = s
+        .retry
+        .as_ref()
+        .map(|r| check_retry(cx, &format!("{ptr}/retry"), r))
+        .unwrap_or_default();
     let until = match &s.until {
         None => None,
         Some(u) => {
             if s.verify.is_empty() {
-                cx.key_err(&format!("{ptr}/until"), "`until` polls `verify`, but this step has no `verify`", "poll-without-verify")
-                    .help = Some("add `verify:` conditions, or remove `until`".into());
+                cx.key_err(
+                    &format!("{ptr}/until"),
+                    "`until` polls `verify`, but this step has no `verify`",
+                    "poll-without-verify",
+                )
+                .help = Some("add `verify:` conditions, or remove `until`".into());
             }
             let t = cx.duration(&format!("{ptr}/until/timeout"), &u.timeout);
             let i = match &u.interval {
@@ -1017,19 +1225,36 @@ fn check_step(
             };
             if let (Some(t), Some(i)) = (t, i) {
                 if i.is_zero() {
-                    cx.err(&format!("{ptr}/until/interval"), "poll interval must be more than zero", "duration");
+                    cx.err(
+                        &format!("{ptr}/until/interval"),
+                        "poll interval must be more than zero",
+                        "duration",
+                    );
                 }
                 if t.is_zero() {
-                    cx.err(&format!("{ptr}/until/timeout"), "poll timeout must be more than zero", "poll-without-timeout")
-                        .help = Some("polling needs a budget, e.g. `timeout: 5m`".into());
+                    cx.err(
+                        &format!("{ptr}/until/timeout"),
+                        "poll timeout must be more than zero",
+                        "poll-without-timeout",
+                    )
+                    .help = Some("polling needs a budget, e.g. `timeout: 5m`".into());
                 }
-                Some(Until { timeout: t, interval: i })
+                Some(Until {
+                    timeout: t,
+                    interval: i,
+                })
             } else {
                 None
             }
         }
     };
-    if matches!(action.kind, ActionKind::Kubernetes { verb: "rollout_status" }) && timeout.is_none() {
+    if matches!(
+        action.kind,
+        ActionKind::Kubernetes {
+            verb: "rollout_status"
+        }
+    ) && timeout.is_none()
+    {
         cx.key_err(&format!("{ptr}/kubernetes"), format!("step `{}` waits for a rollout without a timeout", s.id), "poll-without-timeout")
             .help = Some("add `timeout:` to the step (e.g. `timeout: 5m`) so a stuck rollout fails instead of hanging".into());
     }
@@ -1037,7 +1262,9 @@ fn check_step(
     // Safety class.
     let own = own_safety(&action);
     let safety = match s.safety {
-        Some(declared) if declared < own && !matches!(action.kind, ActionKind::Shell | ActionKind::Http) => {
+        Some(declared)
+            if declared < own && !matches!(action.kind, ActionKind::Shell | ActionKind::Http) =>
+        {
             cx.err(&format!("{ptr}/safety"),
                 format!("`{}` is below the action's own class `{}`", declared.as_str(), own.as_str()), "safety")
                 .help = Some(format!("a step may raise its class, never lower it; remove `safety:` or use `{}` or higher", own.as_str()));
@@ -1050,17 +1277,41 @@ fn check_step(
     // Undo.
     let undo = match &s.undo {
         None => None,
-        Some(u) => check_undo(cx, spec, scope, &format!("{ptr}/undo"), u, position, path, stack),
+        Some(u) => check_undo(
+            cx,
+            spec,
+            scope,
+            &format!("{ptr}/undo"),
+            u,
+            position,
+            path,
+            stack,
+        ),
     };
-    if undo.is_none() && s.undo.is_none() && s.no_undo.is_none() && safety > Safety::ReadOnly
-        && !matches!(action.kind, ActionKind::Confirm | ActionKind::Manual | ActionKind::Input | ActionKind::Wait(_) | ActionKind::Assert | ActionKind::Call(_))
+    if undo.is_none()
+        && s.undo.is_none()
+        && s.no_undo.is_none()
+        && safety > Safety::ReadOnly
+        && !matches!(
+            action.kind,
+            ActionKind::Confirm
+                | ActionKind::Manual
+                | ActionKind::Input
+                | ActionKind::Wait(_)
+                | ActionKind::Assert
+                | ActionKind::Call(_)
+        )
     {
         cx.warn(&format!("{ptr}/id"), format!("step `{}` changes state ({}) but has no `undo`", s.id, safety.as_str()), "missing-undo")
             .help = Some("add `undo:` with the compensating action, or `no_undo: <why>` to say why there is none".into());
     }
     if s.undo.is_some() && s.no_undo.is_some() {
-        cx.key_err(&format!("{ptr}/no_undo"), "a step with `undo` cannot also have `no_undo`", "undo").help =
-            Some("keep one".into());
+        cx.key_err(
+            &format!("{ptr}/no_undo"),
+            "a step with `undo` cannot also have `no_undo`",
+            "undo",
+        )
+        .help = Some("keep one".into());
     }
 
     if cx.diags.iter().filter(|d| d.is_error()).count() > before {
@@ -1086,8 +1337,16 @@ fn own_safety(a: &Action) -> Safety {
         ActionKind::Compose { verb } => spec::compose_verb_safety(verb),
         ActionKind::Shell => Safety::Reversible,
         ActionKind::Http => {
-            let m = a.body.pointer("/request/method").and_then(Value::as_str).unwrap_or("GET");
-            if matches!(m, "GET" | "HEAD" | "OPTIONS") { Safety::ReadOnly } else { Safety::Reversible }
+            let m = a
+                .body
+                .pointer("/request/method")
+                .and_then(Value::as_str)
+                .unwrap_or("GET");
+            if matches!(m, "GET" | "HEAD" | "OPTIONS") {
+                Safety::ReadOnly
+            } else {
+                Safety::Reversible
+            }
         }
         ActionKind::Call(rb) => rb.max_safety(),
         _ => Safety::ReadOnly,
@@ -1095,7 +1354,10 @@ fn own_safety(a: &Action) -> Safety {
 }
 
 fn check_retry(cx: &mut Ctx, ptr: &str, r: &RetrySpec) -> Retry {
-    let mut out = Retry { attempts: r.attempts.max(1), ..Retry::default() };
+    let mut out = Retry {
+        attempts: r.attempts.max(1),
+        ..Retry::default()
+    };
     if let Some(d) = &r.delay {
         if let Some(d) = cx.duration(&format!("{ptr}/delay"), d) {
             out.delay = d;
@@ -1106,8 +1368,12 @@ fn check_retry(cx: &mut Ctx, ptr: &str, r: &RetrySpec) -> Retry {
     }
     if let Some(b) = r.backoff {
         if !(1.0..=10.0).contains(&b) {
-            cx.err(&format!("{ptr}/backoff"), format!("backoff {b} is outside 1.0..=10.0"), "retry")
-                .help = Some("use 1.0 for a fixed delay, 2.0 to double it each time".into());
+            cx.err(
+                &format!("{ptr}/backoff"),
+                format!("backoff {b} is outside 1.0..=10.0"),
+                "retry",
+            )
+            .help = Some("use 1.0 for a fixed delay, 2.0 to double it each time".into());
         }
         out.backoff = b;
     }
@@ -1127,24 +1393,61 @@ fn check_undo(
 ) -> Option<Undo> {
     let fields = undo_fields_of(u);
     if fields.len() != 1 {
-        cx.key_err(ptr, format!("`undo` must have exactly one action (found {})", fields.len()), "undo")
-            .help = Some("e.g. `undo: { kubernetes: { set_image: {...} } }`".into());
+        cx.key_err(
+            ptr,
+            format!(
+                "`undo` must have exactly one action (found {})",
+                fields.len()
+            ),
+            "undo",
+        )
+        .help = Some("e.g. `undo: { kubernetes: { set_image: {...} } }`".into());
         return None;
     }
     let field = fields[0];
     if matches!(field, "confirm" | "input" | "assert" | "call") {
-        cx.key_err(&format!("{ptr}/{field}"), format!("`{field}` cannot be an undo action"), "undo")
-            .help = Some("undo with shell, http, kubernetes, compose, manual or wait".into());
+        cx.key_err(
+            &format!("{ptr}/{field}"),
+            format!("`{field}` cannot be an undo action"),
+            "undo",
+        )
+        .help = Some("undo with shell, http, kubernetes, compose, manual or wait".into());
         return None;
     }
-    let body = cx.doc.value.pointer(&format!("{ptr}/{field}")).cloned().unwrap_or(Value::Null);
+    let body = cx
+        .doc
+        .value
+        .pointer(&format!("{ptr}/{field}"))
+        .cloned()
+        .unwrap_or(Value::Null);
     let pseudo = StepSpec::default();
     // An undo runs after its step, so it may read the step's own captures.
-    let action = check_action(cx, spec, scope, &format!("{ptr}/{field}"), field, &body, &pseudo, Some(position + 1), path, stack)?;
-    let timeout = u.timeout.as_ref().and_then(|t| cx.duration(&format!("{ptr}/timeout"), t));
-    let retry = u.retry.as_ref().map(|r| check_retry(cx, &format!("{ptr}/retry"), r)).unwrap_or_default();
+    let action = check_action(
+        cx,
+        spec,
+        scope,
+        &format!("{ptr}/{field}"),
+        field,
+        &body,
+        &pseudo,
+        Some(position + 1),
+        path,
+        stack,
+    )?;
+    let timeout = u
+        .timeout
+        .as_ref()
+        .and_then(|t| cx.duration(&format!("{ptr}/timeout"), t));
+    let retry = u
+        .retry
+        .as_ref()
+        .map(|r| check_retry(cx, &format!("{ptr}/retry"), r))
+        .unwrap_or_default();
     Some(Undo {
-        title: u.title.clone().unwrap_or_else(|| format!("undo: {}", action.kind.label())),
+        title: u
+            .title
+            .clone()
+            .unwrap_or_else(|| format!("undo: {}", action.kind.label())),
         action,
         timeout,
         retry,
@@ -1152,7 +1455,14 @@ fn check_undo(
 }
 
 /// Picks the backend an action uses and checks that it is of the right kind.
-fn resolve_backend(cx: &mut Ctx, spec: &RunbookSpec, ptr: &str, kind: &str, named: Option<&str>, required: bool) -> Option<String> {
+fn resolve_backend(
+    cx: &mut Ctx,
+    spec: &RunbookSpec,
+    ptr: &str,
+    kind: &str,
+    named: Option<&str>,
+    required: bool,
+) -> Option<String> {
     let of_kind: Vec<&str> = spec
         .backends
         .iter()
@@ -1162,17 +1472,29 @@ fn resolve_backend(cx: &mut Ctx, spec: &RunbookSpec, ptr: &str, kind: &str, name
     match named {
         Some(name) => {
             if template::is_template(name) {
-                cx.err(&format!("{ptr}/backend"), "a backend name cannot be a template", "backend");
+                cx.err(
+                    &format!("{ptr}/backend"),
+                    "a backend name cannot be a template",
+                    "backend",
+                );
                 return None;
             }
             match spec.backends.get(name) {
                 None => {
                     let help = did_you_mean(name, spec.backends.keys().map(String::as_str))
                         .map(|s| format!("did you mean `{s}`?"))
-                        .unwrap_or_else(|| format!("declare it under `backends:` as `{name}: {{ {kind}: {{...}} }}`"));
-                    cx.err(&format!("{ptr}/backend"), format!("undefined backend `{name}`"), "undefined-backend")
-                        .with_len_mut(name.chars().count())
-                        .help = Some(help);
+                        .unwrap_or_else(|| {
+                            format!(
+                                "declare it under `backends:` as `{name}: {{ {kind}: {{...}} }}`"
+                            )
+                        });
+                    cx.err(
+                        &format!("{ptr}/backend"),
+                        format!("undefined backend `{name}`"),
+                        "undefined-backend",
+                    )
+                    .with_len_mut(name.chars().count())
+                    .help = Some(help);
                     None
                 }
                 Some(b) => {
@@ -1193,20 +1515,30 @@ fn resolve_backend(cx: &mut Ctx, spec: &RunbookSpec, ptr: &str, kind: &str, name
                 }
             }
         }
-        None => match of_kind.len() {
-            0 if required => {
-                cx.key_err(ptr, format!("this `{kind}` action names no backend and the runbook declares none"), "undefined-backend")
-                    .help = Some(format!("declare one under `backends:` and add `backend: <name>`"));
-                None
-            }
-            0 => None,
-            1 => Some(of_kind[0].to_string()),
-            _ => {
-                cx.key_err(ptr, format!("this `{kind}` action names no backend, and the runbook has several: {}", of_kind.join(", ")), "ambiguous-backend")
+        None => {
+            match of_kind.len() {
+                0 if required => {
+                    cx.key_err(
+                        ptr,
+                        format!(
+                            "this `{kind}` action names no backend and the runbook declares none"
+                        ),
+                        "undefined-backend",
+                    )
+                    .help = Some(format!(
+                        "declare one under `backends:` and add `backend: <name>`"
+                    ));
+                    None
+                }
+                0 => None,
+                1 => Some(of_kind[0].to_string()),
+                _ => {
+                    cx.key_err(ptr, format!("this `{kind}` action names no backend, and the runbook has several: {}", of_kind.join(", ")), "ambiguous-backend")
                     .help = Some("add `backend: <name>`".into());
-                None
+                    None
+                }
             }
-        },
+        }
     }
 }
 
@@ -1244,12 +1576,20 @@ fn check_action(
             let script = body.get("script");
             match (argv, script) {
                 (Some(_), Some(_)) | (None, None) => {
-                    cx.key_err(ptr, "a shell action needs exactly one of `argv` or `script`", "shell")
-                        .help = Some("`argv: [git, log, -1]` runs without a shell; `script:` runs `sh -c`".into());
+                    cx.key_err(
+                        ptr,
+                        "a shell action needs exactly one of `argv` or `script`",
+                        "shell",
+                    )
+                    .help = Some(
+                        "`argv: [git, log, -1]` runs without a shell; `script:` runs `sh -c`"
+                            .into(),
+                    );
                     return None;
                 }
                 (Some(a), None) if a.as_array().is_some_and(|a| a.is_empty()) => {
-                    cx.err(&format!("{ptr}/argv"), "`argv` is empty", "shell").help = Some("give the program and its arguments".into());
+                    cx.err(&format!("{ptr}/argv"), "`argv` is empty", "shell")
+                        .help = Some("give the program and its arguments".into());
                     return None;
                 }
                 _ => {}
@@ -1264,47 +1604,91 @@ fn check_action(
             let has_url = req.get("url").is_some();
             let has_path = req.get("path").is_some();
             if has_url == has_path {
-                cx.key_err(&format!("{ptr}/request"), "an HTTP request needs exactly one of `url` or `path`", "http")
-                    .help = Some("`url:` is absolute; `path:` is appended to the backend's `base_url`".into());
+                cx.key_err(
+                    &format!("{ptr}/request"),
+                    "an HTTP request needs exactly one of `url` or `path`",
+                    "http",
+                )
+                .help = Some(
+                    "`url:` is absolute; `path:` is appended to the backend's `base_url`".into(),
+                );
                 return None;
             }
             if req.get("json").is_some() && req.get("body").is_some() {
-                cx.key_err(&format!("{ptr}/request/body"), "`json` and `body` cannot both be set", "http");
+                cx.key_err(
+                    &format!("{ptr}/request/body"),
+                    "`json` and `body` cannot both be set",
+                    "http",
+                );
                 return None;
             }
             let b = resolve_backend(cx, spec, ptr, "http", backend_name, has_path);
             if has_path {
                 let name = b.clone()?;
-                let base = spec.backends.get(&name).and_then(|b| b.http.as_ref()).and_then(|h| h.base_url.as_ref());
+                let base = spec
+                    .backends
+                    .get(&name)
+                    .and_then(|b| b.http.as_ref())
+                    .and_then(|h| h.base_url.as_ref());
                 if base.is_none() {
-                    cx.key_err(&format!("{ptr}/request/path"), format!("backend `{name}` has no `base_url` for this `path`"), "http")
-                        .help = Some("add `base_url:` to the backend, or use `url:`".into());
+                    cx.key_err(
+                        &format!("{ptr}/request/path"),
+                        format!("backend `{name}` has no `base_url` for this `path`"),
+                        "http",
+                    )
+                    .help = Some("add `base_url:` to the backend, or use `url:`".into());
                     return None;
                 }
             }
             ActionKind::Http
         }
         "kubernetes" => {
-            let verbs: Vec<&'static str> = spec::KUBE_VERBS.iter().copied().filter(|v| body.get(*v).is_some()).collect();
+            let verbs: Vec<&'static str> = spec::KUBE_VERBS
+                .iter()
+                .copied()
+                .filter(|v| body.get(*v).is_some())
+                .collect();
             if verbs.len() != 1 {
-                cx.key_err(ptr, format!("a kubernetes action needs exactly one verb (found {})", verbs.len()), "kubernetes")
-                    .help = Some(format!("one of: {}", spec::KUBE_VERBS.join(", ")));
+                cx.key_err(
+                    ptr,
+                    format!(
+                        "a kubernetes action needs exactly one verb (found {})",
+                        verbs.len()
+                    ),
+                    "kubernetes",
+                )
+                .help = Some(format!("one of: {}", spec::KUBE_VERBS.join(", ")));
                 return None;
             }
             resolve_backend(cx, spec, ptr, "kubernetes", backend_name, false);
             if let Some(a) = body.get("apply") {
                 if a.get("manifest").is_some() == a.get("file").is_some() {
-                    cx.key_err(&format!("{ptr}/apply"), "`apply` needs exactly one of `manifest` or `file`", "kubernetes");
+                    cx.key_err(
+                        &format!("{ptr}/apply"),
+                        "`apply` needs exactly one of `manifest` or `file`",
+                        "kubernetes",
+                    );
                     return None;
                 }
             }
             ActionKind::Kubernetes { verb: verbs[0] }
         }
         "compose" => {
-            let verbs: Vec<&'static str> = spec::COMPOSE_VERBS.iter().copied().filter(|v| body.get(*v).is_some()).collect();
+            let verbs: Vec<&'static str> = spec::COMPOSE_VERBS
+                .iter()
+                .copied()
+                .filter(|v| body.get(*v).is_some())
+                .collect();
             if verbs.len() != 1 {
-                cx.key_err(ptr, format!("a compose action needs exactly one verb (found {})", verbs.len()), "compose")
-                    .help = Some(format!("one of: {}", spec::COMPOSE_VERBS.join(", ")));
+                cx.key_err(
+                    ptr,
+                    format!(
+                        "a compose action needs exactly one verb (found {})",
+                        verbs.len()
+                    ),
+                    "compose",
+                )
+                .help = Some(format!("one of: {}", spec::COMPOSE_VERBS.join(", ")));
                 return None;
             }
             resolve_backend(cx, spec, ptr, "compose", backend_name, false);
@@ -1317,7 +1701,11 @@ fn check_action(
                 let as_input = crate::inputs::input_action_spec(&ia);
                 if let Some(d) = &ia.default {
                     if let Err(e) = crate::inputs::validate_value("value", &as_input, d) {
-                        cx.err(&format!("{ptr}/default"), format!("default does not fit: {e}"), "input-default");
+                        cx.err(
+                            &format!("{ptr}/default"),
+                            format!("default does not fit: {e}"),
+                            "input-default",
+                        );
                     }
                 }
             }
@@ -1331,7 +1719,14 @@ fn check_action(
             if let Some(items) = body.as_array() {
                 for (i, c) in items.iter().enumerate() {
                     if let Some(that) = c.get("that").and_then(Value::as_str) {
-                        check_expr(cx, scope, &format!("{ptr}/{i}/that"), that, Usage::Plain, position);
+                        check_expr(
+                            cx,
+                            scope,
+                            &format!("{ptr}/{i}/that"),
+                            that,
+                            Usage::Plain,
+                            position,
+                        );
                     }
                 }
             }
@@ -1342,14 +1737,25 @@ fn check_action(
             let target = path.parent().unwrap_or(Path::new(".")).join(&call.runbook);
             let canon = canonical(&target);
             if stack.contains(&canon) {
-                cx.err(&format!("{ptr}/runbook"), format!("`{}` calls itself (directly or through another runbook)", call.runbook), "call-cycle");
+                cx.err(
+                    &format!("{ptr}/runbook"),
+                    format!(
+                        "`{}` calls itself (directly or through another runbook)",
+                        call.runbook
+                    ),
+                    "call-cycle",
+                );
                 return None;
             }
             let bytes = match std::fs::read(&target) {
                 Ok(b) => b,
                 Err(e) => {
-                    cx.err(&format!("{ptr}/runbook"), format!("cannot read `{}`: {e}", target.display()), "call")
-                        .help = Some("the path is relative to this runbook's directory".into());
+                    cx.err(
+                        &format!("{ptr}/runbook"),
+                        format!("cannot read `{}`: {e}", target.display()),
+                        "call",
+                    )
+                    .help = Some("the path is relative to this runbook's directory".into());
                     return None;
                 }
             };
@@ -1363,7 +1769,8 @@ fn check_action(
             };
             let child_text = String::from_utf8_lossy(&bytes).to_string();
             stack.push(canon);
-            let (child, diags) = check_runbook_doc(&child_file, &target, &child_text, &bytes, &child_doc, stack);
+            let (child, diags) =
+                check_runbook_doc(&child_file, &target, &child_text, &bytes, &child_doc, stack);
             stack.pop();
             cx.diags.extend(diags);
             let child = child?;
@@ -1371,14 +1778,34 @@ fn check_action(
                 if !child.spec.inputs.contains_key(name) {
                     let help = did_you_mean(name, child.spec.inputs.keys().map(String::as_str))
                         .map(|s| format!("did you mean `{s}`?"))
-                        .unwrap_or_else(|| format!("`{}` takes: {}", call.runbook, child.spec.inputs.keys().cloned().collect::<Vec<_>>().join(", ")));
-                    cx.key_err(&format!("{ptr}/inputs/{}", yaml::pointer_segment(name)), format!("`{}` has no input `{name}`", call.runbook), "call-input")
-                        .help = Some(help);
+                        .unwrap_or_else(|| {
+                            format!(
+                                "`{}` takes: {}",
+                                call.runbook,
+                                child
+                                    .spec
+                                    .inputs
+                                    .keys()
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        });
+                    cx.key_err(
+                        &format!("{ptr}/inputs/{}", yaml::pointer_segment(name)),
+                        format!("`{}` has no input `{name}`", call.runbook),
+                        "call-input",
+                    )
+                    .help = Some(help);
                 }
             }
             for (name, input) in &child.spec.inputs {
                 if input.default.is_none() && !call.inputs.contains_key(name) {
-                    cx.key_err(&format!("{ptr}/inputs"), format!("`{}` requires input `{name}`", call.runbook), "call-input");
+                    cx.key_err(
+                        &format!("{ptr}/inputs"),
+                        format!("`{}` requires input `{name}`", call.runbook),
+                        "call-input",
+                    );
                 }
             }
             ActionKind::Call(Arc::new(child))
@@ -1386,16 +1813,28 @@ fn check_action(
         _ => unreachable!("action fields come from ACTION_KINDS"),
     };
     let backend = match &kind {
-        ActionKind::Kubernetes { .. } | ActionKind::Compose { .. } | ActionKind::Http | ActionKind::Shell => {
+        ActionKind::Kubernetes { .. }
+        | ActionKind::Compose { .. }
+        | ActionKind::Http
+        | ActionKind::Shell => {
             let k = kind.field();
             backend_name.map(str::to_string).or_else(|| {
-                let of_kind: Vec<&String> = spec.backends.iter().filter(|(_, b)| backend_kind(b).first() == Some(&k)).map(|(n, _)| n).collect();
+                let of_kind: Vec<&String> = spec
+                    .backends
+                    .iter()
+                    .filter(|(_, b)| backend_kind(b).first() == Some(&k))
+                    .map(|(n, _)| n)
+                    .collect();
                 (of_kind.len() == 1 && k != "shell").then(|| of_kind[0].clone())
             })
         }
         _ => None,
     };
-    Some(Action { kind, backend, body: body.clone() })
+    Some(Action {
+        kind,
+        backend,
+        body: body.clone(),
+    })
 }
 
 /// Names of all inputs, for tests and plan output.

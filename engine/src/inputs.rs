@@ -35,14 +35,21 @@ pub fn validate_value(name: &str, spec: &InputSpec, v: &Value) -> Result<(), Str
     if !has_type(spec.kind, v) {
         return Err(format!(
             "input `{name}` must be {} {}, got {v}",
-            if spec.kind == InputType::Integer { "an" } else { "a" },
+            if spec.kind == InputType::Integer {
+                "an"
+            } else {
+                "a"
+            },
             type_name(spec.kind)
         ));
     }
     if let Some(allowed) = &spec.allowed {
         if !allowed.contains(v) {
             let opts: Vec<String> = allowed.iter().map(Value::to_string).collect();
-            return Err(format!("input `{name}` must be one of {}, got {v}", opts.join(", ")));
+            return Err(format!(
+                "input `{name}` must be one of {}, got {v}",
+                opts.join(", ")
+            ));
         }
     }
     if let Some(n) = v.as_f64() {
@@ -129,11 +136,14 @@ impl Supplied {
 
     /// Reads an inputs file (YAML or JSON mapping).
     pub fn with_file(mut self, path: &std::path::Path) -> Result<Self, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let file = path.display().to_string();
         let doc = crate::yaml::parse(&file, &bytes).map_err(|d| d.to_string())?;
         let Value::Object(m) = doc.value else {
-            return Err(format!("{file}: expected a mapping of input names to values"));
+            return Err(format!(
+                "{file}: expected a mapping of input names to values"
+            ));
         };
         self.file = m.into_iter().collect();
         Ok(self)
@@ -225,7 +235,9 @@ mod tests {
     fn reports_unknown_and_missing_together() {
         let mut declared = IndexMap::new();
         declared.insert("deployment".to_string(), spec(InputType::String));
-        let sup = Supplied::default().with_args(&["deploymnt=x".into()]).unwrap();
+        let sup = Supplied::default()
+            .with_args(&["deploymnt=x".into()])
+            .unwrap();
         let errs = resolve(&declared, &sup).unwrap_err();
         assert_eq!(errs.len(), 2);
         assert!(errs[0].contains("did you mean `deployment`"));

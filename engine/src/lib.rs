@@ -2,12 +2,27 @@
 //!
 //! The stages, each its own module: `yaml` (parse with locations) → `check` (validate into
 //! `model`) → `plan` (render what would run) → `exec` (run, journal) → `report`.
+//! Side effects sit behind traits: `backends` (processes, HTTP, Kubernetes, compose),
+//! `exec::clock`, `exec::gate::Prompter`; the drill simulator implements the same traits.
 
+pub mod backends;
 pub mod check;
+pub mod cli;
 pub mod diag;
 pub mod drill;
+pub mod exec;
+pub mod exit;
 pub mod inputs;
 pub mod model;
+pub mod plan;
+pub mod prompt;
+pub mod report;
 pub mod spec;
 pub mod template;
+pub mod view;
 pub mod yaml;
+
+/// A schema as checked in under `schemas/`: pretty JSON with a trailing newline.
+pub fn schema_text(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).expect("schema serializes")
+}

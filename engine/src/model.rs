@@ -41,7 +41,10 @@ impl Runbook {
     }
 
     pub fn step(&self, id: &str) -> Option<&Step> {
-        self.steps.iter().chain(&self.on_failure).find(|s| s.id == id)
+        self.steps
+            .iter()
+            .chain(&self.on_failure)
+            .find(|s| s.id == id)
     }
 
     /// The directory relative paths inside the runbook resolve against.
@@ -207,7 +210,9 @@ pub fn fmt_duration(d: Duration) -> String {
 /// Parses `45s`, `15m`, `1h30m`, `250ms`, `1h 30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| {
-        format!("`{s}` is not a duration ({e}); write a number and a unit, e.g. `30s`, `5m`, `1h30m`")
+        format!(
+            "`{s}` is not a duration ({e}); write a number and a unit, e.g. `30s`, `5m`, `1h30m`"
+        )
     })
 }
 

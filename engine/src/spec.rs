@@ -86,7 +86,9 @@ pub struct Metadata {
     pub links: IndexMap<String, String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum Severity {
     P1,
     P2,
@@ -590,7 +592,11 @@ pub struct KubeObjectRef {
     pub kind: String,
     pub name: String,
     /// Group/version, e.g. `apps/v1`; found by discovery when omitted.
-    #[serde(default, rename = "apiVersion", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "apiVersion",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub api_version: Option<String>,
     /// Default: the backend's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -601,7 +607,11 @@ pub struct KubeObjectRef {
 #[serde(deny_unknown_fields)]
 pub struct KubeListSpec {
     pub kind: String,
-    #[serde(default, rename = "apiVersion", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "apiVersion",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub api_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -709,7 +719,11 @@ pub struct KubeApplySpec {
 pub struct KubeMetaSpec {
     pub kind: String,
     pub name: String,
-    #[serde(default, rename = "apiVersion", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "apiVersion",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub api_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,

@@ -193,7 +193,10 @@ mod tests {
             render_str("a {{ inputs.v }} b", &ctx).unwrap(),
             json!("a {{ 7*7 }} b")
         );
-        assert_eq!(render_str("{{ inputs.v }}", &ctx).unwrap(), json!("{{ 7*7 }}"));
+        assert_eq!(
+            render_str("{{ inputs.v }}", &ctx).unwrap(),
+            json!("{{ 7*7 }}")
+        );
     }
 
     #[test]

@@ -91,7 +91,10 @@ fn decode<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnostic> {
             return Err(Diagnostic::error(
                 file,
                 Loc::new(line, col),
-                format!("file is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()),
+                format!(
+                    "file is not valid UTF-8 (invalid byte at offset {})",
+                    e.valid_up_to()
+                ),
             )
             .with_help("save the file as UTF-8 text; is this a binary file?"));
         }

@@ -25,8 +25,8 @@ stop_pidfile "$TE/run/podman.pid" "system service"
 # conmon processes of this store (an exec session's lingers exit_command_delay seconds):
 # recognised by the private storage path in their command line, stopped by PID.
 for d in /proc/[0-9]*; do
-  tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF -- "-b $TE/containers/storage/" || continue
   pid=${d#/proc/}
+  [[ "$(cmdline_of "$pid")" == *"-b $TE/containers/storage/"* ]] || continue
   pid_alive "$pid" && kill -TERM "$pid" 2>/dev/null && log "stopped leftover $(cat "$d/comm" 2>/dev/null) $pid"
 done
 # The overlay driver may leave mounts (e.g. storage/overlay bind-mounted on itself): deepest first.

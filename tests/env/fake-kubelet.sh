@@ -22,7 +22,7 @@ trap '[ -n "$child" ] && kill "$child" 2>/dev/null; exit 0' TERM INT
 
 # mark_ready NAMESPACE POD "ctr=image,ctr=image,"
 mark_ready() {
-  local ns=$1 pod=$2 now statuses= c
+  local ns=$1 pod=$2 now statuses='' c
   local -a containers
   now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   IFS=, read -ra containers <<<"$3"
@@ -31,7 +31,7 @@ mark_ready() {
     statuses+="${statuses:+,}{\"name\":\"${c%%=*}\",\"image\":\"${c#*=}\",\"imageID\":\"\",\"ready\":true,"
     statuses+="\"started\":true,\"restartCount\":0,\"state\":{\"running\":{\"startedAt\":\"$now\"}}}"
   done
-  local cond= t
+  local cond='' t
   for t in PodScheduled Initialized ContainersReady Ready; do
     cond+="${cond:+,}{\"type\":\"$t\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"}"
   done

@@ -73,12 +73,12 @@ mkdir -p "$B/src/tree"
 tar xzf "${ORIG[0]}" -C "$B/src/tree"
 rm -f "$B"/src/kubernetes_*
 SRC=$(find "$B/src/tree" -mindepth 1 -maxdepth 1 -type d -print -quit)
-[ -f "$SRC/Makefile" ] && [ -d "$SRC/vendor" ] || die "unexpected source layout in $B/src/tree"
+{ [ -f "$SRC/Makefile" ] && [ -d "$SRC/vendor" ]; } || die "unexpected source layout in $B/src/tree"
 
 # --- vendored reflect2 1.0.1 -> Debian's 1.0.2 (see the header) ---
 R2=$(find "$SRC/vendor" -type d -path '*/modern-go/reflect2' -print -quit)
-D2=$(dpkg -L golang-github-modern-go-reflect2-dev | grep -m1 -E '/gocode/src/.*/modern-go/reflect2$' || true)
-[ -d "$R2" ] && [ -d "$D2" ] || die "reflect2 not found (vendored: '$R2', Debian: '$D2')"
+D2=$(dpkg -L golang-github-modern-go-reflect2-dev | awk '!f && /\/gocode\/src\/.*\/modern-go\/reflect2$/ {print; f = 1}')
+{ [ -d "$R2" ] && [ -d "$D2" ]; } || die "reflect2 not found (vendored: '$R2', Debian: '$D2')"
 rm -f "$R2"/*.go "$R2"/*.s
 cp "$D2"/*.go "$D2"/*.s "$R2/"
 log "vendored reflect2 replaced by Debian's $(dpkg-query -W -f='${Version}' golang-github-modern-go-reflect2-dev)"
@@ -90,7 +90,7 @@ log "make WHAT='cmd/kube-apiserver cmd/kube-controller-manager' (log: $B/make.lo
   # everything is vendored, so no module proxy (GOPROXY=off) and no toolchain download.
   # CGO off: static binaries, no C toolchain needed.
   export PATH=/usr/lib/go/bin:$PATH HOME=$B/home GOPATH=$B/gopath GOCACHE=$B/gocache \
-    GOPROXY=off GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0
+    GOPROXY=off GOTOOLCHAIN=local GOFLAGS='' CGO_ENABLED=0
   make WHAT="cmd/kube-apiserver cmd/kube-controller-manager"
 ) >"$B/make.log" 2>&1 || { tail -n 40 "$B/make.log" >&2; die "kubernetes build failed (tree and log kept in $B)"; }
 

@@ -37,8 +37,8 @@ for c in etcd openssl curl kubectl; do
 done
 
 readyz() { # $1 = API URL; "ok" once every post-start hook ran (RBAC bootstrap roles included)
-  curl -sf --max-time 3 --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$PKI/admin.token")" \
-    "$1/readyz" 2>/dev/null | grep -qx ok
+  [ "$(curl -sf --max-time 3 --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$PKI/admin.token")" \
+    "$1/readyz" 2>/dev/null)" = ok ]
 }
 print_env() {
   cat >"$TE/k8s.env" <<EOT
@@ -166,7 +166,7 @@ start_bg etcd etcd --name default --data-dir "$RUN/etcd-data" \
   --listen-peer-urls "http://127.0.0.1:$PP" --initial-advertise-peer-urls "http://127.0.0.1:$PP" \
   --initial-cluster "default=http://127.0.0.1:$PP" --unsafe-no-fsync --logger=zap
 for ((i = 0; ; i++)); do
-  curl -sf --max-time 2 "http://127.0.0.1:$EP/health" 2>/dev/null | grep -q '"health":"true"' && break
+  [[ "$(curl -sf --max-time 2 "http://127.0.0.1:$EP/health" 2>/dev/null)" == *'"health":"true"'* ]] && break
   pidfile_alive "$RUN/etcd.pid" etcd || fail_with_log etcd "etcd exited"
   ((i < 300)) || fail_with_log etcd "etcd not healthy after 30 s"
   sleep 0.1

@@ -61,8 +61,12 @@ pidfile_alive() {
   local pid
   [ -f "$1" ] || return 1
   pid=$(cat "$1")
-  pid_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
+  pid_alive "$pid" && [[ "$(cmdline_of "$pid")" == *"$2"* ]]
 }
+
+# The command line of PID $1, arguments separated by spaces; empty if it is gone. (Read into
+# a string, not piped to `grep -q`: with pipefail an early-exiting grep can fail the pipe.)
+cmdline_of() { tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" || true; }
 
 # start_bg NAME CMD...: run CMD detached (own session via setsid, so a Ctrl-C or the end of
 # the calling shell does not hit it; no stdin; output to $TE/run/NAME.log) and record its PID

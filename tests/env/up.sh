@@ -27,11 +27,19 @@ for a in "$@"; do
 done
 
 T0=$(date +%s.%N)
-if [ "$want_k8s" = 1 ]; then
-  "$HERE/k8s-build.sh"
-  "$HERE/k8s-up.sh" >/dev/null # its exports are in k8s.env
+# The build first and alone: it may run apt-get, and two apt-gets at once fail on apt's lock.
+[ "$want_k8s" = 0 ] || "$HERE/k8s-build.sh"
+# Then both stacks in parallel (saves the ~1-3 s of compose-up while kube-apiserver boots).
+# Their exports go to k8s.env / compose.env. On failure, wait for the other one all the same,
+# so a caller's `trap down.sh EXIT` never races with a start still in progress.
+cpid='' failed=''
+if [ "$want_compose" = 1 ]; then
+  "$HERE/compose-up.sh" >/dev/null &
+  cpid=$!
 fi
-[ "$want_compose" = 0 ] || "$HERE/compose-up.sh" >/dev/null # exports in compose.env
+if [ "$want_k8s" = 1 ]; then "$HERE/k8s-up.sh" >/dev/null || failed+=' k8s-up.sh'; fi
+if [ -n "$cpid" ]; then wait "$cpid" || failed+=' compose-up.sh'; fi
+[ -z "$failed" ] || die "failed:$failed (logs in $TE/run; tear down with $HERE/down.sh)"
 
 # env.sh: whatever stacks are up now (the *-down.sh scripts delete their .env file), so
 # `up.sh compose` while k8s is already up keeps the k8s exports too.

@@ -1,0 +1,224 @@
+//! The backend boundary: one small trait per kind of target. The runner only talks to the
+//! world through these; real backends, the drill simulator and test doubles implement them.
+
+pub mod compose;
+pub mod http;
+pub mod kubernetes;
+pub mod shell;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::exec::clock::Clock;
+use crate::spec::{ComposeBackendSpec, KubernetesBackendSpec};
+
+/// Why an action failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The attempt ran past its `timeout`.
+    Timeout,
+    /// Could not reach the target (connection refused, DNS, TLS, reset).
+    Transport,
+    /// The target answered, and the answer is a failure (exit code, status, API error).
+    Failed,
+    /// The request itself is wrong (bad URL, unknown container); retrying will not help.
+    Invalid,
+    /// The run was interrupted.
+    Cancelled,
+}
+
+/// A failed action: what happened, and the result so far (exit code, output) as evidence.
+#[derive(Debug, Clone)]
+pub struct ActionError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub result: Option<Value>,
+}
+
+impl ActionError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ActionError {
+            kind,
+            message: message.into(),
+            result: None,
+        }
+    }
+
+    pub fn with_result(mut self, result: Value) -> Self {
+        self.result = Some(result);
+        self
+    }
+
+    pub fn retryable(&self) -> bool {
+        !matches!(self.kind, ErrorKind::Invalid | ErrorKind::Cancelled)
+    }
+}
+
+impl fmt::Display for ActionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ActionError {}
+
+/// What an action produced: its `result` (for captures and verify), and for simulated
+/// backends, how it changed the world (journaled as `world_changed`).
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub result: Value,
+    pub world_diff: Option<Value>,
+}
+
+impl From<Value> for Output {
+    fn from(result: Value) -> Self {
+        Output {
+            result,
+            world_diff: None,
+        }
+    }
+}
+
+/// Receives progress while an action runs (output lines, rollout progress).
+pub trait Progress: Send + Sync {
+    /// One line of a process's output (`stdout` or `stderr`), already redacted by the view.
+    fn line(&self, stream: &str, line: &str);
+    /// A status message, e.g. `waiting for 2 of 3 updated replicas`.
+    fn status(&self, message: &str);
+}
+
+/// Discards progress.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn line(&self, _: &str, _: &str) {}
+    fn status(&self, _: &str) {}
+}
+
+/// Everything an action call may need besides its own arguments.
+#[derive(Clone)]
+pub struct CallCtx {
+    pub step: String,
+    pub attempt: u32,
+    /// When the attempt must end (timeouts are also enforced by the runner).
+    pub deadline: Option<DateTime<Utc>>,
+    pub clock: Arc<dyn Clock>,
+    pub cancel: CancellationToken,
+    pub progress: Arc<dyn Progress>,
+    /// The run's directory (next to the journal), for files a backend writes (compose overrides).
+    pub run_dir: PathBuf,
+    /// The runbook's directory, for relative paths (`apply.file`, compose files).
+    pub base_dir: PathBuf,
+}
+
+impl CallCtx {
+    /// Time left before the deadline, if there is one.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| (d - self.clock.now()).to_std().unwrap_or(Duration::ZERO))
+    }
+}
+
+/// A process to run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShellRequest {
+    /// Program and arguments (for scripts: `["sh", "-c", script]`).
+    pub argv: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub stdin: Option<String>,
+    /// Exit codes that count as success.
+    pub expect_exit: Vec<i32>,
+    /// True when the command came from `script:` (shown differently in plans and reports).
+    pub is_script: bool,
+}
+
+#[async_trait]
+pub trait ShellBackend: Send + Sync {
+    /// Runs the process. Result: `exit_code`, `stdout`, `stderr`, `json` (when stdout parses),
+    /// `duration_ms`. A disallowed exit code is an error carrying that result.
+    async fn run(&self, req: &ShellRequest, ctx: &CallCtx) -> Result<Output, ActionError>;
+}
+
+/// An HTTP request, fully rendered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout: Option<Duration>,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[async_trait]
+pub trait HttpBackend: Send + Sync {
+    /// Sends the request. Result: `status`, `headers`, `body`, `json`, `elapsed_ms`. Any
+    /// status is a result; the runner decides what counts as failure.
+    async fn send(&self, req: &HttpRequest, ctx: &CallCtx) -> Result<Output, ActionError>;
+}
+
+#[async_trait]
+pub trait KubernetesBackend: Send + Sync {
+    /// Runs one verb (`get`, `set_image`, `rollout_undo`, ...) with its rendered arguments
+    /// (the verb's field of the `kubernetes:` action). The result is shaped like the API object.
+    async fn call(
+        &self,
+        target: &KubernetesBackendSpec,
+        verb: &str,
+        args: &Value,
+        ctx: &CallCtx,
+    ) -> Result<Output, ActionError>;
+
+    /// What `plan --live` shows: the object and the change this call would make, read from
+    /// the cluster without changing it. `None` when the backend cannot tell.
+    async fn preview(
+        &self,
+        _target: &KubernetesBackendSpec,
+        _verb: &str,
+        _args: &Value,
+    ) -> Option<String> {
+        None
+    }
+}
+
+#[async_trait]
+pub trait ComposeBackend: Send + Sync {
+    /// Runs one verb (`ps`, `up`, `set_image`, ...) with its rendered arguments.
+    async fn call(
+        &self,
+        target: &ComposeBackendSpec,
+        verb: &str,
+        args: &Value,
+        ctx: &CallCtx,
+    ) -> Result<Output, ActionError>;
+}
+
+/// The set of backends a run uses.
+#[derive(Clone)]
+pub struct Backends {
+    pub shell: Arc<dyn ShellBackend>,
+    pub http: Arc<dyn HttpBackend>,
+    pub kubernetes: Arc<dyn KubernetesBackend>,
+    pub compose: Arc<dyn ComposeBackend>,
+}
+
+impl Backends {
+    /// The real backends: processes, HTTP, the Kubernetes API, the Compose CLI.
+    pub fn real(overrides: kubernetes::Overrides) -> Self {
+        Backends {
+            shell: Arc::new(shell::ProcessShell),
+            http: Arc::new(http::ReqwestHttp::default()),
+            kubernetes: Arc::new(kubernetes::KubeBackend::new(overrides)),
+            compose: Arc::new(compose::ComposeCli),
+        }
+    }
+}

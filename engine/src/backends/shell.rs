@@ -1,0 +1,261 @@
+//! Real processes. `argv` runs without a shell; scripts arrive here already as
+//! `["sh", "-c", script]`. Each process leads its own process group, so a timeout or an
+//! interrupt kills the whole tree, not only the child. Standard input is never inherited.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+use super::{ActionError, CallCtx, ErrorKind, Output, ShellBackend, ShellRequest};
+
+/// Keep at most this much of each output stream (the tail).
+pub const MAX_OUTPUT: usize = 1024 * 1024;
+/// Time a process group gets between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessShell;
+
+/// The tail of a stream, with a count of what was dropped.
+#[derive(Debug, Default)]
+pub struct Tail {
+    buf: Vec<u8>,
+    dropped: usize,
+}
+
+impl Tail {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() > MAX_OUTPUT {
+            let cut = self.buf.len() - MAX_OUTPUT;
+            self.buf.drain(..cut);
+            self.dropped += cut;
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let body = String::from_utf8_lossy(&self.buf).into_owned();
+        if self.dropped > 0 {
+            format!("[… {} bytes truncated …]\n{body}", self.dropped)
+        } else {
+            body
+        }
+    }
+}
+
+async fn pump<R: AsyncRead + Unpin>(r: R, stream: &'static str, ctx: CallCtx) -> Tail {
+    let mut reader = BufReader::new(r);
+    let mut tail = Tail::default();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                tail.push(&line);
+                let text = String::from_utf8_lossy(&line);
+                ctx.progress
+                    .line(stream, text.trim_end_matches(['\n', '\r']));
+            }
+        }
+    }
+    tail
+}
+
+fn signal_group(pgid: i32, sig: i32) {
+    if pgid > 0 {
+        // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+        unsafe {
+            libc::kill(-pgid, sig);
+        }
+    }
+}
+
+/// Is any process of the group still alive?
+fn group_alive(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    pgid > 0 && unsafe { libc::kill(-pgid, 0) } == 0
+}
+
+/// SIGTERM the group, then SIGKILL whatever is left after the grace period.
+async fn kill_group(pgid: i32) {
+    signal_group(pgid, libc::SIGTERM);
+    let start = Instant::now();
+    while group_alive(pgid) && start.elapsed() < KILL_GRACE {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal_group(pgid, libc::SIGKILL);
+}
+
+fn result(code: Option<i32>, stdout: &Tail, stderr: &Tail, started: Instant) -> Value {
+    let out = stdout.text();
+    let parsed = serde_json::from_str::<Value>(out.trim()).ok();
+    let mut r = json!({
+        "exit_code": code,
+        "stdout": out,
+        "stderr": stderr.text(),
+        "duration_ms": started.elapsed().as_millis() as u64,
+    });
+    if let Some(j) = parsed {
+        r["json"] = j;
+    }
+    r
+}
+
+#[async_trait]
+impl ShellBackend for ProcessShell {
+    async fn run(&self, req: &ShellRequest, ctx: &CallCtx) -> Result<Output, ActionError> {
+        let Some((program, args)) = req.argv.split_first() else {
+            return Err(ActionError::new(ErrorKind::Invalid, "empty argv"));
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .envs(req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(if req.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(cwd) = &req.cwd {
+            cmd.current_dir(cwd);
+        }
+        let started = Instant::now();
+        let mut child = cmd.spawn().map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                ErrorKind::Invalid
+            } else {
+                ErrorKind::Failed
+            };
+            ActionError::new(kind, format!("cannot start `{program}`: {e}"))
+        })?;
+        let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+        // Make sure the group dies with us if the runner drops this future (timeout).
+        let mut guard = GroupGuard(pgid);
+
+        if let (Some(input), Some(mut stdin)) = (&req.stdin, child.stdin.take()) {
+            let input = input.clone();
+            tokio::spawn(async move {
+                let _ = stdin.write_all(input.as_bytes()).await;
+            });
+        }
+        let out = tokio::spawn(pump(
+            child.stdout.take().expect("piped"),
+            "stdout",
+            ctx.clone(),
+        ));
+        let err = tokio::spawn(pump(
+            child.stderr.take().expect("piped"),
+            "stderr",
+            ctx.clone(),
+        ));
+
+        let deadline = ctx.remaining();
+        let waited = tokio::select! {
+            status = child.wait() => Some(status),
+            _ = ctx.cancel.cancelled() => None,
+            _ = sleep_opt(deadline) => None,
+        };
+        let status = match waited {
+            Some(s) => s.map_err(|e| {
+                ActionError::new(ErrorKind::Failed, format!("waiting for `{program}`: {e}"))
+            })?,
+            None => {
+                kill_group(pgid).await;
+                let _ = child.wait().await;
+                let stdout = collect(out).await;
+                let stderr = collect(err).await;
+                let r = result(None, &stdout, &stderr, started);
+                let (kind, msg) = if ctx.cancel.is_cancelled() {
+                    (
+                        ErrorKind::Cancelled,
+                        format!("`{program}` was interrupted; its process group was killed"),
+                    )
+                } else {
+                    (
+                        ErrorKind::Timeout,
+                        format!(
+                            "`{program}` timed out after {}; its process group was killed",
+                            crate::model::fmt_duration(started.elapsed())
+                        ),
+                    )
+                };
+                return Err(ActionError::new(kind, msg).with_result(r));
+            }
+        };
+        // The leader exited normally: what it left running in the background is its business.
+        guard.0 = 0;
+        // Output readers finish when every holder of the pipes is gone;
+        // give background children a moment, then stop waiting for them.
+        let stdout = collect_within(out, Duration::from_secs(2)).await;
+        let stderr = collect_within(err, Duration::from_secs(2)).await;
+        let code = status.code();
+        let r = result(code, &stdout, &stderr, started);
+        let allowed = if req.expect_exit.is_empty() {
+            &[0][..]
+        } else {
+            &req.expect_exit[..]
+        };
+        match code {
+            Some(c) if allowed.contains(&c) => Ok(r.into()),
+            Some(c) => {
+                let last = stderr.text();
+                let last = last.trim().lines().last().unwrap_or("").to_string();
+                let msg = if last.is_empty() {
+                    format!("`{program}` exited with code {c}")
+                } else {
+                    format!("`{program}` exited with code {c}: {last}")
+                };
+                Err(ActionError::new(ErrorKind::Failed, msg).with_result(r))
+            }
+            None => Err(ActionError::new(
+                ErrorKind::Failed,
+                format!("`{program}` was killed by a signal"),
+            )
+            .with_result(r)),
+        }
+    }
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn collect(h: tokio::task::JoinHandle<Tail>) -> Tail {
+    h.await.unwrap_or_default()
+}
+
+async fn collect_within(h: tokio::task::JoinHandle<Tail>, d: Duration) -> Tail {
+    let abort = h.abort_handle();
+    match tokio::time::timeout(d, h).await {
+        Ok(t) => t.unwrap_or_default(),
+        Err(_) => {
+            abort.abort();
+            Tail {
+                buf: b"[output still open after the command exited; not read further]\n".to_vec(),
+                dropped: 0,
+            }
+        }
+    }
+}
+
+/// Kills a process group when dropped, unless it is already gone.
+struct GroupGuard(i32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if group_alive(self.0) {
+            signal_group(self.0, libc::SIGKILL);
+        }
+    }
+}

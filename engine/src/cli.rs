@@ -1,0 +1,952 @@
+//! The command line: `check`, `plan`, `list`, `schema`, `run`, `resume`, `report`, `drill`.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::backends::{kubernetes::Overrides, Backends, Progress};
+use crate::check::{self, Checked};
+use crate::diag::Diagnostic;
+use crate::exec::clock::{Clock, SystemClock};
+use crate::exec::emitter::Emitter;
+use crate::exec::events::{AnswerVia, RunOutcome};
+use crate::exec::gate::{self, GateKind, Gatekeeper, Prompter};
+use crate::exec::journal::{self, Journal};
+use crate::exec::redact::Redactor;
+use crate::exec::resume::ResumeState;
+use crate::exec::runner::{declared_env, load_secrets, RunConfig, RunResult, Runner};
+use crate::exit;
+use crate::inputs::{self, Supplied};
+use crate::model::{ActionKind, Runbook};
+use crate::spec::Severity;
+use crate::view::{Style, TerminalView};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "runbook",
+    version,
+    about = "A declarative runbook engine: guided runs, CI drills and PIR reports"
+)]
+pub struct Cli {
+    /// More logs on stderr (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Log format for -v logs.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check runbooks and drills: every problem, with file, line and column.
+    Check(CheckArgs),
+    /// Show what a run would do, rendered with the inputs. No side effects.
+    Plan(PlanArgs),
+    /// List runbooks: name, title, severity, MTTR target, highest safety class.
+    List(ListArgs),
+    /// Print the JSON Schema of runbook or drill files.
+    Schema {
+        #[arg(value_enum, default_value = "runbook")]
+        kind: SchemaKind,
+    },
+    /// Run a runbook (guided at a terminal; fail-closed in CI).
+    Run(Box<RunArgs>),
+    /// Continue a run that stopped (crash, Ctrl-C, or a gate without an answer).
+    Resume(Box<ResumeArgs>),
+    /// Write the post-incident review report of a run from its journal.
+    Report(crate::report::cli::ReportArgs),
+    /// Run tabletop drills against simulated worlds.
+    Drill(crate::drill::cli::DrillArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SchemaKind {
+    Runbook,
+    Drill,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Files or directories (default: runbooks/).
+    pub paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutFormat,
+    /// Fail on warnings too.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct InputArgs {
+    /// An input value, NAME=VALUE (repeatable).
+    #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+    pub input: Vec<String>,
+    /// A YAML or JSON file of input values.
+    #[arg(long = "inputs", value_name = "FILE")]
+    pub inputs: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    pub runbook: PathBuf,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutFormat,
+    /// Read the live cluster to show the exact change (Kubernetes steps).
+    #[arg(long)]
+    pub live: bool,
+    #[arg(long)]
+    pub context: Option<String>,
+    #[arg(long)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Directory (default: runbooks/).
+    pub dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutFormat,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    pub runbook: PathBuf,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    #[command(flatten)]
+    pub common: CommonRunArgs,
+    /// Run against a drill's simulated world (training mode): no cluster, Docker or network.
+    #[arg(long, value_name = "DRILL")]
+    pub world: Option<PathBuf>,
+    /// With --world: virtual time (waits take no time).
+    #[arg(long)]
+    pub fast: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct CommonRunArgs {
+    /// Who runs it (default: $RUNBOOK_OPERATOR, else the login name).
+    #[arg(long)]
+    pub operator: Option<String>,
+    /// Why: the incident, alert or ticket. Required for P1/P2 runbooks in non-interactive runs.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Answer confirmations of steps up to `reversible` with yes.
+    #[arg(long)]
+    pub yes: bool,
+    /// Answer a gate ahead: ID=yes|no|skip|abort, ID=done|skipped|failed[:note], ID=<value>.
+    #[arg(long = "answer", value_name = "ID=VALUE")]
+    pub answer: Vec<String>,
+    /// Never prompt; stop with exit 4 at a gate without an answer.
+    #[arg(long)]
+    pub non_interactive: bool,
+    /// Where journals go.
+    #[arg(long, default_value = ".runbook/runs")]
+    pub journal_dir: PathBuf,
+    /// Write the report here at the end (.md, .json or .html).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Kubernetes context for every kubernetes backend.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Kubernetes namespace for every kubernetes backend.
+    #[arg(long)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// A run id (under --journal-dir) or a journal path.
+    pub run: String,
+    #[command(flatten)]
+    pub common: CommonRunArgs,
+    /// Resume even though the runbook file changed since the run started (journaled).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Prints diagnostics for one checked file; returns (errors, warnings).
+pub fn print_report(r: &check::Report, color: bool) -> (usize, usize) {
+    let mut errors = 0;
+    let mut warnings = 0;
+    let stderr = std::io::stderr();
+    let mut err = stderr.lock();
+    for d in &r.diagnostics {
+        if d.is_error() {
+            errors += 1;
+        } else {
+            warnings += 1;
+        }
+        let _ = write!(err, "{}", d.render(r.source.as_deref(), color));
+    }
+    (errors, warnings)
+}
+
+fn color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Files under a path: YAML files, recursively for directories, sorted.
+pub fn yaml_files(p: &Path) -> Vec<PathBuf> {
+    if p.is_file() {
+        return vec![p.to_path_buf()];
+    }
+    let mut out = vec![];
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if matches!(
+                path.extension().and_then(|x| x.to_str()),
+                Some("yaml" | "yml")
+            ) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn cmd_check(a: CheckArgs) -> i32 {
+    let paths = if a.paths.is_empty() {
+        vec![PathBuf::from("runbooks")]
+    } else {
+        a.paths
+    };
+    let mut files = vec![];
+    for p in &paths {
+        if !p.exists() {
+            eprintln!("error: {} does not exist", p.display());
+            return exit::INVALID;
+        }
+        files.extend(yaml_files(p));
+    }
+    let mut all: Vec<Diagnostic> = vec![];
+    let (mut errors, mut warnings) = (0, 0);
+    let color = color();
+    for f in &files {
+        let r = check::check_path(f);
+        if a.format == OutFormat::Text {
+            let (e, w) = print_report(&r, color);
+            errors += e;
+            warnings += w;
+        } else {
+            errors += r.diagnostics.iter().filter(|d| d.is_error()).count();
+            warnings += r.diagnostics.iter().filter(|d| !d.is_error()).count();
+        }
+        all.extend(r.diagnostics);
+    }
+    if a.format == OutFormat::Json {
+        let out = json!({
+            "files": files.len(),
+            "errors": errors,
+            "warnings": warnings,
+            "diagnostics": all,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+    } else {
+        eprintln!(
+            "checked {} file{}: {errors} error{}, {warnings} warning{}",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" },
+            if errors == 1 { "" } else { "s" },
+            if warnings == 1 { "" } else { "s" }
+        );
+    }
+    if errors > 0 || (a.strict && warnings > 0) {
+        exit::INVALID
+    } else {
+        exit::SUCCESS
+    }
+}
+
+/// Loads a runbook for plan/run, printing diagnostics (errors, and warnings when `show_warnings`).
+pub fn load_or_report(path: &Path, show_warnings: bool) -> Result<Runbook, i32> {
+    match check::load_runbook(path) {
+        Ok((rb, warnings)) => {
+            if show_warnings && !warnings.is_empty() {
+                let src = std::fs::read_to_string(path).ok();
+                for w in warnings {
+                    eprint!("{}", w.render(src.as_deref(), color()));
+                }
+            }
+            Ok(rb)
+        }
+        Err(r) => {
+            print_report(&r, color());
+            eprintln!("error: {} has errors; nothing was run", path.display());
+            Err(exit::INVALID)
+        }
+    }
+}
+
+pub fn resolve_inputs(
+    rb: &Runbook,
+    a: &InputArgs,
+) -> Result<indexmap::IndexMap<String, Value>, i32> {
+    let mut sup = Supplied::default();
+    if let Some(f) = &a.inputs {
+        sup = match sup.with_file(f) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(exit::INVALID);
+            }
+        };
+    }
+    let sup = match sup.with_args(&a.input) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(exit::INVALID);
+        }
+    };
+    inputs::resolve(&rb.spec.inputs, &sup).map_err(|errs| {
+        for e in errs {
+            eprintln!("error: {e}");
+        }
+        exit::INVALID
+    })
+}
+
+pub async fn cmd_plan(a: PlanArgs) -> i32 {
+    let rb = match load_or_report(&a.runbook, true) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let inputs = match resolve_inputs(&rb, &a.inputs) {
+        Ok(i) => i,
+        Err(c) => return c,
+    };
+    let mut p = crate::plan::plan(&rb, &inputs);
+    if a.live {
+        let backends = Backends::real(Overrides {
+            context: a.context.clone(),
+            namespace: a.namespace.clone(),
+        });
+        let ctx = crate::plan::plan_context(&rb, &inputs).display(None);
+        for (planned, step) in p.steps.iter_mut().zip(&rb.steps) {
+            if let ActionKind::Kubernetes { verb } = &step.action.kind {
+                if !planned.runtime_values.is_empty() {
+                    continue;
+                }
+                let target = step
+                    .action
+                    .backend
+                    .as_ref()
+                    .and_then(|b| rb.spec.backends.get(b))
+                    .and_then(|b| crate::exec::actions::render_backend(b, &ctx).ok())
+                    .and_then(|b| b.kubernetes)
+                    .unwrap_or_default();
+                planned.live = backends
+                    .kubernetes
+                    .preview(&target, verb, &planned.rendered[*verb])
+                    .await;
+            }
+        }
+    }
+    match a.format {
+        OutFormat::Json => println!("{}", serde_json::to_string_pretty(&p).expect("json")),
+        OutFormat::Text => print!("{}", crate::plan::render_text(&p)),
+    }
+    exit::SUCCESS
+}
+
+pub fn cmd_list(a: ListArgs) -> i32 {
+    let dir = a.dir.unwrap_or_else(|| PathBuf::from("runbooks"));
+    let mut rows = vec![];
+    let mut bad = 0;
+    for f in yaml_files(&dir) {
+        let r = check::check_path(&f);
+        match r.checked {
+            Some(Checked::Runbook(rb)) => rows.push(json!({
+                "name": rb.name(),
+                "title": rb.spec.metadata.title,
+                "severity": rb.spec.metadata.severity.map(|s| format!("{s:?}")),
+                "mttr_target": rb.spec.metadata.mttr_target,
+                "max_safety": rb.max_safety().as_str(),
+                "steps": rb.steps.len(),
+                "path": f.display().to_string(),
+            })),
+            Some(Checked::Drill(_)) => {}
+            None => {
+                if r.source
+                    .as_deref()
+                    .is_some_and(|s| s.contains("kind: Drill"))
+                {
+                    continue;
+                }
+                bad += 1;
+                eprintln!(
+                    "warning: {} has errors (run `runbook check {}`)",
+                    f.display(),
+                    f.display()
+                );
+            }
+        }
+    }
+    rows.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    if a.format == OutFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
+    } else {
+        let w = rows
+            .iter()
+            .map(|r| r["name"].as_str().unwrap_or("").len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        println!(
+            "{:<w$}  {:<8}  {:<6}  {:<11}  title",
+            "name", "severity", "mttr", "max safety"
+        );
+        for r in &rows {
+            println!(
+                "{:<w$}  {:<8}  {:<6}  {:<11}  {}",
+                r["name"].as_str().unwrap_or(""),
+                r["severity"].as_str().unwrap_or("-"),
+                r["mttr_target"].as_str().unwrap_or("-"),
+                r["max_safety"].as_str().unwrap_or(""),
+                r["title"].as_str().unwrap_or("")
+            );
+        }
+    }
+    if bad > 0 {
+        exit::INVALID
+    } else {
+        exit::SUCCESS
+    }
+}
+
+/// The login name: $RUNBOOK_OPERATOR, $USER, $LOGNAME, else "unknown".
+pub fn default_operator() -> String {
+    ["RUNBOOK_OPERATOR", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Interactive when stdin and stderr are terminals, `--non-interactive` is absent and CI unset.
+pub fn is_interactive(non_interactive: bool) -> bool {
+    !non_interactive
+        && std::env::var_os("CI").is_none()
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
+}
+
+/// A new run id: UTC time, runbook name, and a short random suffix.
+pub fn new_run_id(name: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let salt = (nanos ^ (std::process::id().wrapping_mul(2_654_435_761))) & 0xffff;
+    format!("{}-{name}-{salt:04x}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// Every gate id of a runbook (including called runbooks' and manual undos), with its kind.
+pub fn gate_ids(rb: &Runbook, prefix: &str, out: &mut Vec<(String, GateKind)>) {
+    for s in rb.steps.iter().chain(&rb.on_failure) {
+        let id = format!("{prefix}{}", s.id);
+        let kind = match &s.action.kind {
+            ActionKind::Confirm => Some(GateKind::Confirm),
+            ActionKind::Manual => Some(GateKind::Manual),
+            ActionKind::Input => {
+                serde_json::from_value::<crate::spec::InputAction>(s.action.body.clone())
+                    .ok()
+                    .map(|ia| GateKind::Input(Box::new(inputs::input_action_spec(&ia))))
+            }
+            ActionKind::Call(child) => {
+                gate_ids(child, &format!("{id}/"), out);
+                None
+            }
+            _ => None,
+        };
+        // Any step may be a terminal or a resume gate.
+        out.push((id.clone(), kind.unwrap_or(GateKind::Resume)));
+        if let Some(u) = &s.undo {
+            if matches!(u.action.kind, ActionKind::Manual) {
+                out.push((format!("{id}.undo"), GateKind::Manual));
+            }
+        }
+    }
+}
+
+/// Parses and checks `--answer ID=VALUE` flags against the runbook's gates.
+pub fn parse_answers(rb: &Runbook, raw: &[String]) -> Result<HashMap<String, String>, Vec<String>> {
+    let mut ids = vec![];
+    gate_ids(rb, "", &mut ids);
+    let mut out = HashMap::new();
+    let mut errors = vec![];
+    for a in raw {
+        let Some((id, value)) = a.split_once('=') else {
+            errors.push(format!("`--answer {a}` is not of the form ID=VALUE"));
+            continue;
+        };
+        let id = id.trim();
+        match ids.iter().find(|(i, _)| i == id) {
+            None => {
+                let hint = crate::diag::did_you_mean(id, ids.iter().map(|(i, _)| i.as_str()))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                errors.push(format!(
+                    "`--answer {a}`: the runbook has no step `{id}`{hint}"
+                ));
+            }
+            Some((_, kind)) => {
+                if let Err(e) = gate::parse_answer(kind, value) {
+                    errors.push(format!("`--answer {a}`: {e}"));
+                } else {
+                    out.insert(id.to_string(), value.to_string());
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Installs Ctrl-C / SIGTERM handling: the first cancels the run, the second exits at once.
+pub fn install_signals(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            count += 1;
+            if count == 1 {
+                eprintln!("\ninterrupting: stopping the running step (press Ctrl-C again to exit at once)");
+                cancel.cancel();
+            } else {
+                eprintln!("\nexiting now; the journal is intact and the run can be resumed");
+                std::process::exit(exit::INTERRUPTED);
+            }
+        }
+    });
+}
+
+/// Everything needed to execute a prepared run.
+pub struct Prepared {
+    pub rb: Arc<Runbook>,
+    pub cfg: RunConfig,
+    pub journal: Journal,
+    pub run_id: String,
+    pub backends: Backends,
+    pub clock: Arc<dyn Clock>,
+    pub answers: HashMap<String, String>,
+    pub answers_via: AnswerVia,
+    pub yes: bool,
+    pub interactive: bool,
+    pub style: Style,
+    pub report: Option<PathBuf>,
+}
+
+/// Executes a prepared run with the terminal view, then prints how to continue.
+pub async fn execute(p: Prepared) -> i32 {
+    let mut redactor = Redactor::new(p.cfg.secrets.values().cloned());
+    for (k, v) in &p.cfg.env {
+        if k.to_ascii_uppercase().contains("TOKEN") || k.to_ascii_uppercase().contains("SECRET") {
+            redactor.add(v.as_str().unwrap_or_default());
+        }
+    }
+    let view = TerminalView::new(p.style, redactor.clone(), &p.rb);
+    let prompter: Option<Box<dyn Prompter>> = if p.interactive {
+        Some(Box::new(crate::prompt::TerminalPrompter::new(view.clone())))
+    } else {
+        None
+    };
+    let gate = Gatekeeper::new(p.answers, p.answers_via, p.yes, prompter);
+    let journal_path = p.journal.path().to_path_buf();
+    let run_dir = p.journal.run_dir().to_path_buf();
+    let first_seq = p.cfg.resume.as_ref().map_or(0, |r| r.last_seq);
+    let mut emitter = Emitter::new(
+        Some(p.journal),
+        redactor,
+        p.clock.clone(),
+        p.run_id.clone(),
+        first_seq,
+    );
+    emitter.add_sink(Box::new(view.clone()));
+    let cancel = CancellationToken::new();
+    install_signals(cancel.clone());
+    let progress: Arc<dyn Progress> = Arc::new(view.clone());
+    let mut runner = Runner::new(
+        p.backends, p.clock, gate, emitter, progress, cancel, run_dir,
+    );
+    let res: RunResult = runner.run(p.rb.clone(), p.cfg).await;
+    if let Some(why) = runner.emitter().broken() {
+        eprintln!("error: {why}; the run stopped before changing anything else");
+    }
+    eprintln!("journal: {}", journal_path.display());
+    if let Some(path) = &p.report {
+        match crate::report::write_for_journal(&journal_path, path) {
+            Ok(()) => eprintln!("report: {}", path.display()),
+            Err(e) => eprintln!("error: writing the report: {e}"),
+        }
+    }
+    match res.outcome {
+        RunOutcome::NeedsAnswer => {
+            let hint = res.hint.clone().unwrap_or_default();
+            let flag = hint
+                .split(" (")
+                .next()
+                .unwrap_or(&hint)
+                .split(" to ")
+                .next()
+                .unwrap_or(&hint);
+            eprintln!(
+                "needs an answer: to continue this run, pass {flag}: runbook resume {} --journal-dir {} {flag}",
+                p.run_id,
+                journal_path.parent().and_then(Path::parent).map(|d| d.display().to_string()).unwrap_or_default(),
+            );
+        }
+        RunOutcome::Interrupted | RunOutcome::Aborted => {
+            eprintln!(
+                "to continue: runbook resume {} --journal-dir {}",
+                p.run_id,
+                journal_path
+                    .parent()
+                    .and_then(Path::parent)
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default()
+            );
+        }
+        _ => {}
+    }
+    res.exit_code
+}
+
+fn reason_for(
+    rb: &Runbook,
+    given: Option<String>,
+    interactive: bool,
+    prompter_title: &str,
+) -> Result<Option<String>, i32> {
+    if given.as_deref().is_some_and(|r| !r.trim().is_empty()) {
+        return Ok(given);
+    }
+    let high = matches!(rb.spec.metadata.severity, Some(Severity::P1 | Severity::P2));
+    if interactive {
+        let theme = dialoguer::theme::ColorfulTheme::default();
+        let r: String = dialoguer::Input::with_theme(&theme)
+            .with_prompt(format!(
+                "Why are you running \"{prompter_title}\"? (incident, alert, ticket)"
+            ))
+            .allow_empty(!high)
+            .interact_text()
+            .map_err(|_| exit::ABORTED)?;
+        return Ok(Some(r).filter(|r| !r.trim().is_empty()));
+    }
+    if high {
+        eprintln!(
+            "error: `{}` is a {:?} runbook: a non-interactive run needs --reason \"<incident, alert or ticket>\"",
+            rb.name(),
+            rb.spec.metadata.severity.expect("high implies some")
+        );
+        return Err(exit::INVALID);
+    }
+    Ok(None)
+}
+
+pub async fn cmd_run(a: RunArgs) -> i32 {
+    if let Some(world) = &a.world {
+        return crate::drill::training::run(&a, world).await;
+    }
+    let rb = match load_or_report(&a.runbook, false) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let inputs = match resolve_inputs(&rb, &a.inputs) {
+        Ok(i) => i,
+        Err(c) => return c,
+    };
+    let answers = match parse_answers(&rb, &a.common.answer) {
+        Ok(x) => x,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("error: {e}");
+            }
+            return exit::INVALID;
+        }
+    };
+    let secrets = match load_secrets(&rb) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
+    };
+    let interactive = is_interactive(a.common.non_interactive);
+    let reason = match reason_for(
+        &rb,
+        a.common.reason.clone(),
+        interactive,
+        &rb.spec.metadata.title,
+    ) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let run_id = new_run_id(rb.name(), clock.now());
+    let journal = match Journal::create(&a.common.journal_dir, &run_id) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!(
+                "error: cannot create the journal in {}: {e}; nothing was run",
+                a.common.journal_dir.display()
+            );
+            return exit::FAILED;
+        }
+    };
+    let cfg = RunConfig {
+        operator: a.common.operator.clone().unwrap_or_else(default_operator),
+        reason,
+        mode: if interactive {
+            "interactive".into()
+        } else {
+            "non-interactive".into()
+        },
+        inputs,
+        secrets,
+        env: declared_env(&rb),
+        host: hostname(),
+        resume: None,
+        forced: false,
+    };
+    let p = Prepared {
+        rb: Arc::new(rb),
+        cfg,
+        journal,
+        run_id,
+        backends: Backends::real(Overrides {
+            context: a.common.context.clone(),
+            namespace: a.common.namespace.clone(),
+        }),
+        clock,
+        answers,
+        answers_via: AnswerVia::AnswerFlag,
+        yes: a.common.yes,
+        interactive,
+        style: if interactive {
+            Style::Rich
+        } else {
+            Style::Plain
+        },
+        report: a.common.report.clone(),
+    };
+    execute(p).await
+}
+
+pub async fn cmd_resume(a: ResumeArgs) -> i32 {
+    let path = match journal::locate(&a.run, &a.common.journal_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
+    };
+    let state = match ResumeState::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
+    };
+    if let Err(e) = state.resumable() {
+        eprintln!("error: run {}: {e}", state.run_id);
+        return exit::INVALID;
+    }
+    let rb_path = PathBuf::from(&state.runbook_path);
+    let rb = match load_or_report(&rb_path, false) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    if rb.sha256 != state.sha256 && !a.force {
+        eprintln!(
+            "error: {} changed since run {} started (sha256 {} → {}); resuming could run steps that were never planned. Pass --force to resume anyway (it is journaled)",
+            rb_path.display(),
+            state.run_id,
+            &state.sha256[..12.min(state.sha256.len())],
+            &rb.sha256[..12]
+        );
+        return exit::INVALID;
+    }
+    let answers = match parse_answers(&rb, &a.common.answer) {
+        Ok(x) => x,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("error: {e}");
+            }
+            return exit::INVALID;
+        }
+    };
+    let secrets = match load_secrets(&rb) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
+    };
+    // Inputs come back from the journal (they were validated when the run started).
+    let inputs = match inputs::resolve(
+        &rb.spec.inputs,
+        &Supplied {
+            file: state.inputs.clone(),
+            args: vec![],
+        },
+    ) {
+        Ok(i) => i,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("error: {e}");
+            }
+            return exit::INVALID;
+        }
+    };
+    let journal = match Journal::reopen(&path) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: cannot append to {}: {e}", path.display());
+            return exit::FAILED;
+        }
+    };
+    let interactive = is_interactive(a.common.non_interactive);
+    let cfg = RunConfig {
+        operator: a.common.operator.clone().unwrap_or_else(default_operator),
+        reason: state.reason.clone(),
+        mode: if interactive {
+            "interactive".into()
+        } else {
+            "non-interactive".into()
+        },
+        inputs,
+        secrets,
+        env: declared_env(&rb),
+        host: hostname(),
+        resume: Some(state.clone()),
+        forced: a.force && rb.sha256 != state.sha256,
+    };
+    let p = Prepared {
+        rb: Arc::new(rb),
+        cfg,
+        journal,
+        run_id: state.run_id.clone(),
+        backends: Backends::real(Overrides {
+            context: a.common.context.clone(),
+            namespace: a.common.namespace.clone(),
+        }),
+        clock: Arc::new(SystemClock),
+        answers,
+        answers_via: AnswerVia::AnswerFlag,
+        yes: a.common.yes,
+        interactive,
+        style: if interactive {
+            Style::Rich
+        } else {
+            Style::Plain
+        },
+        report: a.common.report.clone(),
+    };
+    execute(p).await
+}
+
+pub fn cmd_schema(kind: SchemaKind) -> i32 {
+    let v = match kind {
+        SchemaKind::Runbook => crate::spec::runbook_schema(),
+        SchemaKind::Drill => crate::drill::spec::drill_schema(),
+    };
+    println!("{}", crate::schema_text(&v));
+    exit::SUCCESS
+}
+
+/// Sets up `-v` logging (tracing) on stderr, text or JSON, redacting nothing itself: callers
+/// never log secret values.
+pub fn init_logging(verbose: u8, format: LogFormat) {
+    let level = match verbose {
+        0 => return,
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("runbook={level}")));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}
+
+/// Runs the CLI; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.log_format);
+    crate::backends::http::install_crypto_provider();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    rt.block_on(async move {
+        match cli.command {
+            Command::Check(a) => cmd_check(a),
+            Command::Plan(a) => cmd_plan(a).await,
+            Command::List(a) => cmd_list(a),
+            Command::Schema { kind } => cmd_schema(kind),
+            Command::Run(a) => cmd_run(*a).await,
+            Command::Resume(a) => cmd_resume(*a).await,
+            Command::Report(a) => crate::report::cli::run(a),
+            Command::Drill(a) => crate::drill::cli::run(a).await,
+        }
+    })
+}

@@ -1,0 +1,495 @@
+//! Turns a model action plus the run context into a backend call: renders its templates
+//! (once, as data), builds the typed request, and dispatches it to the right backend.
+//! The same rendering feeds `plan`, so what the plan shows is what the run sends.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::backends::{
+    ActionError, Backends, CallCtx, ErrorKind, HttpRequest, Output, ShellRequest,
+};
+use crate::model::{fmt_duration, parse_duration, Action, ActionKind, Runbook};
+use crate::spec::{self, BackendSpec};
+use crate::template;
+
+/// An action with its templates rendered: `real` goes to the backend, `display` is shown.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub real: Value,
+    pub display: Value,
+}
+
+/// Renders an action body against the context (real and display views).
+pub fn render(action: &Action, real_ctx: &Value, display_ctx: &Value) -> Result<Rendered, String> {
+    // Shell scripts are never templates: drop them from rendering and put them back as-is.
+    let mut body = action.body.clone();
+    let script = match (&action.kind, body.as_object_mut()) {
+        (ActionKind::Shell, Some(m)) => m.remove("script"),
+        _ => None,
+    };
+    let mut real = template::render_value(&body, real_ctx)?;
+    let mut display = template::render_value(&body, display_ctx)?;
+    if let Some(s) = script {
+        real["script"] = s.clone();
+        display["script"] = s;
+    }
+    Ok(Rendered { real, display })
+}
+
+/// Renders a backend's settings (templates over inputs, secrets, env).
+pub fn render_backend(spec: &BackendSpec, ctx: &Value) -> Result<BackendSpec, String> {
+    let v = serde_json::to_value(spec).map_err(|e| e.to_string())?;
+    let r = template::render_value(&v, ctx)?;
+    serde_json::from_value(r).map_err(|e| format!("backend settings after rendering: {e}"))
+}
+
+/// A one-line human summary of a rendered action: the argv, `GET url`, the verb and object.
+pub fn summary(kind: &ActionKind, body: &Value, rb: &Runbook) -> String {
+    match kind {
+        ActionKind::Shell => {
+            if let Some(argv) = body.get("argv").and_then(Value::as_array) {
+                argv.iter()
+                    .map(|a| shell_quote(a.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            } else {
+                let script = body
+                    .get("script")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let first = script.trim().lines().next().unwrap_or_default();
+                let more = if script.trim().lines().count() > 1 {
+                    " …"
+                } else {
+                    ""
+                };
+                format!("sh -c '{first}{more}'")
+            }
+        }
+        ActionKind::Http => {
+            let req = &body["request"];
+            let method = req.get("method").and_then(Value::as_str).unwrap_or("GET");
+            let url = http_url(body, rb).unwrap_or_else(|e| e);
+            format!("{method} {url}")
+        }
+        ActionKind::Kubernetes { verb } => {
+            let args = &body[*verb];
+            let kind = args
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("Deployment");
+            let name = args.get("name").and_then(Value::as_str).unwrap_or("");
+            let ns = args
+                .get("namespace")
+                .and_then(Value::as_str)
+                .map(|n| format!(" -n {n}"))
+                .unwrap_or_default();
+            let detail = match *verb {
+                "set_image" => format!(
+                    " image={}",
+                    args.get("image").and_then(Value::as_str).unwrap_or("?")
+                ),
+                "scale" => format!(
+                    " replicas={}",
+                    args.get("replicas").map(value_text).unwrap_or_default()
+                ),
+                "set_env" => {
+                    let set: Vec<String> = args
+                        .get("set")
+                        .and_then(Value::as_object)
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| format!("{k}={}", value_text(v)))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let unset: Vec<String> = args
+                        .get("unset")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().map(|k| format!("{}-", value_text(k))).collect())
+                        .unwrap_or_default();
+                    format!(
+                        " {}",
+                        set.into_iter().chain(unset).collect::<Vec<_>>().join(" ")
+                    )
+                }
+                "rollout_undo" => args
+                    .get("to_revision")
+                    .map(|r| format!(" to revision {}", value_text(r)))
+                    .unwrap_or_else(|| " to the previous revision".into()),
+                "list" => args
+                    .get("selector")
+                    .and_then(Value::as_str)
+                    .map(|s| format!(" -l {s}"))
+                    .unwrap_or_default(),
+                "apply" => {
+                    return match args.get("file").and_then(Value::as_str) {
+                        Some(f) => format!("kubernetes apply (server-side) -f {f}"),
+                        None => {
+                            let m = &args["manifest"];
+                            format!(
+                                "kubernetes apply (server-side) {} {}",
+                                m.get("kind").and_then(Value::as_str).unwrap_or("?"),
+                                m.pointer("/metadata/name")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("?")
+                            )
+                        }
+                    }
+                }
+                _ => String::new(),
+            };
+            let name_part = if name.is_empty() {
+                String::new()
+            } else {
+                format!("/{name}")
+            };
+            format!("kubernetes {verb} {kind}{name_part}{ns}{detail}")
+        }
+        ActionKind::Compose { verb } => {
+            let args = &body[*verb];
+            let services: Vec<String> = args
+                .get("services")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(value_text).collect())
+                .unwrap_or_default();
+            match *verb {
+                "set_image" => format!(
+                    "compose set_image {} → {}",
+                    args.get("service").and_then(Value::as_str).unwrap_or("?"),
+                    args.get("image").and_then(Value::as_str).unwrap_or("?")
+                ),
+                _ => format!("compose {verb} {}", services.join(" "))
+                    .trim_end()
+                    .to_string(),
+            }
+        }
+        ActionKind::Confirm => format!(
+            "confirm: {}",
+            body.get("prompt").and_then(Value::as_str).unwrap_or("")
+        ),
+        ActionKind::Manual => format!(
+            "manual: {}",
+            first_line(
+                body.get("instructions")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            )
+        ),
+        ActionKind::Input => format!(
+            "input: {}",
+            body.get("prompt").and_then(Value::as_str).unwrap_or("")
+        ),
+        ActionKind::Wait(d) => format!("wait {}", fmt_duration(*d)),
+        ActionKind::Assert => {
+            let n = body.as_array().map_or(0, Vec::len);
+            format!("assert {n} condition{}", if n == 1 { "" } else { "s" })
+        }
+        ActionKind::Call(child) => format!(
+            "call {} ({})",
+            child.name(),
+            body.get("runbook").and_then(Value::as_str).unwrap_or("")
+        ),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let t = s.trim();
+    let line = t.lines().next().unwrap_or_default();
+    if t.lines().count() > 1 {
+        format!("{line} …")
+    } else {
+        line.to_string()
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Quotes an argument for display only (commands never go through a shell).
+pub fn shell_quote(a: &str) -> String {
+    if !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+    {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
+/// The full URL of an HTTP action (base_url + path, or url), with query parameters.
+pub fn http_url(body: &Value, rb: &Runbook) -> Result<String, String> {
+    let req = &body["request"];
+    let base = match req.get("url").and_then(Value::as_str) {
+        Some(u) => u.to_string(),
+        None => {
+            let name = body
+                .get("backend")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| {
+                    let http: Vec<&String> = rb
+                        .spec
+                        .backends
+                        .iter()
+                        .filter(|(_, b)| b.http.is_some())
+                        .map(|(n, _)| n)
+                        .collect();
+                    (http.len() == 1).then(|| http[0].clone())
+                });
+            let base = name
+                .and_then(|n| {
+                    rb.spec
+                        .backends
+                        .get(&n)
+                        .and_then(|b| b.http.as_ref())
+                        .and_then(|h| h.base_url.clone())
+                })
+                .ok_or_else(|| "<no base_url>".to_string())?;
+            let path = req.get("path").and_then(Value::as_str).unwrap_or("");
+            format!(
+                "{}/{}",
+                base.trim_end_matches('/'),
+                path.trim_start_matches('/')
+            )
+        }
+    };
+    let query = req.get("query").and_then(Value::as_object);
+    match query {
+        Some(q) if !q.is_empty() => {
+            let mut url =
+                reqwest::Url::parse(&base).map_err(|e| format!("bad URL `{base}`: {e}"))?;
+            {
+                let mut pairs = url.query_pairs_mut();
+                for (k, v) in q {
+                    pairs.append_pair(k, &value_text(v));
+                }
+            }
+            Ok(url.to_string())
+        }
+        _ => Ok(base),
+    }
+}
+
+/// Everything `execute` needs about the run.
+pub struct Env<'a> {
+    pub rb: &'a Runbook,
+    /// Backends with their templates rendered (real secrets).
+    pub backends_real: &'a indexmap::IndexMap<String, BackendSpec>,
+    pub backends: &'a Backends,
+    pub input_env: Vec<(String, String)>,
+    pub step_timeout: Option<Duration>,
+}
+
+/// Runs a rendered action on its backend. `step_has_verify` changes what an HTTP status means.
+pub async fn execute(
+    kind: &ActionKind,
+    backend: Option<&str>,
+    real: &Value,
+    env: &Env<'_>,
+    ctx: &CallCtx,
+    step_has_verify: bool,
+) -> Result<Output, ActionError> {
+    match kind {
+        ActionKind::Shell => {
+            let a: spec::ShellAction = serde_json::from_value(real.clone()).map_err(|e| {
+                ActionError::new(
+                    ErrorKind::Invalid,
+                    format!("shell action after rendering: {e}"),
+                )
+            })?;
+            let backend_spec = backend
+                .and_then(|b| env.backends_real.get(b))
+                .and_then(|b| b.shell.clone())
+                .unwrap_or_default();
+            let mut envs: Vec<(String, String)> = env.input_env.clone();
+            envs.extend(backend_spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+            envs.extend(a.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let cwd = a
+                .cwd
+                .clone()
+                .or(backend_spec.cwd.clone())
+                .map(|c| resolve(&ctx.base_dir, &c));
+            let (argv, is_script) = match (&a.argv, &a.script) {
+                (Some(argv), _) => (argv.clone(), false),
+                (None, Some(s)) => (vec!["sh".into(), "-c".into(), s.clone()], true),
+                (None, None) => {
+                    return Err(ActionError::new(
+                        ErrorKind::Invalid,
+                        "shell action without argv or script",
+                    ))
+                }
+            };
+            let req = ShellRequest {
+                argv,
+                cwd,
+                env: envs,
+                stdin: a.stdin.clone(),
+                expect_exit: a.expect_exit.clone(),
+                is_script,
+            };
+            env.backends.shell.run(&req, ctx).await
+        }
+        ActionKind::Http => {
+            let a: spec::HttpAction = serde_json::from_value(real.clone()).map_err(|e| {
+                ActionError::new(
+                    ErrorKind::Invalid,
+                    format!("http action after rendering: {e}"),
+                )
+            })?;
+            let backend_spec = backend
+                .and_then(|b| env.backends_real.get(b))
+                .and_then(|b| b.http.clone())
+                .unwrap_or_default();
+            // Build the URL from the rendered backend (its base_url may be a template).
+            let mut rb_view = real.clone();
+            if a.request.url.is_none() {
+                let base = backend_spec.base_url.clone().unwrap_or_default();
+                let path = a.request.path.clone().unwrap_or_default();
+                rb_view["request"]["url"] = Value::String(format!(
+                    "{}/{}",
+                    base.trim_end_matches('/'),
+                    path.trim_start_matches('/')
+                ));
+            }
+            let url =
+                http_url(&rb_view, env.rb).map_err(|e| ActionError::new(ErrorKind::Invalid, e))?;
+            let mut headers: Vec<(String, String)> = backend_spec
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            headers.extend(
+                a.request
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            let body = match (&a.request.json, &a.request.body) {
+                (Some(j), _) => {
+                    if !headers
+                        .iter()
+                        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                    {
+                        headers.push(("content-type".into(), "application/json".into()));
+                    }
+                    Some(serde_json::to_vec(j).unwrap_or_default())
+                }
+                (None, Some(b)) => Some(b.as_bytes().to_vec()),
+                _ => None,
+            };
+            let timeout = backend_spec
+                .timeout
+                .as_deref()
+                .and_then(|t| parse_duration(t).ok())
+                .or(env.step_timeout);
+            let req = HttpRequest {
+                method: a
+                    .request
+                    .method
+                    .unwrap_or(spec::HttpMethod::GET)
+                    .as_str()
+                    .to_string(),
+                url,
+                headers,
+                body,
+                timeout,
+                ca_file: backend_spec
+                    .ca_file
+                    .as_ref()
+                    .map(|c| resolve(&ctx.base_dir, c)),
+            };
+            let out = env.backends.http.send(&req, ctx).await?;
+            let status = out
+                .result
+                .get("status")
+                .and_then(Value::as_u64)
+                .unwrap_or(0) as u16;
+            let ok = if !a.expect_status.is_empty() {
+                a.expect_status.contains(&status)
+            } else {
+                step_has_verify || (200..400).contains(&status)
+            };
+            if ok {
+                Ok(out)
+            } else {
+                let body = out.result.get("body").and_then(Value::as_str).unwrap_or("");
+                let snippet: String = body.chars().take(200).collect();
+                let expected = if a.expect_status.is_empty() {
+                    "200-399".to_string()
+                } else {
+                    format!("{:?}", a.expect_status)
+                };
+                Err(ActionError::new(
+                    ErrorKind::Failed,
+                    format!(
+                        "{} {} returned {status} (expected {expected}): {}",
+                        req.method,
+                        req.url,
+                        snippet.trim()
+                    ),
+                )
+                .with_result(out.result))
+            }
+        }
+        ActionKind::Kubernetes { verb } => {
+            let target = backend
+                .and_then(|b| env.backends_real.get(b))
+                .and_then(|b| b.kubernetes.clone())
+                .unwrap_or_default();
+            env.backends
+                .kubernetes
+                .call(&target, verb, &real[*verb], ctx)
+                .await
+        }
+        ActionKind::Compose { verb } => {
+            let target = backend
+                .and_then(|b| env.backends_real.get(b))
+                .and_then(|b| b.compose.clone())
+                .unwrap_or_default();
+            env.backends
+                .compose
+                .call(&target, verb, &real[*verb], ctx)
+                .await
+        }
+        ActionKind::Wait(d) => {
+            let d = match ctx.remaining() {
+                Some(rem) if rem < *d => {
+                    ctx.clock.sleep(rem).await;
+                    return Err(ActionError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "wait of {} is longer than the step timeout",
+                            fmt_duration(*d)
+                        ),
+                    ));
+                }
+                _ => *d,
+            };
+            tokio::select! {
+                _ = ctx.clock.sleep(d) => Ok(json!({ "waited_ms": d.as_millis() as u64 }).into()),
+                _ = ctx.cancel.cancelled() => Err(ActionError::new(ErrorKind::Cancelled, "wait interrupted")),
+            }
+        }
+        other => Err(ActionError::new(
+            ErrorKind::Invalid,
+            format!("`{}` is not executed by a backend", other.field()),
+        )),
+    }
+}
+
+fn resolve(base: &std::path::Path, p: &str) -> PathBuf {
+    let path = PathBuf::from(p);
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
+}

@@ -1,0 +1,141 @@
+//! The values templates and expressions read: `inputs`, `secrets`, `steps`, `run`, `env`,
+//! and `result` inside captures and verifications. Two views of the same context: the real
+//! one (secrets in clear, only ever handed to backends) and the display one (secrets `***`).
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+
+use super::redact::MASK;
+
+#[derive(Debug, Clone, Default)]
+pub struct RunContext {
+    pub inputs: IndexMap<String, Value>,
+    pub secrets: IndexMap<String, String>,
+    pub env: Map<String, Value>,
+    pub run: Map<String, Value>,
+    /// step id -> { capture names..., outcome, result, attempts, value, note }
+    pub steps: Map<String, Value>,
+}
+
+impl RunContext {
+    /// The context with real secret values: for rendering what backends receive.
+    pub fn real(&self, result: Option<&Value>) -> Value {
+        self.build(false, result)
+    }
+
+    /// The context with secrets masked: for everything shown or stored.
+    pub fn display(&self, result: Option<&Value>) -> Value {
+        self.build(true, result)
+    }
+
+    fn build(&self, mask: bool, result: Option<&Value>) -> Value {
+        let secrets: Map<String, Value> = self
+            .secrets
+            .iter()
+            .map(|(k, v)| {
+                let v = if mask { MASK.to_string() } else { v.clone() };
+                (k.clone(), Value::String(v))
+            })
+            .collect();
+        let mut m = Map::new();
+        m.insert(
+            "inputs".into(),
+            Value::Object(
+                self.inputs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+        );
+        m.insert("secrets".into(), Value::Object(secrets));
+        m.insert("steps".into(), Value::Object(self.steps.clone()));
+        m.insert("run".into(), Value::Object(self.run.clone()));
+        m.insert("env".into(), Value::Object(self.env.clone()));
+        if let Some(r) = result {
+            m.insert("result".into(), r.clone());
+        }
+        Value::Object(m)
+    }
+
+    /// Sets `steps.<id>.<name>`.
+    pub fn set_step_field(&mut self, step: &str, name: &str, value: Value) {
+        let entry = self
+            .steps
+            .entry(step.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(m) = entry {
+            m.insert(name.to_string(), value);
+        }
+    }
+
+    /// Environment variables a shell step gets for every input: `RUNBOOK_INPUT_<NAME>`.
+    pub fn input_env(&self) -> Vec<(String, String)> {
+        self.inputs
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (format!("RUNBOOK_INPUT_{}", k.to_ascii_uppercase()), text)
+            })
+            .collect()
+    }
+}
+
+/// Reads the dotted names an expression uses, for the journal's `observed` values.
+pub fn observe(expr: &str, ctx: &Value) -> Map<String, Value> {
+    let mut out = Map::new();
+    if let Ok(names) = crate::template::expr_refs(expr) {
+        for name in names {
+            let root = name.split('.').next().unwrap_or_default();
+            // Whole objects (e.g. `result`) would flood the journal; leaves are what matter.
+            if !crate::template::ROOTS.contains(&root) || name == root {
+                continue;
+            }
+            if let Ok(v) = crate::template::eval(&name, ctx) {
+                out.insert(name, bound(&v));
+            }
+        }
+    }
+    out
+}
+
+/// Keeps a journaled value small: long strings are cut, big structures summarized.
+pub fn bound(v: &Value) -> Value {
+    const MAX: usize = 2048;
+    match v {
+        Value::String(s) if s.len() > MAX => {
+            let mut cut = MAX;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            Value::String(format!(
+                "{}… [{} bytes truncated]",
+                &s[..cut],
+                s.len() - cut
+            ))
+        }
+        Value::Array(_) | Value::Object(_) => {
+            let text = v.to_string();
+            if text.len() > 4 * MAX {
+                Value::String(format!(
+                    "[{} of {} bytes of JSON, truncated]",
+                    v_kind(v),
+                    text.len()
+                ))
+            } else {
+                v.clone()
+            }
+        }
+        _ => v.clone(),
+    }
+}
+
+fn v_kind(v: &Value) -> &'static str {
+    if v.is_array() {
+        "a list"
+    } else {
+        "an object"
+    }
+}

@@ -1,0 +1,120 @@
+//! Emits events: stamps them (sequence, time, run id), redacts them, writes them to the journal
+//! first and then hands them to the other sinks (terminal view, tests, drills).
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use super::clock::{stamp, Clock};
+use super::events::{Envelope, Event, JOURNAL_VERSION};
+use super::journal::Journal;
+use super::redact::Redactor;
+
+/// Something that consumes events: the terminal view, a drill scorer, a test buffer.
+pub trait EventSink: Send {
+    fn event(&mut self, e: &Envelope);
+}
+
+/// Collects events in memory (tests, drills).
+#[derive(Clone, Default)]
+pub struct Collect(pub Arc<Mutex<Vec<Envelope>>>);
+
+impl EventSink for Collect {
+    fn event(&mut self, e: &Envelope) {
+        self.0.lock().expect("collect lock").push(e.clone());
+    }
+}
+
+pub struct Emitter {
+    journal: Option<Journal>,
+    sinks: Vec<Box<dyn EventSink>>,
+    redactor: Redactor,
+    clock: Arc<dyn Clock>,
+    run_id: String,
+    seq: u64,
+    /// Set when a journal write failed: the run must not change anything else.
+    broken: Option<String>,
+}
+
+impl Emitter {
+    pub fn new(
+        journal: Option<Journal>,
+        redactor: Redactor,
+        clock: Arc<dyn Clock>,
+        run_id: String,
+        first_seq: u64,
+    ) -> Self {
+        Emitter {
+            journal,
+            sinks: vec![],
+            redactor,
+            clock,
+            run_id,
+            seq: first_seq,
+            broken: None,
+        }
+    }
+
+    pub fn add_sink(&mut self, s: Box<dyn EventSink>) {
+        self.sinks.push(s);
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    pub fn redactor_mut(&mut self) -> &mut Redactor {
+        &mut self.redactor
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// Why the journal stopped accepting events, if it did.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    /// Stamps, redacts and records one event.
+    pub fn emit(&mut self, event: Event) -> io::Result<()> {
+        self.seq += 1;
+        let env = Envelope {
+            v: JOURNAL_VERSION,
+            seq: self.seq,
+            ts: stamp(self.clock.now()),
+            run_id: self.run_id.clone(),
+            event,
+        };
+        let env = self.redact(env);
+        let mut result = Ok(());
+        if let Some(j) = self.journal.as_mut() {
+            if self.broken.is_none() {
+                if let Err(e) = j.append(&env) {
+                    self.broken = Some(format!(
+                        "cannot write the journal {}: {e}",
+                        j.path().display()
+                    ));
+                    result = Err(e);
+                }
+            }
+        }
+        for s in &mut self.sinks {
+            s.event(&env);
+        }
+        result
+    }
+
+    fn redact(&self, env: Envelope) -> Envelope {
+        if self.redactor.is_empty() {
+            return env;
+        }
+        const TAGS: &[&str] = &["event", "outcome", "phase", "via", "run_id", "ts"];
+        let v = serde_json::to_value(&env).expect("events serialize");
+        serde_json::from_value(self.redactor.value_keeping(&v, TAGS))
+            .expect("redaction keeps the event's shape")
+    }
+}

@@ -1,0 +1,287 @@
+//! The events a run emits. The journal stores them one per line; the terminal view, the
+//! report and the tests all read these and nothing else.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Journal format version, written in every line as `"v"`.
+pub const JOURNAL_VERSION: u32 = 1;
+
+/// One journal line: the event plus its sequence number, time and run id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u32,
+    pub seq: u64,
+    /// RFC 3339 with milliseconds, UTC.
+    pub ts: String,
+    pub run_id: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Where a step runs: the main list, the rollback, or the failure handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Main,
+    Undo,
+    OnFailure,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepOutcome {
+    Succeeded,
+    Failed,
+    Skipped,
+    Aborted,
+    NeedsAnswer,
+}
+
+impl StepOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepOutcome::Succeeded => "succeeded",
+            StepOutcome::Failed => "failed",
+            StepOutcome::Skipped => "skipped",
+            StepOutcome::Aborted => "aborted",
+            StepOutcome::NeedsAnswer => "needs-answer",
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunOutcome {
+    Succeeded,
+    Failed,
+    Aborted,
+    NeedsAnswer,
+    /// Stopped by SIGINT/SIGTERM.
+    Interrupted,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Aborted => "aborted",
+            RunOutcome::NeedsAnswer => "needs-answer",
+            RunOutcome::Interrupted => "interrupted",
+        }
+    }
+
+    /// The process exit code for this outcome (see the README's table).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            RunOutcome::Succeeded => crate::exit::SUCCESS,
+            RunOutcome::Failed => crate::exit::FAILED,
+            RunOutcome::Aborted => crate::exit::ABORTED,
+            RunOutcome::NeedsAnswer => crate::exit::NEEDS_ANSWER,
+            RunOutcome::Interrupted => crate::exit::INTERRUPTED,
+        }
+    }
+}
+
+/// How an answer was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnswerVia {
+    /// Typed at an interactive prompt.
+    Prompt,
+    /// `--answer ID=VALUE`.
+    AnswerFlag,
+    /// `--yes`.
+    YesFlag,
+    /// Scripted in a drill file.
+    Drill,
+}
+
+/// One verification: the expression, whether it held, and the values it read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub that: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Dotted name -> value read while evaluating (e.g. `result.status: 503`).
+    #[serde(default)]
+    pub observed: serde_json::Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Runbook identity recorded when a run starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunbookInfo {
+    pub path: String,
+    pub name: String,
+    pub title: String,
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mttr_target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Step ids in order (main steps), so a report can list steps that never started.
+    #[serde(default)]
+    pub steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        runbook: RunbookInfo,
+        /// Inputs after defaults, secrets redacted.
+        inputs: Value,
+        operator: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        host: String,
+        engine_version: String,
+        /// `interactive`, `non-interactive`, `drill` or `training`.
+        mode: String,
+    },
+    RunResumed {
+        operator: String,
+        /// The runbook changed since the run started and `--force` was given.
+        forced: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+    },
+    Precondition {
+        index: usize,
+        that: String,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        #[serde(default)]
+        observed: serde_json::Map<String, Value>,
+    },
+    StepStarted {
+        step: String,
+        title: String,
+        /// `shell`, `http`, `kubernetes.set_image`, ...
+        action: String,
+        safety: String,
+        phase: Phase,
+        /// The action as rendered, secrets shown as `***`.
+        rendered: Value,
+    },
+    StepSkipped {
+        step: String,
+        reason: String,
+        phase: Phase,
+    },
+    GateAsked {
+        step: String,
+        /// `confirm`, `manual`, `input`, `terminal`, `resume`.
+        gate: String,
+        prompt: String,
+    },
+    GateAnswered {
+        step: String,
+        gate: String,
+        answer: String,
+        by: String,
+        via: AnswerVia,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    AttemptStarted {
+        step: String,
+        attempt: u32,
+        of: u32,
+    },
+    AttemptFinished {
+        step: String,
+        attempt: u32,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        duration_ms: u64,
+        /// Number of polls (executions) in this attempt.
+        polls: u32,
+        /// The last result, bounded and redacted (evidence for the report).
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        result: Value,
+    },
+    VerifyEvaluated {
+        step: String,
+        attempt: u32,
+        poll: u32,
+        ok: bool,
+        checks: Vec<Check>,
+    },
+    Capture {
+        step: String,
+        name: String,
+        value: Value,
+    },
+    /// A simulated world changed (drills): what the step did to it.
+    WorldChanged {
+        step: String,
+        diff: Value,
+    },
+    StepFinished {
+        step: String,
+        outcome: StepOutcome,
+        phase: Phase,
+        duration_ms: u64,
+        attempts: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    UndoStarted {
+        step: String,
+        title: String,
+        rendered: Value,
+    },
+    UndoFinished {
+        step: String,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        duration_ms: u64,
+    },
+    RunFinished {
+        outcome: RunOutcome,
+        duration_ms: u64,
+        exit_code: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failed_step: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+}
+
+impl Event {
+    /// The snake_case name of the event, as written in the journal.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::RunStarted { .. } => "run_started",
+            Event::RunResumed { .. } => "run_resumed",
+            Event::Precondition { .. } => "precondition",
+            Event::StepStarted { .. } => "step_started",
+            Event::StepSkipped { .. } => "step_skipped",
+            Event::GateAsked { .. } => "gate_asked",
+            Event::GateAnswered { .. } => "gate_answered",
+            Event::AttemptStarted { .. } => "attempt_started",
+            Event::AttemptFinished { .. } => "attempt_finished",
+            Event::VerifyEvaluated { .. } => "verify_evaluated",
+            Event::Capture { .. } => "capture",
+            Event::WorldChanged { .. } => "world_changed",
+            Event::StepFinished { .. } => "step_finished",
+            Event::UndoStarted { .. } => "undo_started",
+            Event::UndoFinished { .. } => "undo_finished",
+            Event::RunFinished { .. } => "run_finished",
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Gates: the one policy that decides, for every confirmation, manual step, input and
+//! terminal action, where its answer comes from. Fail-closed: without an answer, a
+//! non-interactive run stops (exit 4) instead of guessing, and never reads stdin.
+
+use std::collections::HashMap;
+use std::io;
+
+use serde_json::Value;
+
+use super::events::AnswerVia;
+use crate::spec::{InputSpec, Safety};
+
+/// What kind of answer a gate needs.
+#[derive(Debug, Clone)]
+pub enum GateKind {
+    /// A `confirm` step.
+    Confirm,
+    /// A step of safety `terminal`: needs its own explicit yes.
+    Terminal,
+    /// A `manual` step.
+    Manual,
+    /// An `input` step.
+    Input(Box<InputSpec>),
+    /// Resuming a run whose step started but did not finish, and is not safe to repeat.
+    Resume,
+}
+
+impl GateKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            GateKind::Confirm => "confirm",
+            GateKind::Terminal => "terminal",
+            GateKind::Manual => "manual",
+            GateKind::Input(_) => "input",
+            GateKind::Resume => "resume",
+        }
+    }
+}
+
+/// A question for the operator.
+#[derive(Debug, Clone)]
+pub struct GateRequest {
+    pub step: String,
+    pub title: String,
+    pub kind: GateKind,
+    /// The rendered prompt or instructions (secrets masked).
+    pub prompt: String,
+    pub safety: Safety,
+    /// A one-line description of the action the gate protects (secrets masked).
+    pub action: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Yes,
+    No,
+    Skip,
+    Abort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManualReply {
+    Done,
+    Skipped,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Reply(Reply),
+    Manual(ManualReply, Option<String>),
+    Input(Value),
+}
+
+impl Answer {
+    /// The answer as journaled.
+    pub fn text(&self) -> String {
+        match self {
+            Answer::Reply(r) => match r {
+                Reply::Yes => "yes",
+                Reply::No => "no",
+                Reply::Skip => "skip",
+                Reply::Abort => "abort",
+            }
+            .to_string(),
+            Answer::Manual(m, _) => match m {
+                ManualReply::Done => "done",
+                ManualReply::Skipped => "skipped",
+                ManualReply::Failed => "failed",
+            }
+            .to_string(),
+            Answer::Input(v) => match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+        }
+    }
+}
+
+/// Asks a human. Implemented by the terminal (dialoguer) and by tests.
+pub trait Prompter: Send {
+    fn ask(&mut self, req: &GateRequest) -> io::Result<Answer>;
+    /// Asks for the incident reason at the start of a run.
+    fn reason(&mut self, runbook_title: &str) -> io::Result<String>;
+}
+
+/// The decision for one gate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Answered {
+        answer: Answer,
+        via: AnswerVia,
+    },
+    /// No answer is available: the run stops here. `hint` names the flag to pass.
+    NeedsAnswer {
+        hint: String,
+    },
+    /// A scripted answer does not fit the gate.
+    Invalid(String),
+}
+
+/// Where answers come from, in order: scripted (`--answer` or a drill), `--yes`, the prompt.
+pub struct Gatekeeper {
+    scripted: HashMap<String, String>,
+    scripted_via: AnswerVia,
+    yes: bool,
+    prompter: Option<Box<dyn Prompter>>,
+}
+
+impl Gatekeeper {
+    pub fn new(
+        scripted: HashMap<String, String>,
+        scripted_via: AnswerVia,
+        yes: bool,
+        prompter: Option<Box<dyn Prompter>>,
+    ) -> Self {
+        Gatekeeper {
+            scripted,
+            scripted_via,
+            yes,
+            prompter,
+        }
+    }
+
+    pub fn is_interactive(&self) -> bool {
+        self.prompter.is_some()
+    }
+
+    pub fn prompter(&mut self) -> Option<&mut Box<dyn Prompter>> {
+        self.prompter.as_mut()
+    }
+
+    /// Decides one gate.
+    pub fn decide(&mut self, req: &GateRequest) -> io::Result<Decision> {
+        if let Some(raw) = self.scripted.get(&req.step) {
+            return Ok(match parse_answer(&req.kind, raw) {
+                Ok(answer) => Decision::Answered {
+                    answer,
+                    via: self.scripted_via,
+                },
+                Err(e) => Decision::Invalid(format!("--answer {}={raw}: {e}", req.step)),
+            });
+        }
+        if self.yes && matches!(req.kind, GateKind::Confirm) && req.safety <= Safety::Reversible {
+            return Ok(Decision::Answered {
+                answer: Answer::Reply(Reply::Yes),
+                via: AnswerVia::YesFlag,
+            });
+        }
+        if let Some(p) = self.prompter.as_mut() {
+            let answer = p.ask(req)?;
+            return Ok(Decision::Answered {
+                answer,
+                via: AnswerVia::Prompt,
+            });
+        }
+        Ok(Decision::NeedsAnswer { hint: hint(req) })
+    }
+}
+
+/// The flag that would answer this gate, for the needs-answer message.
+pub fn hint(req: &GateRequest) -> String {
+    let id = &req.step;
+    match &req.kind {
+        GateKind::Confirm if req.safety <= Safety::Reversible => {
+            format!("--answer {id}=yes (or --yes for all confirmations up to reversible)")
+        }
+        GateKind::Confirm | GateKind::Terminal => {
+            format!("--answer {id}=yes (terminal: --yes is not enough; it needs its own answer)")
+        }
+        GateKind::Manual => format!("--answer {id}=done (or skipped / failed; add a note as done:<note>)"),
+        GateKind::Input(spec) => format!(
+            "--answer {id}=<{}>",
+            format!("{:?}", spec.kind).to_lowercase()
+        ),
+        GateKind::Resume => format!(
+            "--answer {id}=yes to run it again, --answer {id}=skip if it completed, --answer {id}=abort to stop"
+        ),
+    }
+}
+
+/// Parses a scripted answer for a gate.
+pub fn parse_answer(kind: &GateKind, raw: &str) -> Result<Answer, String> {
+    let lower = raw.trim().to_ascii_lowercase();
+    match kind {
+        GateKind::Confirm | GateKind::Terminal | GateKind::Resume => match lower.as_str() {
+            "yes" | "y" | "true" => Ok(Answer::Reply(Reply::Yes)),
+            "no" | "n" | "false" => Ok(Answer::Reply(Reply::No)),
+            "skip" => Ok(Answer::Reply(Reply::Skip)),
+            "abort" => Ok(Answer::Reply(Reply::Abort)),
+            _ => Err("expected yes, no, skip or abort".into()),
+        },
+        GateKind::Manual => {
+            let (word, note) = match raw.split_once(':') {
+                Some((w, n)) => (
+                    w.trim().to_ascii_lowercase(),
+                    Some(n.trim().to_string()).filter(|n| !n.is_empty()),
+                ),
+                None => (lower.clone(), None),
+            };
+            let reply = match word.as_str() {
+                "done" | "yes" | "true" | "y" => ManualReply::Done,
+                "skipped" | "skip" => ManualReply::Skipped,
+                "failed" | "fail" | "no" | "false" => ManualReply::Failed,
+                _ => {
+                    return Err(
+                        "expected done, skipped or failed (optionally `done:<note>`)".into(),
+                    )
+                }
+            };
+            Ok(Answer::Manual(reply, note))
+        }
+        GateKind::Input(spec) => crate::inputs::coerce("value", spec, raw).map(Answer::Input),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(kind: GateKind, safety: Safety) -> GateRequest {
+        GateRequest {
+            step: "s".into(),
+            title: "S".into(),
+            kind,
+            prompt: "ok?".into(),
+            safety,
+            action: "x".into(),
+        }
+    }
+
+    #[test]
+    fn yes_flag_does_not_answer_terminal_gates() {
+        let mut g = Gatekeeper::new(HashMap::new(), AnswerVia::AnswerFlag, true, None);
+        assert!(matches!(
+            g.decide(&req(GateKind::Confirm, Safety::Reversible))
+                .unwrap(),
+            Decision::Answered {
+                via: AnswerVia::YesFlag,
+                ..
+            }
+        ));
+        assert!(matches!(
+            g.decide(&req(GateKind::Terminal, Safety::Terminal))
+                .unwrap(),
+            Decision::NeedsAnswer { .. }
+        ));
+        assert!(matches!(
+            g.decide(&req(GateKind::Confirm, Safety::Terminal)).unwrap(),
+            Decision::NeedsAnswer { .. }
+        ));
+        assert!(matches!(
+            g.decide(&req(GateKind::Manual, Safety::ReadOnly)).unwrap(),
+            Decision::NeedsAnswer { .. }
+        ));
+    }
+
+    #[test]
+    fn manual_answers_carry_notes() {
+        assert_eq!(
+            parse_answer(&GateKind::Manual, "done: told #ops").unwrap(),
+            Answer::Manual(ManualReply::Done, Some("told #ops".into()))
+        );
+        assert!(parse_answer(&GateKind::Confirm, "maybe").is_err());
+    }
+}

@@ -1,0 +1,182 @@
+//! The journal: `<journal-dir>/<run-id>/journal.jsonl`, append-only, one event per line,
+//! each line written whole and fsync'd before the run goes on.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::events::Envelope;
+
+/// The file name of a journal inside its run directory.
+pub const FILE_NAME: &str = "journal.jsonl";
+
+/// An open journal, appending.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+impl Journal {
+    /// Creates `<dir>/<run_id>/journal.jsonl` (the run directory must not exist yet).
+    pub fn create(dir: &Path, run_id: &str) -> io::Result<Journal> {
+        let run_dir = dir.join(run_id);
+        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir(&run_dir)?;
+        let path = run_dir.join(FILE_NAME);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)?;
+        sync_dir(&run_dir);
+        Ok(Journal { path, file })
+    }
+
+    /// Opens an existing journal to append to it (resume). A torn last line is cut off first,
+    /// so that every line of the file stays a whole JSON document.
+    pub fn reopen(path: &Path) -> io::Result<Journal> {
+        let bytes = std::fs::read(path)?;
+        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+            let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+            let f = OpenOptions::new().write(true).open(path)?;
+            f.set_len(keep as u64)?;
+            f.sync_all()?;
+        }
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The run directory holding the journal (and files a run writes next to it).
+    pub fn run_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// Appends one event and makes it durable before returning.
+    pub fn append(&mut self, e: &Envelope) -> io::Result<()> {
+        let mut line = serde_json::to_vec(e).map_err(io::Error::other)?;
+        line.push(b'\n');
+        // One write call per line: a crash leaves at most one torn line, at the end.
+        self.file.write_all(&line)?;
+        self.file.sync_data()
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// A journal read back: its events, and whether it ended early.
+#[derive(Debug, Clone, Default)]
+pub struct Read {
+    pub events: Vec<Envelope>,
+    /// The last line was cut mid-write (a crash or SIGKILL during an append).
+    pub truncated: bool,
+    /// Lines that could not be parsed (other than a torn last line), with their numbers.
+    pub bad_lines: Vec<(usize, String)>,
+}
+
+/// Reads a journal, tolerating a torn last line.
+pub fn read(path: &Path) -> io::Result<Read> {
+    let bytes = std::fs::read(path)?;
+    Ok(parse(&bytes))
+}
+
+/// Parses journal bytes.
+pub fn parse(bytes: &[u8]) -> Read {
+    let mut out = Read::default();
+    let text = String::from_utf8_lossy(bytes);
+    let ends_whole = text.ends_with('\n') || text.is_empty();
+    let lines: Vec<&str> = text.split_terminator('\n').collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Envelope>(line) {
+            Ok(e) => out.events.push(e),
+            Err(err) => {
+                if i + 1 == lines.len() && !ends_whole {
+                    out.truncated = true;
+                } else {
+                    out.bad_lines.push((i + 1, err.to_string()));
+                }
+            }
+        }
+    }
+    if !ends_whole && !out.truncated && !lines.is_empty() {
+        // The last line parsed but had no newline: the write finished, the newline did not.
+        out.truncated = false;
+    }
+    out
+}
+
+/// Finds a journal from a run id or a path (a journal file or a run directory).
+pub fn locate(run: &str, journal_dir: &Path) -> io::Result<PathBuf> {
+    let p = Path::new(run);
+    let candidates = [
+        p.to_path_buf(),
+        p.join(FILE_NAME),
+        journal_dir.join(run).join(FILE_NAME),
+    ];
+    for c in candidates {
+        if c.is_file() {
+            return Ok(c);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!(
+            "no journal for `{run}` (looked for a file, `{run}/{FILE_NAME}` and `{}/{run}/{FILE_NAME}`)",
+            journal_dir.display()
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::events::{Envelope, Event};
+
+    fn env(seq: u64) -> Envelope {
+        Envelope {
+            v: 1,
+            seq,
+            ts: "2026-01-01T00:00:00.000Z".into(),
+            run_id: "r".into(),
+            event: Event::StepSkipped {
+                step: format!("s{seq}"),
+                reason: "x".into(),
+                phase: crate::exec::events::Phase::Main,
+            },
+        }
+    }
+
+    #[test]
+    fn torn_last_line_is_tolerated_and_cut_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::create(dir.path(), "run1").unwrap();
+        j.append(&env(1)).unwrap();
+        j.append(&env(2)).unwrap();
+        let path = j.path().to_path_buf();
+        drop(j);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"{\"v\":1,\"seq\":3,\"ts");
+        std::fs::write(&path, &bytes).unwrap();
+        let r = read(&path).unwrap();
+        assert_eq!(r.events.len(), 2);
+        assert!(r.truncated);
+        let mut j = Journal::reopen(&path).unwrap();
+        j.append(&env(3)).unwrap();
+        let r = read(&path).unwrap();
+        assert_eq!(r.events.len(), 3);
+        assert!(!r.truncated);
+    }
+}

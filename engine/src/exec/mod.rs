@@ -1,0 +1,12 @@
+//! Executing runbooks: the runner, its events and journal, gates, clock, redaction.
+
+pub mod actions;
+pub mod clock;
+pub mod context;
+pub mod emitter;
+pub mod events;
+pub mod gate;
+pub mod journal;
+pub mod redact;
+pub mod resume;
+pub mod runner;

@@ -1,0 +1,1553 @@
+//! The runner: preconditions, then per step the guard, the gate, the action with its timeout,
+//! captures, verifications polled within their budget, retries with backoff; on failure the
+//! rollback strategy and `on_failure`. Every transition is an event; nothing else is state.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use serde_json::{json, Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::actions::{self, Env};
+use super::clock::{millis_between, stamp, Clock};
+use super::context::{bound, observe, RunContext};
+use super::emitter::Emitter;
+use super::events::{Check, Event, Phase, RunOutcome, RunbookInfo, StepOutcome};
+use super::gate::{Answer, Decision, GateKind, GateRequest, Gatekeeper, ManualReply, Reply};
+use super::resume::ResumeState;
+use crate::backends::{ActionError, Backends, CallCtx, ErrorKind, Output, Progress};
+use crate::model::{fmt_duration, ActionKind, Retry, Runbook, Step, Undo};
+use crate::spec::{BackendSpec, RollbackStrategy, Safety};
+use crate::template;
+
+/// Who runs, why, and with what.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub operator: String,
+    pub reason: Option<String>,
+    /// `interactive`, `non-interactive`, `drill`, `training`.
+    pub mode: String,
+    pub inputs: IndexMap<String, Value>,
+    pub secrets: IndexMap<String, String>,
+    pub env: Map<String, Value>,
+    pub host: String,
+    pub resume: Option<ResumeState>,
+    /// Resume even though the runbook changed (journaled).
+    pub forced: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub outcome: RunOutcome,
+    pub exit_code: i32,
+    pub message: Option<String>,
+    pub failed_step: Option<String>,
+    /// For needs-answer: the flag that would answer the gate.
+    pub hint: Option<String>,
+    pub duration: Duration,
+}
+
+/// One runbook being executed (the top one, or one entered through a `call` step).
+struct Frame {
+    rb: Arc<Runbook>,
+    ctx: RunContext,
+    backends_real: IndexMap<String, BackendSpec>,
+    /// Prefix of step ids in events: "" at the top, "<call step id>/" inside a call.
+    prefix: String,
+}
+
+struct UndoEntry {
+    step: String,
+    undo: Undo,
+    rb: Arc<Runbook>,
+    ctx: RunContext,
+    backends_real: IndexMap<String, BackendSpec>,
+}
+
+enum StepEnd {
+    Done(StepOutcome),
+    Failed(String),
+    Aborted(String),
+    NeedsAnswer(String),
+    Interrupted,
+}
+
+pub struct Runner {
+    backends: Backends,
+    clock: Arc<dyn Clock>,
+    gate: Gatekeeper,
+    emitter: Emitter,
+    progress: Arc<dyn Progress>,
+    cancel: CancellationToken,
+    run_dir: PathBuf,
+    undo_stack: Vec<UndoEntry>,
+    resume: Option<ResumeState>,
+    operator: String,
+}
+
+impl Runner {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        backends: Backends,
+        clock: Arc<dyn Clock>,
+        gate: Gatekeeper,
+        emitter: Emitter,
+        progress: Arc<dyn Progress>,
+        cancel: CancellationToken,
+        run_dir: PathBuf,
+    ) -> Self {
+        Runner {
+            backends,
+            clock,
+            gate,
+            emitter,
+            progress,
+            cancel,
+            run_dir,
+            undo_stack: vec![],
+            resume: None,
+            operator: String::new(),
+        }
+    }
+
+    pub fn emitter(&self) -> &Emitter {
+        &self.emitter
+    }
+
+    fn emit(&mut self, e: Event) {
+        // A failed journal write is recorded in the emitter; mutating steps check it.
+        let _ = self.emitter.emit(e);
+    }
+
+    /// Runs a checked runbook to its end.
+    pub async fn run(&mut self, rb: Arc<Runbook>, cfg: RunConfig) -> RunResult {
+        let started = self.clock.now();
+        self.operator = cfg.operator.clone();
+        self.resume = cfg.resume.clone();
+        let run_id = self.emitter.run_id().to_string();
+        let run_started_at = cfg
+            .resume
+            .as_ref()
+            .map(|r| r.started_at.clone())
+            .unwrap_or_else(|| stamp(started));
+
+        let mut ctx = RunContext {
+            inputs: cfg.inputs.clone(),
+            secrets: cfg.secrets.clone(),
+            env: cfg.env.clone(),
+            run: Map::new(),
+            steps: Map::new(),
+        };
+        ctx.run.insert("id".into(), json!(run_id));
+        ctx.run.insert("operator".into(), json!(cfg.operator));
+        ctx.run.insert(
+            "reason".into(),
+            json!(cfg.reason.clone().unwrap_or_default()),
+        );
+        ctx.run.insert("started_at".into(), json!(run_started_at));
+        ctx.run.insert("runbook".into(), json!(rb.name()));
+        ctx.run.insert("host".into(), json!(cfg.host));
+
+        if let Some(r) = &cfg.resume {
+            self.emit(Event::RunResumed {
+                operator: cfg.operator.clone(),
+                forced: cfg.forced,
+                sha256: cfg.forced.then(|| rb.sha256.clone()),
+            });
+            let _ = r;
+        } else {
+            let redactor = self.emitter.redactor().clone();
+            self.emit(Event::RunStarted {
+                runbook: RunbookInfo {
+                    path: rb.file.clone(),
+                    name: rb.name().to_string(),
+                    title: rb.spec.metadata.title.clone(),
+                    sha256: rb.sha256.clone(),
+                    severity: rb.spec.metadata.severity.map(|s| format!("{s:?}")),
+                    mttr_target: rb.spec.metadata.mttr_target.clone(),
+                    description: rb.spec.metadata.description.clone(),
+                    steps: rb.steps.iter().map(|s| s.id.clone()).collect(),
+                },
+                inputs: redactor.value(&Value::Object(
+                    cfg.inputs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                )),
+                operator: cfg.operator.clone(),
+                reason: cfg.reason.clone(),
+                host: cfg.host.clone(),
+                engine_version: env!("CARGO_PKG_VERSION").to_string(),
+                mode: cfg.mode.clone(),
+            });
+        }
+
+        let backends_real = match render_backends(&rb, &ctx) {
+            Ok(b) => b,
+            Err(e) => return self.finish(started, RunOutcome::Failed, None, Some(e), None),
+        };
+        let mut frame = Frame {
+            rb: rb.clone(),
+            ctx,
+            backends_real,
+            prefix: String::new(),
+        };
+
+        // Preconditions: evaluated once, at the start (a resumed run already passed them).
+        if cfg.resume.is_none() {
+            let display = frame.ctx.display(None);
+            let real = frame.ctx.real(None);
+            for (i, c) in rb.spec.preconditions.iter().enumerate() {
+                let (ok, err) = match template::eval_bool(&c.that, &real) {
+                    Ok(b) => (b, None),
+                    Err(e) => (false, Some(e)),
+                };
+                let message = c.message.as_ref().map(|m| render_text(m, &display));
+                self.emit(Event::Precondition {
+                    index: i,
+                    that: c.that.clone(),
+                    ok,
+                    message: message.clone(),
+                    observed: observe(&c.that, &display),
+                });
+                if !ok {
+                    let msg = match err {
+                        Some(e) => format!("precondition `{}` could not be evaluated: {e}", c.that),
+                        None => format!(
+                            "precondition `{}` is false{}: nothing was run",
+                            c.that,
+                            message.map(|m| format!(" ({m})")).unwrap_or_default()
+                        ),
+                    };
+                    return self.finish(started, RunOutcome::Failed, None, Some(msg), None);
+                }
+            }
+        }
+
+        // Main steps.
+        let (end, failed_step) = self.run_steps(&mut frame, Phase::Main).await;
+        let strategy = rb.spec.rollback_strategy;
+        let result = match end {
+            StepEnd::Done(_) => {
+                if strategy == RollbackStrategy::Always {
+                    self.rollback().await;
+                }
+                self.finish(started, RunOutcome::Succeeded, None, None, None)
+            }
+            StepEnd::Failed(msg) => {
+                if strategy != RollbackStrategy::Never {
+                    self.rollback().await;
+                }
+                self.run_on_failure(&mut frame).await;
+                self.finish(started, RunOutcome::Failed, failed_step, Some(msg), None)
+            }
+            StepEnd::Aborted(msg) => {
+                self.finish(started, RunOutcome::Aborted, failed_step, Some(msg), None)
+            }
+            StepEnd::NeedsAnswer(hint) => {
+                let msg = format!(
+                    "step `{}` needs an answer: pass {hint}",
+                    failed_step.clone().unwrap_or_default()
+                );
+                self.finish(
+                    started,
+                    RunOutcome::NeedsAnswer,
+                    failed_step,
+                    Some(msg),
+                    Some(hint),
+                )
+            }
+            StepEnd::Interrupted => self.finish(
+                started,
+                RunOutcome::Interrupted,
+                failed_step,
+                Some("interrupted".into()),
+                None,
+            ),
+        };
+        result
+    }
+
+    fn finish(
+        &mut self,
+        started: DateTime<Utc>,
+        outcome: RunOutcome,
+        failed_step: Option<String>,
+        message: Option<String>,
+        hint: Option<String>,
+    ) -> RunResult {
+        let duration_ms = millis_between(started, self.clock.now());
+        let message = message.map(|m| self.emitter.redactor().str(&m));
+        self.emit(Event::RunFinished {
+            outcome,
+            duration_ms,
+            exit_code: outcome.exit_code(),
+            failed_step: failed_step.clone(),
+            message: message.clone(),
+        });
+        RunResult {
+            outcome,
+            exit_code: outcome.exit_code(),
+            message,
+            failed_step,
+            hint,
+            duration: Duration::from_millis(duration_ms),
+        }
+    }
+
+    /// Runs a frame's main steps. Returns how they ended and the step that stopped them.
+    async fn run_steps(&mut self, frame: &mut Frame, phase: Phase) -> (StepEnd, Option<String>) {
+        let rb = frame.rb.clone();
+        let mut failure: Option<(String, String)> = None;
+        for step in &rb.steps {
+            let sid = format!("{}{}", frame.prefix, step.id);
+            if self.cancel.is_cancelled() {
+                return (StepEnd::Interrupted, Some(sid));
+            }
+            // Resume: steps that finished are not run again; their captures come back.
+            let mut pre_approved = false;
+            if let Some(r) = &self.resume {
+                if let Some(done) = r.done.get(&sid) {
+                    let done = *done;
+                    for (k, v) in r.fields.get(&sid).cloned().unwrap_or_default() {
+                        frame.ctx.set_step_field(&step.id, &k, v);
+                    }
+                    frame
+                        .ctx
+                        .set_step_field(&step.id, "outcome", json!(done.as_str()));
+                    if done == StepOutcome::Succeeded {
+                        if let Some(u) = &step.undo {
+                            self.push_undo(&sid, u, frame);
+                        }
+                    }
+                    continue;
+                }
+                if r.in_flight.contains(&sid) && !matches!(step.action.kind, ActionKind::Call(_)) {
+                    if step.safety <= Safety::Idempotent {
+                        // Safe to repeat: run it again.
+                    } else {
+                        match self.resume_gate(step, &sid) {
+                            Ok(true) => pre_approved = true,
+                            Ok(false) => {
+                                self.emit(Event::StepSkipped {
+                                    step: sid.clone(),
+                                    reason:
+                                        "the operator confirmed on resume that it had completed"
+                                            .into(),
+                                    phase,
+                                });
+                                frame
+                                    .ctx
+                                    .set_step_field(&step.id, "outcome", json!("skipped"));
+                                continue;
+                            }
+                            Err(end) => return (end, Some(sid)),
+                        }
+                    }
+                }
+            }
+            match self.run_step(step, &sid, phase, frame, pre_approved).await {
+                StepEnd::Done(_) => {}
+                StepEnd::Failed(msg) if step.spec.continue_on_failure => {
+                    failure.get_or_insert((sid.clone(), msg));
+                }
+                StepEnd::Failed(msg) => return (StepEnd::Failed(msg), Some(sid)),
+                other => return (other, Some(sid)),
+            }
+        }
+        match failure {
+            // A step marked continue_on_failure failed: the run still fails, at the end.
+            Some((sid, msg)) => (StepEnd::Failed(msg), Some(sid)),
+            None => (StepEnd::Done(StepOutcome::Succeeded), None),
+        }
+    }
+
+    /// Asks whether a half-done, non-repeatable step may run again. Ok(true) = run it,
+    /// Ok(false) = treat as done.
+    fn resume_gate(&mut self, step: &Step, sid: &str) -> Result<bool, StepEnd> {
+        let req = GateRequest {
+            step: sid.to_string(),
+            title: step.title.clone(),
+            kind: GateKind::Resume,
+            prompt: format!(
+                "`{}` ({}) started before the interruption and may have run. Run it again?",
+                step.title,
+                step.safety.as_str()
+            ),
+            safety: step.safety,
+            action: step.action.kind.label(),
+        };
+        self.emit(Event::GateAsked {
+            step: sid.to_string(),
+            gate: "resume".into(),
+            prompt: req.prompt.clone(),
+        });
+        match self.gate.decide(&req) {
+            Ok(Decision::Answered { answer, via }) => {
+                self.emit(Event::GateAnswered {
+                    step: sid.to_string(),
+                    gate: "resume".into(),
+                    answer: answer.text(),
+                    by: self.operator.clone(),
+                    via,
+                    note: None,
+                });
+                match answer {
+                    Answer::Reply(Reply::Yes) => Ok(true),
+                    Answer::Reply(Reply::Skip) => Ok(false),
+                    _ => Err(StepEnd::Aborted(format!(
+                        "the operator declined to re-run `{sid}`"
+                    ))),
+                }
+            }
+            Ok(Decision::NeedsAnswer { hint }) => Err(StepEnd::NeedsAnswer(hint)),
+            Ok(Decision::Invalid(m)) => Err(StepEnd::NeedsAnswer(m)),
+            Err(e) => Err(StepEnd::Aborted(format!("prompt failed: {e}"))),
+        }
+    }
+
+    fn push_undo(&mut self, sid: &str, undo: &Undo, frame: &Frame) {
+        self.undo_stack.push(UndoEntry {
+            step: sid.to_string(),
+            undo: undo.clone(),
+            rb: frame.rb.clone(),
+            ctx: frame.ctx.clone(),
+            backends_real: frame.backends_real.clone(),
+        });
+    }
+
+    fn step_failed(
+        &mut self,
+        sid: &str,
+        phase: Phase,
+        started: DateTime<Utc>,
+        attempts: u32,
+        msg: String,
+    ) -> StepEnd {
+        let msg = self.emitter.redactor().str(&msg);
+        self.emit(Event::StepFinished {
+            step: sid.to_string(),
+            outcome: StepOutcome::Failed,
+            phase,
+            duration_ms: millis_between(started, self.clock.now()),
+            attempts,
+            error: Some(msg.clone()),
+            note: None,
+        });
+        StepEnd::Failed(msg)
+    }
+
+    fn step_done(
+        &mut self,
+        sid: &str,
+        phase: Phase,
+        started: DateTime<Utc>,
+        attempts: u32,
+        outcome: StepOutcome,
+        note: Option<String>,
+        error: Option<String>,
+    ) {
+        self.emit(Event::StepFinished {
+            step: sid.to_string(),
+            outcome,
+            phase,
+            duration_ms: millis_between(started, self.clock.now()),
+            attempts,
+            error,
+            note,
+        });
+    }
+
+    async fn run_step(
+        &mut self,
+        step: &Step,
+        sid: &str,
+        phase: Phase,
+        frame: &mut Frame,
+        pre_approved: bool,
+    ) -> StepEnd {
+        let rb = frame.rb.clone();
+        // 1. Guard.
+        if let Some(w) = &step.spec.when {
+            let real = frame.ctx.real(None);
+            match template::eval_bool(w, &real) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let obs = observe(w, &frame.ctx.display(None));
+                    let shown = if obs.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", observed_text(&obs))
+                    };
+                    self.emit(Event::StepSkipped {
+                        step: sid.to_string(),
+                        reason: format!("`{w}` is false{shown}"),
+                        phase,
+                    });
+                    frame
+                        .ctx
+                        .set_step_field(&step.id, "outcome", json!("skipped"));
+                    return StepEnd::Done(StepOutcome::Skipped);
+                }
+                Err(e) => {
+                    let now = self.clock.now();
+                    return self.step_failed(
+                        sid,
+                        phase,
+                        now,
+                        0,
+                        format!("guard `{w}` could not be evaluated: {e}"),
+                    );
+                }
+            }
+        }
+        // 2. Journal health: never change the world unjournaled.
+        if step.is_mutating() {
+            if let Some(why) = self.emitter.broken() {
+                return StepEnd::Failed(format!("stopped before `{sid}`: {why}"));
+            }
+        }
+        // 3. Render.
+        let started = self.clock.now();
+        let rendered = match actions::render(
+            &step.action,
+            &frame.ctx.real(None),
+            &frame.ctx.display(None),
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                self.emit(Event::StepStarted {
+                    step: sid.to_string(),
+                    title: step.title.clone(),
+                    action: step.action.kind.label(),
+                    safety: step.safety.as_str().into(),
+                    phase,
+                    rendered: Value::Null,
+                });
+                return self.step_failed(
+                    sid,
+                    phase,
+                    started,
+                    0,
+                    format!("rendering the action: {e}"),
+                );
+            }
+        };
+        let summary = actions::summary(&step.action.kind, &rendered.display, &rb);
+        self.emit(Event::StepStarted {
+            step: sid.to_string(),
+            title: step.title.clone(),
+            action: step.action.kind.label(),
+            safety: step.safety.as_str().into(),
+            phase,
+            rendered: rendered.display.clone(),
+        });
+
+        // 4. Gate.
+        if step.is_gate() && !pre_approved {
+            let kind = match &step.action.kind {
+                ActionKind::Confirm => GateKind::Confirm,
+                ActionKind::Manual => GateKind::Manual,
+                ActionKind::Input => {
+                    let ia: crate::spec::InputAction =
+                        match serde_json::from_value(rendered.real.clone()) {
+                            Ok(i) => i,
+                            Err(e) => {
+                                return self.step_failed(
+                                    sid,
+                                    phase,
+                                    started,
+                                    0,
+                                    format!("input step: {e}"),
+                                )
+                            }
+                        };
+                    GateKind::Input(Box::new(crate::inputs::input_action_spec(&ia)))
+                }
+                _ => GateKind::Terminal,
+            };
+            let prompt = match &step.action.kind {
+                ActionKind::Confirm | ActionKind::Input => rendered
+                    .display
+                    .get("prompt")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                ActionKind::Manual => rendered
+                    .display
+                    .get("instructions")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                _ => format!(
+                    "`{}` is terminal (it cannot be undone): {summary}. Run it?",
+                    step.title
+                ),
+            };
+            let req = GateRequest {
+                step: sid.to_string(),
+                title: step.title.clone(),
+                kind: kind.clone(),
+                prompt: prompt.clone(),
+                safety: step.safety,
+                action: summary.clone(),
+            };
+            self.emit(Event::GateAsked {
+                step: sid.to_string(),
+                gate: kind.name().into(),
+                prompt,
+            });
+            let decision = match self.gate.decide(&req) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.step_done(
+                        sid,
+                        phase,
+                        started,
+                        0,
+                        StepOutcome::Aborted,
+                        None,
+                        Some(format!("prompt failed: {e}")),
+                    );
+                    return StepEnd::Aborted(format!("the prompt for `{sid}` failed: {e}"));
+                }
+            };
+            let (answer, via) = match decision {
+                Decision::Answered { answer, via } => (answer, via),
+                Decision::NeedsAnswer { hint } => {
+                    self.step_done(
+                        sid,
+                        phase,
+                        started,
+                        0,
+                        StepOutcome::NeedsAnswer,
+                        None,
+                        Some(format!("needs an answer: {hint}")),
+                    );
+                    return StepEnd::NeedsAnswer(hint);
+                }
+                Decision::Invalid(msg) => {
+                    self.step_done(
+                        sid,
+                        phase,
+                        started,
+                        0,
+                        StepOutcome::NeedsAnswer,
+                        None,
+                        Some(msg.clone()),
+                    );
+                    return StepEnd::NeedsAnswer(msg);
+                }
+            };
+            let note = match &answer {
+                Answer::Manual(_, n) => n.clone(),
+                _ => None,
+            };
+            self.emit(Event::GateAnswered {
+                step: sid.to_string(),
+                gate: kind.name().into(),
+                answer: answer.text(),
+                by: self.operator.clone(),
+                via,
+                note: note.clone(),
+            });
+            match (&step.action.kind, answer) {
+                (ActionKind::Confirm, Answer::Reply(r)) => {
+                    frame
+                        .ctx
+                        .set_step_field(&step.id, "answer", json!(Answer::Reply(r).text()));
+                    return match r {
+                        Reply::Yes => {
+                            frame
+                                .ctx
+                                .set_step_field(&step.id, "outcome", json!("succeeded"));
+                            self.step_done(
+                                sid,
+                                phase,
+                                started,
+                                0,
+                                StepOutcome::Succeeded,
+                                None,
+                                None,
+                            );
+                            StepEnd::Done(StepOutcome::Succeeded)
+                        }
+                        Reply::Skip => {
+                            frame
+                                .ctx
+                                .set_step_field(&step.id, "outcome", json!("skipped"));
+                            self.step_done(
+                                sid,
+                                phase,
+                                started,
+                                0,
+                                StepOutcome::Skipped,
+                                None,
+                                None,
+                            );
+                            StepEnd::Done(StepOutcome::Skipped)
+                        }
+                        Reply::No | Reply::Abort => {
+                            self.step_done(
+                                sid,
+                                phase,
+                                started,
+                                0,
+                                StepOutcome::Aborted,
+                                None,
+                                Some("declined by the operator".into()),
+                            );
+                            StepEnd::Aborted(format!("the operator declined `{sid}`"))
+                        }
+                    };
+                }
+                (ActionKind::Manual, Answer::Manual(m, note)) => {
+                    if let Some(n) = &note {
+                        frame.ctx.set_step_field(&step.id, "note", json!(n));
+                    }
+                    return match m {
+                        ManualReply::Done => {
+                            frame
+                                .ctx
+                                .set_step_field(&step.id, "outcome", json!("succeeded"));
+                            self.step_done(
+                                sid,
+                                phase,
+                                started,
+                                0,
+                                StepOutcome::Succeeded,
+                                note,
+                                None,
+                            );
+                            StepEnd::Done(StepOutcome::Succeeded)
+                        }
+                        ManualReply::Skipped => {
+                            frame
+                                .ctx
+                                .set_step_field(&step.id, "outcome", json!("skipped"));
+                            self.step_done(
+                                sid,
+                                phase,
+                                started,
+                                0,
+                                StepOutcome::Skipped,
+                                note,
+                                None,
+                            );
+                            StepEnd::Done(StepOutcome::Skipped)
+                        }
+                        ManualReply::Failed => {
+                            let msg = format!(
+                                "the operator marked `{sid}` as failed{}",
+                                note.as_ref().map(|n| format!(": {n}")).unwrap_or_default()
+                            );
+                            self.emit(Event::StepFinished {
+                                step: sid.to_string(),
+                                outcome: StepOutcome::Failed,
+                                phase,
+                                duration_ms: millis_between(started, self.clock.now()),
+                                attempts: 0,
+                                error: Some(msg.clone()),
+                                note,
+                            });
+                            StepEnd::Failed(msg)
+                        }
+                    };
+                }
+                (ActionKind::Input, Answer::Input(v)) => {
+                    frame.ctx.set_step_field(&step.id, "value", v.clone());
+                    frame
+                        .ctx
+                        .set_step_field(&step.id, "outcome", json!("succeeded"));
+                    self.emit(Event::Capture {
+                        step: sid.to_string(),
+                        name: "value".into(),
+                        value: v,
+                    });
+                    self.step_done(sid, phase, started, 0, StepOutcome::Succeeded, None, None);
+                    return StepEnd::Done(StepOutcome::Succeeded);
+                }
+                (_, Answer::Reply(Reply::Yes)) => {}
+                (_, Answer::Reply(Reply::Skip)) => {
+                    frame
+                        .ctx
+                        .set_step_field(&step.id, "outcome", json!("skipped"));
+                    self.step_done(
+                        sid,
+                        phase,
+                        started,
+                        0,
+                        StepOutcome::Skipped,
+                        None,
+                        Some("skipped by the operator".into()),
+                    );
+                    return StepEnd::Done(StepOutcome::Skipped);
+                }
+                _ => {
+                    self.step_done(
+                        sid,
+                        phase,
+                        started,
+                        0,
+                        StepOutcome::Aborted,
+                        None,
+                        Some("declined by the operator".into()),
+                    );
+                    return StepEnd::Aborted(format!("the operator declined `{sid}`"));
+                }
+            }
+        }
+
+        // 5. Execute.
+        match &step.action.kind {
+            ActionKind::Assert => {
+                let display = frame.ctx.display(None);
+                let real = frame.ctx.real(None);
+                let conds: Vec<crate::spec::ConditionSpec> =
+                    serde_json::from_value(step.action.body.clone()).unwrap_or_default();
+                let checks = evaluate(&conds, &real, &display);
+                let ok = checks.iter().all(|c| c.ok);
+                self.emit(Event::AttemptStarted {
+                    step: sid.to_string(),
+                    attempt: 1,
+                    of: 1,
+                });
+                self.emit(Event::VerifyEvaluated {
+                    step: sid.to_string(),
+                    attempt: 1,
+                    poll: 1,
+                    ok,
+                    checks: checks.clone(),
+                });
+                self.emit(Event::AttemptFinished {
+                    step: sid.to_string(),
+                    attempt: 1,
+                    ok,
+                    error: None,
+                    duration_ms: 0,
+                    polls: 1,
+                    result: Value::Null,
+                });
+                frame.ctx.set_step_field(
+                    &step.id,
+                    "outcome",
+                    json!(if ok { "succeeded" } else { "failed" }),
+                );
+                if ok {
+                    self.step_done(sid, phase, started, 1, StepOutcome::Succeeded, None, None);
+                    return StepEnd::Done(StepOutcome::Succeeded);
+                }
+                return self.step_failed(sid, phase, started, 1, failed_checks_message(&checks));
+            }
+            ActionKind::Call(child) => {
+                return self
+                    .run_call(
+                        step,
+                        sid,
+                        phase,
+                        frame,
+                        child.clone(),
+                        &rendered.real,
+                        started,
+                    )
+                    .await;
+            }
+            ActionKind::Confirm | ActionKind::Manual | ActionKind::Input => {
+                unreachable!("gates return above")
+            }
+            _ => {}
+        }
+
+        let (ok, attempts, last, err) = self
+            .attempts(step, sid, frame, &rendered.real, &step.retry, step.timeout)
+            .await;
+        if let Some(r) = &last {
+            frame
+                .ctx
+                .set_step_field(&step.id, "result", self.emitter.redactor().value(&bound(r)));
+        }
+        frame
+            .ctx
+            .set_step_field(&step.id, "attempts", json!(attempts));
+        if self.cancel.is_cancelled() {
+            self.step_done(
+                sid,
+                phase,
+                started,
+                attempts,
+                StepOutcome::Aborted,
+                None,
+                Some("interrupted".into()),
+            );
+            return StepEnd::Interrupted;
+        }
+        if ok {
+            // Captures were evaluated on the last result; journal and keep them.
+            if let Some(r) = &last {
+                let ctx_v = frame.ctx.real(Some(r));
+                for (name, expr) in &step.spec.capture {
+                    if let Ok(v) = template::eval(expr, &ctx_v) {
+                        frame.ctx.set_step_field(&step.id, name, v.clone());
+                        self.emit(Event::Capture {
+                            step: sid.to_string(),
+                            name: name.clone(),
+                            value: bound(&v),
+                        });
+                    }
+                }
+            }
+            frame
+                .ctx
+                .set_step_field(&step.id, "outcome", json!("succeeded"));
+            if let Some(u) = &step.undo {
+                self.push_undo(sid, u, frame);
+            }
+            self.step_done(
+                sid,
+                phase,
+                started,
+                attempts,
+                StepOutcome::Succeeded,
+                None,
+                None,
+            );
+            StepEnd::Done(StepOutcome::Succeeded)
+        } else {
+            frame
+                .ctx
+                .set_step_field(&step.id, "outcome", json!("failed"));
+            self.step_failed(
+                sid,
+                phase,
+                started,
+                attempts,
+                err.unwrap_or_else(|| "failed".into()),
+            )
+        }
+    }
+
+    /// Runs the attempts of an action: each attempt executes (and polls `verify` within the
+    /// `until` budget); failed attempts are retried with backoff. Returns (ok, attempts,
+    /// last result, error).
+    async fn attempts(
+        &mut self,
+        step: &Step,
+        sid: &str,
+        frame: &Frame,
+        real: &Value,
+        retry: &Retry,
+        timeout: Option<Duration>,
+    ) -> (bool, u32, Option<Value>, Option<String>) {
+        let rb = frame.rb.clone();
+        let mut last: Option<Value> = None;
+        let mut error: Option<String> = None;
+        let mut attempt = 0;
+        while attempt < retry.attempts {
+            attempt += 1;
+            self.emit(Event::AttemptStarted {
+                step: sid.to_string(),
+                attempt,
+                of: retry.attempts,
+            });
+            let a0 = self.clock.now();
+            let poll_deadline = step
+                .until
+                .as_ref()
+                .map(|u| a0 + chrono::Duration::from_std(u.timeout).unwrap_or_default());
+            let mut polls = 0;
+            let mut fatal = false;
+            let ok = loop {
+                polls += 1;
+                let p0 = self.clock.now();
+                let deadline =
+                    timeout.map(|t| p0 + chrono::Duration::from_std(t).unwrap_or_default());
+                let cctx = CallCtx {
+                    step: sid.to_string(),
+                    attempt,
+                    deadline,
+                    clock: self.clock.clone(),
+                    cancel: self.cancel.clone(),
+                    progress: self.progress.clone(),
+                    run_dir: self.run_dir.clone(),
+                    base_dir: rb.dir(),
+                };
+                let env = Env {
+                    rb: &rb,
+                    backends_real: &frame.backends_real,
+                    backends: &self.backends,
+                    input_env: frame.ctx.input_env(),
+                    step_timeout: timeout,
+                };
+                let has_verify = !step.spec.verify.is_empty();
+                let res = with_timeout(
+                    self.clock.as_ref(),
+                    timeout,
+                    actions::execute(
+                        &step.action.kind,
+                        step.action.backend.as_deref(),
+                        real,
+                        &env,
+                        &cctx,
+                        has_verify,
+                    ),
+                )
+                .await;
+                let poll_ok = match res {
+                    Err(e) => {
+                        last = e.result.clone().or(last.take());
+                        error = Some(e.message.clone());
+                        if e.kind == ErrorKind::Cancelled || self.cancel.is_cancelled() {
+                            fatal = true;
+                            break false;
+                        }
+                        if !e.retryable() {
+                            fatal = true;
+                            break false;
+                        }
+                        // While polling, an unreachable target is "not yet"; otherwise the attempt failed.
+                        if poll_deadline.is_none() {
+                            break false;
+                        }
+                        false
+                    }
+                    Ok(Output { result, world_diff }) => {
+                        if let Some(diff) = world_diff {
+                            self.emit(Event::WorldChanged {
+                                step: sid.to_string(),
+                                diff,
+                            });
+                        }
+                        let ctx_real = frame.ctx.real(Some(&result));
+                        let ctx_display = frame
+                            .ctx
+                            .display(Some(&self.emitter.redactor().value(&result)));
+                        last = Some(result);
+                        // Captures must evaluate; verify reads them as `steps.<self>.<name>` too.
+                        let mut cap_err = None;
+                        let mut with_caps = ctx_real.clone();
+                        for (name, expr) in &step.spec.capture {
+                            match template::eval(expr, &ctx_real) {
+                                Ok(v) => {
+                                    with_caps["steps"][&step.id][name] = v;
+                                }
+                                Err(e) => {
+                                    cap_err = Some(format!("capture `{name}` = `{expr}`: {e}"))
+                                }
+                            }
+                        }
+                        if let Some(e) = cap_err {
+                            error = Some(e);
+                            if poll_deadline.is_none() {
+                                break false;
+                            }
+                            false
+                        } else if step.spec.verify.is_empty() {
+                            error = None;
+                            break true;
+                        } else {
+                            let checks = evaluate(&step.spec.verify, &with_caps, &ctx_display);
+                            let all = checks.iter().all(|c| c.ok);
+                            self.emit(Event::VerifyEvaluated {
+                                step: sid.to_string(),
+                                attempt,
+                                poll: polls,
+                                ok: all,
+                                checks: checks.clone(),
+                            });
+                            if all {
+                                error = None;
+                                break true;
+                            }
+                            error = Some(failed_checks_message(&checks));
+                            false
+                        }
+                    }
+                };
+                if poll_ok {
+                    break true;
+                }
+                // Poll again if the budget allows.
+                match (&step.until, poll_deadline) {
+                    (Some(u), Some(pd)) => {
+                        let next = self.clock.now()
+                            + chrono::Duration::from_std(u.interval).unwrap_or_default();
+                        if next > pd {
+                            let e = error.take().unwrap_or_else(|| "verify did not hold".into());
+                            error = Some(format!(
+                                "{e} — still failing after {} of polling ({polls} polls)",
+                                fmt_duration(u.timeout)
+                            ));
+                            break false;
+                        }
+                        self.progress.status(&format!(
+                            "poll {polls}: not yet; next in {}",
+                            fmt_duration(u.interval)
+                        ));
+                        if !self.sleep(u.interval).await {
+                            fatal = true;
+                            break false;
+                        }
+                    }
+                    _ => break false,
+                }
+            };
+            let duration_ms = millis_between(a0, self.clock.now());
+            let shown = last
+                .as_ref()
+                .map(|r| self.emitter.redactor().value(&bound(r)))
+                .unwrap_or(Value::Null);
+            self.emit(Event::AttemptFinished {
+                step: sid.to_string(),
+                attempt,
+                ok,
+                error: error.clone(),
+                duration_ms,
+                polls,
+                result: shown,
+            });
+            if ok {
+                return (true, attempt, last, None);
+            }
+            if fatal || attempt >= retry.attempts {
+                break;
+            }
+            let delay = retry.delay_after(attempt);
+            self.progress.status(&format!(
+                "attempt {attempt} of {} failed; retrying in {}",
+                retry.attempts,
+                fmt_duration(delay)
+            ));
+            if !self.sleep(delay).await {
+                break;
+            }
+        }
+        (false, attempt, last, error)
+    }
+
+    /// Sleeps on the run's clock; false when interrupted.
+    async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = self.clock.sleep(d) => true,
+            _ = self.cancel.cancelled() => false,
+        }
+    }
+
+    async fn run_call(
+        &mut self,
+        step: &Step,
+        sid: &str,
+        phase: Phase,
+        frame: &mut Frame,
+        child: Arc<Runbook>,
+        real: &Value,
+        started: DateTime<Utc>,
+    ) -> StepEnd {
+        let supplied: IndexMap<String, Value> = real
+            .get("inputs")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let mut inputs = IndexMap::new();
+        for (name, spec) in &child.spec.inputs {
+            let v = match supplied.get(name).or(spec.default.as_ref()) {
+                Some(v) => v.clone(),
+                None => {
+                    return self.step_failed(
+                        sid,
+                        phase,
+                        started,
+                        0,
+                        format!("call: input `{name}` of `{}` has no value", child.name()),
+                    )
+                }
+            };
+            let v = match (&v, spec.kind) {
+                (Value::String(s), k) if k != crate::spec::InputType::String => {
+                    match crate::inputs::coerce(name, spec, s) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            return self.step_failed(sid, phase, started, 0, format!("call: {e}"))
+                        }
+                    }
+                }
+                _ => v,
+            };
+            if let Err(e) = crate::inputs::validate_value(name, spec, &v) {
+                return self.step_failed(sid, phase, started, 0, format!("call: {e}"));
+            }
+            inputs.insert(name.clone(), v);
+        }
+        let secrets = match load_secrets(&child) {
+            Ok(s) => s,
+            Err(e) => return self.step_failed(sid, phase, started, 0, format!("call: {e}")),
+        };
+        for v in secrets.values() {
+            self.emitter.redactor_mut().add(v);
+        }
+        let ctx = RunContext {
+            inputs,
+            secrets,
+            env: declared_env(&child),
+            run: frame.ctx.run.clone(),
+            steps: Map::new(),
+        };
+        let backends_real = match render_backends(&child, &ctx) {
+            Ok(b) => b,
+            Err(e) => return self.step_failed(sid, phase, started, 0, format!("call: {e}")),
+        };
+        let mut child_frame = Frame {
+            rb: child.clone(),
+            ctx,
+            backends_real,
+            prefix: format!("{sid}/"),
+        };
+        let (end, inner) = Box::pin(self.run_steps(&mut child_frame, phase)).await;
+        // The caller sees the child's captures as `steps.<call id>.<child step>.<capture>`.
+        for (k, v) in child_frame.ctx.steps {
+            frame.ctx.set_step_field(&step.id, &k, v);
+        }
+        match end {
+            StepEnd::Done(_) => {
+                frame
+                    .ctx
+                    .set_step_field(&step.id, "outcome", json!("succeeded"));
+                self.step_done(sid, phase, started, 1, StepOutcome::Succeeded, None, None);
+                StepEnd::Done(StepOutcome::Succeeded)
+            }
+            StepEnd::Failed(m) => self.step_failed(
+                sid,
+                phase,
+                started,
+                1,
+                format!(
+                    "`{}` failed at `{}`: {m}",
+                    child.name(),
+                    inner.unwrap_or_default()
+                ),
+            ),
+            other => {
+                let outcome = match &other {
+                    StepEnd::NeedsAnswer(_) => StepOutcome::NeedsAnswer,
+                    _ => StepOutcome::Aborted,
+                };
+                self.step_done(sid, phase, started, 1, outcome, None, None);
+                other
+            }
+        }
+    }
+
+    /// Runs the `undo` of finished steps, newest first.
+    async fn rollback(&mut self) {
+        while let Some(entry) = self.undo_stack.pop() {
+            let t0 = self.clock.now();
+            let undo_id = format!("{}.undo", entry.step);
+            let rendered = actions::render(
+                &entry.undo.action,
+                &entry.ctx.real(None),
+                &entry.ctx.display(None),
+            );
+            let rendered = match rendered {
+                Ok(r) => r,
+                Err(e) => {
+                    self.emit(Event::UndoStarted {
+                        step: entry.step.clone(),
+                        title: entry.undo.title.clone(),
+                        rendered: Value::Null,
+                    });
+                    self.emit(Event::UndoFinished {
+                        step: entry.step.clone(),
+                        ok: false,
+                        error: Some(format!("rendering the undo: {e}")),
+                        duration_ms: 0,
+                    });
+                    continue;
+                }
+            };
+            self.emit(Event::UndoStarted {
+                step: entry.step.clone(),
+                title: entry.undo.title.clone(),
+                rendered: rendered.display.clone(),
+            });
+            let (ok, error) = match &entry.undo.action.kind {
+                ActionKind::Manual => {
+                    let prompt = rendered
+                        .display
+                        .get("instructions")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let req = GateRequest {
+                        step: undo_id.clone(),
+                        title: entry.undo.title.clone(),
+                        kind: GateKind::Manual,
+                        prompt: prompt.clone(),
+                        safety: Safety::ReadOnly,
+                        action: "manual undo".into(),
+                    };
+                    self.emit(Event::GateAsked {
+                        step: undo_id.clone(),
+                        gate: "manual".into(),
+                        prompt,
+                    });
+                    match self.gate.decide(&req) {
+                        Ok(Decision::Answered { answer, via }) => {
+                            let note = match &answer {
+                                Answer::Manual(_, n) => n.clone(),
+                                _ => None,
+                            };
+                            self.emit(Event::GateAnswered {
+                                step: undo_id.clone(),
+                                gate: "manual".into(),
+                                answer: answer.text(),
+                                by: self.operator.clone(),
+                                via,
+                                note,
+                            });
+                            match answer {
+                                Answer::Manual(ManualReply::Done, _) => (true, None),
+                                other => (
+                                    false,
+                                    Some(format!("manual undo answered `{}`", other.text())),
+                                ),
+                            }
+                        }
+                        Ok(Decision::NeedsAnswer { hint }) => {
+                            (false, Some(format!("manual undo needs an answer: {hint}")))
+                        }
+                        Ok(Decision::Invalid(m)) => (false, Some(m)),
+                        Err(e) => (false, Some(format!("prompt failed: {e}"))),
+                    }
+                }
+                _ => {
+                    let pseudo = Step {
+                        id: entry
+                            .step
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or(&entry.step)
+                            .to_string(),
+                        title: entry.undo.title.clone(),
+                        loc: Default::default(),
+                        spec: Default::default(),
+                        action: entry.undo.action.clone(),
+                        safety: Safety::Reversible,
+                        timeout: entry.undo.timeout,
+                        retry: entry.undo.retry.clone(),
+                        until: None,
+                        undo: None,
+                    };
+                    let frame = Frame {
+                        rb: entry.rb.clone(),
+                        ctx: entry.ctx.clone(),
+                        backends_real: entry.backends_real.clone(),
+                        prefix: String::new(),
+                    };
+                    let (ok, _, _, err) = self
+                        .attempts(
+                            &pseudo,
+                            &undo_id,
+                            &frame,
+                            &rendered.real,
+                            &entry.undo.retry,
+                            entry.undo.timeout,
+                        )
+                        .await;
+                    (ok, err)
+                }
+            };
+            let error = error.map(|e| self.emitter.redactor().str(&e));
+            self.emit(Event::UndoFinished {
+                step: entry.step.clone(),
+                ok,
+                error,
+                duration_ms: millis_between(t0, self.clock.now()),
+            });
+        }
+    }
+
+    async fn run_on_failure(&mut self, frame: &mut Frame) {
+        let rb = frame.rb.clone();
+        for step in &rb.on_failure {
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            let sid = step.id.clone();
+            // Failures and missing answers here are recorded; the other handlers still run.
+            let _ = self
+                .run_step(step, &sid, Phase::OnFailure, frame, false)
+                .await;
+        }
+    }
+}
+
+/// Runs a future with the attempt's timeout. On a virtual clock the simulated backends
+/// account their own time, so the limit is checked against the clock afterwards.
+async fn with_timeout<F>(
+    clock: &dyn Clock,
+    timeout: Option<Duration>,
+    fut: F,
+) -> Result<Output, ActionError>
+where
+    F: std::future::Future<Output = Result<Output, ActionError>>,
+{
+    let Some(t) = timeout else { return fut.await };
+    if clock.is_virtual() {
+        let start = clock.now();
+        let r = fut.await;
+        let spent = (clock.now() - start).to_std().unwrap_or_default();
+        if spent > t && r.is_ok() {
+            return Err(ActionError::new(
+                ErrorKind::Timeout,
+                format!("timed out after {}", fmt_duration(t)),
+            ));
+        }
+        return r;
+    }
+    // Backends enforce the deadline themselves (and kill what they started); this is the
+    // safety net for one that does not.
+    match tokio::time::timeout(
+        t + crate::backends::shell::KILL_GRACE + Duration::from_secs(1),
+        fut,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(ActionError::new(
+            ErrorKind::Timeout,
+            format!("timed out after {}", fmt_duration(t)),
+        )),
+    }
+}
+
+/// Evaluates conditions; observed values come from the display context (secrets masked).
+fn evaluate(conds: &[crate::spec::ConditionSpec], real: &Value, display: &Value) -> Vec<Check> {
+    conds
+        .iter()
+        .map(|c| {
+            let (ok, error) = match template::eval_bool(&c.that, real) {
+                Ok(b) => (b, None),
+                Err(e) => (false, Some(e)),
+            };
+            Check {
+                that: c.that.clone(),
+                ok,
+                message: c.message.as_ref().map(|m| render_text(m, display)),
+                observed: observe(&c.that, display),
+                error,
+            }
+        })
+        .collect()
+}
+
+fn observed_text(obs: &Map<String, Value>) -> String {
+    obs.iter()
+        .map(|(k, v)| format!("{k} = {}", short_json(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn short_json(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn failed_checks_message(checks: &[Check]) -> String {
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| {
+            let label = c.message.clone().unwrap_or_else(|| format!("`{}`", c.that));
+            let mut s = format!("verify failed: {label}");
+            if !c.observed.is_empty() {
+                s.push_str(&format!(" (observed {})", observed_text(&c.observed)));
+            }
+            if let Some(e) = &c.error {
+                s.push_str(&format!(" [{e}]"));
+            }
+            s
+        })
+        .collect();
+    failed.join("; ")
+}
+
+fn render_text(src: &str, ctx: &Value) -> String {
+    match template::render_str(src, ctx) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => src.to_string(),
+    }
+}
+
+fn render_backends(
+    rb: &Runbook,
+    ctx: &RunContext,
+) -> Result<IndexMap<String, BackendSpec>, String> {
+    let real = ctx.real(None);
+    rb.spec
+        .backends
+        .iter()
+        .map(|(n, b)| {
+            actions::render_backend(b, &real)
+                .map(|r| (n.clone(), r))
+                .map_err(|e| format!("backend `{n}`: {e}"))
+        })
+        .collect()
+}
+
+/// Reads the runbook's secrets from the environment and files.
+pub fn load_secrets(rb: &Runbook) -> Result<IndexMap<String, String>, String> {
+    let mut out = IndexMap::new();
+    let mut missing = vec![];
+    for (name, s) in &rb.spec.secrets {
+        let v = if let Some(var) = &s.env {
+            std::env::var(var).ok()
+        } else if let Some(file) = &s.file {
+            let p = rb.dir().join(file);
+            std::fs::read_to_string(&p)
+                .ok()
+                .map(|t| t.trim_end_matches(['\n', '\r']).to_string())
+        } else {
+            None
+        };
+        match v {
+            Some(v) => {
+                out.insert(name.clone(), v);
+            }
+            None if !s.required => {
+                out.insert(name.clone(), String::new());
+            }
+            None => missing.push(match (&s.env, &s.file) {
+                (Some(var), _) => format!("secret `{name}`: set the environment variable {var}"),
+                (_, Some(f)) => format!("secret `{name}`: cannot read the file {f}"),
+                _ => format!("secret `{name}` has no source"),
+            }),
+        }
+    }
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing.join("; "))
+    }
+}
+
+/// The environment variables a runbook declared (absent ones are empty strings).
+pub fn declared_env(rb: &Runbook) -> Map<String, Value> {
+    rb.spec
+        .env
+        .iter()
+        .map(|k| {
+            (
+                k.clone(),
+                Value::String(std::env::var(k).unwrap_or_default()),
+            )
+        })
+        .collect()
+}

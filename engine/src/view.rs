@@ -1,0 +1,609 @@
+//! The terminal view: a sink for run events and the progress of running actions. Guided
+//! runs get spinners (indicatif) with elapsed time, attempt N of M and time left; CI runs get
+//! plain, timestamped log lines. Everything goes to stderr; stdout stays for machine output.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backends::Progress;
+use crate::exec::emitter::EventSink;
+use crate::exec::events::{Envelope, Event, StepOutcome};
+use crate::exec::redact::Redactor;
+use crate::model::{fmt_duration, Runbook};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Spinners and colours for a person at a terminal.
+    Rich,
+    /// One plain line per event, for CI logs.
+    Plain,
+    /// Nothing (drills print their own summary).
+    Quiet,
+}
+
+struct Running {
+    bar: Option<ProgressBar>,
+    title: String,
+    started: Instant,
+    attempt: u32,
+    of: u32,
+    budget: Option<Duration>,
+}
+
+struct Row {
+    step: String,
+    title: String,
+    outcome: String,
+    duration_ms: u64,
+    attempts: u32,
+}
+
+struct Inner {
+    style: Style,
+    redactor: Redactor,
+    budgets: HashMap<String, Duration>,
+    running: Option<Running>,
+    rows: Vec<Row>,
+    titles: HashMap<String, String>,
+    total: usize,
+    index: usize,
+    out: Box<dyn Write + Send>,
+}
+
+/// Cloneable handle: one clone is the event sink, another the progress receiver.
+#[derive(Clone)]
+pub struct TerminalView(Arc<Mutex<Inner>>);
+
+impl TerminalView {
+    pub fn new(style: Style, redactor: Redactor, rb: &Runbook) -> Self {
+        Self::with_writer(style, redactor, rb, Box::new(std::io::stderr()))
+    }
+
+    pub fn with_writer(
+        style: Style,
+        redactor: Redactor,
+        rb: &Runbook,
+        out: Box<dyn Write + Send>,
+    ) -> Self {
+        let mut budgets = HashMap::new();
+        for s in rb.steps.iter().chain(&rb.on_failure) {
+            let b = match (&s.until, s.timeout) {
+                (Some(u), _) => Some(u.timeout),
+                (None, t) => t,
+            };
+            if let Some(b) = b {
+                budgets.insert(s.id.clone(), b);
+            }
+        }
+        TerminalView(Arc::new(Mutex::new(Inner {
+            style,
+            redactor,
+            budgets,
+            running: None,
+            rows: vec![],
+            titles: HashMap::new(),
+            total: rb.steps.len(),
+            index: 0,
+            out,
+        })))
+    }
+
+    /// Adds a secret discovered during the run (a called runbook's).
+    pub fn redactor_add(&self, secret: &str) {
+        self.0.lock().expect("view lock").redactor.add(secret);
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        let mut g = self.0.lock().expect("view lock");
+        f(&mut g)
+    }
+
+    /// Prints a line above any spinner.
+    pub fn println(&self, line: &str) {
+        self.with(|i| i.println(line));
+    }
+
+    /// Prints the table of steps, outcomes and durations.
+    pub fn summary(&self) {
+        self.with(|i| i.summary());
+    }
+}
+
+impl Inner {
+    fn println(&mut self, line: &str) {
+        if self.style == Style::Quiet {
+            return;
+        }
+        let line = self.redactor.str(line);
+        match self.running.as_ref().and_then(|r| r.bar.as_ref()) {
+            Some(bar) => bar.println(line),
+            None => {
+                let _ = writeln!(self.out, "{line}");
+            }
+        }
+    }
+
+    fn log(&mut self, ts: &str, line: &str) {
+        match self.style {
+            Style::Plain => {
+                let t = ts.get(11..19).unwrap_or(ts);
+                self.println(&format!("{t} {line}"));
+            }
+            Style::Rich => self.println(line),
+            Style::Quiet => {}
+        }
+    }
+
+    fn stop_bar(&mut self) {
+        if let Some(r) = self.running.take() {
+            if let Some(b) = r.bar {
+                b.finish_and_clear();
+            }
+        }
+    }
+
+    fn refresh(&mut self) {
+        if let Some(r) = &self.running {
+            if let Some(bar) = &r.bar {
+                bar.set_message(message(r));
+            }
+        }
+    }
+
+    fn summary(&mut self) {
+        if self.style == Style::Quiet || self.rows.is_empty() {
+            return;
+        }
+        let w_step = self
+            .rows
+            .iter()
+            .map(|r| r.step.chars().count())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let w_out = 12;
+        let mut lines = vec![
+            String::new(),
+            format!(
+                "{:<w_step$}  {:<w_out$}  {:>9}  {:>8}  title",
+                "step", "outcome", "duration", "attempts"
+            ),
+        ];
+        lines.push(format!(
+            "{}  {}  {}  {}  {}",
+            "-".repeat(w_step),
+            "-".repeat(w_out),
+            "-".repeat(9),
+            "-".repeat(8),
+            "-".repeat(5)
+        ));
+        for r in &self.rows {
+            lines.push(format!(
+                "{:<w_step$}  {:<w_out$}  {:>9}  {:>8}  {}",
+                r.step,
+                r.outcome,
+                fmt_duration(Duration::from_millis(r.duration_ms)),
+                r.attempts,
+                r.title
+            ));
+        }
+        for l in lines {
+            self.println(&l);
+        }
+    }
+}
+
+fn message(r: &Running) -> String {
+    let elapsed = r.started.elapsed();
+    let mut m = format!(
+        "{} · {}",
+        r.title,
+        fmt_duration(Duration::from_secs(elapsed.as_secs()))
+    );
+    if r.of > 1 {
+        m.push_str(&format!(" · attempt {} of {}", r.attempt, r.of));
+    }
+    if let Some(b) = r.budget {
+        let left = b.saturating_sub(elapsed);
+        m.push_str(&format!(
+            " · {} left",
+            fmt_duration(Duration::from_secs(left.as_secs()))
+        ));
+    }
+    m
+}
+
+fn mark(outcome: StepOutcome) -> &'static str {
+    match outcome {
+        StepOutcome::Succeeded => "✔",
+        StepOutcome::Failed => "✘",
+        StepOutcome::Skipped => "↷",
+        StepOutcome::Aborted => "■",
+        StepOutcome::NeedsAnswer => "?",
+    }
+}
+
+impl EventSink for TerminalView {
+    fn event(&mut self, e: &Envelope) {
+        self.with(|i| {
+            let ts = e.ts.clone();
+            match &e.event {
+                Event::RunStarted {
+                    runbook,
+                    operator,
+                    reason,
+                    mode,
+                    ..
+                } => {
+                    let sev = runbook
+                        .severity
+                        .clone()
+                        .map(|s| format!(" [{s}]"))
+                        .unwrap_or_default();
+                    i.log(
+                        &ts,
+                        &format!("runbook {}{sev}: {}", runbook.name, runbook.title),
+                    );
+                    i.log(&ts, &format!("run {} by {operator} ({mode})", e.run_id));
+                    if let Some(r) = reason {
+                        i.log(&ts, &format!("reason: {r}"));
+                    }
+                    if i.style == Style::Rich {
+                        if let Some(d) = &runbook.description {
+                            i.println("");
+                            for l in d.trim().lines() {
+                                i.println(&format!("  {l}"));
+                            }
+                            i.println("");
+                        }
+                    }
+                }
+                Event::RunResumed {
+                    operator, forced, ..
+                } => {
+                    i.log(
+                        &ts,
+                        &format!(
+                            "resuming run {} as {operator}{}",
+                            e.run_id,
+                            if *forced {
+                                " (forced: the runbook changed)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    );
+                }
+                Event::Precondition {
+                    that, ok, message, ..
+                } => {
+                    if !ok {
+                        i.log(
+                            &ts,
+                            &format!(
+                                "✘ precondition `{that}` is false{}",
+                                message
+                                    .as_ref()
+                                    .map(|m| format!(": {m}"))
+                                    .unwrap_or_default()
+                            ),
+                        );
+                    } else if i.style == Style::Plain {
+                        i.log(&ts, &format!("✔ precondition `{that}`"));
+                    }
+                }
+                Event::StepStarted {
+                    step,
+                    title,
+                    action,
+                    safety,
+                    rendered,
+                    phase,
+                } => {
+                    i.index += 1;
+                    i.titles.insert(step.clone(), title.clone());
+                    let pos = if *phase == crate::exec::events::Phase::Main {
+                        format!("[{}/{}] ", i.index.min(i.total.max(1)), i.total)
+                    } else {
+                        format!("[{phase:?}] ").to_lowercase()
+                    };
+                    i.log(&ts, &format!("▶ {pos}{title} ({action}, {safety})"));
+                    let detail = describe(rendered);
+                    if !detail.is_empty() {
+                        i.log(&ts, &format!("    {detail}"));
+                    }
+                    i.stop_bar();
+                    let key = step.rsplit('/').next().unwrap_or(step).to_string();
+                    let budget = i.budgets.get(&key).copied();
+                    let bar = (i.style == Style::Rich).then(|| {
+                        let b = ProgressBar::new_spinner();
+                        b.set_style(
+                            ProgressStyle::with_template("  {spinner} {msg}")
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        );
+                        b.enable_steady_tick(Duration::from_millis(120));
+                        b
+                    });
+                    i.running = Some(Running {
+                        bar,
+                        title: title.clone(),
+                        started: Instant::now(),
+                        attempt: 1,
+                        of: 1,
+                        budget,
+                    });
+                    i.refresh();
+                }
+                Event::StepSkipped { step, reason, .. } => {
+                    i.index += 1;
+                    i.log(&ts, &format!("↷ {step} skipped: {reason}"));
+                    i.rows.push(Row {
+                        step: step.clone(),
+                        title: String::new(),
+                        outcome: "skipped".into(),
+                        duration_ms: 0,
+                        attempts: 0,
+                    });
+                }
+                Event::GateAsked { step, gate, prompt } => {
+                    if i.style != Style::Rich {
+                        i.log(
+                            &ts,
+                            &format!(
+                                "? {step} ({gate}): {}",
+                                prompt.trim().lines().next().unwrap_or("")
+                            ),
+                        );
+                    }
+                    if let Some(r) = &i.running {
+                        if let Some(b) = &r.bar {
+                            b.disable_steady_tick();
+                            b.set_message(String::new());
+                        }
+                    }
+                }
+                Event::GateAnswered {
+                    step,
+                    answer,
+                    by,
+                    via,
+                    note,
+                    ..
+                } => {
+                    let via = serde_json::to_value(via)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    i.log(
+                        &ts,
+                        &format!(
+                            "  {step}: {answer} (by {by} via {via}){}",
+                            note.as_ref().map(|n| format!(" — {n}")).unwrap_or_default()
+                        ),
+                    );
+                    if let Some(r) = &i.running {
+                        if let Some(b) = &r.bar {
+                            b.enable_steady_tick(Duration::from_millis(120));
+                        }
+                    }
+                }
+                Event::AttemptStarted { attempt, of, step } => {
+                    if let Some(r) = i.running.as_mut() {
+                        r.attempt = *attempt;
+                        r.of = *of;
+                    }
+                    if *attempt > 1 {
+                        i.log(&ts, &format!("  {step}: attempt {attempt} of {of}"));
+                    }
+                    i.refresh();
+                }
+                Event::AttemptFinished {
+                    step,
+                    ok,
+                    error,
+                    attempt,
+                    ..
+                } => {
+                    if !ok {
+                        if let Some(err) = error {
+                            i.log(&ts, &format!("  {step}: attempt {attempt} failed: {err}"));
+                        }
+                    }
+                }
+                Event::VerifyEvaluated {
+                    step,
+                    ok,
+                    checks,
+                    poll,
+                    ..
+                } => {
+                    if !ok {
+                        let failing: Vec<String> = checks
+                            .iter()
+                            .filter(|c| !c.ok)
+                            .map(|c| {
+                                let obs: Vec<String> =
+                                    c.observed.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                                if obs.is_empty() {
+                                    c.that.clone()
+                                } else {
+                                    format!("{} ({})", c.that, obs.join(", "))
+                                }
+                            })
+                            .collect();
+                        i.log(
+                            &ts,
+                            &format!("  {step}: poll {poll}: not yet: {}", failing.join("; ")),
+                        );
+                    }
+                }
+                Event::Capture { step, name, value } => {
+                    if i.style == Style::Plain {
+                        i.log(
+                            &ts,
+                            &format!("  {step}.{name} = {}", short(&value.to_string())),
+                        );
+                    }
+                }
+                Event::WorldChanged { .. } => {}
+                Event::StepFinished {
+                    step,
+                    outcome,
+                    duration_ms,
+                    attempts,
+                    error,
+                    note,
+                    ..
+                } => {
+                    i.stop_bar();
+                    let title = i.titles.get(step).cloned().unwrap_or_default();
+                    let tail = match (error, note) {
+                        (Some(e), _) => format!(": {e}"),
+                        (None, Some(n)) => format!(" — {n}"),
+                        _ => String::new(),
+                    };
+                    i.log(
+                        &ts,
+                        &format!(
+                            "{} {step} {} in {}{tail}",
+                            mark(*outcome),
+                            outcome.as_str(),
+                            fmt_duration(Duration::from_millis(*duration_ms))
+                        ),
+                    );
+                    i.rows.push(Row {
+                        step: step.clone(),
+                        title,
+                        outcome: outcome.as_str().into(),
+                        duration_ms: *duration_ms,
+                        attempts: *attempts,
+                    });
+                }
+                Event::UndoStarted {
+                    step,
+                    title,
+                    rendered,
+                } => {
+                    i.log(&ts, &format!("↺ undo {step}: {title}"));
+                    let d = describe(rendered);
+                    if !d.is_empty() {
+                        i.log(&ts, &format!("    {d}"));
+                    }
+                }
+                Event::UndoFinished {
+                    step, ok, error, ..
+                } => {
+                    i.log(
+                        &ts,
+                        &format!(
+                            "  undo {step}: {}{}",
+                            if *ok { "done" } else { "FAILED" },
+                            error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                        ),
+                    );
+                    i.rows.push(Row {
+                        step: format!("{step}.undo"),
+                        title: "undo".into(),
+                        outcome: if *ok {
+                            "undone".into()
+                        } else {
+                            "undo-failed".into()
+                        },
+                        duration_ms: 0,
+                        attempts: 1,
+                    });
+                }
+                Event::RunFinished {
+                    outcome,
+                    duration_ms,
+                    message,
+                    ..
+                } => {
+                    i.stop_bar();
+                    i.summary();
+                    i.println("");
+                    i.log(
+                        &ts,
+                        &format!(
+                            "run {} {} in {}{}",
+                            e.run_id,
+                            outcome.as_str(),
+                            fmt_duration(Duration::from_millis(*duration_ms)),
+                            message
+                                .as_ref()
+                                .map(|m| format!(": {m}"))
+                                .unwrap_or_default()
+                        ),
+                    );
+                }
+            }
+        });
+    }
+}
+
+impl Progress for TerminalView {
+    fn line(&self, stream: &str, line: &str) {
+        self.with(|i| {
+            if i.style == Style::Quiet {
+                return;
+            }
+            let bar = if stream == "stderr" { "┆" } else { "│" };
+            i.println(&format!("    {bar} {line}"));
+        });
+    }
+
+    fn status(&self, message: &str) {
+        self.with(|i| {
+            if i.style == Style::Plain {
+                let now = chrono::Utc::now().to_rfc3339();
+                i.log(&now, &format!("  … {message}"));
+            } else if let Some(r) = &i.running {
+                if let Some(b) = &r.bar {
+                    b.set_message(format!("{} · {message}", crate::view::message(r)));
+                }
+            }
+        });
+    }
+}
+
+fn short(s: &str) -> String {
+    if s.chars().count() > 100 {
+        format!("{}…", s.chars().take(100).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
+/// One line describing a rendered action, for the log.
+fn describe(rendered: &serde_json::Value) -> String {
+    use serde_json::Value;
+    if let Some(argv) = rendered.get("argv").and_then(Value::as_array) {
+        return format!(
+            "$ {}",
+            argv.iter()
+                .map(|a| crate::exec::actions::shell_quote(a.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    if let Some(script) = rendered.get("script").and_then(Value::as_str) {
+        return format!(
+            "$ sh -c {}",
+            short(&crate::exec::actions::shell_quote(script.trim()))
+        );
+    }
+    if let Some(req) = rendered.get("request") {
+        let m = req.get("method").and_then(Value::as_str).unwrap_or("GET");
+        let u = req
+            .get("url")
+            .or_else(|| req.get("path"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        return format!("{m} {u}");
+    }
+    String::new()
+}
