@@ -1525,9 +1525,7 @@ fn resolve_backend(
                         ),
                         "undefined-backend",
                     )
-                    .help = Some(format!(
-                        "declare one under `backends:` and add `backend: <name>`"
-                    ));
+                    .help = Some("declare one under `backends:` and add `backend: <name>`".into());
                     None
                 }
                 0 => None,

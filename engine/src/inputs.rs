@@ -43,6 +43,12 @@ pub fn validate_value(name: &str, spec: &InputSpec, v: &Value) -> Result<(), Str
             type_name(spec.kind)
         ));
     }
+    if v.as_str().is_some_and(|s| s.contains('\0')) {
+        return Err(format!(
+            "input `{name}` contains a NUL byte, which no command argument, environment \
+             variable or header can carry; remove it"
+        ));
+    }
     if let Some(allowed) = &spec.allowed {
         if !allowed.contains(v) {
             let opts: Vec<String> = allowed.iter().map(Value::to_string).collect();

@@ -7,6 +7,9 @@ use serde_json::{Map, Value};
 
 use super::redact::MASK;
 
+/// Largest input value exported as a `RUNBOOK_INPUT_*` variable.
+pub const MAX_ENV_VALUE: usize = 100 * 1024;
+
 #[derive(Debug, Clone, Default)]
 pub struct RunContext {
     pub inputs: IndexMap<String, Value>,
@@ -69,15 +72,18 @@ impl RunContext {
     }
 
     /// Environment variables a shell step gets for every input: `RUNBOOK_INPUT_<NAME>`.
+    /// Values longer than `MAX_ENV_VALUE` are left out: the kernel refuses to start a process
+    /// with one environment string over 128 KiB. Pass such values with `stdin:`.
     pub fn input_env(&self) -> Vec<(String, String)> {
         self.inputs
             .iter()
-            .map(|(k, v)| {
+            .filter_map(|(k, v)| {
                 let text = match v {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                (format!("RUNBOOK_INPUT_{}", k.to_ascii_uppercase()), text)
+                (text.len() <= MAX_ENV_VALUE && !text.contains('\0'))
+                    .then(|| (format!("RUNBOOK_INPUT_{}", k.to_ascii_uppercase()), text))
             })
             .collect()
     }

@@ -90,6 +90,10 @@ impl Emitter {
             event,
         };
         let env = self.redact(env);
+        tracing::info!(run = %env.run_id, seq = env.seq, "{}", env.event.name());
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(event = %serde_json::to_string(&env).unwrap_or_default(), "journal event");
+        }
         let mut result = Ok(());
         if let Some(j) = self.journal.as_mut() {
             if self.broken.is_none() {

@@ -132,6 +132,8 @@ pub struct RunbookInfo {
     pub steps: Vec<String>,
 }
 
+// Events are written once and read back; the size of the biggest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {

@@ -69,7 +69,7 @@ struct UndoEntry {
 }
 
 enum StepEnd {
-    Done(StepOutcome),
+    Done,
     Failed(String),
     Aborted(String),
     NeedsAnswer(String),
@@ -232,7 +232,7 @@ impl Runner {
         let (end, failed_step) = self.run_steps(&mut frame, Phase::Main).await;
         let strategy = rb.spec.rollback_strategy;
         let result = match end {
-            StepEnd::Done(_) => {
+            StepEnd::Done => {
                 if strategy == RollbackStrategy::Always {
                     self.rollback().await;
                 }
@@ -351,7 +351,7 @@ impl Runner {
                 }
             }
             match self.run_step(step, &sid, phase, frame, pre_approved).await {
-                StepEnd::Done(_) => {}
+                StepEnd::Done => {}
                 StepEnd::Failed(msg) if step.spec.continue_on_failure => {
                     failure.get_or_insert((sid.clone(), msg));
                 }
@@ -362,7 +362,7 @@ impl Runner {
         match failure {
             // A step marked continue_on_failure failed: the run still fails, at the end.
             Some((sid, msg)) => (StepEnd::Failed(msg), Some(sid)),
-            None => (StepEnd::Done(StepOutcome::Succeeded), None),
+            None => (StepEnd::Done, None),
         }
     }
 
@@ -491,7 +491,7 @@ impl Runner {
                     frame
                         .ctx
                         .set_step_field(&step.id, "outcome", json!("skipped"));
-                    return StepEnd::Done(StepOutcome::Skipped);
+                    return StepEnd::Done;
                 }
                 Err(e) => {
                     let now = self.clock.now();
@@ -674,7 +674,7 @@ impl Runner {
                                 None,
                                 None,
                             );
-                            StepEnd::Done(StepOutcome::Succeeded)
+                            StepEnd::Done
                         }
                         Reply::Skip => {
                             frame
@@ -689,7 +689,7 @@ impl Runner {
                                 None,
                                 None,
                             );
-                            StepEnd::Done(StepOutcome::Skipped)
+                            StepEnd::Done
                         }
                         Reply::No | Reply::Abort => {
                             self.step_done(
@@ -723,7 +723,7 @@ impl Runner {
                                 note,
                                 None,
                             );
-                            StepEnd::Done(StepOutcome::Succeeded)
+                            StepEnd::Done
                         }
                         ManualReply::Skipped => {
                             frame
@@ -738,7 +738,7 @@ impl Runner {
                                 note,
                                 None,
                             );
-                            StepEnd::Done(StepOutcome::Skipped)
+                            StepEnd::Done
                         }
                         ManualReply::Failed => {
                             let msg = format!(
@@ -769,7 +769,7 @@ impl Runner {
                         value: v,
                     });
                     self.step_done(sid, phase, started, 0, StepOutcome::Succeeded, None, None);
-                    return StepEnd::Done(StepOutcome::Succeeded);
+                    return StepEnd::Done;
                 }
                 (_, Answer::Reply(Reply::Yes)) => {}
                 (_, Answer::Reply(Reply::Skip)) => {
@@ -785,7 +785,7 @@ impl Runner {
                         None,
                         Some("skipped by the operator".into()),
                     );
-                    return StepEnd::Done(StepOutcome::Skipped);
+                    return StepEnd::Done;
                 }
                 _ => {
                     self.step_done(
@@ -839,7 +839,7 @@ impl Runner {
                 );
                 if ok {
                     self.step_done(sid, phase, started, 1, StepOutcome::Succeeded, None, None);
-                    return StepEnd::Done(StepOutcome::Succeeded);
+                    return StepEnd::Done;
                 }
                 return self.step_failed(sid, phase, started, 1, failed_checks_message(&checks));
             }
@@ -915,7 +915,7 @@ impl Runner {
                 None,
                 None,
             );
-            StepEnd::Done(StepOutcome::Succeeded)
+            StepEnd::Done
         } else {
             frame
                 .ctx
@@ -1211,12 +1211,12 @@ impl Runner {
             frame.ctx.set_step_field(&step.id, &k, v);
         }
         match end {
-            StepEnd::Done(_) => {
+            StepEnd::Done => {
                 frame
                     .ctx
                     .set_step_field(&step.id, "outcome", json!("succeeded"));
                 self.step_done(sid, phase, started, 1, StepOutcome::Succeeded, None, None);
-                StepEnd::Done(StepOutcome::Succeeded)
+                StepEnd::Done
             }
             StepEnd::Failed(m) => self.step_failed(
                 sid,

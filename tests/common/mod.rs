@@ -1,0 +1,191 @@
+//! Helpers shared by the integration tests: the real binary, temp dirs, journals, and a real
+//! HTTP server on loopback.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+/// The `runbook` binary built for these tests.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_runbook"))
+}
+
+/// A command for the binary with a clean, predictable environment.
+pub fn runbook(dir: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.current_dir(dir)
+        .env_remove("CI")
+        .env("NO_COLOR", "1")
+        .env("RUNBOOK_OPERATOR", "tester")
+        .stdin(Stdio::null());
+    c
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The single journal under a journal dir.
+pub fn journal_path(journal_dir: &Path) -> PathBuf {
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(journal_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    runs.sort();
+    assert_eq!(
+        runs.len(),
+        1,
+        "expected one run in {}",
+        journal_dir.display()
+    );
+    runs[0].join("journal.jsonl")
+}
+
+/// Every event of a journal; panics on a line that is not JSON.
+pub fn events(journal: &Path) -> Vec<Value> {
+    std::fs::read_to_string(journal)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad journal line {l}: {e}")))
+        .collect()
+}
+
+pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+pub fn run_id(events: &[Value]) -> String {
+    events[0]["run_id"].as_str().unwrap().to_string()
+}
+
+/// A scripted response: status and body.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(status: u16, v: Value) -> Self {
+        Reply {
+            status,
+            body: v.to_string(),
+        }
+    }
+}
+
+/// Each path with the replies still to give.
+type Routes = Vec<(String, VecDeque<Reply>)>;
+
+/// What the server saw.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A real HTTP server on 127.0.0.1, answering each path from a queue of replies (the last
+/// reply repeats), and recording every request.
+#[derive(Clone)]
+pub struct Server {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn start(routes: Vec<(&str, Vec<Reply>)>) -> Server {
+        let routes: Arc<Mutex<Routes>> = Arc::new(Mutex::new(
+            routes
+                .into_iter()
+                .map(|(p, r)| (p.to_string(), r.into_iter().collect()))
+                .collect(),
+        ));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let seen2 = seen.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+                    let routes = routes.clone();
+                    let seen = seen2.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let bytes = axum::body::to_bytes(body, 16 << 20)
+                            .await
+                            .unwrap_or_default();
+                        seen.lock().unwrap().push(Seen {
+                            method: parts.method.to_string(),
+                            path: parts.uri.path().to_string(),
+                            headers: parts
+                                .headers
+                                .iter()
+                                .map(|(k, v)| {
+                                    (
+                                        k.to_string(),
+                                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                    )
+                                })
+                                .collect(),
+                            body: bytes.to_vec(),
+                        });
+                        let mut routes = routes.lock().unwrap();
+                        let reply = routes
+                            .iter_mut()
+                            .find(|(p, _)| p == parts.uri.path())
+                            .and_then(|(_, q)| {
+                                if q.len() > 1 {
+                                    q.pop_front()
+                                } else {
+                                    q.front().cloned()
+                                }
+                            });
+                        let reply = reply.unwrap_or(Reply {
+                            status: 404,
+                            body: "no route".into(),
+                        });
+                        axum::response::Response::builder()
+                            .status(reply.status)
+                            .header("content-type", "application/json")
+                            .body(axum::body::Body::from(reply.body))
+                            .unwrap()
+                    }
+                });
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        Server {
+            addr: rx.recv().unwrap(),
+            seen,
+        }
+    }
+}
