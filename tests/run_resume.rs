@@ -138,7 +138,8 @@ fn idempotent_step_in_flight_is_rerun_on_resume() {
     assert_eq!(status.code(), Some(130));
     let ev = events(&journal_path(&dir.path().join("runs")));
     let fin = of_kind(&ev, "run_finished");
-    assert_eq!(fin.last().unwrap()["outcome"], "interrupted");
+    assert_eq!(fin.last().unwrap()["outcome"], "aborted");
+    assert_eq!(fin.last().unwrap()["exit_code"], 130);
     assert_eq!(
         std::fs::read_to_string(dir.path().join("log")).unwrap(),
         "first\nsecond\nsecond\n"

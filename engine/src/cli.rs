@@ -643,7 +643,7 @@ pub async fn execute(p: Prepared) -> i32 {
                 journal_path.parent().and_then(Path::parent).map(|d| d.display().to_string()).unwrap_or_default(),
             );
         }
-        RunOutcome::Interrupted | RunOutcome::Aborted => {
+        RunOutcome::Aborted => {
             eprintln!(
                 "to continue: runbook resume {} --journal-dir {}",
                 p.run_id,

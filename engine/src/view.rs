@@ -32,6 +32,8 @@ struct Running {
     attempt: u32,
     of: u32,
     budget: Option<Duration>,
+    /// A prompt owns the terminal: the spinner is hidden and lines print directly.
+    paused: bool,
 }
 
 struct Row {
@@ -79,7 +81,7 @@ impl TerminalView {
                 budgets.insert(s.id.clone(), b);
             }
         }
-        TerminalView(Arc::new(Mutex::new(Inner {
+        let view = TerminalView(Arc::new(Mutex::new(Inner {
             style,
             redactor,
             budgets,
@@ -89,7 +91,21 @@ impl TerminalView {
             total: rb.steps.len(),
             index: 0,
             out,
-        })))
+        })));
+        if style == Style::Rich {
+            // Keep elapsed time and time left moving while a step runs or polls.
+            let weak = Arc::downgrade(&view.0);
+            std::thread::spawn(move || {
+                while let Some(inner) = weak.upgrade() {
+                    if let Ok(mut i) = inner.lock() {
+                        i.refresh();
+                    }
+                    drop(inner);
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            });
+        }
+        view
     }
 
     /// Adds a secret discovered during the run (a called runbook's).
@@ -119,7 +135,12 @@ impl Inner {
             return;
         }
         let line = self.redactor.str(line);
-        match self.running.as_ref().and_then(|r| r.bar.as_ref()) {
+        match self
+            .running
+            .as_ref()
+            .filter(|r| !r.paused)
+            .and_then(|r| r.bar.as_ref())
+        {
             Some(bar) => bar.println(line),
             None => {
                 let _ = writeln!(self.out, "{line}");
@@ -147,7 +168,7 @@ impl Inner {
     }
 
     fn refresh(&mut self) {
-        if let Some(r) = &self.running {
+        if let Some(r) = self.running.as_ref().filter(|r| !r.paused) {
             if let Some(bar) = &r.bar {
                 bar.set_message(message(r));
             }
@@ -335,6 +356,7 @@ impl EventSink for TerminalView {
                         attempt: 1,
                         of: 1,
                         budget,
+                        paused: false,
                     });
                     i.refresh();
                 }
@@ -359,10 +381,12 @@ impl EventSink for TerminalView {
                             ),
                         );
                     }
-                    if let Some(r) = &i.running {
+                    // Hide the spinner while a prompt owns the terminal.
+                    if let Some(r) = i.running.as_mut() {
+                        r.paused = true;
                         if let Some(b) = &r.bar {
                             b.disable_steady_tick();
-                            b.set_message(String::new());
+                            b.set_draw_target(indicatif::ProgressDrawTarget::hidden());
                         }
                     }
                 }
@@ -385,8 +409,10 @@ impl EventSink for TerminalView {
                             note.as_ref().map(|n| format!(" — {n}")).unwrap_or_default()
                         ),
                     );
-                    if let Some(r) = &i.running {
+                    if let Some(r) = i.running.as_mut() {
+                        r.paused = false;
                         if let Some(b) = &r.bar {
+                            b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
                             b.enable_steady_tick(Duration::from_millis(120));
                         }
                     }

@@ -59,8 +59,6 @@ pub enum RunOutcome {
     Failed,
     Aborted,
     NeedsAnswer,
-    /// Stopped by SIGINT/SIGTERM.
-    Interrupted,
 }
 
 impl RunOutcome {
@@ -70,18 +68,17 @@ impl RunOutcome {
             RunOutcome::Failed => "failed",
             RunOutcome::Aborted => "aborted",
             RunOutcome::NeedsAnswer => "needs-answer",
-            RunOutcome::Interrupted => "interrupted",
         }
     }
 
-    /// The process exit code for this outcome (see the README's table).
+    /// The process exit code for this outcome (see the README's table). A run interrupted by
+    /// SIGINT/SIGTERM is `aborted` too, but exits with 130 (`exit::INTERRUPTED`).
     pub fn exit_code(self) -> i32 {
         match self {
             RunOutcome::Succeeded => crate::exit::SUCCESS,
             RunOutcome::Failed => crate::exit::FAILED,
             RunOutcome::Aborted => crate::exit::ABORTED,
             RunOutcome::NeedsAnswer => crate::exit::NEEDS_ANSWER,
-            RunOutcome::Interrupted => crate::exit::INTERRUPTED,
         }
     }
 }
@@ -256,6 +253,7 @@ pub enum Event {
     RunFinished {
         outcome: RunOutcome,
         duration_ms: u64,
+        /// 130 when the run was interrupted by a signal (outcome `aborted`).
         exit_code: i32,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         failed_step: Option<String>,

@@ -261,11 +261,12 @@ impl Runner {
                     Some(hint),
                 )
             }
-            StepEnd::Interrupted => self.finish(
+            StepEnd::Interrupted => self.finish_with(
                 started,
-                RunOutcome::Interrupted,
+                RunOutcome::Aborted,
+                crate::exit::INTERRUPTED,
                 failed_step,
-                Some("interrupted".into()),
+                Some("interrupted by a signal (Ctrl-C or SIGTERM)".into()),
                 None,
             ),
         };
@@ -280,18 +281,37 @@ impl Runner {
         message: Option<String>,
         hint: Option<String>,
     ) -> RunResult {
+        self.finish_with(
+            started,
+            outcome,
+            outcome.exit_code(),
+            failed_step,
+            message,
+            hint,
+        )
+    }
+
+    fn finish_with(
+        &mut self,
+        started: DateTime<Utc>,
+        outcome: RunOutcome,
+        exit_code: i32,
+        failed_step: Option<String>,
+        message: Option<String>,
+        hint: Option<String>,
+    ) -> RunResult {
         let duration_ms = millis_between(started, self.clock.now());
         let message = message.map(|m| self.emitter.redactor().str(&m));
         self.emit(Event::RunFinished {
             outcome,
             duration_ms,
-            exit_code: outcome.exit_code(),
+            exit_code,
             failed_step: failed_step.clone(),
             message: message.clone(),
         });
         RunResult {
             outcome,
-            exit_code: outcome.exit_code(),
+            exit_code,
             message,
             failed_step,
             hint,
@@ -881,7 +901,7 @@ impl Runner {
                 attempts,
                 StepOutcome::Aborted,
                 None,
-                Some("interrupted".into()),
+                Some("interrupted by a signal (Ctrl-C or SIGTERM)".into()),
             );
             return StepEnd::Interrupted;
         }
