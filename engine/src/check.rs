@@ -727,6 +727,10 @@ fn build_scope(spec: &RunbookSpec) -> Scope<'_> {
         if s.confirm.is_some() {
             names.insert("answer".into());
         }
+        if s.call.is_some() {
+            // A call exposes the called runbook's steps, checked when that runbook is.
+            names.insert("*".into());
+        }
         exposes.entry(s.id.clone()).or_insert(names);
         order.push(s.id.clone());
     }
@@ -960,7 +964,7 @@ fn check_refs(
                                         "forward-reference"))
                                 } else if let Some(field) = parts.get(2) {
                                     let names = &scope.exposes[*id];
-                                    (!names.contains(*field)).then(|| {
+                                    (!names.contains(*field) && !names.contains("*")).then(|| {
                                         (format!("step `{id}` has no capture `{field}`"),
                                          Some(did_you_mean(field, names.iter().map(String::as_str)).map_or_else(
                                              || format!("add `capture: {{ {field}: <expression over result> }}` to step `{id}`"),

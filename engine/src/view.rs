@@ -325,9 +325,14 @@ impl EventSink for TerminalView {
                     rendered,
                     phase,
                 } => {
-                    i.index += 1;
+                    let nested = step.contains('/');
+                    if !nested {
+                        i.index += 1;
+                    }
                     i.titles.insert(step.clone(), title.clone());
-                    let pos = if *phase == crate::exec::events::Phase::Main {
+                    let pos = if nested {
+                        format!("↳ {step}: ")
+                    } else if *phase == crate::exec::events::Phase::Main {
                         format!("[{}/{}] ", i.index.min(i.total.max(1)), i.total)
                     } else {
                         format!("[{phase:?}] ").to_lowercase()

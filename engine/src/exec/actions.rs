@@ -31,6 +31,10 @@ pub fn render(action: &Action, real_ctx: &Value, display_ctx: &Value) -> Result<
     };
     let mut real = template::render_value(&body, real_ctx)?;
     let mut display = template::render_value(&body, display_ctx)?;
+    if let Some(def) = action_def(&action.kind) {
+        spec::coerce_to_schema(def, &mut real);
+        spec::coerce_to_schema(def, &mut display);
+    }
     if let Some(s) = script {
         real["script"] = s.clone();
         display["script"] = s;
@@ -38,10 +42,26 @@ pub fn render(action: &Action, real_ctx: &Value, display_ctx: &Value) -> Result<
     Ok(Rendered { real, display })
 }
 
+/// The schema definition an action's body follows.
+fn action_def(kind: &ActionKind) -> Option<&'static str> {
+    Some(match kind {
+        ActionKind::Shell => "ShellAction",
+        ActionKind::Http => "HttpAction",
+        ActionKind::Kubernetes { .. } => "KubernetesAction",
+        ActionKind::Compose { .. } => "ComposeAction",
+        ActionKind::Confirm => "ConfirmAction",
+        ActionKind::Manual => "ManualAction",
+        ActionKind::Input => "InputAction",
+        ActionKind::Call(_) => "CallAction",
+        ActionKind::Wait(_) | ActionKind::Assert => return None,
+    })
+}
+
 /// Renders a backend's settings (templates over inputs, secrets, env).
 pub fn render_backend(spec: &BackendSpec, ctx: &Value) -> Result<BackendSpec, String> {
     let v = serde_json::to_value(spec).map_err(|e| e.to_string())?;
-    let r = template::render_value(&v, ctx)?;
+    let mut r = template::render_value(&v, ctx)?;
+    spec::coerce_to_schema("BackendSpec", &mut r);
     serde_json::from_value(r).map_err(|e| format!("backend settings after rendering: {e}"))
 }
 

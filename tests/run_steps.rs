@@ -1,0 +1,253 @@
+//! Step kinds and lifecycle details: guards, inputs, assert, wait, call, continue_on_failure,
+//! rollback_strategy: always, and captures flowing between steps.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn guards_inputs_asserts_waits_and_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "child.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: child, title: Child }
+inputs:
+  who: { type: string }
+  times: { type: integer, default: 1 }
+steps:
+  - id: greet
+    safety: read-only
+    shell: { argv: ["printf", "%s x%s", "{{ inputs.who }}", "{{ inputs.times }}"] }
+    capture: { said: "result.stdout" }
+"#,
+    );
+    write(
+        dir.path(),
+        "rb.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: parent, title: Parent }
+inputs:
+  mode: { type: string, enum: [fast, slow], default: fast }
+steps:
+  - id: slow-only
+    when: "inputs.mode == 'slow'"
+    wait: 10m
+  - id: count
+    input: { prompt: "How many?", type: integer, minimum: 1 }
+  - id: pause
+    wait: 50ms
+  - id: sub
+    call: { runbook: child.yaml, inputs: { who: "ops", times: "{{ steps.count.value }}" } }
+  - id: check
+    assert:
+      - that: "steps.count.value == 3"
+      - that: "steps.sub.greet.said == 'ops x3'"
+        message: the called runbook's capture is visible to the caller
+"#,
+    );
+    let out = runbook(dir.path())
+        .args([
+            "run",
+            "rb.yaml",
+            "--non-interactive",
+            "--answer",
+            "count=3",
+            "--journal-dir",
+            "runs",
+        ])
+        .output()
+        .unwrap();
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let ev = events(&journal_path(&dir.path().join("runs")));
+    let skipped = of_kind(&ev, "step_skipped");
+    assert_eq!(skipped[0]["step"], "slow-only");
+    assert!(
+        skipped[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("inputs.mode = \"fast\""),
+        "{:?}",
+        skipped[0]
+    );
+    let finished: Vec<_> = of_kind(&ev, "step_finished")
+        .iter()
+        .map(|e| {
+            (
+                e["step"].as_str().unwrap().to_string(),
+                e["outcome"].clone(),
+            )
+        })
+        .collect();
+    assert!(
+        finished.contains(&("sub/greet".to_string(), json!("succeeded"))),
+        "{finished:?}"
+    );
+    assert!(
+        finished.contains(&("check".to_string(), json!("succeeded"))),
+        "{finished:?}"
+    );
+    let gates = of_kind(&ev, "gate_answered");
+    assert_eq!(gates[0]["answer"], "3");
+
+    // A bad typed answer is refused before anything runs.
+    let out = runbook(dir.path())
+        .args([
+            "run",
+            "rb.yaml",
+            "--non-interactive",
+            "--answer",
+            "count=zero",
+            "--journal-dir",
+            "runs2",
+        ])
+        .output()
+        .unwrap();
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("must be an integer"), "{err}");
+    assert!(!dir.path().join("runs2").exists());
+    // An answer for a step that does not exist is refused with a suggestion.
+    let out = runbook(dir.path())
+        .args([
+            "run",
+            "rb.yaml",
+            "--non-interactive",
+            "--answer",
+            "cuont=3",
+            "--journal-dir",
+            "runs3",
+        ])
+        .output()
+        .unwrap();
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("did you mean `count`"), "{err}");
+}
+
+#[test]
+fn continue_on_failure_and_rollback_always() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: rehearse, title: Rehearsal }
+rollback_strategy: always
+steps:
+  - id: change
+    shell: { script: "echo change >> log" }
+    undo: { shell: { script: "echo revert >> log" } }
+  - id: optional
+    shell: { argv: ["false"] }
+    continue_on_failure: true
+    no_undo: test
+  - id: after
+    shell: { script: "echo after >> log" }
+    no_undo: test
+"#,
+    );
+    let out = runbook(dir.path())
+        .args([
+            "run",
+            "rb.yaml",
+            "--non-interactive",
+            "--journal-dir",
+            "runs",
+        ])
+        .output()
+        .unwrap();
+    // The step marked continue_on_failure failed: the run goes on, then still fails.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out).1);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("log")).unwrap(),
+        "change\nafter\nrevert\n"
+    );
+
+    // With nothing failing, `always` still undoes (a rehearsal leaves no trace).
+    let rb = std::fs::read_to_string(dir.path().join("rb.yaml"))
+        .unwrap()
+        .replace("argv: [\"false\"]", "argv: [\"true\"]");
+    write(dir.path(), "rb.yaml", &rb);
+    std::fs::remove_file(dir.path().join("log")).unwrap();
+    let out = runbook(dir.path())
+        .args([
+            "run",
+            "rb.yaml",
+            "--non-interactive",
+            "--journal-dir",
+            "runs2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("log")).unwrap(),
+        "change\nafter\nrevert\n"
+    );
+}
+
+#[test]
+fn precondition_false_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: pre, title: Pre }
+inputs:
+  replicas: { type: integer, default: 0 }
+preconditions:
+  - that: "inputs.replicas > 0"
+    message: refusing to act on a Deployment scaled to zero
+steps:
+  - id: act
+    shell: { argv: ["touch", "acted"] }
+    no_undo: test
+"#,
+    );
+    let out = runbook(dir.path())
+        .args([
+            "run",
+            "rb.yaml",
+            "--non-interactive",
+            "--journal-dir",
+            "runs",
+        ])
+        .output()
+        .unwrap();
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refusing to act on a Deployment scaled to zero"),
+        "{err}"
+    );
+    assert!(!dir.path().join("acted").exists());
+    let ev = events(&journal_path(&dir.path().join("runs")));
+    assert_eq!(
+        of_kind(&ev, "precondition")[0]["observed"]["inputs.replicas"],
+        0
+    );
+    // A bad input value is a usage error (exit 2), before a journal exists.
+    let out = runbook(dir.path())
+        .args([
+            "run",
+            "rb.yaml",
+            "--non-interactive",
+            "--journal-dir",
+            "runs2",
+            "--input",
+            "replicas=many",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!dir.path().join("runs2").exists());
+}
