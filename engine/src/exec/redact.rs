@@ -11,6 +11,20 @@ pub const MASK: &str = "***";
 /// destroy it while protecting nothing. `check`/`run` warn about such secrets.
 pub const MIN_SECRET_LEN: usize = 4;
 
+/// RFC 3986 unreserved characters stay as they are (how URL paths and queries encode).
+const URI_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// application/x-www-form-urlencoded keeps `*` too, and writes spaces as `+`.
+const FORM: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'*');
+
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     needles: Vec<String>,
@@ -39,6 +53,10 @@ impl Redactor {
             b64url.encode(secret),
             percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
                 .to_string(),
+            percent_encoding::utf8_percent_encode(secret, URI_COMPONENT).to_string(),
+            percent_encoding::utf8_percent_encode(secret, FORM)
+                .to_string()
+                .replace("%20", "+"),
             serde_json::to_string(secret)
                 .unwrap_or_default()
                 .trim_matches('"')
