@@ -622,7 +622,11 @@ pub async fn execute(p: Prepared) -> i32 {
     }
     eprintln!("journal: {}", journal_path.display());
     if let Some(path) = &p.report {
-        match crate::report::write_for_journal(&journal_path, path) {
+        match crate::report::write_for_journal_with(
+            &journal_path,
+            path,
+            runner.emitter().redactor(),
+        ) {
             Ok(()) => eprintln!("report: {}", path.display()),
             Err(e) => eprintln!("error: writing the report: {e}"),
         }

@@ -1,19 +1,93 @@
-//! `runbook report`.
+//! `runbook report RUN`: the post-incident review of a run, from its journal.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
 
+use super::{Format, Options, ReportError, Zone};
+use crate::exec::journal;
+use crate::exit;
+
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// A run id (under --journal-dir) or a journal path.
+    /// A run id (under --journal-dir) or a journal path (the file or its run directory).
     pub run: String,
+    /// md, json or html [default: from the extension of -o, else md].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Write the report to this file instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Show times in UTC instead of the local zone.
+    #[arg(long)]
+    pub utc: bool,
+    /// Where journals are.
     #[arg(long, default_value = ".runbook/runs")]
     pub journal_dir: PathBuf,
+    /// Render Markdown with this minijinja template instead of the built-in one (same context;
+    /// see docs/report.md).
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
 }
 
 pub fn run(a: ReportArgs) -> i32 {
-    let _ = a;
-    eprintln!("error: reports are not implemented yet");
-    crate::exit::INVALID
+    match report(&a) {
+        Ok(()) => exit::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                ReportError::Write { .. } => exit::FAILED,
+                _ => exit::INVALID,
+            }
+        }
+    }
+}
+
+fn report(a: &ReportArgs) -> Result<(), ReportError> {
+    let format = match (a.format, &a.output) {
+        (Some(f), _) => f,
+        (None, Some(out)) => match Format::from_path(out) {
+            Some(f) => f,
+            None if a.template.is_some() => Format::Md,
+            None => {
+                return Err(ReportError::UnknownFormat {
+                    path: out.display().to_string(),
+                })
+            }
+        },
+        (None, None) => Format::Md,
+    };
+    let mut opts = Options::new(format);
+    opts.zone = if a.utc { Zone::Utc } else { Zone::Local };
+    if let Some(t) = &a.template {
+        if format != Format::Md {
+            return Err(ReportError::Template {
+                name: t.display().to_string(),
+                message: "--template renders Markdown; drop --format or name the output .md".into(),
+            });
+        }
+        let src = std::fs::read_to_string(t).map_err(|e| ReportError::Template {
+            name: t.display().to_string(),
+            message: format!("cannot read it: {e}"),
+        })?;
+        opts.template = Some((t.display().to_string(), src));
+    }
+    let path = journal::locate(&a.run, &a.journal_dir).map_err(|e| ReportError::NoJournal {
+        message: e.to_string(),
+    })?;
+    let text = super::render(&path, &opts)?;
+    match &a.output {
+        Some(out) => super::write(out, &text),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|_| stdout.flush())
+                .map_err(|source| ReportError::Write {
+                    path: "stdout".into(),
+                    source,
+                })
+        }
+    }
 }

@@ -1,11 +1,175 @@
-//! Post-incident review reports, built only from the journal.
+//! Post-incident review reports, built only from the journal: read it, scrub it, fold it into
+//! the model, render Markdown, JSON or HTML. The same code serves `runbook report`,
+//! `run --report` and drills, so a report reads the same whenever it is written.
 
+pub mod build;
 pub mod cli;
+pub mod findings;
+pub mod html;
+pub mod json;
+pub mod markdown;
+pub mod model;
+pub mod scrub;
+pub mod text;
 
 use std::path::Path;
 
+use crate::exec::events::JOURNAL_VERSION;
+use crate::exec::journal;
+use crate::exec::redact::Redactor;
+
+pub use model::Report;
+pub use text::Zone;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Md,
+    Json,
+    Html,
+}
+
+impl Format {
+    /// The format a file name asks for: `.md`, `.json` or `.html`.
+    pub fn from_path(p: &Path) -> Option<Format> {
+        match p.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "md" | "markdown" => Some(Format::Md),
+            "json" => Some(Format::Json),
+            "html" | "htm" => Some(Format::Html),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot read the journal {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{message}; pass a run id that `runbook run` printed, or a journal path")]
+    NoJournal { message: String },
+    #[error(
+        "{path} is not a runbook journal ({why}); give a run id, or the journal.jsonl that \
+         `runbook run` writes under <journal-dir>/<run-id>/"
+    )]
+    NotAJournal { path: String, why: String },
+    #[error("the template {name}: {message}")]
+    Template { name: String, message: String },
+    #[error("cannot tell the report format from `{path}`: name it .md, .json or .html, or pass --format")]
+    UnknownFormat { path: String },
+    #[error("cannot write the report {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to render a report.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub format: Format,
+    pub zone: Zone,
+    /// A Markdown template to use instead of the built-in one: (name for errors, source).
+    pub template: Option<(String, String)>,
+    /// Secret values the caller knows (a run's own); masked on top of the journal's redaction.
+    pub redactor: Redactor,
+}
+
+impl Options {
+    pub fn new(format: Format) -> Self {
+        Options {
+            format,
+            zone: Zone::Local,
+            template: None,
+            redactor: Redactor::default(),
+        }
+    }
+}
+
+/// Reads a journal and builds its report model from events scrubbed of anything
+/// secret-shaped; the scrubber comes back for a last pass over the rendered document.
+pub fn load(
+    path: &Path,
+    redactor: &Redactor,
+    zone: Zone,
+) -> Result<(Report, scrub::Scrubber), ReportError> {
+    let shown = path.display().to_string();
+    let mut read = journal::read(path).map_err(|source| ReportError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let mut scrubber = scrub::Scrubber::new(redactor.clone());
+    if let Some(rb) = read.events.iter().find_map(|e| match &e.event {
+        crate::exec::events::Event::RunStarted { runbook, .. } => Some(runbook.path.clone()),
+        _ => None,
+    }) {
+        scrubber.add_runbook_secrets(&rb);
+    }
+    read.events = read.events.iter().map(|e| scrubber.event(e)).collect();
+    read.bad_lines = read
+        .bad_lines
+        .iter()
+        .map(|(n, e)| (*n, scrubber.text(e)))
+        .collect();
+    let newer = read.events.iter().map(|e| e.v).max().unwrap_or(0);
+    let mut report = build::build(&read, &shown, zone)?;
+    if newer > JOURNAL_VERSION {
+        report.notes.push(format!(
+            "The journal is format v{newer}, newer than this engine's v{JOURNAL_VERSION}: \
+             upgrade runbook for a complete report."
+        ));
+    }
+    Ok((report, scrubber))
+}
+
+/// Renders the report of the journal at `path`.
+pub fn render(path: &Path, opts: &Options) -> Result<String, ReportError> {
+    let (report, scrubber) = load(path, &opts.redactor, opts.zone)?;
+    let out = match opts.format {
+        Format::Md => match &opts.template {
+            Some((name, src)) => markdown::render(&report, name, src)?,
+            None => markdown::render(&report, markdown::BUILTIN_NAME, markdown::BUILTIN)?,
+        },
+        Format::Json => json::render(&report),
+        Format::Html => html::render(&report),
+    };
+    Ok(scrubber.known(&out))
+}
+
+/// Writes a report file, creating its directory.
+pub fn write(out: &Path, text: &str) -> Result<(), ReportError> {
+    let err = |source| ReportError::Write {
+        path: out.display().to_string(),
+        source,
+    };
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    std::fs::write(out, text).map_err(err)
+}
+
 /// Writes the report of the run journaled at `journal` to `out` (format from the extension).
 pub fn write_for_journal(journal: &Path, out: &Path) -> Result<(), String> {
-    let _ = (journal, out);
-    Err("reports are not implemented yet".into())
+    write_for_journal_with(journal, out, &Redactor::default())
+}
+
+/// Like [`write_for_journal`], also masking the secret values a running engine knows.
+pub fn write_for_journal_with(
+    journal: &Path,
+    out: &Path,
+    redactor: &Redactor,
+) -> Result<(), String> {
+    let format = Format::from_path(out).ok_or_else(|| {
+        ReportError::UnknownFormat {
+            path: out.display().to_string(),
+        }
+        .to_string()
+    })?;
+    let mut opts = Options::new(format);
+    opts.redactor = redactor.clone();
+    let text = render(journal, &opts).map_err(|e| e.to_string())?;
+    write(out, &text).map_err(|e| e.to_string())
 }
