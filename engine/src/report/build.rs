@@ -175,6 +175,7 @@ fn new_step(id: &str, phase: &str) -> StepReport {
         skip_reason: None,
         summary: String::new(),
         rendered: String::new(),
+        rendered_lang: String::new(),
         gates: vec![],
         captures: vec![],
         verification: None,
@@ -353,7 +354,7 @@ impl Builder {
                 s.safety = safety.clone();
                 s.state = StepState::InFlight;
                 s.summary = text::action_summary(action, rendered);
-                s.rendered = pretty(rendered);
+                (s.rendered, s.rendered_lang) = pretty(rendered);
                 // A step started again after a resume keeps its first start.
                 s.started.get_or_insert(at);
                 s.ended = None;
@@ -538,8 +539,10 @@ impl Builder {
                     .as_deref()
                     .map(|e| format!(": {}", one_line(e, 200)))
                     .unwrap_or_default();
+                // A manual step's note was already shown with the answer that gave it.
                 let note = note
                     .as_deref()
+                    .filter(|n| !s.gates.iter().any(|g| g.note.as_deref() == Some(n)))
                     .map(|n| format!(" — note: “{}”", one_line(n, 300)))
                     .unwrap_or_default();
                 let (verb, status) = match outcome {
@@ -569,7 +572,7 @@ impl Builder {
                 s.safety = "reversible".into();
                 s.state = StepState::InFlight;
                 s.summary = text::action_summary(&s.action, rendered);
-                s.rendered = pretty(rendered);
+                (s.rendered, s.rendered_lang) = pretty(rendered);
                 s.started.get_or_insert(at);
                 let text = format!("Undo of `{step}` started — {title}");
                 self.line(t, "undo", "info", Some(&id), text);
@@ -844,10 +847,19 @@ fn tick(s: &str) -> String {
     format!("`{}`", s.replace('`', "'"))
 }
 
-fn pretty(v: &Value) -> String {
+/// The rendered action for the appendix, and its language: a shell script reads best as the
+/// script itself (its other settings are rare), everything else as JSON.
+fn pretty(v: &Value) -> (String, String) {
     match v {
-        Value::Null => String::new(),
-        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+        Value::Null => (String::new(), String::new()),
+        Value::Object(m) if m.len() == 1 && m.get("script").is_some_and(Value::is_string) => {
+            let script = m["script"].as_str().unwrap_or_default();
+            (script.trim_end().to_string(), "sh".into())
+        }
+        other => (
+            serde_json::to_string_pretty(other).unwrap_or_default(),
+            "json".into(),
+        ),
     }
 }
 

@@ -136,11 +136,14 @@ fn went_well(r: &Report) -> Section {
             ));
         }
     }
-    if !r.preconditions.is_empty() && r.preconditions.iter().all(|p| p.ok) {
-        items.push(format!(
-            "All {} held before the first step.",
-            plural(r.preconditions.len() as u64, "precondition", "preconditions")
-        ));
+    match r.preconditions.as_slice() {
+        [] => {}
+        [p] if p.ok => items.push(format!("The precondition `{}` held before the first step.", p.that)),
+        ps if ps.iter().all(|p| p.ok) => items.push(format!(
+            "All {} preconditions held before the first step.",
+            ps.len()
+        )),
+        _ => {}
     }
     let undone: Vec<String> = r
         .steps
@@ -271,6 +274,12 @@ fn went_wrong(r: &Report) -> Section {
 
 fn action_items(r: &Report) -> Section {
     let mut items = vec![];
+    for p in r.preconditions.iter().filter(|p| !p.ok) {
+        items.push(format!(
+            "Find out why the precondition `{}` was false, or correct it if the runbook is wrong{OWNER}",
+            p.that
+        ));
+    }
     for s in &r.steps {
         match s.state {
             StepState::Failed if s.phase == "undo" => items.push(format!(
@@ -296,6 +305,15 @@ fn action_items(r: &Report) -> Section {
     }
     if let Some((text, false)) = recovery(r) {
         items.push(format!("Shorten the time to recovery: {text}{OWNER}"));
+    }
+    if matches!(
+        r.outcome,
+        Outcome::Aborted | Outcome::NeedsAnswer | Outcome::Interrupted | Outcome::Incomplete
+    ) {
+        items.push(format!(
+            "Decide whether to finish the run (`runbook resume {}`) or put things back by hand{OWNER}",
+            r.run.id
+        ));
     }
     Section {
         items,

@@ -232,9 +232,10 @@ fn chart(h: &mut String, r: &Report) {
         let frac = f64::from(i) / 4.0;
         let x = label_w + frac * chart_w;
         let ms = (frac * total) as i64;
+        // The start as a clock time, then offsets: a short run would show one time five times.
         let label = match start {
-            Some(t) => (t + chrono::Duration::milliseconds(ms)).format("%H:%M:%S").to_string(),
-            None => duration(ms as u64),
+            Some(t) if i == 0 => t.format("%H:%M:%S").to_string(),
+            _ => format!("+{}", duration(ms as u64)),
         };
         let anchor = if i == 4 { "end" } else if i == 0 { "start" } else { "middle" };
         let _ = writeln!(

@@ -192,8 +192,11 @@ pub struct StepReport {
     pub skip_reason: Option<String>,
     /// One line: the command, `GET <url>`, the Kubernetes verb and object...
     pub summary: String,
-    /// The rendered action as journaled (secrets `***`), pretty JSON.
+    /// The rendered action as journaled (secrets `***`): a shell script as written, anything
+    /// else as pretty JSON.
     pub rendered: String,
+    /// `sh` or `json`: the language of `rendered`, for syntax highlighting.
+    pub rendered_lang: String,
     pub gates: Vec<Gate>,
     pub captures: Vec<NameValue>,
     pub verification: Option<Verification>,
