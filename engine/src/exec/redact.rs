@@ -25,6 +25,13 @@ const FORM: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'*');
 
+/// The templates' `urlencode` filter (minijinja) keeps `/` as well: another form again.
+const TEMPLATE_URL: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'_');
+
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     needles: Vec<String>,
@@ -57,6 +64,7 @@ impl Redactor {
             percent_encoding::utf8_percent_encode(secret, FORM)
                 .to_string()
                 .replace("%20", "+"),
+            percent_encoding::utf8_percent_encode(secret, TEMPLATE_URL).to_string(),
             serde_json::to_string(secret)
                 .unwrap_or_default()
                 .trim_matches('"')
@@ -138,5 +146,18 @@ mod tests {
         assert!(!out.contains("s3cr3t"), "{out}");
         assert!(!out.contains(&b64), "{out}");
         assert_eq!(out.matches(MASK).count(), 3, "{out}");
+    }
+
+    #[test]
+    fn masks_what_the_templates_urlencode_filter_produces() {
+        let secret = "s3cr3t-V4lue/with+chars&more=1";
+        let r = Redactor::new([secret.to_string()]);
+        let env = minijinja::Environment::new();
+        let encoded = env
+            .render_str("{{ s | urlencode }}", minijinja::context! { s => secret })
+            .unwrap();
+        assert_ne!(encoded, secret);
+        assert_eq!(r.str(&format!("url: {encoded}")), "url: ***");
+        assert_eq!(r.str("s3cr3t-V4lue%2Fwith%2Bchars%26more%3D1"), "***");
     }
 }

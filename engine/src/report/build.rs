@@ -196,7 +196,14 @@ impl Builder {
         self.zone.stamp(t, self.t0)
     }
 
-    fn line(&mut self, t: DateTime<Utc>, kind: &str, status: &str, step: Option<&str>, text: String) {
+    fn line(
+        &mut self,
+        t: DateTime<Utc>,
+        kind: &str,
+        status: &str,
+        step: Option<&str>,
+        text: String,
+    ) {
         let at = self.stamp(t);
         self.r.timeline.push(Entry {
             at,
@@ -272,6 +279,7 @@ impl Builder {
                         .map(|(k, v)| NameValue {
                             name: k.clone(),
                             value: value_text(v, 120),
+                            raw: v.clone(),
                         })
                         .collect();
                 }
@@ -305,7 +313,13 @@ impl Builder {
                 } else {
                     ""
                 };
-                self.line(t, "resume", "warn", None, format!("Run resumed by {operator}{forced}"));
+                self.line(
+                    t,
+                    "resume",
+                    "warn",
+                    None,
+                    format!("Run resumed by {operator}{forced}"),
+                );
             }
             Event::Precondition {
                 that,
@@ -486,7 +500,8 @@ impl Builder {
                         .as_deref()
                         .map(|e| format!(": {}", one_line(e, 200)))
                         .unwrap_or_default();
-                    let text = format!("Step `{step}` attempt {attempt} of {of} failed{err}; retrying");
+                    let text =
+                        format!("Step `{step}` attempt {attempt} of {of} failed{err}; retrying");
                     self.line(t, "retry", "warn", Some(step), text);
                 }
             }
@@ -504,12 +519,19 @@ impl Builder {
                 s.captures.push(NameValue {
                     name: name.clone(),
                     value: value_text(value, 300),
+                    raw: value.clone(),
                 });
             }
             Event::WorldChanged { step, diff } => {
                 let d = one_line(&diff.to_string(), 200);
                 self.step_mut(step, "main").world.push(d.clone());
-                self.line(t, "world", "info", Some(step), format!("`{step}` changed the world: `{d}`"));
+                self.line(
+                    t,
+                    "world",
+                    "info",
+                    Some(step),
+                    format!("`{step}` changed the world: `{d}`"),
+                );
             }
             Event::StepFinished {
                 step,
@@ -520,7 +542,7 @@ impl Builder {
                 error,
                 note,
             } => {
-                self.close_verification(step);
+                self.close_verification(step, true);
                 let at = self.stamp(t);
                 let s = self.step_mut(step, phase_name(*phase));
                 s.state = state_of(*outcome);
@@ -531,7 +553,10 @@ impl Builder {
                 s.error = error.clone();
                 s.note = note.clone();
                 let tries = if *attempts > 1 {
-                    format!(" after {}", plural(u64::from(*attempts), "attempt", "attempts"))
+                    format!(
+                        " after {}",
+                        plural(u64::from(*attempts), "attempt", "attempts")
+                    )
                 } else {
                     String::new()
                 };
@@ -584,7 +609,7 @@ impl Builder {
                 duration_ms,
             } => {
                 let id = format!("{step}.undo");
-                self.close_verification(&id);
+                self.close_verification(&id, true);
                 let at = self.stamp(t);
                 let s = self.step_mut(&id, "undo");
                 s.state = if *ok {
@@ -600,7 +625,10 @@ impl Builder {
                 let text = if *ok {
                     format!("Undo of `{step}` succeeded in {}", duration(*duration_ms))
                 } else {
-                    let e = error.as_deref().map(|e| one_line(e, 200)).unwrap_or_default();
+                    let e = error
+                        .as_deref()
+                        .map(|e| one_line(e, 200))
+                        .unwrap_or_default();
                     format!("Undo of `{step}` FAILED: {e}")
                 };
                 self.line(t, "undo", if *ok { "ok" } else { "fail" }, Some(&id), text);
@@ -627,7 +655,8 @@ impl Builder {
     }
 
     /// Writes the verification summary of a step from its polls, and its timeline line.
-    fn close_verification(&mut self, id: &str) {
+    /// `ended` is false when the journal stops while the step is still polling.
+    fn close_verification(&mut self, id: &str, ended: bool) {
         let Some(polls) = self.polls.remove(id) else {
             return;
         };
@@ -640,8 +669,13 @@ impl Builder {
         let count = plural(u64::from(n), "poll", "polls");
         let summary = if ok {
             format!("{chain} after {count}, {}", duration(spent))
-        } else {
+        } else if ended {
             format!("{chain} — still failing after {count}, {}", duration(spent))
+        } else {
+            format!(
+                "{chain} so far ({count}, {}); the journal ends here",
+                duration(spent)
+            )
         };
         let checks = last
             .checks
@@ -662,15 +696,25 @@ impl Builder {
             summary: summary.clone(),
             checks,
         });
-        let (verb, status) = if ok { ("verified", "ok") } else { ("verification failed", "fail") };
-        self.line(at, "verify", status, Some(id), format!("`{id}` {verb}: {summary}"));
+        let (verb, status) = match (ok, ended) {
+            (true, _) => ("verified", "ok"),
+            (false, true) => ("verification failed", "fail"),
+            (false, false) => ("verification unfinished", "warn"),
+        };
+        self.line(
+            at,
+            "verify",
+            status,
+            Some(id),
+            format!("`{id}` {verb}: {summary}"),
+        );
     }
 
     fn finish(&mut self, read: &Read) {
         // Verifications of steps that never finished still count as evidence.
         let open: Vec<String> = self.polls.keys().cloned().collect();
         for id in open {
-            self.close_verification(&id);
+            self.close_verification(&id, false);
         }
         let end = self.last;
         let r = &mut self.r;
@@ -709,7 +753,11 @@ impl Builder {
             r.notes.push(format!(
                 "{} of the journal could not be read and {} left out (first: line {line}: {}).",
                 plural(read.bad_lines.len() as u64, "line", "lines"),
-                if read.bad_lines.len() == 1 { "was" } else { "were" },
+                if read.bad_lines.len() == 1 {
+                    "was"
+                } else {
+                    "were"
+                },
                 one_line(err, 120)
             ));
         }
@@ -737,13 +785,21 @@ impl Builder {
             None => r.runbook.title.clone(),
         };
         let (kind, status, text) = match r.outcome {
-            Outcome::Succeeded => ("resolution", "ok", format!("Resolution: the run {}", r.outcome_text)),
+            Outcome::Succeeded => (
+                "resolution",
+                "ok",
+                format!("Resolution: the run {}", r.outcome_text),
+            ),
             Outcome::Incomplete => (
                 "journal",
                 "fail",
                 format!("Journal ends: the run did not finish{in_flight}"),
             ),
-            _ => ("resolution", "fail", format!("End: the run {}", r.outcome_text)),
+            _ => (
+                "resolution",
+                "fail",
+                format!("End: the run {}", r.outcome_text),
+            ),
         };
         self.line(end, kind, status, None, text);
         self.r.times.time_to_verified_ms = self

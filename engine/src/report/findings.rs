@@ -138,7 +138,10 @@ fn went_well(r: &Report) -> Section {
     }
     match r.preconditions.as_slice() {
         [] => {}
-        [p] if p.ok => items.push(format!("The precondition `{}` held before the first step.", p.that)),
+        [p] if p.ok => items.push(format!(
+            "The precondition `{}` held before the first step.",
+            p.that
+        )),
         ps if ps.iter().all(|p| p.ok) => items.push(format!(
             "All {} preconditions held before the first step.",
             ps.len()
@@ -156,7 +159,11 @@ fn went_well(r: &Report) -> Section {
     }
     for s in &ran {
         if s.action == "manual" && s.state == StepState::Succeeded {
-            let by = s.gates.last().and_then(|g| g.by.clone()).unwrap_or_default();
+            let by = s
+                .gates
+                .last()
+                .and_then(|g| g.by.clone())
+                .unwrap_or_default();
             let note = s
                 .note
                 .as_deref()
@@ -179,15 +186,25 @@ fn went_wrong(r: &Report) -> Section {
             .as_deref()
             .map(|m| format!(" ({})", one_line(m, 200)))
             .unwrap_or_default();
-        items.push(format!("Precondition `{}` was false{m}: nothing was run.", p.that));
+        items.push(format!(
+            "Precondition `{}` was false{m}: nothing was run.",
+            p.that
+        ));
     }
     for s in r.steps.iter() {
         let kind = if s.phase == "undo" { "Undo" } else { "Step" };
         match s.state {
             StepState::Failed => {
-                let e = s.error.as_deref().map(|e| one_line(e, 200)).unwrap_or_default();
+                let e = s
+                    .error
+                    .as_deref()
+                    .map(|e| one_line(e, 200))
+                    .unwrap_or_default();
                 let tries = if s.attempts.len() > 1 {
-                    format!(" after {}", plural(s.attempts.len() as u64, "attempt", "attempts"))
+                    format!(
+                        " after {}",
+                        plural(s.attempts.len() as u64, "attempt", "attempts")
+                    )
                 } else {
                     String::new()
                 };
@@ -235,7 +252,10 @@ fn went_wrong(r: &Report) -> Section {
                     g.kind,
                     s.id,
                     r.run.mode,
-                    s.error.as_deref().map(|e| one_line(e, 200)).unwrap_or_default()
+                    s.error
+                        .as_deref()
+                        .map(|e| one_line(e, 200))
+                        .unwrap_or_default()
                 )),
                 _ => {}
             }
@@ -262,7 +282,9 @@ fn went_wrong(r: &Report) -> Section {
         items.push(format!("{text}."));
     }
     if r.journal.truncated {
-        items.push("The journal's last line was cut mid-write: the end of the run is missing.".into());
+        items.push(
+            "The journal's last line was cut mid-write: the end of the run is missing.".into(),
+        );
     }
     Section {
         items,

@@ -40,7 +40,11 @@ pub fn render(r: &Report) -> String {
          </body>\n</html>\n",
         esc(&r.journal.path),
         r.journal.events,
-        if r.journal.truncated { ", truncated" } else { "" }
+        if r.journal.truncated {
+            ", truncated"
+        } else {
+            ""
+        }
     );
     h
 }
@@ -87,19 +91,33 @@ fn outcome_class(o: Outcome) -> &'static str {
 }
 
 fn header(h: &mut String, r: &Report) {
-    let _ = writeln!(h, "<header>\n<h1>Post-Incident Review: {}</h1>", esc(&r.title));
+    let _ = writeln!(
+        h,
+        "<header>\n<h1>Post-Incident Review: {}</h1>",
+        esc(&r.title)
+    );
     for n in &r.notes {
-        let _ = writeln!(h, "<p class=\"note\"><strong>Note:</strong> {}</p>", inline(n));
+        let _ = writeln!(
+            h,
+            "<p class=\"note\"><strong>Note:</strong> {}</p>",
+            inline(n)
+        );
     }
-    let clock = |s: &Option<super::model::Stamp>| {
-        s.as_ref().map(|s| s.clock.clone()).unwrap_or_default()
-    };
+    let clock =
+        |s: &Option<super::model::Stamp>| s.as_ref().map(|s| s.clock.clone()).unwrap_or_default();
     let fill = "<em>fill in</em>";
     let facts: Vec<(&str, String)> = vec![
-        ("Date", format!("{} ({})", esc(&r.times.date), esc(&r.times.zone))),
+        (
+            "Date",
+            format!("{} ({})", esc(&r.times.date), esc(&r.times.zone)),
+        ),
         (
             "Severity",
-            r.runbook.severity.as_deref().map(esc).unwrap_or_else(|| fill.into()),
+            r.runbook
+                .severity
+                .as_deref()
+                .map(esc)
+                .unwrap_or_else(|| fill.into()),
         ),
         (
             "Duration",
@@ -122,7 +140,11 @@ fn header(h: &mut String, r: &Report) {
         ),
         (
             "Reason",
-            r.run.reason.as_deref().map(esc).unwrap_or_else(|| fill.into()),
+            r.run
+                .reason
+                .as_deref()
+                .map(esc)
+                .unwrap_or_else(|| fill.into()),
         ),
         ("Run id", format!("<code>{}</code>", esc(&r.run.id))),
         (
@@ -237,7 +259,13 @@ fn chart(h: &mut String, r: &Report) {
             Some(t) if i == 0 => t.format("%H:%M:%S").to_string(),
             _ => format!("+{}", duration(ms as u64)),
         };
-        let anchor = if i == 4 { "end" } else if i == 0 { "start" } else { "middle" };
+        let anchor = if i == 4 {
+            "end"
+        } else if i == 0 {
+            "start"
+        } else {
+            "middle"
+        };
         let _ = writeln!(
             h,
             "<line class=\"axis\" x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\"/>\
@@ -281,7 +309,11 @@ fn section(h: &mut String, title: &str, sec: &Section, numbered: bool) {
     for i in &sec.items {
         let _ = writeln!(h, "<li>{}</li>", inline(i));
     }
-    let _ = writeln!(h, "<li class=\"prompt\">{}</li>\n</{list}>\n</section>", esc(&sec.prompt));
+    let _ = writeln!(
+        h,
+        "<li class=\"prompt\">{}</li>\n</{list}>\n</section>",
+        esc(&sec.prompt)
+    );
 }
 
 fn evidence(h: &mut String, r: &Report) {
@@ -292,7 +324,13 @@ fn evidence(h: &mut String, r: &Report) {
             .run
             .inputs
             .iter()
-            .map(|i| format!("<code>{}</code> = <code>{}</code>", esc(&i.name), esc(&i.value)))
+            .map(|i| {
+                format!(
+                    "<code>{}</code> = <code>{}</code>",
+                    esc(&i.name),
+                    esc(&i.value)
+                )
+            })
             .collect();
         h.push_str(&list.join(", "));
         h.push_str("</p>\n");
@@ -357,7 +395,10 @@ fn step(h: &mut String, s: &StepReport) {
         for a in s.attempts.iter().filter(|a| a.ok == Some(false)) {
             li(
                 &format!("Attempt {} of {} failed", a.n, a.of),
-                format!("<code>{}</code>", esc(a.error.as_deref().unwrap_or("failed"))),
+                format!(
+                    "<code>{}</code>",
+                    esc(a.error.as_deref().unwrap_or("failed"))
+                ),
             );
         }
     }
@@ -388,7 +429,11 @@ fn step(h: &mut String, s: &StepReport) {
     for c in &s.captures {
         li(
             "Captured",
-            format!("<code>{}</code> = <code>{}</code>", esc(&c.name), esc(&c.value)),
+            format!(
+                "<code>{}</code> = <code>{}</code>",
+                esc(&c.name),
+                esc(&c.value)
+            ),
         );
     }
     if let Some(v) = &s.verification {
@@ -399,7 +444,11 @@ fn step(h: &mut String, s: &StepReport) {
     }
     h.push_str("</ul>\n");
     if !s.rendered.is_empty() {
-        let _ = writeln!(h, "<p>Rendered action:</p>\n<pre>{}</pre>", esc(&s.rendered));
+        let _ = writeln!(
+            h,
+            "<p>Rendered action:</p>\n<pre>{}</pre>",
+            esc(&s.rendered)
+        );
     }
     if let Some(o) = &s.output {
         let cut = if o.lines_cut > 0 {
@@ -418,7 +467,10 @@ mod tests {
 
     #[test]
     fn text_cannot_become_markup() {
-        assert_eq!(esc("<script>\"x\" & 'y'"), "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;");
+        assert_eq!(
+            esc("<script>\"x\" & 'y'"),
+            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;"
+        );
         assert_eq!(inline("step `<b>` ok"), "step <code>&lt;b&gt;</code> ok");
     }
 }

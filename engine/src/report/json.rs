@@ -92,7 +92,8 @@ pub struct StepSummary {
     pub note: Option<String>,
     pub verification: Option<VerificationSummary>,
     pub gates: Vec<GateSummary>,
-    pub captures: IndexMap<String, String>,
+    /// Capture name -> value as journaled (any JSON).
+    pub captures: IndexMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -136,7 +137,11 @@ pub fn summary(r: &Report) -> Summary {
             StepState::NotRun => counts.not_run += 1,
         }
     }
-    let within = match (r.times.mttr_target_ms, r.times.time_to_verified_ms, r.outcome) {
+    let within = match (
+        r.times.mttr_target_ms,
+        r.times.time_to_verified_ms,
+        r.outcome,
+    ) {
         (Some(t), Some(v), _) => Some(v <= t),
         (Some(t), None, Outcome::Succeeded) => Some(r.times.duration_ms <= t),
         _ => None,
@@ -212,7 +217,7 @@ pub fn summary(r: &Report) -> Summary {
                 captures: s
                     .captures
                     .iter()
-                    .map(|c| (c.name.clone(), c.value.clone()))
+                    .map(|c| (c.name.clone(), c.raw.clone()))
                     .collect(),
             })
             .collect(),

@@ -156,8 +156,10 @@ pub struct Times {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NameValue {
     pub name: String,
-    /// Compact JSON (strings unquoted), bounded.
+    /// Compact JSON (strings unquoted), bounded, for reading.
     pub value: String,
+    /// The value as journaled, for machines (the JSON summary).
+    pub raw: Value,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -146,7 +146,10 @@ mod tests {
                 "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
                 "MIIEow",
             ),
-            ("gh token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdef"),
+            (
+                "gh token ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+                "ghp_abcdef",
+            ),
         ];
         for (text, secret) in cases {
             let out = s.text(text);

@@ -74,7 +74,10 @@ pub fn action_summary(action: &str, rendered: &Value) -> String {
     let text = match action {
         "shell" => {
             if let Some(argv) = rendered.get("argv").and_then(Value::as_array) {
-                argv.iter().map(|a| quote(&s(a))).collect::<Vec<_>>().join(" ")
+                argv.iter()
+                    .map(|a| quote(&s(a)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             } else {
                 let script = s(&rendered["script"]);
                 let mut lines = script.trim().lines();
@@ -204,7 +207,10 @@ mod tests {
 
     #[test]
     fn tail_keeps_the_end_and_counts_what_it_cut() {
-        let text = (1..=50).map(|i| format!("line {i}")).collect::<Vec<_>>().join("\n");
+        let text = (1..=50)
+            .map(|i| format!("line {i}"))
+            .collect::<Vec<_>>()
+            .join("\n");
         let t = tail(&text, 20, 10_000);
         assert_eq!(t.lines_cut, 30);
         assert!(t.text.starts_with("line 31\n"), "{}", t.text);
