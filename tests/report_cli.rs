@@ -244,3 +244,82 @@ fn run_writes_its_report() {
     assert_eq!(s["outcome"], "aborted");
     assert_eq!(s, json(&ws.report(&[&run.id, "--format", "json"])));
 }
+
+/// Starts `slow-drain.yaml`, waits until `drain` is running, sends `signal`, and returns the
+/// workspace, the run id and the engine's exit code.
+fn stop_mid_step(signal: i32) -> (Workspace, String, Option<i32>) {
+    let ws = Workspace::new(&["slow-drain.yaml"]);
+    let mut child = ws
+        .command(&[
+            "run",
+            "slow-drain.yaml",
+            "--non-interactive",
+            "--operator",
+            "alice",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runs = ws.path().join(".runbook/runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let journal = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`drain` never started"
+        );
+        let found = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("journal.jsonl"));
+        if let Some(j) = found {
+            let text = std::fs::read_to_string(&j).unwrap_or_default();
+            if text.contains("\"attempt_started\",\"step\":\"drain\"") {
+                break j;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // SAFETY: kill(2) on the child we spawned, by its pid.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let status = child.wait().unwrap();
+    let id = journal
+        .parent()
+        .and_then(|p| p.file_name())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    (ws, id, status.code())
+}
+
+#[test]
+fn an_interrupted_run_reports_aborted_and_says_why() {
+    let (ws, id, code) = stop_mid_step(libc::SIGINT);
+    assert_eq!(code, Some(130));
+    let s = json(&ws.report(&[&id, "--format", "json"]));
+    assert_eq!(s["outcome"], "aborted");
+    assert_eq!(s["exit_code"], 130);
+    assert_eq!(s["failed_step"], "drain");
+    let md = ws.report(&[&id]);
+    assert!(
+        md.contains("The run was interrupted (Ctrl-C or SIGTERM) during `drain`"),
+        "{md}"
+    );
+    assert!(md.contains("| `after` | main | not-run |"), "{md}");
+}
+
+#[test]
+fn a_killed_run_reports_incomplete_with_the_step_in_flight() {
+    let (ws, id, code) = stop_mid_step(libc::SIGKILL);
+    assert_eq!(code, None, "killed by a signal");
+    let s = json(&ws.report(&[&id, "--format", "json"]));
+    assert_eq!(s["outcome"], "incomplete");
+    assert_eq!(s["in_flight_step"], "drain");
+    assert_eq!(s["exit_code"], serde_json::Value::Null);
+    let md = ws.report(&[&id]);
+    assert!(
+        md.contains("incomplete: the journal ends while `drain` was in flight"),
+        "{md}"
+    );
+    assert!(md.contains("no `run_finished` event"), "{md}");
+}

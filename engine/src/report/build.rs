@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::model::*;
 use super::text::{self, duration, one_line, plural, Zone};
 use super::ReportError;
-use crate::exec::events::{AnswerVia, Check, Envelope, Event, Phase, StepOutcome};
+use crate::exec::events::{AnswerVia, Check, Envelope, Event, Phase, RunOutcome, StepOutcome};
 use crate::exec::journal::Read;
 
 /// Builds the report of one journal. Fails only when there is nothing to report on.
@@ -640,12 +640,11 @@ impl Builder {
                 failed_step,
                 message,
             } => {
-                self.r.outcome = match outcome.as_str() {
-                    "succeeded" => Outcome::Succeeded,
-                    "failed" => Outcome::Failed,
-                    "aborted" => Outcome::Aborted,
-                    "needs-answer" => Outcome::NeedsAnswer,
-                    _ => Outcome::Interrupted,
+                self.r.outcome = match outcome {
+                    RunOutcome::Succeeded => Outcome::Succeeded,
+                    RunOutcome::Failed => Outcome::Failed,
+                    RunOutcome::Aborted => Outcome::Aborted,
+                    RunOutcome::NeedsAnswer => Outcome::NeedsAnswer,
                 };
                 self.r.exit_code = Some(*exit_code);
                 self.r.failed_step = failed_step.clone();

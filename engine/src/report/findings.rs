@@ -261,22 +261,23 @@ fn went_wrong(r: &Report) -> Section {
             }
         }
     }
-    match r.outcome {
-        Outcome::Interrupted => items.push(format!(
+    if r.interrupted() {
+        items.push(format!(
             "The run was interrupted (Ctrl-C or SIGTERM){}.",
             r.failed_step
                 .as_deref()
                 .map(|s| format!(" during `{s}`"))
                 .unwrap_or_default()
-        )),
-        Outcome::Incomplete => items.push(format!(
+        ));
+    }
+    if r.outcome == Outcome::Incomplete {
+        items.push(format!(
             "The run has no recorded end: the engine crashed or was killed{}.",
             r.in_flight_step
                 .as_deref()
                 .map(|s| format!(" while `{s}` was in flight"))
                 .unwrap_or_default()
-        )),
-        _ => {}
+        ));
     }
     if let Some((text, false)) = recovery(r) {
         items.push(format!("{text}."));
@@ -330,7 +331,7 @@ fn action_items(r: &Report) -> Section {
     }
     if matches!(
         r.outcome,
-        Outcome::Aborted | Outcome::NeedsAnswer | Outcome::Interrupted | Outcome::Incomplete
+        Outcome::Aborted | Outcome::NeedsAnswer | Outcome::Incomplete
     ) {
         items.push(format!(
             "Decide whether to finish the run (`runbook resume {}`) or put things back by hand{OWNER}",

@@ -85,7 +85,7 @@ fn inline(s: &str) -> String {
 fn outcome_class(o: Outcome) -> &'static str {
     match o {
         Outcome::Succeeded => "ok",
-        Outcome::NeedsAnswer | Outcome::Interrupted => "warn",
+        Outcome::NeedsAnswer => "warn",
         _ => "fail",
     }
 }

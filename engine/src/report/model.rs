@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// How the run ended, as far as the journal knows.
+/// How the run ended, as far as the journal knows. A run stopped by Ctrl-C or SIGTERM is
+/// `aborted` with exit code 130 (`Report::interrupted`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
@@ -15,7 +16,6 @@ pub enum Outcome {
     Failed,
     Aborted,
     NeedsAnswer,
-    Interrupted,
     /// The journal has no `run_finished` event: a crash, a kill, or a run still going.
     Incomplete,
 }
@@ -27,7 +27,6 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Aborted => "aborted",
             Outcome::NeedsAnswer => "needs-answer",
-            Outcome::Interrupted => "interrupted",
             Outcome::Incomplete => "incomplete",
         }
     }
@@ -289,6 +288,11 @@ pub struct JournalInfo {
 }
 
 impl Report {
+    /// Stopped by a signal: the journal records it as aborted with the signal exit code.
+    pub fn interrupted(&self) -> bool {
+        self.outcome == Outcome::Aborted && self.exit_code == Some(crate::exit::INTERRUPTED)
+    }
+
     pub fn step(&self, id: &str) -> Option<&StepReport> {
         self.steps.iter().find(|s| s.id == id)
     }
