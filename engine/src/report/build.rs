@@ -1,16 +1,18 @@
-//! Folds journal events into the report model: steps with their attempts, gates, captures and
-//! verifications, undo steps, and a timeline of what mattered. Nothing here reads anything
-//! but the events.
+//! Folds journal events into the report model. This file holds the run-level events and the
+//! end (outcome, notes about the journal); `steps.rs` folds the step events and `verify.rs`
+//! the verification polls. Nothing here reads anything but the events.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::model::*;
-use super::text::{self, duration, one_line, plural, Zone};
+use super::steps::{new_step, observed_text};
+use super::text::{duration, one_line, plural, Zone};
+use super::verify::Poll;
 use super::ReportError;
-use crate::exec::events::{AnswerVia, Check, Envelope, Event, Phase, RunOutcome, StepOutcome};
+use crate::exec::events::{Envelope, Event, RunOutcome};
 use crate::exec::journal::Read;
 
 /// Builds the report of one journal. Fails only when there is nothing to report on.
@@ -110,93 +112,24 @@ fn empty_report(first: &Envelope, path: &str, zone: Zone, t0: DateTime<Utc>) -> 
     }
 }
 
-/// One verification poll, kept until the step ends and its summary can be written.
-struct Poll {
-    at: DateTime<Utc>,
-    ok: bool,
-    checks: Vec<Check>,
-}
-
-struct Builder {
-    zone: Zone,
-    t0: DateTime<Utc>,
-    last: DateTime<Utc>,
-    r: Report,
+pub(super) struct Builder {
+    pub(super) zone: Zone,
+    pub(super) t0: DateTime<Utc>,
+    pub(super) last: DateTime<Utc>,
+    pub(super) r: Report,
     /// step id -> index in `r.steps`.
-    index: HashMap<String, usize>,
-    polls: HashMap<String, Vec<Poll>>,
-    first_attempt: HashMap<String, DateTime<Utc>>,
-    bad_times: usize,
-}
-
-fn phase_name(p: Phase) -> &'static str {
-    match p {
-        Phase::Main => "main",
-        Phase::Undo => "undo",
-        Phase::OnFailure => "on-failure",
-    }
-}
-
-fn via_name(v: AnswerVia) -> &'static str {
-    match v {
-        AnswerVia::Prompt => "prompt",
-        AnswerVia::AnswerFlag => "--answer",
-        AnswerVia::YesFlag => "--yes",
-        AnswerVia::Drill => "drill",
-    }
-}
-
-fn state_of(o: StepOutcome) -> StepState {
-    match o {
-        StepOutcome::Succeeded => StepState::Succeeded,
-        StepOutcome::Failed => StepState::Failed,
-        StepOutcome::Skipped => StepState::Skipped,
-        StepOutcome::Aborted => StepState::Aborted,
-        StepOutcome::NeedsAnswer => StepState::NeedsAnswer,
-    }
-}
-
-fn new_step(id: &str, phase: &str) -> StepReport {
-    StepReport {
-        id: id.to_string(),
-        title: id.to_string(),
-        phase: phase.to_string(),
-        action: String::new(),
-        safety: String::new(),
-        state: StepState::NotRun,
-        started: None,
-        ended: None,
-        duration_ms: None,
-        duration: String::new(),
-        attempts: vec![],
-        retries: 0,
-        error: None,
-        note: None,
-        skip_reason: None,
-        summary: String::new(),
-        rendered: String::new(),
-        rendered_lang: String::new(),
-        gates: vec![],
-        captures: vec![],
-        verification: None,
-        world: vec![],
-        output: None,
-    }
-}
-
-fn observed_text(obs: &Map<String, Value>) -> String {
-    obs.iter()
-        .map(|(k, v)| format!("{k} = {}", value_text(v, 60)))
-        .collect::<Vec<_>>()
-        .join(", ")
+    pub(super) index: HashMap<String, usize>,
+    pub(super) polls: HashMap<String, Vec<Poll>>,
+    pub(super) first_attempt: HashMap<String, DateTime<Utc>>,
+    pub(super) bad_times: usize,
 }
 
 impl Builder {
-    fn stamp(&self, t: DateTime<Utc>) -> Stamp {
+    pub(super) fn stamp(&self, t: DateTime<Utc>) -> Stamp {
         self.zone.stamp(t, self.t0)
     }
 
-    fn line(
+    pub(super) fn line(
         &mut self,
         t: DateTime<Utc>,
         kind: &str,
@@ -216,7 +149,7 @@ impl Builder {
 
     /// The step's entry, created on first sight. A step inside a `call` goes after its
     /// caller and the caller's earlier children, so the list reads in running order.
-    fn step_mut(&mut self, id: &str, phase: &str) -> &mut StepReport {
+    pub(super) fn step_mut(&mut self, id: &str, phase: &str) -> &mut StepReport {
         if let Some(&i) = self.index.get(id) {
             return &mut self.r.steps[i];
         }
@@ -352,287 +285,6 @@ impl Builder {
                 let status = if *ok { "ok" } else { "fail" };
                 self.line(t, "precondition", status, None, text);
             }
-            Event::StepStarted {
-                step,
-                title,
-                action,
-                safety,
-                phase,
-                rendered,
-            } => {
-                let at = self.stamp(t);
-                let s = self.step_mut(step, phase_name(*phase));
-                s.title = title.clone();
-                s.phase = phase_name(*phase).into();
-                s.action = action.clone();
-                s.safety = safety.clone();
-                s.state = StepState::InFlight;
-                s.summary = text::action_summary(action, rendered);
-                (s.rendered, s.rendered_lang) = pretty(rendered);
-                // A step started again after a resume keeps its first start.
-                s.started.get_or_insert(at);
-                s.ended = None;
-                let summary = if s.summary.is_empty() || s.summary == *title {
-                    String::new()
-                } else {
-                    format!(": {}", tick(&one_line(&s.summary, 100)))
-                };
-                let phase = match phase {
-                    Phase::OnFailure => " (on_failure)",
-                    _ => "",
-                };
-                let title = if title == step {
-                    String::new()
-                } else {
-                    format!(" — {title}")
-                };
-                let text =
-                    format!("Step `{step}` started{phase}{title} ({action}, {safety}){summary}");
-                self.line(t, "step", "info", Some(step), text);
-            }
-            Event::StepSkipped {
-                step,
-                reason,
-                phase,
-            } => {
-                let at = self.stamp(t);
-                let s = self.step_mut(step, phase_name(*phase));
-                s.state = StepState::Skipped;
-                s.skip_reason = Some(reason.clone());
-                s.ended = Some(at);
-                let text = format!("Step `{step}` skipped: {}", one_line(reason, 200));
-                self.line(t, "step", "info", Some(step), text);
-            }
-            Event::GateAsked { step, gate, prompt } => {
-                let asked = self.stamp(t);
-                let s = self.step_mut(step, "main");
-                s.gates.push(Gate {
-                    kind: gate.clone(),
-                    prompt: prompt.clone(),
-                    asked,
-                    answer: None,
-                    by: None,
-                    via: None,
-                    note: None,
-                    answered: None,
-                });
-            }
-            Event::GateAnswered {
-                step,
-                gate,
-                answer,
-                by,
-                via,
-                note,
-            } => {
-                let answered = self.stamp(t);
-                let s = self.step_mut(step, "main");
-                let waited = match s.gates.last_mut() {
-                    Some(g) if g.answer.is_none() => {
-                        g.answer = Some(answer.clone());
-                        g.by = Some(by.clone());
-                        g.via = Some(via_name(*via).into());
-                        g.note = note.clone();
-                        let w = (answered.offset_ms - g.asked.offset_ms).max(0) as u64;
-                        g.answered = Some(answered);
-                        w
-                    }
-                    _ => 0,
-                };
-                let note = note
-                    .as_deref()
-                    .map(|n| format!(" — note: “{}”", one_line(n, 300)))
-                    .unwrap_or_default();
-                let waited = if waited >= 1000 {
-                    format!(", after {}", duration(waited))
-                } else {
-                    String::new()
-                };
-                let status = match answer.as_str() {
-                    "no" | "abort" | "failed" => "fail",
-                    "skip" | "skipped" => "warn",
-                    _ => "ok",
-                };
-                let text = format!(
-                    "Gate `{step}` ({gate}): {by} answered `{}` via {}{waited}{note}",
-                    one_line(answer, 80),
-                    via_name(*via)
-                );
-                self.line(t, "gate", status, Some(step), text);
-            }
-            Event::AttemptStarted { step, attempt, of } => {
-                self.first_attempt.entry(step.clone()).or_insert(t);
-                let s = self.step_mut(step, "main");
-                s.attempts.push(Attempt {
-                    n: *attempt,
-                    of: *of,
-                    ok: None,
-                    error: None,
-                    duration_ms: None,
-                    polls: None,
-                });
-            }
-            Event::AttemptFinished {
-                step,
-                attempt,
-                ok,
-                error,
-                duration_ms,
-                polls,
-                result,
-            } => {
-                let s = self.step_mut(step, "main");
-                let of = match s.attempts.iter_mut().rev().find(|a| a.n == *attempt) {
-                    Some(a) => {
-                        a.ok = Some(*ok);
-                        a.error = error.clone();
-                        a.duration_ms = Some(*duration_ms);
-                        a.polls = Some(*polls);
-                        a.of
-                    }
-                    None => 1,
-                };
-                if let Some(tail) = text::output_tail(result) {
-                    s.output = Some(tail);
-                }
-                if !*ok && *attempt < of {
-                    let err = error
-                        .as_deref()
-                        .map(|e| format!(": {}", one_line(e, 200)))
-                        .unwrap_or_default();
-                    let text =
-                        format!("Step `{step}` attempt {attempt} of {of} failed{err}; retrying");
-                    self.line(t, "retry", "warn", Some(step), text);
-                }
-            }
-            Event::VerifyEvaluated {
-                step, ok, checks, ..
-            } => {
-                self.polls.entry(step.clone()).or_default().push(Poll {
-                    at: t,
-                    ok: *ok,
-                    checks: checks.clone(),
-                });
-            }
-            Event::Capture { step, name, value } => {
-                let s = self.step_mut(step, "main");
-                s.captures.push(NameValue {
-                    name: name.clone(),
-                    value: value_text(value, 300),
-                    raw: value.clone(),
-                });
-            }
-            Event::WorldChanged { step, diff } => {
-                let d = one_line(&diff.to_string(), 200);
-                self.step_mut(step, "main").world.push(d.clone());
-                self.line(
-                    t,
-                    "world",
-                    "info",
-                    Some(step),
-                    format!("`{step}` changed the world: `{d}`"),
-                );
-            }
-            Event::StepFinished {
-                step,
-                outcome,
-                phase,
-                duration_ms,
-                attempts,
-                error,
-                note,
-            } => {
-                self.close_verification(step, true);
-                let at = self.stamp(t);
-                let s = self.step_mut(step, phase_name(*phase));
-                s.state = state_of(*outcome);
-                s.ended = Some(at);
-                s.duration_ms = Some(*duration_ms);
-                s.duration = duration(*duration_ms);
-                s.retries = attempts.saturating_sub(1);
-                s.error = error.clone();
-                s.note = note.clone();
-                let tries = if *attempts > 1 {
-                    format!(
-                        " after {}",
-                        plural(u64::from(*attempts), "attempt", "attempts")
-                    )
-                } else {
-                    String::new()
-                };
-                let why = error
-                    .as_deref()
-                    .map(|e| format!(": {}", one_line(e, 200)))
-                    .unwrap_or_default();
-                // A manual step's note was already shown with the answer that gave it.
-                let note = note
-                    .as_deref()
-                    .filter(|n| !s.gates.iter().any(|g| g.note.as_deref() == Some(n)))
-                    .map(|n| format!(" — note: “{}”", one_line(n, 300)))
-                    .unwrap_or_default();
-                let (verb, status) = match outcome {
-                    StepOutcome::Succeeded => ("succeeded", "ok"),
-                    StepOutcome::Failed => ("failed", "fail"),
-                    StepOutcome::Skipped => ("was skipped", "warn"),
-                    StepOutcome::Aborted => ("was aborted", "fail"),
-                    StepOutcome::NeedsAnswer => ("stopped: needs an answer", "fail"),
-                };
-                let text = format!(
-                    "Step `{step}` {verb} in {}{tries}{why}{note}",
-                    duration(*duration_ms)
-                );
-                self.line(t, "step", status, Some(step), text);
-            }
-            Event::UndoStarted {
-                step,
-                title,
-                rendered,
-            } => {
-                let id = format!("{step}.undo");
-                let at = self.stamp(t);
-                let s = self.step_mut(&id, "undo");
-                s.title = title.clone();
-                s.phase = "undo".into();
-                s.action = action_of(title, rendered);
-                s.safety = "reversible".into();
-                s.state = StepState::InFlight;
-                s.summary = text::action_summary(&s.action, rendered);
-                (s.rendered, s.rendered_lang) = pretty(rendered);
-                s.started.get_or_insert(at);
-                let text = format!("Undo of `{step}` started — {title}");
-                self.line(t, "undo", "info", Some(&id), text);
-            }
-            Event::UndoFinished {
-                step,
-                ok,
-                error,
-                duration_ms,
-            } => {
-                let id = format!("{step}.undo");
-                self.close_verification(&id, true);
-                let at = self.stamp(t);
-                let s = self.step_mut(&id, "undo");
-                s.state = if *ok {
-                    StepState::Succeeded
-                } else {
-                    StepState::Failed
-                };
-                s.ended = Some(at);
-                s.duration_ms = Some(*duration_ms);
-                s.duration = duration(*duration_ms);
-                s.retries = (s.attempts.len() as u32).saturating_sub(1);
-                s.error = error.clone();
-                let text = if *ok {
-                    format!("Undo of `{step}` succeeded in {}", duration(*duration_ms))
-                } else {
-                    let e = error
-                        .as_deref()
-                        .map(|e| one_line(e, 200))
-                        .unwrap_or_default();
-                    format!("Undo of `{step}` FAILED: {e}")
-                };
-                self.line(t, "undo", if *ok { "ok" } else { "fail" }, Some(&id), text);
-            }
             Event::RunFinished {
                 outcome,
                 duration_ms: _,
@@ -650,63 +302,8 @@ impl Builder {
                 self.r.failed_step = failed_step.clone();
                 self.r.message = message.clone();
             }
+            other => self.step_event(t, other),
         }
-    }
-
-    /// Writes the verification summary of a step from its polls, and its timeline line.
-    /// `ended` is false when the journal stops while the step is still polling.
-    fn close_verification(&mut self, id: &str, ended: bool) {
-        let Some(polls) = self.polls.remove(id) else {
-            return;
-        };
-        let Some(last) = polls.last() else { return };
-        let start = self.first_attempt.get(id).copied().unwrap_or(polls[0].at);
-        let spent = (last.at - start).num_milliseconds().max(0) as u64;
-        let ok = last.ok;
-        let n = polls.len() as u32;
-        let chain = value_chains(&polls);
-        let count = plural(u64::from(n), "poll", "polls");
-        let summary = if ok {
-            format!("{chain} after {count}, {}", duration(spent))
-        } else if ended {
-            format!("{chain} — still failing after {count}, {}", duration(spent))
-        } else {
-            format!(
-                "{chain} so far ({count}, {}); the journal ends here",
-                duration(spent)
-            )
-        };
-        let checks = last
-            .checks
-            .iter()
-            .map(|c| CheckLine {
-                that: c.that.clone(),
-                ok: c.ok,
-                message: c.message.clone(),
-                observed: observed_text(&c.observed),
-                error: c.error.clone(),
-            })
-            .collect();
-        let at = last.at;
-        self.step_mut(id, "main").verification = Some(Verification {
-            ok,
-            polls: n,
-            duration_ms: spent,
-            summary: summary.clone(),
-            checks,
-        });
-        let (verb, status) = match (ok, ended) {
-            (true, _) => ("verified", "ok"),
-            (false, true) => ("verification failed", "fail"),
-            (false, false) => ("verification unfinished", "warn"),
-        };
-        self.line(
-            at,
-            "verify",
-            status,
-            Some(id),
-            format!("`{id}` {verb}: {summary}"),
-        );
     }
 
     fn finish(&mut self, read: &Read) {
@@ -842,105 +439,87 @@ fn outcome_text(r: &Report) -> String {
     }
 }
 
-/// `result.status 503 → 503 → 200`: each observed value across the polls, in order.
-fn value_chains(polls: &[Poll]) -> String {
-    let mut keys: Vec<String> = vec![];
-    for p in polls {
-        for c in &p.checks {
-            for k in c.observed.keys() {
-                if !keys.contains(k) {
-                    keys.push(k.clone());
-                }
-            }
-        }
-    }
-    if keys.is_empty() {
-        // Nothing observed (a constant expression): say which conditions held each time.
-        let marks: Vec<&str> = polls
-            .iter()
-            .map(|p| if p.ok { "held" } else { "false" })
-            .collect();
-        let thats: Vec<String> = polls
-            .last()
-            .map(|p| p.checks.iter().map(|c| format!("`{}`", c.that)).collect())
-            .unwrap_or_default();
-        return format!("{} {}", thats.join(", "), chain(&marks));
-    }
-    keys.iter()
-        .map(|k| {
-            let vals: Vec<String> = polls
-                .iter()
-                .filter_map(|p| {
-                    p.checks
-                        .iter()
-                        .find_map(|c| c.observed.get(k))
-                        .map(|v| value_text(v, 40))
-                })
-                .collect();
-            let vals: Vec<&str> = vals.iter().map(String::as_str).collect();
-            format!("{k} {}", chain(&vals))
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// `a → b → c`, with the middle of long chains elided.
-fn chain(vals: &[&str]) -> String {
-    const EDGE: usize = 3;
-    if vals.len() <= 2 * EDGE + 1 {
-        return vals.join(" → ");
-    }
-    format!(
-        "{} → … → {}",
-        vals[..EDGE].join(" → "),
-        vals[vals.len() - EDGE..].join(" → ")
-    )
-}
-
-/// A code span for the timeline's short Markdown; a backtick inside would end it early.
-fn tick(s: &str) -> String {
-    format!("`{}`", s.replace('`', "'"))
-}
-
-/// The rendered action for the appendix, and its language: a shell script reads best as the
-/// script itself (its other settings are rare), everything else as JSON.
-fn pretty(v: &Value) -> (String, String) {
-    match v {
-        Value::Null => (String::new(), String::new()),
-        Value::Object(m) if m.len() == 1 && m.get("script").is_some_and(Value::is_string) => {
-            let script = m["script"].as_str().unwrap_or_default();
-            (script.trim_end().to_string(), "sh".into())
-        }
-        other => (
-            serde_json::to_string_pretty(other).unwrap_or_default(),
-            "json".into(),
-        ),
-    }
-}
-
-/// `undo_started` carries no action kind: an untitled undo is called `undo: <kind>`, and
-/// otherwise the rendered body's keys tell the common kinds apart.
-fn action_of(title: &str, rendered: &Value) -> String {
-    if let Some(kind) = title.strip_prefix("undo: ") {
-        return kind.to_string();
-    }
-    match rendered.as_object() {
-        Some(m) if m.contains_key("argv") || m.contains_key("script") => "shell".into(),
-        Some(m) if m.contains_key("request") => "http".into(),
-        Some(m) if m.contains_key("instructions") => "manual".into(),
-        _ => String::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A journal from JSON lines, each given the envelope fields (`seq`, `ts` 1s apart).
+    fn journal(events: &[serde_json::Value]) -> Read {
+        let mut text = String::new();
+        for (i, e) in events.iter().enumerate() {
+            let mut e = e.clone();
+            e["v"] = 1.into();
+            e["seq"] = (i + 1).into();
+            e["run_id"] = "r1".into();
+            if e.get("ts").is_none() {
+                e["ts"] = format!("2026-01-02T03:04:{:02}.000Z", i).into();
+            }
+            text.push_str(&e.to_string());
+            text.push('\n');
+        }
+        crate::exec::journal::parse(text.as_bytes())
+    }
+
     #[test]
-    fn long_chains_keep_both_ends() {
-        let v: Vec<String> = (1..=10).map(|i| i.to_string()).collect();
-        let v: Vec<&str> = v.iter().map(String::as_str).collect();
-        assert_eq!(chain(&v), "1 → 2 → 3 → … → 8 → 9 → 10");
-        assert_eq!(chain(&["503", "200"]), "503 → 200");
+    fn calls_skips_resumes_and_unanswered_gates() {
+        use serde_json::json;
+        let read = journal(&[
+            json!({"event": "run_started", "runbook": {"path": "rb.yaml", "name": "rb", "title": "RB",
+                   "sha256": "ab", "steps": ["deploy", "check", "approve"]},
+                   "inputs": {"env": "prod"}, "operator": "ann", "host": "h", "engine_version": "0",
+                   "mode": "drill"}),
+            json!({"event": "step_started", "step": "deploy", "title": "Deploy", "action": "call",
+                   "safety": "reversible", "phase": "main", "rendered": {"runbook": "child.yaml"}}),
+            json!({"event": "step_started", "step": "deploy/push", "title": "Push", "action": "shell",
+                   "safety": "reversible", "phase": "main", "rendered": {"argv": ["push"]}}),
+            json!({"event": "world_changed", "step": "deploy/push", "diff": {"image": "v2"}}),
+            json!({"event": "step_finished", "step": "deploy/push", "outcome": "succeeded",
+                   "phase": "main", "duration_ms": 5, "attempts": 1}),
+            json!({"event": "step_finished", "step": "deploy", "outcome": "succeeded",
+                   "phase": "main", "duration_ms": 9, "attempts": 1}),
+            json!({"event": "step_skipped", "step": "check", "reason": "`inputs.env == 'dev'` is false",
+                   "phase": "main", "ts": "not a time"}),
+            json!({"event": "run_resumed", "operator": "bo", "forced": false}),
+            json!({"event": "step_started", "step": "approve", "title": "Approve", "action": "confirm",
+                   "safety": "read-only", "phase": "main", "rendered": {"prompt": "Go?"}}),
+            json!({"event": "gate_asked", "step": "approve", "gate": "confirm", "prompt": "Go?"}),
+            json!({"event": "step_finished", "step": "approve", "outcome": "needs-answer", "phase": "main",
+                   "duration_ms": 0, "attempts": 0, "error": "needs an answer: --answer approve=yes"}),
+            json!({"event": "run_finished", "outcome": "needs-answer", "duration_ms": 10, "exit_code": 4,
+                   "failed_step": "approve"}),
+        ]);
+        let r = build(&read, "j", Zone::Utc).unwrap();
+        let ids: Vec<&str> = r.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["deploy", "deploy/push", "check", "approve"]);
+        assert_eq!(r.outcome, Outcome::NeedsAnswer);
+        assert_eq!(r.step("check").unwrap().state, StepState::Skipped);
+        assert_eq!(r.step("deploy/push").unwrap().world, [r#"{"image":"v2"}"#]);
+        assert_eq!(r.run.resumed[0].operator, "bo");
+        assert_eq!(r.run.inputs[0].value, "prod");
+        assert!(r
+            .notes
+            .iter()
+            .any(|n| n.contains("1 event had an unreadable time")));
+        assert!(r
+            .went_wrong
+            .items
+            .iter()
+            .any(|i| i.starts_with("The confirm gate of `approve` had no answer in a drill run")));
+        assert!(r
+            .action_items
+            .items
+            .iter()
+            .any(|i| i.contains("`--answer approve=...`")));
+        assert!(r.timeline.iter().any(|e| e.text == "Run resumed by bo"));
+    }
+
+    #[test]
+    fn nothing_to_report_is_an_error() {
+        let read = crate::exec::journal::parse(b"not json\n");
+        let e = build(&read, "x.jsonl", Zone::Utc).unwrap_err().to_string();
+        assert!(
+            e.starts_with("x.jsonl is not a runbook journal (line 1: "),
+            "{e}"
+        );
     }
 }

@@ -10,7 +10,9 @@ pub mod json;
 pub mod markdown;
 pub mod model;
 pub mod scrub;
+mod steps;
 pub mod text;
+mod verify;
 
 use std::path::Path;
 
@@ -97,10 +99,19 @@ pub fn load(
     zone: Zone,
 ) -> Result<(Report, scrub::Scrubber), ReportError> {
     let shown = path.display().to_string();
-    let mut read = journal::read(path).map_err(|source| ReportError::Read {
+    let read = journal::read(path).map_err(|source| ReportError::Read {
         path: shown.clone(),
         source,
     })?;
+    from_read(read, &shown, redactor, zone)
+}
+
+fn from_read(
+    mut read: journal::Read,
+    shown: &str,
+    redactor: &Redactor,
+    zone: Zone,
+) -> Result<(Report, scrub::Scrubber), ReportError> {
     let mut scrubber = scrub::Scrubber::new(redactor.clone());
     if let Some(rb) = read.events.iter().find_map(|e| match &e.event {
         crate::exec::events::Event::RunStarted { runbook, .. } => Some(runbook.path.clone()),
@@ -115,7 +126,7 @@ pub fn load(
         .map(|(n, e)| (*n, scrubber.text(e)))
         .collect();
     let newer = read.events.iter().map(|e| e.v).max().unwrap_or(0);
-    let mut report = build::build(&read, &shown, zone)?;
+    let mut report = build::build(&read, shown, zone)?;
     if newer > JOURNAL_VERSION {
         report.notes.push(format!(
             "The journal is format v{newer}, newer than this engine's v{JOURNAL_VERSION}: \
@@ -128,13 +139,21 @@ pub fn load(
 /// Renders the report of the journal at `path`.
 pub fn render(path: &Path, opts: &Options) -> Result<String, ReportError> {
     let (report, scrubber) = load(path, &opts.redactor, opts.zone)?;
+    output(&report, &scrubber, opts)
+}
+
+fn output(
+    report: &Report,
+    scrubber: &scrub::Scrubber,
+    opts: &Options,
+) -> Result<String, ReportError> {
     let out = match opts.format {
         Format::Md => match &opts.template {
-            Some((name, src)) => markdown::render(&report, name, src)?,
-            None => markdown::render(&report, markdown::BUILTIN_NAME, markdown::BUILTIN)?,
+            Some((name, src)) => markdown::render(report, name, src)?,
+            None => markdown::render(report, markdown::BUILTIN_NAME, markdown::BUILTIN)?,
         },
-        Format::Json => json::render(&report),
-        Format::Html => html::render(&report),
+        Format::Json => json::render(report),
+        Format::Html => html::render(report),
     };
     Ok(scrubber.known(&out))
 }
@@ -172,4 +191,42 @@ pub fn write_for_journal_with(
     opts.redactor = redactor.clone();
     let text = render(journal, &opts).map_err(|e| e.to_string())?;
     write(out, &text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const REAL: &[u8] = include_bytes!("../../../tests/fixtures/report/payments-failed.jsonl");
+
+    proptest! {
+        /// A damaged journal (bytes overwritten, cut anywhere) gives a report or a clean
+        /// error in every format, never a panic, and the JSON stays JSON.
+        #[test]
+        fn damaged_journals_never_panic(
+            cut in 0usize..REAL.len() + 1,
+            flips in proptest::collection::vec((0usize..REAL.len(), any::<u8>()), 0..12),
+        ) {
+            let mut bytes = REAL.to_vec();
+            for (i, b) in flips {
+                bytes[i] = b;
+            }
+            bytes.truncate(cut);
+            let read = journal::parse(&bytes);
+            for format in [Format::Md, Format::Json, Format::Html] {
+                let opts = Options::new(format);
+                let out = from_read(read.clone(), "j", &opts.redactor, Zone::Utc)
+                    .and_then(|(r, s)| output(&r, &s, &opts));
+                match out {
+                    Ok(text) if format == Format::Json => {
+                        prop_assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok());
+                    }
+                    Ok(_) => {}
+                    Err(e) => prop_assert!(matches!(e, ReportError::NotAJournal { .. }), "{e}"),
+                }
+            }
+        }
+    }
 }
