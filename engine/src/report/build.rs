@@ -28,7 +28,12 @@ pub fn build(read: &Read, journal_path: &str, zone: Zone) -> Result<Report, Repo
             why,
         });
     };
-    let t0 = parse_ts(&first.ts).unwrap_or_default();
+    // The run starts at the first readable time: one bad stamp must not date it to 1970.
+    let t0 = read
+        .events
+        .iter()
+        .find_map(|e| parse_ts(&e.ts))
+        .unwrap_or_default();
     let mut b = Builder {
         zone,
         t0,

@@ -81,7 +81,10 @@ fn report(a: &ReportArgs) -> Result<(), ReportError> {
         Some(out) => super::write(out, &text),
         None => {
             let mut stdout = std::io::stdout().lock();
-            match stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+            match stdout
+                .write_all(text.as_bytes())
+                .and_then(|_| stdout.flush())
+            {
                 // `runbook report RUN | head` closes the pipe early; that is not a failure.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
                 other => other.map_err(|source| ReportError::Write {
