@@ -357,7 +357,7 @@ pub async fn cmd_plan(a: PlanArgs) -> i32 {
                 if !planned.runtime_values.is_empty() {
                     continue;
                 }
-                let target = step
+                let mut target = step
                     .action
                     .backend
                     .as_ref()
@@ -365,10 +365,19 @@ pub async fn cmd_plan(a: PlanArgs) -> i32 {
                     .and_then(|b| crate::exec::actions::render_backend(b, &ctx).ok())
                     .and_then(|b| b.kubernetes)
                     .unwrap_or_default();
-                planned.live = backends
-                    .kubernetes
-                    .preview(&target, verb, &planned.rendered[*verb])
-                    .await;
+                // Relative paths resolve against the runbook's directory, as in a run.
+                let mut args = planned.rendered[*verb].clone();
+                let absolute = |p: &str| {
+                    let p = crate::backends::expand_home(p);
+                    rb.dir().join(p).display().to_string()
+                };
+                if let Some(k) = target.kubeconfig.as_mut() {
+                    *k = absolute(k);
+                }
+                if let Some(Value::String(f)) = args.get_mut("file") {
+                    *f = absolute(f);
+                }
+                planned.live = backends.kubernetes.preview(&target, verb, &args).await;
             }
         }
     }

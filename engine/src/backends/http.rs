@@ -62,7 +62,7 @@ impl ReqwestHttp {
 }
 
 /// The error and its causes on one line: reqwest's top-level message alone is vague.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -202,6 +202,15 @@ pub trait ComposeBackend: Send + Sync {
     ) -> Result<Output, ActionError>;
 }
 
+/// Expands a leading `~/` in a path from a runbook (kubeconfig and compose files are often
+/// written that way).
+pub fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
 /// The set of backends a run uses.
 #[derive(Clone)]
 pub struct Backends {
@@ -218,7 +227,7 @@ impl Backends {
             shell: Arc::new(shell::ProcessShell),
             http: Arc::new(http::ReqwestHttp::default()),
             kubernetes: Arc::new(kubernetes::KubeBackend::new(overrides)),
-            compose: Arc::new(compose::ComposeCli),
+            compose: Arc::new(compose::ComposeCli::default()),
         }
     }
 }

@@ -1,0 +1,734 @@
+//! Rollouts the way kubectl does them: revisions come from the ReplicaSets a Deployment owns
+//! (or the ControllerRevisions of a StatefulSet/DaemonSet), `undo` puts an earlier pod
+//! template back, and `status` waits with kubectl's own messages.
+
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, ListParams};
+use serde_json::{json, Map, Value};
+
+use super::discovery::Resource;
+use super::errors::{api_error, invalid};
+use super::objects::{self, Changes, ObjRef};
+use super::workload::{image_change, paused};
+use crate::backends::{ActionError, CallCtx, ErrorKind};
+use crate::spec::WorkloadKind;
+
+pub const REVISION: &str = "deployment.kubernetes.io/revision";
+const HASH_LABEL: &str = "pod-template-hash";
+const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+/// Deployment annotations an undo keeps from the Deployment rather than copying from the
+/// ReplicaSet (kubectl's `annotationsToSkip`).
+const KEEP_ON_UNDO: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+];
+/// How often `rollout_status` reads the object.
+const POLL: Duration = Duration::from_millis(500);
+
+/// One revision of a workload: its number, the object holding it and its pod template.
+#[derive(Debug, Clone)]
+pub struct Revision {
+    pub number: i64,
+    pub holder: String,
+    pub template: Value,
+    pub change_cause: Option<String>,
+    pub created: Option<String>,
+    /// The holder's annotations (a ReplicaSet keeps its Deployment's of that revision).
+    pub annotations: Value,
+}
+
+fn uid(v: &Value) -> &str {
+    v.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn owned_by(v: &Value, owner_uid: &str) -> bool {
+    v.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r["uid"] == owner_uid && r["controller"] == true)
+        })
+}
+
+fn annotation<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+}
+
+/// The revisions of a workload, oldest first.
+pub async fn revisions(
+    client: &kube::Client,
+    kind: WorkloadKind,
+    obj: &Value,
+    namespace: &str,
+) -> Result<Vec<Revision>, ActionError> {
+    let (res, what) = match kind {
+        WorkloadKind::Deployment => (
+            Resource::apps_v1("ReplicaSet", "replicasets"),
+            "ReplicaSets",
+        ),
+        _ => (
+            Resource::apps_v1("ControllerRevision", "controllerrevisions"),
+            "ControllerRevisions",
+        ),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &res.ar);
+    let mut lp = ListParams::default();
+    // The selector narrows the list; ownership (below) is what decides.
+    if let Some(m) = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+    {
+        let sel: Vec<String> = m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
+        if !sel.is_empty() {
+            lp = lp.labels(&sel.join(","));
+        }
+    }
+    let list = api
+        .list(&lp)
+        .await
+        .map_err(|e| api_error(&format!("{what} in namespace {namespace}"), e))?;
+    let owner = uid(obj);
+    let mut out: Vec<Revision> = list
+        .items
+        .iter()
+        .map(objects::to_json)
+        .filter(|v| owned_by(v, owner))
+        .filter_map(|v| revision_of(kind, &v))
+        .collect();
+    out.sort_by_key(|r| r.number);
+    Ok(out)
+}
+
+fn revision_of(kind: WorkloadKind, v: &Value) -> Option<Revision> {
+    let (number, template) = match kind {
+        WorkloadKind::Deployment => (
+            annotation(v, REVISION)?.parse().ok()?,
+            v.pointer("/spec/template")?.clone(),
+        ),
+        // A ControllerRevision's data is a patch whose template replaces the object's.
+        _ => (v.get("revision")?.as_i64()?, {
+            let mut t = v.pointer("/data/spec/template")?.clone();
+            if let Some(m) = t.as_object_mut() {
+                m.remove("$patch");
+            }
+            t
+        }),
+    };
+    Some(Revision {
+        number,
+        holder: v.pointer("/metadata/name")?.as_str()?.to_string(),
+        template,
+        change_cause: annotation(v, CHANGE_CAUSE).map(str::to_string),
+        created: v
+            .pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        annotations: v
+            .pointer("/metadata/annotations")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+    })
+}
+
+/// A pod template without the label the Deployment controller adds to its ReplicaSets.
+fn without_hash(t: &Value) -> Value {
+    let mut t = t.clone();
+    if let Some(labels) = t
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove(HASH_LABEL);
+    }
+    t
+}
+
+fn images(t: &Value) -> Vec<(String, String)> {
+    t.pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap_or_default().to_string(),
+                        c["image"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What an undo does: nothing (already at that template), or put this template back.
+#[derive(Debug, PartialEq)]
+pub enum UndoPlan {
+    AlreadyThere(String),
+    Change(Changes),
+}
+
+/// Plans an undo on `obj` (edited in place): kubectl's rules, for every workload kind.
+pub fn plan_undo(
+    obj: &mut Value,
+    what: &str,
+    kind: WorkloadKind,
+    revs: &[Revision],
+    to_revision: Option<i64>,
+) -> Result<UndoPlan, ActionError> {
+    if kind == WorkloadKind::Deployment && paused(obj) {
+        return Err(invalid(format!(
+            "{what} is paused; a paused rollout cannot be undone: resume it first (a `resume:` step)"
+        )));
+    }
+    let numbers: Vec<String> = revs.iter().map(|r| r.number.to_string()).collect();
+    let target = match to_revision.filter(|n| *n != 0) {
+        Some(n) => revs.iter().find(|r| r.number == n).ok_or_else(|| {
+            invalid(format!(
+                "{what} has no revision {n}; its revisions: {}",
+                if numbers.is_empty() {
+                    "none".into()
+                } else {
+                    numbers.join(", ")
+                }
+            ))
+        })?,
+        // kubectl: the second-highest revision is "the previous one".
+        None => match revs.len() {
+            0 | 1 => {
+                return Err(invalid(format!(
+                    "{what} has no previous revision to go back to (revisions: {})",
+                    if numbers.is_empty() {
+                        "none".into()
+                    } else {
+                        numbers.join(", ")
+                    }
+                )))
+            }
+            n => &revs[n - 2],
+        },
+    };
+    let current = obj
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let wanted = without_hash(&target.template);
+    if without_hash(&current) == wanted {
+        return Ok(UndoPlan::AlreadyThere(format!(
+            "{what} already runs the pod template of revision {}; nothing to undo",
+            target.number
+        )));
+    }
+    let mut changes = vec![format!("pod template of revision {}", target.number)];
+    let before: Map<String, Value> = images(&current)
+        .into_iter()
+        .map(|(n, i)| (n, Value::String(i)))
+        .collect();
+    for (name, image) in images(&wanted) {
+        match before.get(&name).and_then(Value::as_str) {
+            Some(old) if old != image => changes.push(if before.len() == 1 {
+                format!("image: {}", image_change(old, &image))
+            } else {
+                format!("image of container {name}: {}", image_change(old, &image))
+            }),
+            _ => {}
+        }
+    }
+    obj["spec"]["template"] = wanted;
+    if kind == WorkloadKind::Deployment {
+        // kubectl: keep the Deployment's bookkeeping annotations, take the others from the
+        // ReplicaSet (which recorded the Deployment's annotations of that revision).
+        let annotations = undo_annotations(obj, &target.annotations);
+        obj["metadata"]["annotations"] = annotations;
+    }
+    Ok(UndoPlan::Change(changes))
+}
+
+/// The annotations a Deployment gets on undo: its own bookkeeping ones, plus the
+/// ReplicaSet's others.
+pub fn undo_annotations(deployment: &Value, replicaset_annotations: &Value) -> Value {
+    let mut out = Map::new();
+    if let Some(d) = deployment
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
+        for k in KEEP_ON_UNDO {
+            if let Some(v) = d.get(*k) {
+                out.insert((*k).to_string(), v.clone());
+            }
+        }
+    }
+    if let Some(r) = replicaset_annotations.as_object() {
+        for (k, v) in r {
+            if !KEEP_ON_UNDO.contains(&k.as_str()) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// `rollout_undo`: read, plan, write back; a 409 starts over from a fresh read.
+pub async fn undo(
+    client: &kube::Client,
+    r: &ObjRef,
+    kind: WorkloadKind,
+    to_revision: Option<i64>,
+    ctx: Option<&CallCtx>,
+) -> Result<(Value, Changes), ActionError> {
+    let ns = r.namespace.clone().unwrap_or_default();
+    let api = r.api(client);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut obj = objects::read(client, r).await?;
+        let revs = revisions(client, kind, &obj, &ns).await?;
+        let plan = plan_undo(&mut obj, &r.what(), kind, &revs, to_revision)?;
+        let changes = match plan {
+            UndoPlan::AlreadyThere(msg) => {
+                if let Some(c) = ctx {
+                    c.progress.status(&msg);
+                }
+                return Ok((obj, vec![]));
+            }
+            UndoPlan::Change(c) => c,
+        };
+        let Some(ctx) = ctx else {
+            return Ok((obj, changes));
+        };
+        let new: DynamicObject = serde_json::from_value(obj)
+            .map_err(|e| ActionError::new(ErrorKind::Failed, format!("{}: {e}", r.what())))?;
+        let pp = kube::api::PostParams {
+            field_manager: Some(objects::FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match api.replace(&r.name, &pp, &new).await {
+            Ok(o) => {
+                ctx.progress
+                    .status(&format!("{}: {}", r.what(), changes.join("; ")));
+                return Ok((objects::to_json(&o), changes));
+            }
+            Err(e) if super::errors::is_conflict(&e) && attempt < objects::CONFLICT_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            Err(e) => return Err(api_error(&r.what(), e)),
+        }
+    }
+}
+
+/// `rollout_history`: the revisions, oldest first, with their images and change causes.
+pub async fn history(
+    client: &kube::Client,
+    r: &ObjRef,
+    kind: WorkloadKind,
+) -> Result<Value, ActionError> {
+    let obj = objects::read(client, r).await?;
+    let ns = r.namespace.clone().unwrap_or_default();
+    let revs = revisions(client, kind, &obj, &ns).await?;
+    let current = without_hash(obj.pointer("/spec/template").unwrap_or(&Value::Null));
+    let current_number = revs
+        .iter()
+        .rev()
+        .find(|rev| without_hash(&rev.template) == current)
+        .map(|rev| rev.number);
+    let holder_key = if kind == WorkloadKind::Deployment {
+        "replicaset"
+    } else {
+        "controllerrevision"
+    };
+    let list: Vec<Value> = revs
+        .iter()
+        .map(|rev| {
+            json!({
+                "revision": rev.number,
+                holder_key: rev.holder,
+                "images": images(&rev.template).into_iter().map(|(_, i)| i).collect::<Vec<_>>(),
+                "change_cause": rev.change_cause,
+                "created": rev.created,
+                "current": Some(rev.number) == current_number,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "kind": r.res.ar.kind,
+        "name": r.name,
+        "namespace": r.namespace,
+        "current_revision": current_number,
+        "revisions": list,
+    }))
+}
+
+/// Where a rollout stands: kubectl's message, and whether it is complete.
+pub fn status_of(kind: WorkloadKind, v: &Value) -> Result<(String, bool), ActionError> {
+    let name = v
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let generation = v
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let st = |k: &str| {
+        v.pointer(&format!("/status/{k}"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    let observed = st("observedGeneration");
+    let spec_replicas = v.pointer("/spec/replicas").and_then(Value::as_i64);
+    match kind {
+        WorkloadKind::Deployment => {
+            if generation > observed {
+                return Ok((
+                    "Waiting for deployment spec update to be observed...".into(),
+                    false,
+                ));
+            }
+            let timed_out = v
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded"
+                    })
+                });
+            if timed_out {
+                return Err(ActionError::new(
+                    ErrorKind::Failed,
+                    format!("deployment \"{name}\" exceeded its progress deadline"),
+                ));
+            }
+            let (updated, replicas, available) = (
+                st("updatedReplicas"),
+                st("replicas"),
+                st("availableReplicas"),
+            );
+            if let Some(want) = spec_replicas {
+                if updated < want {
+                    return Ok((format!("Waiting for deployment \"{name}\" rollout to finish: {updated} out of {want} new replicas have been updated..."), false));
+                }
+            }
+            if replicas > updated {
+                return Ok((format!("Waiting for deployment \"{name}\" rollout to finish: {} old replicas are pending termination...", replicas - updated), false));
+            }
+            if available < updated {
+                return Ok((format!("Waiting for deployment \"{name}\" rollout to finish: {available} of {updated} updated replicas are available..."), false));
+            }
+            Ok((
+                format!("deployment \"{name}\" successfully rolled out"),
+                true,
+            ))
+        }
+        WorkloadKind::StatefulSet => {
+            if v.pointer("/spec/updateStrategy/type")
+                .and_then(Value::as_str)
+                .unwrap_or("RollingUpdate")
+                != "RollingUpdate"
+            {
+                return Err(invalid(format!("statefulset \"{name}\": rollout status is only available for the RollingUpdate strategy")));
+            }
+            if observed == 0 || generation > observed {
+                return Ok((
+                    "Waiting for statefulset spec update to be observed...".into(),
+                    false,
+                ));
+            }
+            let want = spec_replicas.unwrap_or(1);
+            let ready = st("readyReplicas");
+            if ready < want {
+                return Ok((
+                    format!("Waiting for {} pods to be ready...", want - ready),
+                    false,
+                ));
+            }
+            if let Some(partition) = v
+                .pointer("/spec/updateStrategy/rollingUpdate/partition")
+                .and_then(Value::as_i64)
+            {
+                let updated = st("updatedReplicas");
+                if updated < want - partition {
+                    return Ok((format!("Waiting for partitioned roll out to finish: {updated} out of {} new pods have been updated...", want - partition), false));
+                }
+                return Ok((
+                    format!(
+                        "partitioned roll out complete: {updated} new pods have been updated..."
+                    ),
+                    true,
+                ));
+            }
+            let s = |k: &str| {
+                v.pointer(&format!("/status/{k}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            if s("updateRevision") != s("currentRevision") {
+                return Ok((format!("waiting for statefulset rolling update to complete {} pods at revision {}...", st("updatedReplicas"), s("updateRevision")), false));
+            }
+            Ok((
+                format!(
+                    "statefulset rolling update complete {} pods at revision {}...",
+                    st("currentReplicas"),
+                    s("currentRevision")
+                ),
+                true,
+            ))
+        }
+        WorkloadKind::DaemonSet => {
+            if v.pointer("/spec/updateStrategy/type")
+                .and_then(Value::as_str)
+                .unwrap_or("RollingUpdate")
+                != "RollingUpdate"
+            {
+                return Err(invalid(format!("daemon set \"{name}\": rollout status is only available for the RollingUpdate strategy")));
+            }
+            if generation > observed {
+                return Ok((
+                    "Waiting for daemon set spec update to be observed...".into(),
+                    false,
+                ));
+            }
+            let desired = st("desiredNumberScheduled");
+            let updated = st("updatedNumberScheduled");
+            if updated < desired {
+                return Ok((format!("Waiting for daemon set \"{name}\" rollout to finish: {updated} out of {desired} new pods have been updated..."), false));
+            }
+            let available = st("numberAvailable");
+            if available < desired {
+                return Ok((format!("Waiting for daemon set \"{name}\" rollout to finish: {available} of {desired} updated pods are available..."), false));
+            }
+            Ok((
+                format!("daemon set \"{name}\" successfully rolled out"),
+                true,
+            ))
+        }
+    }
+}
+
+/// `rollout_status`: polls until the rollout is complete, the step's deadline passes, or
+/// the run is interrupted. The result is the object as last read.
+pub async fn wait(
+    client: &kube::Client,
+    r: &ObjRef,
+    kind: WorkloadKind,
+    ctx: &CallCtx,
+) -> Result<Value, ActionError> {
+    let started = std::time::Instant::now();
+    let mut last = String::new();
+    loop {
+        let obj = objects::read(client, r).await?;
+        let (msg, done) = status_of(kind, &obj).map_err(|mut e| {
+            e.message = format!("{}: {}", r.what(), e.message);
+            e.with_result(objects::tidy(obj.clone()))
+        })?;
+        if msg != last {
+            ctx.progress.status(&msg);
+            last = msg.clone();
+        }
+        if done {
+            return Ok(obj);
+        }
+        let pause = match ctx.remaining() {
+            Some(rem) if rem.is_zero() => {
+                return Err(ActionError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{}: the rollout did not finish within {}: {last}",
+                        r.what(),
+                        crate::model::fmt_duration(started.elapsed())
+                    ),
+                )
+                .with_result(objects::tidy(obj)));
+            }
+            Some(rem) => rem.min(POLL),
+            None => POLL,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = ctx.cancel.cancelled() => {
+                return Err(ActionError::new(ErrorKind::Cancelled, format!("{}: stopped waiting for the rollout (interrupted)", r.what())));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(n: i64, image: &str) -> Revision {
+        Revision {
+            number: n,
+            holder: format!("web-{n}"),
+            template: json!({"metadata": {"labels": {"app": "web", HASH_LABEL: format!("h{n}")}},
+                             "spec": {"containers": [{"name": "app", "image": image}]}}),
+            change_cause: None,
+            created: None,
+            annotations: json!({REVISION: n.to_string(), "team": "b"}),
+        }
+    }
+
+    fn dep(image: &str) -> Value {
+        json!({"metadata": {"name": "web", "generation": 3, "annotations": {REVISION: "3", "team": "a"}},
+               "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "app", "image": image}]}}},
+               "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}})
+    }
+
+    #[test]
+    fn undo_goes_to_the_second_highest_revision_without_the_hash_label() {
+        let revs = vec![rev(1, "web:1"), rev(2, "web:2"), rev(3, "web:3")];
+        let mut d = dep("web:3");
+        let plan = plan_undo(
+            &mut d,
+            "Deployment a/web",
+            WorkloadKind::Deployment,
+            &revs,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            plan,
+            UndoPlan::Change(vec![
+                "pod template of revision 2".into(),
+                "image: web:3 → 2".into()
+            ])
+        );
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            "web:2"
+        );
+        assert!(d["spec"]["template"]["metadata"]["labels"]
+            .get(HASH_LABEL)
+            .is_none());
+        assert_eq!(
+            d["metadata"]["annotations"],
+            json!({REVISION: "3", "team": "b"})
+        );
+    }
+
+    #[test]
+    fn undo_to_a_revision_and_its_errors() {
+        let revs = vec![rev(1, "web:1"), rev(2, "web:2")];
+        let mut d = dep("web:2");
+        plan_undo(&mut d, "x", WorkloadKind::Deployment, &revs, Some(1)).unwrap();
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            "web:1"
+        );
+        let e = plan_undo(
+            &mut dep("web:2"),
+            "Deployment a/web",
+            WorkloadKind::Deployment,
+            &revs,
+            Some(7),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "Deployment a/web has no revision 7; its revisions: 1, 2"
+        );
+        let e = plan_undo(
+            &mut dep("web:2"),
+            "Deployment a/web",
+            WorkloadKind::Deployment,
+            &revs[1..],
+            None,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("no previous revision"), "{}", e.message);
+        let mut p = dep("web:2");
+        p["spec"]["paused"] = json!(true);
+        assert!(
+            plan_undo(&mut p, "x", WorkloadKind::Deployment, &revs, None)
+                .unwrap_err()
+                .message
+                .contains("paused")
+        );
+        // Already at that template: nothing to do.
+        let plan = plan_undo(
+            &mut dep("web:1"),
+            "Deployment a/web",
+            WorkloadKind::Deployment,
+            &revs,
+            Some(1),
+        )
+        .unwrap();
+        assert!(matches!(plan, UndoPlan::AlreadyThere(_)));
+    }
+
+    #[test]
+    fn undo_annotations_keep_bookkeeping_and_take_the_rest_from_the_replicaset() {
+        let d = dep("x");
+        let a = undo_annotations(&d, &json!({REVISION: "1", "team": "b", "note": "n"}));
+        assert_eq!(a, json!({REVISION: "3", "team": "b", "note": "n"}));
+    }
+
+    #[test]
+    fn controller_revisions_drop_the_replace_directive() {
+        let cr = json!({"metadata": {"name": "db-abc", "uid": "u"}, "revision": 4,
+                        "data": {"spec": {"template": {"$patch": "replace", "spec": {"containers": [{"name": "db", "image": "pg:15"}]}}}}});
+        let r = revision_of(WorkloadKind::StatefulSet, &cr).unwrap();
+        assert_eq!(r.number, 4);
+        assert!(r.template.get("$patch").is_none());
+        assert_eq!(
+            images(&r.template),
+            vec![("db".to_string(), "pg:15".to_string())]
+        );
+    }
+
+    #[test]
+    fn deployment_status_messages_follow_kubectl() {
+        let mut d = dep("x");
+        assert_eq!(
+            status_of(WorkloadKind::Deployment, &d).unwrap(),
+            ("deployment \"web\" successfully rolled out".into(), true)
+        );
+        d["status"]["updatedReplicas"] = json!(1);
+        assert_eq!(status_of(WorkloadKind::Deployment, &d).unwrap().0, "Waiting for deployment \"web\" rollout to finish: 1 out of 2 new replicas have been updated...");
+        d["status"]["updatedReplicas"] = json!(2);
+        d["status"]["replicas"] = json!(3);
+        assert_eq!(status_of(WorkloadKind::Deployment, &d).unwrap().0, "Waiting for deployment \"web\" rollout to finish: 1 old replicas are pending termination...");
+        d["status"]["replicas"] = json!(2);
+        d["status"]["availableReplicas"] = json!(1);
+        assert_eq!(status_of(WorkloadKind::Deployment, &d).unwrap().0, "Waiting for deployment \"web\" rollout to finish: 1 of 2 updated replicas are available...");
+        d["metadata"]["generation"] = json!(4);
+        assert_eq!(
+            status_of(WorkloadKind::Deployment, &d).unwrap(),
+            (
+                "Waiting for deployment spec update to be observed...".into(),
+                false
+            )
+        );
+        d["metadata"]["generation"] = json!(3);
+        d["status"]["conditions"] = json!([{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]);
+        let e = status_of(WorkloadKind::Deployment, &d).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Failed);
+        assert_eq!(
+            e.message,
+            "deployment \"web\" exceeded its progress deadline"
+        );
+    }
+
+    #[test]
+    fn statefulset_and_daemonset_status() {
+        let sts = json!({"metadata": {"name": "db", "generation": 2}, "spec": {"replicas": 3},
+                         "status": {"observedGeneration": 2, "readyReplicas": 3, "updatedReplicas": 3, "currentReplicas": 3,
+                                    "updateRevision": "db-2", "currentRevision": "db-1"}});
+        assert_eq!(
+            status_of(WorkloadKind::StatefulSet, &sts).unwrap().0,
+            "waiting for statefulset rolling update to complete 3 pods at revision db-2..."
+        );
+        let ds = json!({"metadata": {"name": "agent", "generation": 1},
+                        "status": {"observedGeneration": 1, "desiredNumberScheduled": 2, "updatedNumberScheduled": 2, "numberAvailable": 1}});
+        assert_eq!(status_of(WorkloadKind::DaemonSet, &ds).unwrap().0, "Waiting for daemon set \"agent\" rollout to finish: 1 of 2 updated pods are available...");
+    }
+}
