@@ -610,7 +610,10 @@ impl KubernetesBackend for KubeBackend {
         let res = tokio::time::timeout(std::time::Duration::from_secs(30), res).await;
         Some(match res {
             Ok(Ok(text)) => text,
-            Ok(Err(e)) => format!("cannot read the cluster: {}", e.message),
+            Ok(Err(e)) if e.kind == ErrorKind::Transport => {
+                format!("cannot read the cluster: {}", e.message)
+            }
+            Ok(Err(e)) => format!("the step would fail: {}", e.message),
             Err(_) => "cannot read the cluster: no answer within 30s".into(),
         })
     }

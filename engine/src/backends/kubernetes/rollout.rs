@@ -325,6 +325,27 @@ pub async fn undo(
     }
 }
 
+/// The revision the workload is at: a Deployment records it, a StatefulSet names its
+/// ControllerRevision; otherwise the newest revision holding the current template.
+fn current_revision(kind: WorkloadKind, obj: &Value, revs: &[Revision]) -> Option<i64> {
+    let recorded = match kind {
+        WorkloadKind::Deployment => annotation(obj, REVISION).and_then(|r| r.parse().ok()),
+        WorkloadKind::StatefulSet => obj
+            .pointer("/status/updateRevision")
+            .and_then(Value::as_str)
+            .and_then(|name| revs.iter().find(|r| r.holder == name))
+            .map(|r| r.number),
+        WorkloadKind::DaemonSet => None,
+    };
+    recorded.or_else(|| {
+        let current = without_hash(obj.pointer("/spec/template").unwrap_or(&Value::Null));
+        revs.iter()
+            .rev()
+            .find(|r| without_hash(&r.template) == current)
+            .map(|r| r.number)
+    })
+}
+
 /// `rollout_history`: the revisions, oldest first, with their images and change causes.
 pub async fn history(
     client: &kube::Client,
@@ -334,12 +355,7 @@ pub async fn history(
     let obj = objects::read(client, r).await?;
     let ns = r.namespace.clone().unwrap_or_default();
     let revs = revisions(client, kind, &obj, &ns).await?;
-    let current = without_hash(obj.pointer("/spec/template").unwrap_or(&Value::Null));
-    let current_number = revs
-        .iter()
-        .rev()
-        .find(|rev| without_hash(&rev.template) == current)
-        .map(|rev| rev.number);
+    let current_number = current_revision(kind, &obj, &revs);
     let holder_key = if kind == WorkloadKind::Deployment {
         "replicaset"
     } else {
@@ -392,18 +408,30 @@ pub fn status_of(kind: WorkloadKind, v: &Value) -> Result<(String, bool), Action
                     false,
                 ));
             }
-            let timed_out = v
+            let conditions = v
                 .pointer("/status/conditions")
                 .and_then(Value::as_array)
-                .is_some_and(|cs| {
-                    cs.iter().any(|c| {
-                        c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded"
-                    })
-                });
+                .cloned()
+                .unwrap_or_default();
+            let timed_out = conditions
+                .iter()
+                .any(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded");
             if timed_out {
+                // The conditions say why: "ReplicaSet x has timed out progressing", and a
+                // ReplicaFailure carries the API's refusal to create pods, if that was it.
+                let why: Vec<&str> = conditions
+                    .iter()
+                    .filter(|c| c["type"] == "Progressing" || c["type"] == "ReplicaFailure")
+                    .filter_map(|c| c["message"].as_str())
+                    .collect();
+                let why = if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", why.join("; "))
+                };
                 return Err(ActionError::new(
                     ErrorKind::Failed,
-                    format!("deployment \"{name}\" exceeded its progress deadline"),
+                    format!("deployment \"{name}\" exceeded its progress deadline{why}"),
                 ));
             }
             let (updated, replicas, available) = (
@@ -709,12 +737,17 @@ mod tests {
             )
         );
         d["metadata"]["generation"] = json!(3);
-        d["status"]["conditions"] = json!([{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]);
+        d["status"]["conditions"] = json!([
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+             "message": "ReplicaSet \"web-1\" has timed out progressing."},
+            {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+             "message": "pods \"web-1-x\" is forbidden: exceeded quota"}
+        ]);
         let e = status_of(WorkloadKind::Deployment, &d).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Failed);
         assert_eq!(
             e.message,
-            "deployment \"web\" exceeded its progress deadline"
+            "deployment \"web\" exceeded its progress deadline: ReplicaSet \"web-1\" has timed out progressing.; pods \"web-1-x\" is forbidden: exceeded quota"
         );
     }
 

@@ -1,0 +1,225 @@
+//! The compose backend against a real Docker-compatible engine and Compose CLI (tests/env):
+//! `runbook run` on fixture runbooks, each test with its own project name, port and images.
+
+mod backend_env;
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use backend_env::{fixture, run, unique, TestEnv};
+
+/// Takes the project down and removes its images when the test ends, passed or not.
+struct ProjectGuard {
+    env: TestEnv,
+    project: String,
+    image: String,
+}
+
+impl Drop for ProjectGuard {
+    fn drop(&mut self) {
+        let docker = |args: &[&str]| {
+            let _ = Command::new("docker")
+                .args(args)
+                .envs(&self.env.vars)
+                .stdin(std::process::Stdio::null())
+                .output();
+        };
+        docker(&["compose", "-p", &self.project, "down", "--remove-orphans"]);
+        for tag in ["v1", "v2"] {
+            docker(&["rmi", "-f", &format!("{}:{tag}", self.image)]);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The body of `GET /` on the port, retried while the server starts.
+fn http_get(port: u16, within: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match attempt {
+            Ok(body) if body.contains("200") => return body,
+            other if start.elapsed() > within => {
+                panic!("nothing answers on 127.0.0.1:{port}: {other:?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+#[test]
+fn an_unhealthy_release_is_rolled_back_to_the_previous_image() {
+    let Some(env) = backend_env::compose() else {
+        return;
+    };
+    let project = unique("rbt");
+    let image = format!("localhost/{project}-web");
+    let _guard = ProjectGuard {
+        env: env.clone(),
+        project: project.clone(),
+        image: image.clone(),
+    };
+    let port = free_port();
+    let work = tempfile::tempdir().expect("tempdir");
+    let env_file = work.path().join("stack.env");
+    std::fs::write(&env_file, format!("WEB_IMAGE={image}\nWEB_PORT={port}\n")).expect("env file");
+    let compose_file = fixture("compose/stack/compose.yaml");
+    let compose_before = std::fs::read(&compose_file).expect("compose file");
+    let port_text = port.to_string();
+    let inputs = [
+        ("project", project.as_str()),
+        ("env_file", env_file.to_str().expect("utf-8")),
+        ("image", image.as_str()),
+        ("port", port_text.as_str()),
+    ];
+
+    let journals = work.path().join("runs");
+    let r = run(
+        &env,
+        &fixture("compose/rollback.yaml"),
+        &journals,
+        &inputs,
+        &[],
+        &[],
+    );
+    assert_ne!(r.code, 0, "the health check fails the run\n{}", r.log());
+    for step in ["up", "serves_v1", "build_v2", "roll", "serves_v2", "ps"] {
+        assert_eq!(r.outcome(step), "succeeded", "{step}\n{}", r.log());
+    }
+    assert_eq!(r.outcome("healthy"), "failed");
+    assert!(
+        r.error("healthy").contains("returned 404"),
+        "{}",
+        r.error("healthy")
+    );
+
+    // set_image recorded the previous image and ran the new one.
+    assert_eq!(r.capture("roll", "previous"), format!("{image}:v1"));
+    let roll = r.result("roll");
+    assert_eq!(roll["previous_image"], format!("{image}:v1"));
+    let override_file = roll["override_file"]
+        .as_str()
+        .expect("an override file")
+        .to_string();
+    assert_eq!(r.capture("ps", "web_image"), format!("{image}:v2"));
+    assert_eq!(r.capture("ps", "web_state"), "running");
+    assert_eq!(r.capture("ps", "worker_state"), "running");
+    assert_eq!(r.capture("ps", "containers"), 2);
+
+    // The rollback put v1 back and removed the override; the user's file is untouched.
+    assert_eq!(r.undo("roll")["ok"], true, "{}", r.log());
+    assert!(
+        !std::path::Path::new(&override_file).exists(),
+        "setting the image back to the compose file's removes the override"
+    );
+    assert_eq!(
+        std::fs::read(&compose_file).expect("compose file"),
+        compose_before
+    );
+    assert!(http_get(port, Duration::from_secs(10)).contains("hello v1"));
+
+    // Inspect and take the stack down (compose finds the file itself there).
+    let t = run(
+        &env,
+        &fixture("compose/teardown.yaml"),
+        &work.path().join("runs-teardown"),
+        &inputs[..2],
+        &["down=yes"],
+        &[],
+    );
+    t.assert_ok();
+    assert!(
+        t.result("logs")["stdout"].is_string(),
+        "logs returns the output\n{}",
+        t.log()
+    );
+    assert_eq!(t.capture("ps", "web_state"), "running");
+    assert_eq!(t.capture("ps", "worker_state"), "exited");
+    assert_eq!(t.capture("after", "containers"), 0);
+}
+
+#[test]
+fn compose_failures_name_the_command_and_quote_compose() {
+    let Some(env) = backend_env::compose() else {
+        return;
+    };
+    let project = unique("rbt-fail");
+    let work = tempfile::tempdir().expect("tempdir");
+    let file = work.path().join("fail.yaml");
+    std::fs::write(
+        work.path().join("compose.yaml"),
+        "services:\n  app:\n    image: localhost/busybox:test\n",
+    )
+    .expect("write");
+    std::fs::write(
+        &file,
+        format!(
+            r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{name: fail, title: fail}}
+backends:
+  s:
+    compose: {{project: {project}}}
+steps:
+  - id: no_such_service
+    continue_on_failure: true
+    compose:
+      set_image: {{service: db, image: "localhost/busybox:test"}}
+  - id: unpullable
+    continue_on_failure: true
+    compose:
+      pull: {{}}
+  - id: stop_nothing
+    compose:
+      backend: s
+      stop: {{}}
+"#
+        ),
+    )
+    .expect("write");
+    let r = run(&env, &file, &work.path().join("runs"), &[], &[], &[]);
+    assert_eq!(r.outcome("no_such_service"), "failed");
+    assert!(
+        r.error("no_such_service")
+            .contains("the compose project has no service `db`; its services: app"),
+        "{}",
+        r.error("no_such_service")
+    );
+    // Nothing can be pulled here: compose's own reason is quoted after the command.
+    let e = r.error("unpullable");
+    assert!(
+        e.starts_with("compose.pull: `docker compose pull` exited with code"),
+        "{e}"
+    );
+    assert_eq!(r.outcome("stop_nothing"), "succeeded", "{}", r.log());
+
+    // A `command` that does not exist is a clear, non-retryable failure.
+    let file2 = work.path().join("cli.yaml");
+    std::fs::write(
+        &file2,
+        format!(
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{name: cli, title: cli}}\n\
+             backends:\n  s:\n    compose: {{project: {project}, command: [no-such-compose-cli]}}\n\
+             steps:\n  - id: ps\n    compose:\n      ps: {{}}\n"
+        ),
+    )
+    .expect("write");
+    let r = run(&env, &file2, &work.path().join("runs2"), &[], &[], &[]);
+    assert_ne!(r.code, 0);
+    let e = r.error("ps");
+    assert!(e.contains("cannot start `no-such-compose-cli`"), "{e}");
+}

@@ -1,0 +1,343 @@
+//! The Kubernetes backend against a real API server (tests/env): every test drives
+//! `runbook run` on a fixture runbook in a namespace of its own, then checks the journal and
+//! reads the cluster back through its own client.
+
+mod backend_env;
+
+use backend_env::{fixture, journal_text, run, runbook, unique, TestEnv};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+
+async fn client(env: &TestEnv) -> kube::Client {
+    runbook::backends::http::install_crypto_provider();
+    let kc = Kubeconfig::read_from(env.var("RUNBOOK_TEST_KUBECONFIG")).expect("test kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("test kubeconfig loads");
+    kube::Client::try_from(cfg).expect("client")
+}
+
+/// Deletes the test's namespace when the test ends, passed or not.
+struct NamespaceGuard {
+    env: TestEnv,
+    name: String,
+}
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        let (env, name) = (self.env.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(async {
+                let api: Api<Namespace> = Api::all(client(&env).await);
+                let _ = api.delete(&name, &DeleteParams::background()).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// A Deployment as the API server returns it, as JSON.
+async fn deployment(env: &TestEnv, ns: &str, name: &str) -> serde_json::Value {
+    let api: Api<Deployment> = Api::namespaced(client(env).await, ns);
+    let d = api.get(name).await.expect("the Deployment exists");
+    serde_json::to_value(d).expect("json")
+}
+
+fn setup(prefix: &str) -> Option<(TestEnv, String, NamespaceGuard, tempfile::TempDir)> {
+    let env = backend_env::k8s()?;
+    let ns = unique(prefix);
+    let guard = NamespaceGuard {
+        env: env.clone(),
+        name: ns.clone(),
+    };
+    Some((env, ns, guard, tempfile::tempdir().expect("tempdir")))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_rolls_forward_back_and_is_scaled_restarted_and_reconfigured() {
+    let Some((env, ns, _guard, journals)) = setup("rb-rollout") else {
+        return;
+    };
+    let r = run(
+        &env,
+        &fixture("k8s/rollout.yaml"),
+        journals.path(),
+        &[("namespace", &ns)],
+        &[],
+        &[],
+    );
+    r.assert_ok();
+
+    assert_eq!(r.capture("to_v2", "image"), "flowengine:v1.1.0");
+    assert_eq!(r.capture("history", "revisions"), json!([1, 2, 3]));
+    assert_eq!(r.capture("history", "current"), 3);
+    // `rollout_undo` went back to the previous revision (v1.1.0), then to revision 1.
+    assert_eq!(r.capture("after_undo", "image"), "flowengine:v1.1.0");
+    assert_eq!(r.capture("after_undo_to_1", "image"), "flowengine:v1.0.0");
+    assert_eq!(r.capture("scaled", "ready"), 3);
+    assert_eq!(r.capture("pods", "count"), 3);
+    assert!(r
+        .capture("restart", "restarted_at")
+        .as_str()
+        .is_some_and(|s| s.ends_with('Z')));
+    assert!(
+        r.stderr
+            .contains("deployment \"web\" successfully rolled out"),
+        "{}",
+        r.log()
+    );
+    assert!(
+        r.stderr.contains("image: flowengine:v1.2.0 → v1.1.0"),
+        "the undo describes its change\n{}",
+        r.log()
+    );
+
+    // Read back from the API, independently of the runbook.
+    let d = deployment(&env, &ns, "web").await;
+    assert_eq!(d["spec"]["replicas"], 3);
+    let app = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(app["image"], "flowengine:v1.0.0");
+    assert_eq!(
+        app["env"],
+        json!([{"name": "LOG_LEVEL", "value": "debug"}, {"name": "WORKERS", "value": "4"}])
+    );
+    assert!(
+        d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string()
+    );
+    assert_eq!(d["status"]["updatedReplicas"], 3);
+    assert_eq!(d["status"]["availableReplicas"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_errors_are_step_failures_that_quote_the_server() {
+    let Some((env, ns, _guard, journals)) = setup("rb-errors") else {
+        return;
+    };
+    let noperm = env.var("RUNBOOK_TEST_KUBECONFIG_NOPERM").to_string();
+    assert!(
+        !noperm.is_empty(),
+        "the test environment exports RUNBOOK_TEST_KUBECONFIG_NOPERM"
+    );
+    let r = run(
+        &env,
+        &fixture("k8s/errors.yaml"),
+        journals.path(),
+        &[("namespace", &ns), ("noperm_kubeconfig", &noperm)],
+        &[],
+        &[],
+    );
+    assert_eq!(r.outcome("namespace"), "succeeded", "{}", r.log());
+
+    let e = r.error("missing");
+    assert_eq!(r.outcome("missing"), "failed");
+    assert!(
+        e.contains(&format!("Deployment {ns}/does-not-exist: 404 Not Found: deployments.apps \"does-not-exist\" not found")),
+        "{e}"
+    );
+
+    let e = r.error("forbidden");
+    assert_eq!(r.outcome("forbidden"), "failed");
+    assert!(e.contains("403 Forbidden"), "{e}");
+    assert!(
+        e.contains("User \"nobody\" cannot get resource \"deployments\" in API group \"apps\""),
+        "the server's own message is quoted: {e}"
+    );
+    assert!(
+        e.contains("context `runbook-noperm`"),
+        "the context is named: {e}"
+    );
+
+    let e = r.error("invalid");
+    assert_eq!(r.outcome("invalid"), "failed");
+    assert!(e.contains("422 Invalid"), "{e}");
+    assert!(
+        e.contains("`selector` does not match template `labels`"),
+        "{e}"
+    );
+
+    let e = r.error("unknown_kind");
+    assert!(
+        e.contains("no kind `Deploymnet` (did you mean `Deployment`?)"),
+        "{e}"
+    );
+
+    // The kubeconfigs' bearer tokens appear nowhere.
+    for kubeconfig in [env.var("RUNBOOK_TEST_KUBECONFIG"), noperm.as_str()] {
+        let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+        let token = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("token:"))
+            .map(|t| t.trim().to_string())
+            .expect("the test kubeconfigs use bearer tokens");
+        for (what, text) in [
+            ("journal", journal_text(&r)),
+            ("stdout", r.stdout.clone()),
+            ("stderr", r.stderr.clone()),
+        ] {
+            assert!(
+                !text.contains(&token),
+                "a bearer token leaked into the {what}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_of_any_kind_and_statefulset_revisions() {
+    let Some((env, ns, _guard, journals)) = setup("rb-objects") else {
+        return;
+    };
+    let r = run(
+        &env,
+        &fixture("k8s/objects.yaml"),
+        journals.path(),
+        &[("namespace", &ns)],
+        &["delete=yes"],
+        &[],
+    );
+    r.assert_ok();
+    assert_eq!(r.capture("config", "count"), 2);
+    assert_eq!(r.capture("by_label", "names"), json!(["settings"]));
+    assert_eq!(r.capture("settings", "owner"), format!("team-{ns}"));
+    assert_eq!(r.capture("settings", "has_stale"), false);
+    assert_eq!(r.capture("settings", "mode"), "fast");
+    assert_eq!(r.capture("pause", "paused"), true);
+    assert_eq!(r.capture("resume", "paused"), false);
+    assert_eq!(r.capture("db_history", "revisions"), json!([1, 2]));
+    assert_eq!(r.capture("db_undo", "image"), "postgres:15");
+    assert_eq!(r.capture("delete", "name"), "settings");
+    assert_eq!(r.capture("gone", "count"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_live_reads_the_cluster_and_shows_the_change() {
+    let Some((env, ns, _guard, journals)) = setup("rb-plan") else {
+        return;
+    };
+    let r = run(
+        &env,
+        &fixture("k8s/rollout.yaml"),
+        journals.path(),
+        &[("namespace", &ns)],
+        &[],
+        &[],
+    );
+    r.assert_ok();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("plan.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{name: p, title: p}}\n\
+             backends:\n  c:\n    kubernetes: {{namespace: {ns}}}\n\
+             steps:\n  - id: roll\n    kubernetes:\n      set_image: {{name: web, image: 'flowengine:v0.9.0'}}\n    no_undo: plan only\n\
+             \x20 - id: up\n    kubernetes:\n      scale: {{name: web, replicas: 3}}\n\
+             \x20 - id: back\n    kubernetes:\n      rollout_undo: {{name: web}}\n    no_undo: plan only\n"
+        ),
+    )
+    .expect("write");
+    let p = runbook(
+        &env,
+        &["plan", file.to_str().expect("utf-8"), "--live"],
+        &[],
+    );
+    assert_eq!(p.code, 0, "{}", p.log());
+    assert!(
+        p.stdout.contains(&format!(
+            "Deployment {ns}/web: image: flowengine:v1.0.0 → v0.9.0"
+        )),
+        "{}",
+        p.log()
+    );
+    assert!(
+        p.stdout.contains(&format!(
+            "Deployment {ns}/web: already as asked; nothing changed"
+        )),
+        "{}",
+        p.log()
+    );
+    assert!(p.stdout.contains("pod template of revision"), "{}", p.log());
+    // Nothing changed on the cluster.
+    let d = deployment(&env, &ns, "web").await;
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "flowengine:v1.0.0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_rollout_fails_at_the_progress_deadline_or_the_step_timeout() {
+    let Some((env, ns, _guard, journals)) = setup("rb-stall") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("stall.yaml");
+    // A LimitRange its pods exceed: admission rejects every pod, so the rollout stalls.
+    std::fs::write(
+        &file,
+        format!(
+            r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{name: stall, title: stall}}
+backends:
+  c:
+    kubernetes: {{namespace: {ns}}}
+steps:
+  - id: ns
+    kubernetes:
+      apply: {{manifest: {{apiVersion: v1, kind: Namespace, metadata: {{name: {ns}}}}}}}
+    no_undo: test
+  - id: limits
+    kubernetes:
+      apply: {{manifest: {{apiVersion: v1, kind: LimitRange, metadata: {{name: small}}, spec: {{limits: [{{type: Container, max: {{cpu: 100m}}}}]}}}}}}
+    no_undo: test
+  - id: deploy
+    kubernetes:
+      apply:
+        manifest:
+          apiVersion: apps/v1
+          kind: Deployment
+          metadata: {{name: stuck}}
+          spec:
+            progressDeadlineSeconds: 2
+            selector: {{matchLabels: {{app: stuck}}}}
+            template:
+              metadata: {{labels: {{app: stuck}}}}
+              spec: {{containers: [{{name: app, image: x, resources: {{limits: {{cpu: "1"}}}}}}]}}
+    no_undo: test
+  - id: timeout
+    continue_on_failure: true
+    timeout: 1s
+    kubernetes:
+      rollout_status: {{name: stuck}}
+  - id: deadline
+    timeout: 60s
+    kubernetes:
+      rollout_status: {{name: stuck}}
+"#
+        ),
+    )
+    .expect("write");
+    let r = run(&env, &file, journals.path(), &[], &[], &[]);
+    assert_ne!(r.code, 0, "{}", r.log());
+    let e = r.error("timeout");
+    assert!(e.contains("the rollout did not finish within"), "{e}");
+    assert!(
+        e.contains("0 out of 1 new replicas have been updated"),
+        "{e}"
+    );
+    let e = r.error("deadline");
+    assert!(
+        e.contains("deployment \"stuck\" exceeded its progress deadline: "),
+        "{e}"
+    );
+    assert!(
+        e.contains("maximum cpu usage per Container is 100m"),
+        "the cause is quoted: {e}"
+    );
+}
