@@ -26,8 +26,10 @@ impl Drop for ProjectGuard {
                 .output();
         };
         docker(&["compose", "-p", &self.project, "down", "--remove-orphans"]);
-        for tag in ["v1", "v2"] {
-            docker(&["rmi", "-f", &format!("{}:{tag}", self.image)]);
+        if !self.image.is_empty() {
+            for tag in ["v1", "v2"] {
+                docker(&["rmi", "-f", &format!("{}:{tag}", self.image)]);
+            }
         }
     }
 }
@@ -158,11 +160,16 @@ fn compose_failures_name_the_command_and_quote_compose() {
         return;
     };
     let project = unique("rbt-fail");
+    let _guard = ProjectGuard {
+        env: env.clone(),
+        project: project.clone(),
+        image: String::new(),
+    };
     let work = tempfile::tempdir().expect("tempdir");
     let file = work.path().join("fail.yaml");
     std::fs::write(
         work.path().join("compose.yaml"),
-        "services:\n  app:\n    image: localhost/busybox:test\n",
+        "services:\n  app:\n    image: localhost/busybox:test\n    command: [sleep, '600']\n    stop_signal: SIGKILL\n",
     )
     .expect("write");
     std::fs::write(
@@ -185,8 +192,11 @@ steps:
       pull: {{}}
   - id: stop_nothing
     compose:
-      backend: s
       stop: {{}}
+  - id: attached
+    timeout: 3s
+    compose:
+      up: {{detach: false}}
 "#
         ),
     )
@@ -206,6 +216,13 @@ steps:
         "{e}"
     );
     assert_eq!(r.outcome("stop_nothing"), "succeeded", "{}", r.log());
+    // An attached `up` never ends by itself: the timeout kills compose's process group.
+    let e = r.error("attached");
+    assert!(
+        e.starts_with("compose.up: `docker compose up` timed out after 3."),
+        "{e}"
+    );
+    assert!(e.ends_with("its process group was killed"), "{e}");
 
     // A `command` that does not exist is a clear, non-retryable failure.
     let file2 = work.path().join("cli.yaml");

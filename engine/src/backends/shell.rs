@@ -168,6 +168,8 @@ impl ShellBackend for ProcessShell {
                 ActionError::new(ErrorKind::Failed, format!("waiting for `{program}`: {e}"))
             })?,
             None => {
+                // The time it ran, not counting the grace period the kill gives it.
+                let ran = started.elapsed();
                 kill_group(pgid).await;
                 let _ = child.wait().await;
                 let stdout = collect(out).await;
@@ -183,7 +185,7 @@ impl ShellBackend for ProcessShell {
                         ErrorKind::Timeout,
                         format!(
                             "`{program}` timed out after {}; its process group was killed",
-                            crate::model::fmt_duration(started.elapsed())
+                            crate::model::fmt_duration(ran)
                         ),
                     )
                 };

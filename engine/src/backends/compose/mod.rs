@@ -146,7 +146,13 @@ impl ComposeCli {
                     ErrorKind::Invalid => {
                         format!("{} (the compose CLI: {})", e.message, cli.join(" "))
                     }
-                    _ => format!("`{shown}`: {}", e.message),
+                    // "`docker` timed out after 3s; ..." names the program only.
+                    _ => format!(
+                        "`{shown}` {}",
+                        e.message
+                            .strip_prefix(&format!("`{}` ", cli[0]))
+                            .unwrap_or(&e.message)
+                    ),
                 };
                 let mut err = ActionError::new(e.kind, message);
                 err.result = result;

@@ -5,6 +5,8 @@
 mod config;
 mod discovery;
 mod errors;
+#[cfg(test)]
+mod fake_api_tests;
 mod objects;
 mod rollout;
 mod workload;
