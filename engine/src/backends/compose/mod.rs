@@ -134,8 +134,7 @@ impl ComposeCli {
                             .unwrap_or_default()
                             .lines()
                             .map(str::trim)
-                            .filter(|l| !l.is_empty())
-                            .last()
+                            .rfind(|l| !l.is_empty())
                             .unwrap_or_default()
                             .to_string();
                         match r["exit_code"].as_i64() {

@@ -114,10 +114,13 @@ impl Session {
     }
 }
 
+/// Edits an object's JSON in place and says what it changed.
+type EditFn = Box<dyn FnMut(&mut Value) -> Result<Changes, ActionError> + Send>;
+
 /// A verb that edits one object: where, and the edit.
 struct Edit {
     target: ObjRef,
-    apply: Box<dyn FnMut(&mut Value) -> Result<Changes, ActionError> + Send>,
+    apply: EditFn,
 }
 
 impl KubeBackend {
