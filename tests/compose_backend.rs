@@ -2,6 +2,7 @@
 //! `runbook run` on fixture runbooks, each test with its own project name, port and images.
 
 mod backend_env;
+mod common;
 
 use std::io::{Read, Write};
 use std::process::Command;

@@ -3,6 +3,7 @@
 //! reads the cluster back through its own client.
 
 mod backend_env;
+mod common;
 
 use backend_env::{fixture, journal_text, run, runbook, unique, TestEnv};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -340,4 +341,91 @@ steps:
         e.contains("maximum cpu usage per Container is 100m"),
         "the cause is quoted: {e}"
     );
+}
+
+/// The built-in `runbooks/k8s-rollback.yaml`, unchanged, against the real cluster (the drill
+/// runs the same file against the simulated world): both strategies, with the service's
+/// health, chat and agents APIs served on loopback.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_built_in_rollback_runbook_rolls_back_a_real_deployment() {
+    let Some((env, ns, _guard, journals)) = setup("rb-builtin") else {
+        return;
+    };
+    let service = common::Server::start(vec![
+        (
+            "/health",
+            vec![common::Reply::json(200, json!({"status": "ok"}))],
+        ),
+        (
+            "/api/v1/chat",
+            vec![common::Reply::json(200, json!({"correlation_id": "c-1"}))],
+        ),
+        ("/api/v1/agents", vec![common::Reply::json(200, json!([]))]),
+    ]);
+    let setup_run = run(
+        &env,
+        &fixture("k8s/two-revisions.yaml"),
+        &journals.path().join("setup"),
+        &[("namespace", &ns)],
+        &[],
+        &[],
+    );
+    setup_run.assert_ok();
+    let builtin =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks/k8s-rollback.yaml");
+    let service_url = service.url("");
+    let token = "orch-token-for-the-builtin-test";
+    let answers = ["approve=yes", "metrics=done", "tell=done"];
+
+    // strategy undo: back to the previous ReplicaSet.
+    let r = run(
+        &env,
+        &builtin,
+        &journals.path().join("undo"),
+        &[
+            ("namespace", &ns),
+            ("deployment", "web"),
+            ("service_url", &service_url),
+        ],
+        &answers,
+        &[("ORCH_API_TOKEN", token)],
+    );
+    r.assert_ok();
+    assert_eq!(r.capture("current", "image"), "flowengine:v1.1.0");
+    assert_eq!(r.capture("running", "image"), "flowengine:v1.0.0");
+    assert_eq!(
+        deployment(&env, &ns, "web").await["spec"]["template"]["spec"]["containers"][0]["image"],
+        "flowengine:v1.0.0"
+    );
+
+    // strategy set-image, with the runbook's empty `container` default (the only container).
+    let r = run(
+        &env,
+        &builtin,
+        &journals.path().join("pin"),
+        &[
+            ("namespace", &ns),
+            ("deployment", "web"),
+            ("service_url", &service_url),
+            ("strategy", "set-image"),
+            ("known_good_image", "flowengine:v0.9.0"),
+        ],
+        &answers,
+        &[("ORCH_API_TOKEN", token)],
+    );
+    r.assert_ok();
+    assert_eq!(r.capture("running", "image"), "flowengine:v0.9.0");
+    assert_eq!(
+        deployment(&env, &ns, "web").await["spec"]["template"]["spec"]["containers"][0]["image"],
+        "flowengine:v0.9.0"
+    );
+    assert!(
+        !journal_text(&r).contains(token),
+        "the API token is redacted in the journal"
+    );
+    let seen = service.seen.lock().expect("lock");
+    assert!(seen.iter().any(|s| s.path == "/health"
+        && s.headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && v == &format!("Bearer {token}"))));
 }

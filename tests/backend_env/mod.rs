@@ -1,6 +1,6 @@
 //! Shared by the integration tests of the real backends: finds the test environment that
-//! `tests/env/up.sh` started (a Kubernetes API server, a Docker-compatible engine), runs the
-//! `runbook` binary on fixture runbooks against it, and reads the journal it wrote.
+//! `tests/env/up.sh` started (a Kubernetes API server, a Docker-compatible engine), and runs
+//! the `runbook` binary (through `common`) on fixture runbooks against it.
 //!
 //! Only the dedicated variables are trusted (`RUNBOOK_TEST_KUBECONFIG`, and `DOCKER_HOST`
 //! only with `RUNBOOK_TESTENV_COMPOSE=1`), never a developer's own `KUBECONFIG`: these tests
@@ -11,10 +11,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
+
+use crate::common;
 
 /// The variables of a running stack, to hand to child processes.
 #[derive(Debug, Clone)]
@@ -227,8 +228,8 @@ impl Run {
     }
 }
 
-/// Runs `runbook run <file> --non-interactive --yes [--answer ..] [--input ..]` with the
-/// environment's variables, journaling under `journal_dir`.
+/// Runs `runbook run <file> --non-interactive --yes --reason .. [--answer ..] [--input ..]` with the
+/// environment's variables, journaling under `journal_dir` (a fresh directory per run).
 pub fn run(
     env: &TestEnv,
     file: &Path,
@@ -237,61 +238,59 @@ pub fn run(
     answers: &[&str],
     extra_env: &[(&str, &str)],
 ) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
-    cmd.arg("run")
-        .arg(file)
-        .arg("--non-interactive")
-        .arg("--yes")
-        .arg("--journal-dir")
-        .arg(journal_dir);
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        file.display().to_string(),
+        "--non-interactive".into(),
+        "--yes".into(),
+        "--reason".into(),
+        "integration test".into(),
+        "--journal-dir".into(),
+        journal_dir.display().to_string(),
+    ];
     for (k, v) in inputs {
-        cmd.arg("--input").arg(format!("{k}={v}"));
+        args.push("--input".into());
+        args.push(format!("{k}={v}"));
     }
     for a in answers {
-        cmd.arg("--answer").arg(a);
+        args.push("--answer".into());
+        args.push(a.to_string());
     }
-    finish(env, cmd, journal_dir, extra_env)
+    let mut r = runbook(env, &args, extra_env);
+    assert!(
+        journal_dir.is_dir(),
+        "the run wrote no journal under {}\n{}",
+        journal_dir.display(),
+        r.log()
+    );
+    r.run_dir =
+        Some(common::journal_path(journal_dir)).and_then(|j| j.parent().map(Path::to_path_buf));
+    r.events = common::events(&r.run_dir.clone().unwrap_or_default().join("journal.jsonl"));
+    r
 }
 
-/// Runs any `runbook` subcommand (e.g. `plan --live`) the same way.
-pub fn runbook(env: &TestEnv, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+/// Runs any `runbook` command line (e.g. `plan --live`) with the environment's variables.
+pub fn runbook<S: AsRef<std::ffi::OsStr>>(
+    env: &TestEnv,
+    args: &[S],
+    extra_env: &[(&str, &str)],
+) -> Run {
+    let mut cmd = common::runbook(Path::new(env!("CARGO_MANIFEST_DIR")));
     cmd.args(args);
-    finish(env, cmd, Path::new("/nonexistent"), extra_env)
-}
-
-fn finish(env: &TestEnv, mut cmd: Command, journal_dir: &Path, extra_env: &[(&str, &str)]) -> Run {
     // A developer's own cluster must never be touched: only the test kubeconfig is visible.
     cmd.env_remove("KUBECONFIG");
     if let Some(k) = env.vars.get("RUNBOOK_TEST_KUBECONFIG") {
         cmd.env("KUBECONFIG", k);
     }
-    for (k, v) in &env.vars {
-        cmd.env(k, v);
-    }
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("the runbook binary runs");
-    let run_dir = std::fs::read_dir(journal_dir)
-        .ok()
-        .and_then(|rd| rd.filter_map(Result::ok).map(|e| e.path()).max());
-    let events = run_dir
-        .as_ref()
-        .and_then(|d| std::fs::read_to_string(d.join("journal.jsonl")).ok())
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    cmd.envs(&env.vars).envs(extra_env.iter().copied());
+    let out = cmd.output().expect("the runbook binary runs");
+    let (stdout, stderr) = common::text(&out);
     Run {
         code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        events,
-        run_dir,
+        stdout,
+        stderr,
+        events: vec![],
+        run_dir: None,
     }
 }
 

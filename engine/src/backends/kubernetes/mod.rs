@@ -200,7 +200,9 @@ impl KubeBackend {
                 }
             }
             "set_image" => {
-                let a: KubeSetImageSpec = parse(verb, args)?;
+                let mut a: KubeSetImageSpec = parse(verb, args)?;
+                // `container: "{{ inputs.container }}"` with an empty input means "the only one".
+                a.container = a.container.filter(|c| !c.is_empty());
                 if a.image.trim().is_empty() {
                     return Err(invalid("`image` is empty"));
                 }
@@ -214,7 +216,8 @@ impl KubeBackend {
                 }
             }
             "set_env" => {
-                let a: KubeSetEnvSpec = parse(verb, args)?;
+                let mut a: KubeSetEnvSpec = parse(verb, args)?;
+                a.container = a.container.filter(|c| !c.is_empty());
                 if a.set.is_empty() && a.unset.is_empty() {
                     return Err(invalid("set_env needs `set` or `unset`"));
                 }
