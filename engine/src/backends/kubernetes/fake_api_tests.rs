@@ -137,3 +137,70 @@ async fn an_unreachable_server_is_a_transport_error() {
         e.message
     );
 }
+
+/// Records status messages.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl crate::backends::Progress for Recorder {
+    fn line(&self, _: &str, _: &str) {}
+    fn status(&self, message: &str) {
+        self.0.lock().expect("lock").push(message.to_string());
+    }
+}
+
+fn ctx(deadline_ms: Option<i64>, progress: Arc<Recorder>) -> crate::backends::CallCtx {
+    crate::backends::CallCtx {
+        step: "wait".into(),
+        attempt: 1,
+        deadline: deadline_ms.map(|ms| chrono::Utc::now() + chrono::Duration::milliseconds(ms)),
+        clock: Arc::new(crate::exec::clock::SystemClock),
+        cancel: tokio_util::sync::CancellationToken::new(),
+        progress,
+        run_dir: ".".into(),
+        base_dir: ".".into(),
+    }
+}
+
+// The scripted Deployment wants one replica and has none: its rollout never completes.
+const STUCK: &str =
+    "Waiting for deployment \"web\" rollout to finish: 0 out of 1 new replicas have been updated...";
+
+#[tokio::test]
+async fn waiting_for_a_rollout_stops_when_the_run_is_interrupted() {
+    let client = serve(Arc::new(Script::default())).await;
+    let progress = Arc::new(Recorder::default());
+    let c = ctx(None, progress.clone());
+    let cancel = c.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        cancel.cancel();
+    });
+    let e = super::rollout::wait(&client, &web(), WorkloadKind::Deployment, &c)
+        .await
+        .expect_err("interrupted");
+    assert_eq!(e.kind, ErrorKind::Cancelled);
+    // Shown once, not once per poll.
+    assert_eq!(*progress.0.lock().expect("lock"), vec![STUCK.to_string()]);
+}
+
+#[tokio::test]
+async fn waiting_for_a_rollout_ends_at_the_deadline_with_the_last_status() {
+    let script = Arc::new(Script::default());
+    let client = serve(script.clone()).await;
+    let c = ctx(Some(1200), Arc::new(Recorder::default()));
+    let started = std::time::Instant::now();
+    let e = super::rollout::wait(&client, &web(), WorkloadKind::Deployment, &c)
+        .await
+        .expect_err("never completes");
+    assert_eq!(e.kind, ErrorKind::Timeout);
+    assert!(
+        e.message
+            .starts_with("Deployment shop/web: the rollout did not finish within 1."),
+        "{}",
+        e.message
+    );
+    assert!(e.message.ends_with(STUCK), "{}", e.message);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert!(script.gets.load(Ordering::SeqCst) >= 2, "it polled");
+}

@@ -96,6 +96,7 @@ impl Session {
     }
 
     async fn object(&self, a: &KubeObjectRef) -> Result<ObjRef, ActionError> {
+        named(&a.name)?;
         let res = self.resource(&a.kind, a.api_version.as_deref()).await?;
         Ok(ObjRef::new(res, &self.ns(a.namespace.as_deref()), &a.name))
     }
@@ -105,13 +106,22 @@ impl Session {
         kind: Option<WorkloadKind>,
         name: &str,
         ns: Option<&str>,
-    ) -> (ObjRef, WorkloadKind) {
+    ) -> Result<(ObjRef, WorkloadKind), ActionError> {
+        named(name)?;
         let kind = kind.unwrap_or_default();
-        (
+        Ok((
             ObjRef::new(workload::resource(kind), &self.ns(ns), name),
             kind,
-        )
+        ))
     }
+}
+
+/// An empty name would address the whole collection instead of one object.
+fn named(name: &str) -> Result<(), ActionError> {
+    if name.trim().is_empty() {
+        return Err(invalid("`name` is empty"));
+    }
+    Ok(())
 }
 
 /// Edits an object's JSON in place and says what it changed.
@@ -192,7 +202,7 @@ impl KubeBackend {
             "scale" => {
                 let a: KubeScaleSpec = parse(verb, args)?;
                 let n = int_of("replicas", &a.replicas)?;
-                let (target, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref());
+                let (target, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
                 let what = target.what();
                 Edit {
                     target,
@@ -206,7 +216,7 @@ impl KubeBackend {
                 if a.image.trim().is_empty() {
                     return Err(invalid("`image` is empty"));
                 }
-                let (target, _) = s.workload(a.kind, &a.name, a.namespace.as_deref());
+                let (target, _) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
                 let what = target.what();
                 Edit {
                     target,
@@ -221,7 +231,7 @@ impl KubeBackend {
                 if a.set.is_empty() && a.unset.is_empty() {
                     return Err(invalid("set_env needs `set` or `unset`"));
                 }
-                let (target, _) = s.workload(a.kind, &a.name, a.namespace.as_deref());
+                let (target, _) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
                 let what = target.what();
                 Edit {
                     target,
@@ -232,7 +242,7 @@ impl KubeBackend {
             }
             "rollout_restart" | "pause" | "resume" => {
                 let a: KubeWorkloadRef = parse(verb, args)?;
-                let (target, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref());
+                let (target, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
                 let what = target.what();
                 // kubectl writes the time in RFC 3339 with seconds.
                 let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -341,18 +351,18 @@ impl KubeBackend {
                     .as_ref()
                     .map(|t| int_of("to_revision", t))
                     .transpose()?;
-                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref());
+                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
                 let (obj, _) = rollout::undo(client, &r, kind, to, Some(ctx)).await?;
                 Ok(objects::tidy(obj))
             }
             "rollout_history" => {
                 let a: KubeWorkloadRef = parse(verb, args)?;
-                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref());
+                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
                 rollout::history(client, &r, kind).await
             }
             "rollout_status" => {
                 let a: KubeWorkloadRef = parse(verb, args)?;
-                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref());
+                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
                 Ok(objects::tidy(rollout::wait(client, &r, kind, ctx).await?))
             }
             other => Err(unknown_verb(other)),
@@ -444,13 +454,13 @@ impl KubeBackend {
                     .as_ref()
                     .map(|t| int_of("to_revision", t))
                     .transpose()?;
-                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref());
+                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
                 let (_, changes) = rollout::undo(client, &r, kind, to, None).await?;
                 Ok(describe(&r, &changes))
             }
             "rollout_history" => {
                 let a: KubeWorkloadRef = parse(verb, args)?;
-                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref());
+                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
                 let h = rollout::history(client, &r, kind).await?;
                 let revs: Vec<String> = h["revisions"]
                     .as_array()
@@ -469,7 +479,7 @@ impl KubeBackend {
             }
             "rollout_status" => {
                 let a: KubeWorkloadRef = parse(verb, args)?;
-                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref());
+                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
                 let obj = objects::read(client, &r).await?;
                 let msg = match rollout::status_of(kind, &obj) {
                     Ok((m, _)) => m,
