@@ -194,8 +194,7 @@ impl Run {
     pub fn result(&self, step: &str) -> Value {
         self.events
             .iter()
-            .filter(|e| e["event"] == "attempt_finished" && e["step"] == step)
-            .last()
+            .rfind(|e| e["event"] == "attempt_finished" && e["step"] == step)
             .map(|e| e["result"].clone())
             .unwrap_or_else(|| panic!("no attempt of `{step}`\n{}", self.log()))
     }

@@ -176,7 +176,7 @@ async fn waiting_for_a_rollout_stops_when_the_run_is_interrupted() {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         cancel.cancel();
     });
-    let e = super::rollout::wait(&client, &web(), WorkloadKind::Deployment, &c)
+    let e = super::status::wait(&client, &web(), WorkloadKind::Deployment, &c)
         .await
         .expect_err("interrupted");
     assert_eq!(e.kind, ErrorKind::Cancelled);
@@ -190,7 +190,7 @@ async fn waiting_for_a_rollout_ends_at_the_deadline_with_the_last_status() {
     let client = serve(script.clone()).await;
     let c = ctx(Some(1200), Arc::new(Recorder::default()));
     let started = std::time::Instant::now();
-    let e = super::rollout::wait(&client, &web(), WorkloadKind::Deployment, &c)
+    let e = super::status::wait(&client, &web(), WorkloadKind::Deployment, &c)
         .await
         .expect_err("never completes");
     assert_eq!(e.kind, ErrorKind::Timeout);

@@ -8,7 +8,10 @@ mod errors;
 #[cfg(test)]
 mod fake_api_tests;
 mod objects;
+mod preview;
 mod rollout;
+mod status;
+mod verbs;
 mod workload;
 
 use std::collections::HashMap;
@@ -16,18 +19,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use self::errors::invalid;
-use self::objects::{Changes, ObjRef};
+use self::objects::ObjRef;
 use super::{expand_home, ActionError, CallCtx, ErrorKind, KubernetesBackend, Output};
-use crate::spec::{
-    IntOrTemplate, KubeApplySpec, KubeListSpec, KubeMetaSpec, KubeObjectRef, KubeScaleSpec,
-    KubeSetEnvSpec, KubeSetImageSpec, KubeUndoSpec, KubeWorkloadRef, KubernetesBackendSpec,
-    WorkloadKind, KUBE_VERBS,
-};
+use crate::spec::{IntOrTemplate, KubeObjectRef, KubernetesBackendSpec, WorkloadKind, KUBE_VERBS};
 
 /// `--context` / `--namespace` given on the command line win over the runbook's backend.
 #[derive(Debug, Clone, Default)]
@@ -124,15 +122,6 @@ fn named(name: &str) -> Result<(), ActionError> {
     Ok(())
 }
 
-/// Edits an object's JSON in place and says what it changed.
-type EditFn = Box<dyn FnMut(&mut Value) -> Result<Changes, ActionError> + Send>;
-
-/// A verb that edits one object: where, and the edit.
-struct Edit {
-    target: ObjRef,
-    apply: EditFn,
-}
-
 impl KubeBackend {
     pub fn new(overrides: Overrides) -> Self {
         KubeBackend {
@@ -189,329 +178,6 @@ impl KubeBackend {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| conn.default_namespace.clone());
         Ok(Session { conn, namespace })
-    }
-
-    async fn edit_of(
-        &self,
-        s: &Session,
-        verb: &str,
-        args: &Value,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Edit>, ActionError> {
-        let edit = match verb {
-            "scale" => {
-                let a: KubeScaleSpec = parse(verb, args)?;
-                let n = int_of("replicas", &a.replicas)?;
-                let (target, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
-                let what = target.what();
-                Edit {
-                    target,
-                    apply: Box::new(move |v| workload::scale(v, &what, kind, n)),
-                }
-            }
-            "set_image" => {
-                let mut a: KubeSetImageSpec = parse(verb, args)?;
-                // `container: "{{ inputs.container }}"` with an empty input means "the only one".
-                a.container = a.container.filter(|c| !c.is_empty());
-                if a.image.trim().is_empty() {
-                    return Err(invalid("`image` is empty"));
-                }
-                let (target, _) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
-                let what = target.what();
-                Edit {
-                    target,
-                    apply: Box::new(move |v| {
-                        workload::set_image(v, &what, a.container.as_deref(), &a.image)
-                    }),
-                }
-            }
-            "set_env" => {
-                let mut a: KubeSetEnvSpec = parse(verb, args)?;
-                a.container = a.container.filter(|c| !c.is_empty());
-                if a.set.is_empty() && a.unset.is_empty() {
-                    return Err(invalid("set_env needs `set` or `unset`"));
-                }
-                let (target, _) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
-                let what = target.what();
-                Edit {
-                    target,
-                    apply: Box::new(move |v| {
-                        workload::set_env(v, &what, a.container.as_deref(), &a.set, &a.unset)
-                    }),
-                }
-            }
-            "rollout_restart" | "pause" | "resume" => {
-                let a: KubeWorkloadRef = parse(verb, args)?;
-                let (target, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
-                let what = target.what();
-                // kubectl writes the time in RFC 3339 with seconds.
-                let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                let verb = verb.to_string();
-                Edit {
-                    target,
-                    apply: Box::new(move |v| match verb.as_str() {
-                        "pause" => workload::set_paused(v, &what, kind, true),
-                        "resume" => workload::set_paused(v, &what, kind, false),
-                        _ => workload::restart(v, &what, kind, &stamp),
-                    }),
-                }
-            }
-            "annotate" | "label" => {
-                let a: KubeMetaSpec = parse(verb, args)?;
-                if a.set.is_empty() && a.unset.is_empty() {
-                    return Err(invalid(format!("{verb} needs `set` or `unset`")));
-                }
-                let target = s
-                    .object(&KubeObjectRef {
-                        kind: a.kind.clone(),
-                        name: a.name.clone(),
-                        api_version: a.api_version.clone(),
-                        namespace: a.namespace.clone(),
-                    })
-                    .await?;
-                let field = if verb == "label" {
-                    "labels"
-                } else {
-                    "annotations"
-                };
-                Edit {
-                    target,
-                    apply: Box::new(move |v| Ok(objects::edit_meta(v, field, &a.set, &a.unset))),
-                }
-            }
-            _ => return Ok(None),
-        };
-        Ok(Some(edit))
-    }
-
-    async fn run(
-        &self,
-        s: &Session,
-        verb: &str,
-        args: &Value,
-        ctx: &CallCtx,
-    ) -> Result<Value, ActionError> {
-        let client = s.client();
-        if let Some(mut e) = self.edit_of(s, verb, args, ctx.clock.now()).await? {
-            let (obj, changes) = objects::update(client, &e.target, &mut e.apply).await?;
-            ctx.progress.status(&describe(&e.target, &changes));
-            return Ok(objects::tidy(obj));
-        }
-        match verb {
-            "get" => {
-                let a: KubeObjectRef = parse(verb, args)?;
-                let r = s.object(&a).await?;
-                Ok(objects::tidy(objects::read(client, &r).await?))
-            }
-            "list" => {
-                let a: KubeListSpec = parse(verb, args)?;
-                let res = s.resource(&a.kind, a.api_version.as_deref()).await?;
-                objects::list(
-                    client,
-                    &res,
-                    &s.ns(a.namespace.as_deref()),
-                    a.selector.as_deref(),
-                )
-                .await
-            }
-            "delete" => {
-                let a: KubeObjectRef = parse(verb, args)?;
-                let r = s.object(&a).await?;
-                let before = objects::delete(client, &r).await?;
-                ctx.progress.status(&format!("{}: deleted", r.what()));
-                Ok(before)
-            }
-            "apply" => {
-                let a: KubeApplySpec = parse(verb, args)?;
-                let manager = a
-                    .field_manager
-                    .clone()
-                    .unwrap_or_else(|| objects::FIELD_MANAGER.into());
-                let mut applied = vec![];
-                for doc in
-                    objects::manifests(a.manifest.as_ref(), a.file.as_deref(), &ctx.base_dir)?
-                {
-                    let r = apply_target(s, &doc).await?;
-                    let obj =
-                        objects::apply_one(client, &r, &doc, &manager, a.force, false).await?;
-                    ctx.progress
-                        .status(&format!("{}: applied (server-side)", r.what()));
-                    applied.push(objects::tidy(obj));
-                }
-                Ok(if applied.len() == 1 {
-                    applied.remove(0)
-                } else {
-                    json!({ "apiVersion": "v1", "kind": "List", "items": applied })
-                })
-            }
-            "rollout_undo" => {
-                let a: KubeUndoSpec = parse(verb, args)?;
-                let to = a
-                    .to_revision
-                    .as_ref()
-                    .map(|t| int_of("to_revision", t))
-                    .transpose()?;
-                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
-                let (obj, _) = rollout::undo(client, &r, kind, to, Some(ctx)).await?;
-                Ok(objects::tidy(obj))
-            }
-            "rollout_history" => {
-                let a: KubeWorkloadRef = parse(verb, args)?;
-                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
-                rollout::history(client, &r, kind).await
-            }
-            "rollout_status" => {
-                let a: KubeWorkloadRef = parse(verb, args)?;
-                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
-                Ok(objects::tidy(rollout::wait(client, &r, kind, ctx).await?))
-            }
-            other => Err(unknown_verb(other)),
-        }
-    }
-
-    async fn describe_live(
-        &self,
-        s: &Session,
-        verb: &str,
-        args: &Value,
-    ) -> Result<String, ActionError> {
-        let client = s.client();
-        if let Some(e) = self.edit_of(s, verb, args, Utc::now()).await? {
-            let changes = objects::dry_edit(client, &e.target, e.apply).await?;
-            return Ok(describe(&e.target, &changes));
-        }
-        match verb {
-            "get" | "delete" => {
-                let a: KubeObjectRef = parse(verb, args)?;
-                let r = s.object(&a).await?;
-                Ok(match objects::read_opt(client, &r).await? {
-                    Some(_) if verb == "delete" => {
-                        format!("{}: exists; the step deletes it", r.what())
-                    }
-                    Some(o) => format!(
-                        "{}: exists (resourceVersion {})",
-                        r.what(),
-                        o.pointer("/metadata/resourceVersion")
-                            .and_then(Value::as_str)
-                            .unwrap_or("?")
-                    ),
-                    None => format!(
-                        "{}: does not exist (the step will fail with 404 Not Found)",
-                        r.what()
-                    ),
-                })
-            }
-            "list" => {
-                let a: KubeListSpec = parse(verb, args)?;
-                let res = s.resource(&a.kind, a.api_version.as_deref()).await?;
-                let ns = s.ns(a.namespace.as_deref());
-                let l = objects::list(client, &res, &ns, a.selector.as_deref()).await?;
-                let n = l["items"].as_array().map_or(0, Vec::len);
-                let sel = a
-                    .selector
-                    .map(|s| format!(" matching {s}"))
-                    .unwrap_or_default();
-                let place = if res.namespaced {
-                    format!(" in namespace {ns}")
-                } else {
-                    String::new()
-                };
-                Ok(format!("{n} {}{sel}{place} now", res.ar.plural))
-            }
-            "apply" => {
-                let a: KubeApplySpec = parse(verb, args)?;
-                let manager = a
-                    .field_manager
-                    .clone()
-                    .unwrap_or_else(|| objects::FIELD_MANAGER.into());
-                // `plan` has no base directory to hand; files resolve against the working one.
-                let mut out = vec![];
-                for doc in
-                    objects::manifests(a.manifest.as_ref(), a.file.as_deref(), Path::new("."))?
-                {
-                    let r = apply_target(s, &doc).await?;
-                    let before = objects::read_opt(client, &r).await?;
-                    let after =
-                        objects::apply_one(client, &r, &doc, &manager, a.force, true).await?;
-                    out.push(match before {
-                        None => format!("{}: created", r.what()),
-                        Some(b) => {
-                            let d = objects::diff(&b, &after, 12);
-                            if d.is_empty() {
-                                format!("{}: no change", r.what())
-                            } else {
-                                format!("{}: {}", r.what(), d.join("; "))
-                            }
-                        }
-                    });
-                }
-                Ok(out.join("\n"))
-            }
-            "rollout_undo" => {
-                let a: KubeUndoSpec = parse(verb, args)?;
-                let to = a
-                    .to_revision
-                    .as_ref()
-                    .map(|t| int_of("to_revision", t))
-                    .transpose()?;
-                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
-                let (_, changes) = rollout::undo(client, &r, kind, to, None).await?;
-                Ok(describe(&r, &changes))
-            }
-            "rollout_history" => {
-                let a: KubeWorkloadRef = parse(verb, args)?;
-                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
-                let h = rollout::history(client, &r, kind).await?;
-                let revs: Vec<String> = h["revisions"]
-                    .as_array()
-                    .map(|a| a.iter().map(|r| r["revision"].to_string()).collect())
-                    .unwrap_or_default();
-                Ok(format!(
-                    "{}: revisions {} (current {})",
-                    r.what(),
-                    if revs.is_empty() {
-                        "none".into()
-                    } else {
-                        revs.join(", ")
-                    },
-                    h["current_revision"]
-                ))
-            }
-            "rollout_status" => {
-                let a: KubeWorkloadRef = parse(verb, args)?;
-                let (r, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
-                let obj = objects::read(client, &r).await?;
-                let msg = match rollout::status_of(kind, &obj) {
-                    Ok((m, _)) => m,
-                    Err(e) => e.message,
-                };
-                Ok(format!("{}: {msg}", r.what()))
-            }
-            other => Err(unknown_verb(other)),
-        }
-    }
-}
-
-/// Where an applied document goes: its kind via discovery, its namespace or the default.
-async fn apply_target(s: &Session, doc: &Value) -> Result<ObjRef, ActionError> {
-    let text = |p: &str| {
-        doc.pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let res = s
-        .resource(&text("/kind"), Some(&text("/apiVersion")))
-        .await?;
-    let ns = s.ns(doc.pointer("/metadata/namespace").and_then(Value::as_str));
-    Ok(ObjRef::new(res, &ns, &text("/metadata/name")))
-}
-
-fn describe(target: &ObjRef, changes: &Changes) -> String {
-    if changes.is_empty() {
-        format!("{}: already as asked; nothing changed", target.what())
-    } else {
-        format!("{}: {}", target.what(), changes.join("; "))
     }
 }
 
@@ -605,9 +271,12 @@ impl KubernetesBackend for KubeBackend {
     ) -> Result<Output, ActionError> {
         guarded(verb, ctx, async {
             let s = self.session(target, Some(&ctx.base_dir)).await?;
-            self.run(&s, verb, args, ctx)
-                .await
-                .map_err(|e| with_source(e, &s.conn.source))
+            let call = verbs::prepare(&s, verb, args, ctx.clock.now(), &ctx.base_dir);
+            match call.await {
+                Ok(call) => verbs::run(&s, call, ctx).await,
+                Err(e) => Err(e),
+            }
+            .map_err(|e| with_source(e, &s.conn.source))
         })
         .await
         .map(Output::from)
@@ -621,9 +290,13 @@ impl KubernetesBackend for KubeBackend {
     ) -> Option<String> {
         let res = async {
             let s = self.session(target, None).await?;
-            self.describe_live(&s, verb, args)
-                .await
-                .map_err(|e| with_source(e, &s.conn.source))
+            // `plan` passes `apply.file` absolute; nothing else here reads files.
+            let call = verbs::prepare(&s, verb, args, chrono::Utc::now(), Path::new("."));
+            match call.await {
+                Ok(call) => preview::describe_live(&s, call).await,
+                Err(e) => Err(e),
+            }
+            .map_err(|e| with_source(e, &s.conn.source))
         };
         let res = tokio::time::timeout(std::time::Duration::from_secs(30), res).await;
         Some(match res {
@@ -640,6 +313,8 @@ impl KubernetesBackend for KubeBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::{KubeScaleSpec, KubeSetEnvSpec};
+    use serde_json::json;
 
     #[test]
     fn rendered_numbers_become_the_strings_the_spec_expects() {

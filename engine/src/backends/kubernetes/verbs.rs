@@ -1,0 +1,263 @@
+//! A `kubernetes:` step's verb and rendered arguments become a `Call` (objects resolved,
+//! arguments checked), which `run` carries out and `preview` describes.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::discovery::Resource;
+use super::errors::invalid;
+use super::objects::{self, Changes, ObjRef};
+use super::{int_of, parse, rollout, status, unknown_verb, workload, Session};
+use crate::backends::{ActionError, CallCtx};
+use crate::spec::{
+    KubeApplySpec, KubeListSpec, KubeMetaSpec, KubeObjectRef, KubeScaleSpec, KubeSetEnvSpec,
+    KubeSetImageSpec, KubeUndoSpec, KubeWorkloadRef, WorkloadKind,
+};
+
+/// Edits an object's JSON in place and says what it changed.
+pub type EditFn = Box<dyn FnMut(&mut Value) -> Result<Changes, ActionError> + Send>;
+
+/// One verb, ready to run or to preview.
+pub enum Call {
+    /// Read, edit, write back: `scale`, `set_image`, `set_env`, `rollout_restart`, `pause`,
+    /// `resume`, `annotate`, `label`.
+    Edit {
+        target: ObjRef,
+        edit: EditFn,
+    },
+    Get(ObjRef),
+    List {
+        res: Resource,
+        namespace: String,
+        selector: Option<String>,
+    },
+    Delete(ObjRef),
+    Apply {
+        docs: Vec<(ObjRef, Value)>,
+        manager: String,
+        force: bool,
+    },
+    Undo {
+        target: ObjRef,
+        kind: WorkloadKind,
+        to: Option<i64>,
+    },
+    History {
+        target: ObjRef,
+        kind: WorkloadKind,
+    },
+    Status {
+        target: ObjRef,
+        kind: WorkloadKind,
+    },
+}
+
+/// Resolves a verb's arguments. `now` stamps restarts; `base_dir` anchors `apply.file`.
+pub async fn prepare(
+    s: &Session,
+    verb: &str,
+    args: &Value,
+    now: DateTime<Utc>,
+    base_dir: &Path,
+) -> Result<Call, ActionError> {
+    let workload_ref = |a: KubeWorkloadRef| s.workload(a.kind, &a.name, a.namespace.as_deref());
+    Ok(match verb {
+        "scale" => {
+            let a: KubeScaleSpec = parse(verb, args)?;
+            let n = int_of("replicas", &a.replicas)?;
+            let (target, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
+            let what = target.what();
+            Call::Edit {
+                target,
+                edit: Box::new(move |v| workload::scale(v, &what, kind, n)),
+            }
+        }
+        "set_image" => {
+            let a: KubeSetImageSpec = parse(verb, args)?;
+            if a.image.trim().is_empty() {
+                return Err(invalid("`image` is empty"));
+            }
+            // `container: "{{ inputs.container }}"` with an empty input means "the only one".
+            let container = a.container.filter(|c| !c.is_empty());
+            let (target, _) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
+            let what = target.what();
+            Call::Edit {
+                target,
+                edit: Box::new(move |v| {
+                    workload::set_image(v, &what, container.as_deref(), &a.image)
+                }),
+            }
+        }
+        "set_env" => {
+            let a: KubeSetEnvSpec = parse(verb, args)?;
+            if a.set.is_empty() && a.unset.is_empty() {
+                return Err(invalid("set_env needs `set` or `unset`"));
+            }
+            let container = a.container.filter(|c| !c.is_empty());
+            let (target, _) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
+            let what = target.what();
+            Call::Edit {
+                target,
+                edit: Box::new(move |v| {
+                    workload::set_env(v, &what, container.as_deref(), &a.set, &a.unset)
+                }),
+            }
+        }
+        "rollout_restart" | "pause" | "resume" => {
+            let (target, kind) = workload_ref(parse(verb, args)?)?;
+            let what = target.what();
+            // kubectl writes the time in RFC 3339 with seconds.
+            let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let verb = verb.to_string();
+            Call::Edit {
+                target,
+                edit: Box::new(move |v| match verb.as_str() {
+                    "pause" => workload::set_paused(v, &what, kind, true),
+                    "resume" => workload::set_paused(v, &what, kind, false),
+                    _ => workload::restart(v, &what, kind, &stamp),
+                }),
+            }
+        }
+        "annotate" | "label" => {
+            let a: KubeMetaSpec = parse(verb, args)?;
+            if a.set.is_empty() && a.unset.is_empty() {
+                return Err(invalid(format!("{verb} needs `set` or `unset`")));
+            }
+            let target = s
+                .object(&KubeObjectRef {
+                    kind: a.kind.clone(),
+                    name: a.name.clone(),
+                    api_version: a.api_version.clone(),
+                    namespace: a.namespace.clone(),
+                })
+                .await?;
+            let field = if verb == "label" {
+                "labels"
+            } else {
+                "annotations"
+            };
+            Call::Edit {
+                target,
+                edit: Box::new(move |v| Ok(objects::edit_meta(v, field, &a.set, &a.unset))),
+            }
+        }
+        "get" => Call::Get(s.object(&parse(verb, args)?).await?),
+        "delete" => Call::Delete(s.object(&parse(verb, args)?).await?),
+        "list" => {
+            let a: KubeListSpec = parse(verb, args)?;
+            Call::List {
+                res: s.resource(&a.kind, a.api_version.as_deref()).await?,
+                namespace: s.ns(a.namespace.as_deref()),
+                selector: a.selector.filter(|s| !s.trim().is_empty()),
+            }
+        }
+        "apply" => {
+            let a: KubeApplySpec = parse(verb, args)?;
+            let mut docs = vec![];
+            for doc in objects::manifests(a.manifest.as_ref(), a.file.as_deref(), base_dir)? {
+                docs.push((apply_target(s, &doc).await?, doc));
+            }
+            Call::Apply {
+                docs,
+                manager: a
+                    .field_manager
+                    .unwrap_or_else(|| objects::FIELD_MANAGER.into()),
+                force: a.force,
+            }
+        }
+        "rollout_undo" => {
+            let a: KubeUndoSpec = parse(verb, args)?;
+            let to = a
+                .to_revision
+                .as_ref()
+                .map(|t| int_of("to_revision", t))
+                .transpose()?;
+            let (target, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
+            Call::Undo { target, kind, to }
+        }
+        "rollout_history" => {
+            let (target, kind) = workload_ref(parse(verb, args)?)?;
+            Call::History { target, kind }
+        }
+        "rollout_status" => {
+            let (target, kind) = workload_ref(parse(verb, args)?)?;
+            Call::Status { target, kind }
+        }
+        other => return Err(unknown_verb(other)),
+    })
+}
+
+/// Where an applied document goes: its kind via discovery, its namespace or the default.
+async fn apply_target(s: &Session, doc: &Value) -> Result<ObjRef, ActionError> {
+    let text = |p: &str| {
+        doc.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let res = s
+        .resource(&text("/kind"), Some(&text("/apiVersion")))
+        .await?;
+    let ns = s.ns(doc.pointer("/metadata/namespace").and_then(Value::as_str));
+    Ok(ObjRef::new(res, &ns, &text("/metadata/name")))
+}
+
+/// `Deployment shop/web: image: a:1 → 2`, or that nothing changed.
+pub fn describe(target: &ObjRef, changes: &Changes) -> String {
+    if changes.is_empty() {
+        format!("{}: already as asked; nothing changed", target.what())
+    } else {
+        format!("{}: {}", target.what(), changes.join("; "))
+    }
+}
+
+/// Carries out a call; the result is the object (or list, or history).
+pub async fn run(s: &Session, call: Call, ctx: &CallCtx) -> Result<Value, ActionError> {
+    let client = s.client();
+    match call {
+        Call::Edit { target, edit } => {
+            let (obj, changes) = objects::update(client, &target, edit).await?;
+            ctx.progress.status(&describe(&target, &changes));
+            Ok(objects::tidy(obj))
+        }
+        Call::Get(r) => Ok(objects::tidy(objects::read(client, &r).await?)),
+        Call::List {
+            res,
+            namespace,
+            selector,
+        } => objects::list(client, &res, &namespace, selector.as_deref()).await,
+        Call::Delete(r) => {
+            let before = objects::delete(client, &r).await?;
+            ctx.progress.status(&format!("{}: deleted", r.what()));
+            Ok(before)
+        }
+        Call::Apply {
+            docs,
+            manager,
+            force,
+        } => {
+            let mut applied = vec![];
+            for (r, doc) in &docs {
+                let obj = objects::apply_one(client, r, doc, &manager, force, false).await?;
+                ctx.progress
+                    .status(&format!("{}: applied (server-side)", r.what()));
+                applied.push(objects::tidy(obj));
+            }
+            Ok(if applied.len() == 1 {
+                applied.remove(0)
+            } else {
+                json!({ "apiVersion": "v1", "kind": "List", "items": applied })
+            })
+        }
+        Call::Undo { target, kind, to } => {
+            let (obj, _) = rollout::undo(client, &target, kind, to, Some(ctx)).await?;
+            Ok(objects::tidy(obj))
+        }
+        Call::History { target, kind } => rollout::history(client, &target, kind).await,
+        Call::Status { target, kind } => Ok(objects::tidy(
+            status::wait(client, &target, kind, ctx).await?,
+        )),
+    }
+}
