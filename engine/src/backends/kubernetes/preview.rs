@@ -74,10 +74,6 @@ pub async fn describe_live(s: &Session, call: Call) -> Result<String, ActionErro
             }
             out.join("\n")
         }
-        Call::Undo { target, kind, to } => {
-            let (_, changes) = rollout::undo(client, &target, kind, to, None).await?;
-            describe(&target, &changes)
-        }
         Call::History { target, kind } => {
             let h = rollout::history(client, &target, kind).await?;
             let revs: Vec<String> = h["revisions"]

@@ -2,8 +2,6 @@
 //! ControllerRevisions of a StatefulSet/DaemonSet — for `rollout_history`, and
 //! `rollout_undo`, which puts an earlier revision's pod template back.
 
-use std::time::Duration;
-
 use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::{json, Map, Value};
 
@@ -11,7 +9,7 @@ use super::discovery::Resource;
 use super::errors::{api_error, invalid};
 use super::objects::{self, Changes, ObjRef};
 use super::workload::{image_change, paused};
-use crate::backends::{ActionError, CallCtx, ErrorKind};
+use crate::backends::ActionError;
 use crate::spec::WorkloadKind;
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
@@ -168,21 +166,15 @@ fn images(t: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// What an undo does: nothing (already at that template), or put this template back.
-#[derive(Debug, PartialEq)]
-pub enum UndoPlan {
-    AlreadyThere(String),
-    Change(Changes),
-}
-
-/// Plans an undo on `obj` (edited in place): kubectl's rules, for every workload kind.
+/// Undoes on `obj`, edited in place, by kubectl's rules for every workload kind. Already
+/// running that revision's template is no change (empty `Changes`), as kubectl skips it.
 pub fn plan_undo(
     obj: &mut Value,
     what: &str,
     kind: WorkloadKind,
     revs: &[Revision],
     to_revision: Option<i64>,
-) -> Result<UndoPlan, ActionError> {
+) -> Result<Changes, ActionError> {
     if kind == WorkloadKind::Deployment && paused(obj) {
         return Err(invalid(format!(
             "{what} is paused; a paused rollout cannot be undone: resume it first (a `resume:` step)"
@@ -221,10 +213,7 @@ pub fn plan_undo(
         .unwrap_or(Value::Null);
     let wanted = without_hash(&target.template);
     if without_hash(&current) == wanted {
-        return Ok(UndoPlan::AlreadyThere(format!(
-            "{what} already runs the pod template of revision {}; nothing to undo",
-            target.number
-        )));
+        return Ok(vec![]);
     }
     let mut changes = vec![format!("pod template of revision {}", target.number)];
     let before: Map<String, Value> = images(&current)
@@ -248,7 +237,7 @@ pub fn plan_undo(
         let annotations = undo_annotations(obj, &target.annotations);
         obj["metadata"]["annotations"] = annotations;
     }
-    Ok(UndoPlan::Change(changes))
+    Ok(changes)
 }
 
 /// The annotations a Deployment gets on undo: its own bookkeeping ones, plus the
@@ -273,54 +262,6 @@ pub fn undo_annotations(deployment: &Value, replicaset_annotations: &Value) -> V
         }
     }
     Value::Object(out)
-}
-
-/// `rollout_undo`: read, plan, write back; a 409 starts over from a fresh read.
-pub async fn undo(
-    client: &kube::Client,
-    r: &ObjRef,
-    kind: WorkloadKind,
-    to_revision: Option<i64>,
-    ctx: Option<&CallCtx>,
-) -> Result<(Value, Changes), ActionError> {
-    let ns = r.namespace.clone().unwrap_or_default();
-    let api = r.api(client);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut obj = objects::read(client, r).await?;
-        let revs = revisions(client, kind, &obj, &ns).await?;
-        let plan = plan_undo(&mut obj, &r.what(), kind, &revs, to_revision)?;
-        let changes = match plan {
-            UndoPlan::AlreadyThere(msg) => {
-                if let Some(c) = ctx {
-                    c.progress.status(&msg);
-                }
-                return Ok((obj, vec![]));
-            }
-            UndoPlan::Change(c) => c,
-        };
-        let Some(ctx) = ctx else {
-            return Ok((obj, changes));
-        };
-        let new: DynamicObject = serde_json::from_value(obj)
-            .map_err(|e| ActionError::new(ErrorKind::Failed, format!("{}: {e}", r.what())))?;
-        let pp = kube::api::PostParams {
-            field_manager: Some(objects::FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        match api.replace(&r.name, &pp, &new).await {
-            Ok(o) => {
-                ctx.progress
-                    .status(&format!("{}: {}", r.what(), changes.join("; ")));
-                return Ok((objects::to_json(&o), changes));
-            }
-            Err(e) if super::errors::is_conflict(&e) && attempt < objects::CONFLICT_ATTEMPTS => {
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-            }
-            Err(e) => return Err(api_error(&r.what(), e)),
-        }
-    }
 }
 
 /// The revision the workload is at: a Deployment records it, a StatefulSet names its
@@ -416,13 +357,7 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(
-            plan,
-            UndoPlan::Change(vec![
-                "pod template of revision 2".into(),
-                "image: web:3 → 2".into()
-            ])
-        );
+        assert_eq!(plan, vec!["pod template of revision 2", "image: web:3 → 2"]);
         assert_eq!(
             d["spec"]["template"]["spec"]["containers"][0]["image"],
             "web:2"
@@ -483,7 +418,7 @@ mod tests {
             Some(1),
         )
         .unwrap();
-        assert!(matches!(plan, UndoPlan::AlreadyThere(_)));
+        assert!(plan.is_empty());
     }
 
     #[test]

@@ -21,8 +21,8 @@ pub type EditFn = Box<dyn FnMut(&mut Value) -> Result<Changes, ActionError> + Se
 
 /// One verb, ready to run or to preview.
 pub enum Call {
-    /// Read, edit, write back: `scale`, `set_image`, `set_env`, `rollout_restart`, `pause`,
-    /// `resume`, `annotate`, `label`.
+    /// Read, edit, write back: `scale`, `set_image`, `set_env`, `rollout_restart`,
+    /// `rollout_undo`, `pause`, `resume`, `annotate`, `label`.
     Edit {
         target: ObjRef,
         edit: EditFn,
@@ -38,11 +38,6 @@ pub enum Call {
         docs: Vec<(ObjRef, Value)>,
         manager: String,
         force: bool,
-    },
-    Undo {
-        target: ObjRef,
-        kind: WorkloadKind,
-        to: Option<i64>,
     },
     History {
         target: ObjRef,
@@ -175,7 +170,15 @@ pub async fn prepare(
                 .map(|t| int_of("to_revision", t))
                 .transpose()?;
             let (target, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
-            Call::Undo { target, kind, to }
+            // The revisions are read once; a write that conflicts re-reads only the workload.
+            let obj = objects::read(s.client(), &target).await?;
+            let ns = target.namespace.clone().unwrap_or_default();
+            let revs = rollout::revisions(s.client(), kind, &obj, &ns).await?;
+            let what = target.what();
+            Call::Edit {
+                target,
+                edit: Box::new(move |v| rollout::plan_undo(v, &what, kind, &revs, to)),
+            }
         }
         "rollout_history" => {
             let (target, kind) = workload_ref(parse(verb, args)?)?;
@@ -250,10 +253,6 @@ pub async fn run(s: &Session, call: Call, ctx: &CallCtx) -> Result<Value, Action
             } else {
                 json!({ "apiVersion": "v1", "kind": "List", "items": applied })
             })
-        }
-        Call::Undo { target, kind, to } => {
-            let (obj, _) = rollout::undo(client, &target, kind, to, Some(ctx)).await?;
-            Ok(objects::tidy(obj))
         }
         Call::History { target, kind } => rollout::history(client, &target, kind).await,
         Call::Status { target, kind } => Ok(objects::tidy(
