@@ -34,6 +34,8 @@ struct Running {
     budget: Option<Duration>,
     /// A prompt owns the terminal: the spinner is hidden and lines print directly.
     paused: bool,
+    /// The backend's latest status (e.g. rollout progress), redacted.
+    status: String,
 }
 
 struct Row {
@@ -235,6 +237,9 @@ fn message(r: &Running) -> String {
             fmt_duration(Duration::from_secs(left.as_secs()))
         ));
     }
+    if !r.status.is_empty() {
+        m.push_str(&format!(" · {}", r.status));
+    }
     m
 }
 
@@ -362,6 +367,7 @@ impl EventSink for TerminalView {
                         of: 1,
                         budget,
                         paused: false,
+                        status: String::new(),
                     });
                     i.refresh();
                 }
@@ -592,10 +598,12 @@ impl Progress for TerminalView {
             if i.style == Style::Plain {
                 let now = chrono::Utc::now().to_rfc3339();
                 i.log(&now, &format!("  … {message}"));
-            } else if let Some(r) = &i.running {
-                if let Some(b) = &r.bar {
-                    b.set_message(format!("{} · {message}", crate::view::message(r)));
+            } else {
+                let redacted = i.redactor.str(message);
+                if let Some(r) = i.running.as_mut() {
+                    r.status = redacted;
                 }
+                i.refresh();
             }
         });
     }
