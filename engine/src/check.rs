@@ -41,29 +41,50 @@ impl Report {
 /// Reads and checks a runbook or drill file.
 pub fn check_path(path: &Path) -> Report {
     let file = path.display().to_string();
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    let failed = |d: Diagnostic| Report {
+        file: file.clone(),
+        source: None,
+        checked: None,
+        diagnostics: vec![d],
+    };
+    let bytes = match read_limited(path) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            let size = std::fs::metadata(path).ok().map(|m| m.len());
+            return failed(yaml::too_large(&file, size));
+        }
         Err(e) => {
-            return Report {
-                file: file.clone(),
-                source: None,
-                checked: None,
-                diagnostics: vec![Diagnostic::error(
-                    &file,
-                    Loc::default(),
-                    format!("cannot read file: {e}"),
-                )
-                .with_code("io")
-                .with_help("check the path and its permissions")],
-            }
+            return failed(
+                Diagnostic::error(&file, Loc::default(), format!("cannot read file: {e}"))
+                    .with_code("io")
+                    .with_help("check the path and its permissions"),
+            )
         }
     };
     check_bytes(&file, path, &bytes)
 }
 
+/// Reads at most one byte more than the size limit, so that a huge file (or `/dev/zero`) is
+/// rejected without reading it all. `None` means the file is over the limit.
+fn read_limited(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let limit = yaml::MAX_FILE_BYTES as u64;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
 /// Checks file content. `path` is used to resolve relative references (`call`, drills).
 pub fn check_bytes(file: &str, path: &Path, bytes: &[u8]) -> Report {
-    let source = std::str::from_utf8(bytes).ok().map(str::to_string);
+    // Text with a stray non-UTF-8 byte is still shown (the byte as U+FFFD) so the caret can
+    // point at it; binary content is not.
+    let source = if bytes.iter().any(|b| yaml::is_control(*b)) {
+        None
+    } else {
+        Some(String::from_utf8_lossy(bytes).into_owned())
+    };
     let mut report = Report {
         file: file.to_string(),
         source,
@@ -147,6 +168,122 @@ fn runbook_validator() -> &'static (Value, jsonschema::Validator) {
     })
 }
 
+/// One schema violation, after looking through `anyOf`/`oneOf` wrappers (`Option<T>`, enums
+/// whose variants carry descriptions, untagged unions) to the error that explains it.
+enum Violation {
+    Plain(jsonschema::ValidationError<'static>),
+    /// A value outside a closed list (an enum written as `oneOf` of constants).
+    NotOneOf {
+        ptr: String,
+        instance: Value,
+        options: Vec<String>,
+    },
+    /// A value matching none of several types (`IntOrTemplate`: an integer or a template).
+    NotOfTypes {
+        ptr: String,
+        instance: Value,
+        types: Vec<&'static str>,
+    },
+}
+
+impl Violation {
+    fn ptr(&self) -> String {
+        match self {
+            Violation::Plain(e) => e.instance_path().to_string(),
+            Violation::NotOneOf { ptr, .. } | Violation::NotOfTypes { ptr, .. } => ptr.clone(),
+        }
+    }
+}
+
+/// JSON type names a `type` error expected, in schema terms (`integer`, `object`, ...).
+fn type_names(kind: &jsonschema::error::TypeKind) -> Vec<&'static str> {
+    let debug = format!("{kind:?}");
+    [
+        "Null", "Boolean", "Integer", "Number", "String", "Array", "Object",
+    ]
+    .into_iter()
+    .filter(|t| debug.contains(t))
+    .map(|t| match t {
+        "Null" => "null",
+        "Boolean" => "boolean",
+        "Integer" => "integer",
+        "Number" => "number",
+        "String" => "string",
+        "Array" => "array",
+        _ => "object",
+    })
+    .collect()
+}
+
+fn violations(e: jsonschema::ValidationError<'static>, out: &mut Vec<Violation>) {
+    use jsonschema::error::ValidationErrorKind as K;
+    let ptr = e.instance_path().to_string();
+    let (K::AnyOf { context } | K::OneOfNotValid { context }) = e.kind() else {
+        out.push(Violation::Plain(e));
+        return;
+    };
+    let only_here = |b: &Vec<jsonschema::ValidationError<'static>>| {
+        b.len() == 1 && b[0].instance_path().to_string() == ptr
+    };
+    // The `null` branch of an optional field never explains anything: the value is there.
+    let branches: Vec<usize> = context
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| {
+            !(only_here(b)
+                && matches!(b[0].kind(), K::Type { kind } if type_names(kind) == ["null"]))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let consts: Option<Vec<String>> = branches
+        .iter()
+        .map(|&i| {
+            let b = &context[i];
+            match b[0].kind() {
+                K::Constant { expected_value } if only_here(b) => Some(
+                    expected_value
+                        .as_str()
+                        .map_or_else(|| expected_value.to_string(), str::to_string),
+                ),
+                _ => None,
+            }
+        })
+        .collect();
+    let types: Option<Vec<&'static str>> = branches
+        .iter()
+        .map(|&i| {
+            let b = &context[i];
+            match b[0].kind() {
+                K::Type { kind } if only_here(b) => Some(type_names(kind)),
+                _ => None,
+            }
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(|v| v.concat());
+    match (consts, types) {
+        (Some(options), _) if !options.is_empty() => out.push(Violation::NotOneOf {
+            ptr,
+            instance: e.instance().clone().into_owned(),
+            options,
+        }),
+        (_, Some(types)) if branches.len() > 1 => out.push(Violation::NotOfTypes {
+            ptr,
+            instance: e.instance().clone().into_owned(),
+            types,
+        }),
+        _ if branches.len() == 1 => {
+            let (K::AnyOf { context } | K::OneOfNotValid { context }) = e.into_parts().kind else {
+                unreachable!("matched above")
+            };
+            let branch = context.into_iter().nth(branches[0]).unwrap_or_default();
+            for inner in branch {
+                violations(inner, out);
+            }
+        }
+        _ => out.push(Violation::Plain(e)),
+    }
+}
+
 /// Validates `doc` against `schema`, turning each violation into a located diagnostic.
 pub fn schema_diagnostics(
     file: &str,
@@ -155,24 +292,64 @@ pub fn schema_diagnostics(
     validator: &jsonschema::Validator,
 ) -> Vec<Diagnostic> {
     use jsonschema::error::ValidationErrorKind as K;
+    let mut found = Vec::new();
+    for e in validator.iter_errors(&doc.value) {
+        violations(e.to_owned(), &mut found);
+    }
     let mut out = Vec::new();
     let mut unknown_at: HashMap<String, Vec<String>> = HashMap::new();
-    let errors: Vec<_> = validator.iter_errors(&doc.value).collect();
-    for e in &errors {
-        if let K::AdditionalProperties { unexpected } = e.kind() {
-            let ptr = e.instance_path().to_string();
-            unknown_at
-                .entry(ptr)
-                .or_default()
-                .extend(unexpected.iter().cloned());
+    for v in &found {
+        if let Violation::Plain(e) = v {
+            if let K::AdditionalProperties { unexpected } = e.kind() {
+                unknown_at
+                    .entry(v.ptr())
+                    .or_default()
+                    .extend(unexpected.iter().cloned());
+            }
         }
     }
-    for e in errors {
-        let ptr = e.instance_path().to_string();
+    for v in found {
+        let ptr = v.ptr();
         let what = describe_pointer(&ptr);
+        let e = match v {
+            Violation::NotOneOf {
+                instance, options, ..
+            } => {
+                out.push(not_one_of(file, doc, &ptr, &what, &instance, &options));
+                continue;
+            }
+            Violation::NotOfTypes {
+                instance, types, ..
+            } => {
+                let expected = if types.contains(&"integer") && types.contains(&"string") {
+                    "a whole number or a template string".to_string()
+                } else {
+                    types
+                        .iter()
+                        .map(|t| yaml_type(t))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                };
+                out.push(
+                    Diagnostic::error(
+                        file,
+                        doc.value_loc(&ptr),
+                        format!(
+                            "{what} must be {expected}, found {}",
+                            found_value(&instance)
+                        ),
+                    )
+                    .with_code("type")
+                    .with_len(scalar_len(&instance))
+                    .with_help("write a number (`3`) or a template (`\"{{ inputs.replicas }}\"`)"),
+                );
+                continue;
+            }
+            Violation::Plain(e) => e,
+        };
         match e.kind() {
             K::AdditionalProperties { unexpected } => {
-                let allowed = allowed_keys(schema, &doc.value, &ptr);
+                let allowed = allowed_keys(schema, &ptr);
                 for key in unexpected {
                     let kp = format!("{ptr}/{}", yaml::pointer_segment(key));
                     let loc = doc.key_loc(&kp);
@@ -203,14 +380,17 @@ pub fn schema_diagnostics(
                 } else {
                     doc.key_loc(&ptr)
                 };
+                let described = property_description(schema, &ptr, &prop)
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
                 out.push(
                     Diagnostic::error(file, loc, format!("missing field `{prop}` in {what}"))
                         .with_code("missing-field")
-                        .with_help(format!("add `{prop}:`; `runbook schema` describes it")),
+                        .with_len(ptr.rsplit('/').next().map_or(1, |k| k.chars().count()))
+                        .with_help(format!("add `{prop}:`{described}")),
                 );
             }
             K::Enum { options } => {
-                let got = e.instance().to_string();
                 let opts: Vec<String> = options
                     .as_array()
                     .map(|a| {
@@ -219,66 +399,31 @@ pub fn schema_diagnostics(
                             .collect()
                     })
                     .unwrap_or_default();
-                let mut d = Diagnostic::error(
-                    file,
-                    doc.value_loc(&ptr),
-                    format!("{got} is not a valid value for {what}"),
-                )
-                .with_code("invalid-value")
-                .with_len(got.chars().count());
-                let gs = e.instance().as_str().unwrap_or_default().to_string();
-                d = match did_you_mean(&gs, opts.iter().map(String::as_str)) {
-                    Some(s) => d.with_help(format!(
-                        "did you mean `{s}`? expected one of: {}",
-                        list(&opts)
-                    )),
-                    None => d.with_help(format!("expected one of: {}", list(&opts))),
-                };
-                out.push(d);
+                out.push(not_one_of(file, doc, &ptr, &what, e.instance(), &opts));
             }
             K::Type { kind } => {
-                let expected = format!("{kind:?}")
-                    .replace("Single(", "")
-                    .replace("Multiple(", "")
-                    .replace(')', "")
-                    .to_lowercase();
+                let expected: Vec<String> = type_names(kind).iter().map(|t| yaml_type(t)).collect();
+                let first = type_names(kind).first().copied().unwrap_or("value");
                 out.push(
                     Diagnostic::error(
                         file,
                         doc.value_loc(&ptr),
                         format!(
                             "{what} must be {}, found {}",
-                            article(&expected),
-                            json_type(e.instance())
+                            expected.join(" or "),
+                            found_value(e.instance())
                         ),
                     )
                     .with_code("type")
-                    .with_help(type_help(&expected)),
-                );
-            }
-            K::AnyOf { .. } | K::OneOfNotValid { .. } => {
-                out.push(
-                    Diagnostic::error(
-                        file,
-                        doc.value_loc(&ptr),
-                        format!(
-                            "{what} must be a number or a template string, found {}",
-                            json_type(e.instance())
-                        ),
-                    )
-                    .with_code("type")
-                    .with_help("write a number (`3`) or a template (`\"{{ inputs.replicas }}\"`)"),
+                    .with_len(scalar_len(e.instance()))
+                    .with_help(type_help(first)),
                 );
             }
             K::Constant { expected_value } => {
-                out.push(
-                    Diagnostic::error(
-                        file,
-                        doc.value_loc(&ptr),
-                        format!("{what} must be {expected_value}"),
-                    )
-                    .with_code("invalid-value"),
-                );
+                let opts = vec![expected_value
+                    .as_str()
+                    .map_or_else(|| expected_value.to_string(), str::to_string)];
+                out.push(not_one_of(file, doc, &ptr, &what, e.instance(), &opts));
             }
             K::Pattern { pattern } => {
                 out.push(
@@ -286,23 +431,118 @@ pub fn schema_diagnostics(
                         file,
                         doc.value_loc(&ptr),
                         format!(
-                            "{} does not match the pattern `{pattern}` required for {what}",
+                            "`{}` does not match the pattern `{pattern}` required for {what}",
                             e.instance()
+                                .as_str()
+                                .map_or_else(|| e.instance().to_string(), str::to_string)
                         ),
                     )
                     .with_code("pattern")
+                    .with_len(scalar_len(e.instance()))
                     .with_help(pattern_help(&ptr)),
+                );
+            }
+            K::Minimum { limit } | K::Maximum { limit } => {
+                let bound = if matches!(e.kind(), K::Minimum { .. }) {
+                    "at least"
+                } else {
+                    "at most"
+                };
+                out.push(
+                    Diagnostic::error(
+                        file,
+                        doc.value_loc(&ptr),
+                        format!("{what} must be {bound} {limit}, found {}", e.instance()),
+                    )
+                    .with_code("range")
+                    .with_len(scalar_len(e.instance()))
+                    .with_help(format!("use a value {bound} {limit}")),
                 );
             }
             _ => {
                 out.push(
                     Diagnostic::error(file, doc.value_loc(&ptr), format!("{what}: {e}"))
-                        .with_code("schema"),
+                        .with_code("schema")
+                        .with_help("`runbook schema` describes every field"),
                 );
             }
         }
     }
     out
+}
+
+/// "`x` is not a valid value for `y`", with the closest option suggested.
+fn not_one_of(
+    file: &str,
+    doc: &Located,
+    ptr: &str,
+    what: &str,
+    got: &Value,
+    options: &[String],
+) -> Diagnostic {
+    let shown = got.as_str().map_or_else(|| got.to_string(), str::to_string);
+    let d = Diagnostic::error(
+        file,
+        doc.value_loc(ptr),
+        format!("`{shown}` is not a valid value for {what}"),
+    )
+    .with_code("invalid-value")
+    .with_len(scalar_len(got));
+    match did_you_mean(&shown, options.iter().map(String::as_str)) {
+        Some(s) => d.with_help(format!(
+            "did you mean `{s}`? expected one of: {}",
+            list(options)
+        )),
+        None => d.with_help(format!("expected one of: {}", list(options))),
+    }
+}
+
+/// How wide a caret to draw under a value: the whole scalar, or one character for collections.
+fn scalar_len(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.chars().count(),
+        Value::Number(n) => n.to_string().len(),
+        Value::Bool(b) => b.to_string().len(),
+        _ => 1,
+    }
+}
+
+/// A schema type named the way YAML authors think of it.
+fn yaml_type(t: &str) -> String {
+    match t {
+        "object" => "a mapping".into(),
+        "array" => "a list".into(),
+        "integer" => "a whole number".into(),
+        "number" => "a number".into(),
+        "string" => "a string".into(),
+        "boolean" => "`true` or `false`".into(),
+        "null" => "empty".into(),
+        other => format!("a {other}"),
+    }
+}
+
+/// What was found instead, with the value itself when it is short.
+fn found_value(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.chars().count() <= 40 => format!("the string `{s}`"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::Bool(b) => format!("`{b}`"),
+        other => json_type(other).to_string(),
+    }
+}
+
+/// The first sentence of a description, on one line ("e.g." does not end a sentence).
+fn first_sentence(d: &str) -> String {
+    let one_line = d.replace('\n', " ");
+    let mut end = one_line.len();
+    for (i, _) in one_line.match_indices(". ") {
+        let before = &one_line[..i];
+        if !(before.ends_with("e.g") || before.ends_with("i.e")) {
+            end = i;
+            break;
+        }
+    }
+    one_line[..end].trim_end_matches('.').to_string()
 }
 
 fn pattern_help(ptr: &str) -> &'static str {
@@ -320,15 +560,10 @@ fn type_help(expected: &str) -> String {
         "array" => "write a list, e.g. `[a, b]` or one `- item` per line".into(),
         "object" => "write a mapping of `key: value` lines".into(),
         "string" => "quote the value to make it a string".into(),
+        "integer" => "write a whole number without quotes, e.g. `3`".into(),
+        "number" => "write a number without quotes, e.g. `1.5`".into(),
+        "boolean" => "write `true` or `false` without quotes".into(),
         other => format!("write a value of type {other}"),
-    }
-}
-
-fn article(t: &str) -> String {
-    if t.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        format!("an {t}")
-    } else {
-        format!("a {t}")
     }
 }
 
@@ -371,61 +606,76 @@ pub fn describe_pointer(ptr: &str) -> String {
     format!("`{s}`")
 }
 
-/// The property names the schema allows for the object at `ptr`.
-pub fn allowed_keys(schema: &Value, instance: &Value, ptr: &str) -> Vec<String> {
+/// Follows `$ref`s, and through `Option<T>` and untagged unions to their object-shaped branch.
+fn deref(schema: &Value, s: &Value) -> Value {
     let defs = schema.get("$defs");
-    let deref = |s: &Value| -> Value {
-        let mut s = s.clone();
-        for _ in 0..16 {
-            if let Some(r) = s.get("$ref").and_then(Value::as_str) {
-                let name = r.rsplit('/').next().unwrap_or_default();
-                match defs.and_then(|d| d.get(name)) {
-                    Some(t) => s = t.clone(),
-                    None => break,
-                }
-            } else if let Some(any) = s
-                .get("anyOf")
-                .or_else(|| s.get("oneOf"))
-                .and_then(Value::as_array)
-            {
-                // Option<T> and untagged unions: take the object-shaped branch.
-                match any
-                    .iter()
-                    .find(|b| b.get("type").and_then(Value::as_str) != Some("null"))
-                {
-                    Some(b) => s = b.clone(),
-                    None => break,
-                }
-            } else {
-                break;
+    let mut s = s.clone();
+    for _ in 0..16 {
+        if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+            let name = r.rsplit('/').next().unwrap_or_default();
+            match defs.and_then(|d| d.get(name)) {
+                Some(t) => s = t.clone(),
+                None => break,
             }
+        } else if let Some(any) = s
+            .get("anyOf")
+            .or_else(|| s.get("oneOf"))
+            .and_then(Value::as_array)
+        {
+            match any
+                .iter()
+                .find(|b| b.get("type").and_then(Value::as_str) != Some("null"))
+            {
+                Some(b) => s = b.clone(),
+                None => break,
+            }
+        } else {
+            break;
         }
-        s
-    };
-    let mut cur = deref(schema);
-    let mut inst = instance;
+    }
+    s
+}
+
+/// The schema of the node at `ptr`, as written at its parent (not dereferenced), so that a
+/// property's own `description` is kept.
+fn schema_at(schema: &Value, ptr: &str) -> Option<Value> {
+    let mut cur = schema.clone();
     for seg in ptr.split('/').skip(1) {
         let seg = seg.replace("~1", "/").replace("~0", "~");
-        let next = if let Some(p) = cur.get("properties").and_then(|p| p.get(&seg)) {
+        let here = deref(schema, &cur);
+        cur = if let Some(p) = here.get("properties").and_then(|p| p.get(&seg)) {
             p.clone()
-        } else if let Some(items) = cur.get("items") {
+        } else if let Some(items) = here.get("items") {
             items.clone()
-        } else if let Some(ap) = cur.get("additionalProperties").filter(|a| a.is_object()) {
+        } else if let Some(ap) = here.get("additionalProperties").filter(|a| a.is_object()) {
             ap.clone()
         } else {
-            return vec![];
+            return None;
         };
-        cur = deref(&next);
-        inst = inst
-            .get(&seg)
-            .or_else(|| seg.parse::<usize>().ok().and_then(|i| inst.get(i)))
-            .unwrap_or(&Value::Null);
     }
-    let _ = inst;
-    cur.get("properties")
-        .and_then(Value::as_object)
+    Some(cur)
+}
+
+/// The property names the schema allows for the object at `ptr`.
+pub fn allowed_keys(schema: &Value, ptr: &str) -> Vec<String> {
+    schema_at(schema, ptr)
+        .map(|s| deref(schema, &s))
+        .and_then(|s| s.get("properties").and_then(Value::as_object).cloned())
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default()
+}
+
+/// The `description` the schema gives property `prop` of the object at `ptr`, first sentence.
+fn property_description(schema: &Value, ptr: &str, prop: &str) -> Option<String> {
+    let raw = schema_at(schema, &format!("{ptr}/{}", yaml::pointer_segment(prop)))?;
+    let d = match raw.get("description").and_then(Value::as_str) {
+        Some(d) => d.to_string(),
+        None => deref(schema, &raw)
+            .get("description")
+            .and_then(Value::as_str)?
+            .to_string(),
+    };
+    Some(first_sentence(&d))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -569,16 +819,14 @@ pub fn check_runbook_doc(
     };
     let schema_ok = cx.diags.is_empty();
 
-    // Deserialize even past schema errors when only unknown keys were wrong, so that one run
-    // reports reference and template problems too.
+    // Keep checking past schema errors whenever the document still deserializes (unknown keys
+    // pruned), so that one run reports reference and template problems too.
     let spec: Option<RunbookSpec> = if schema_ok {
         serde_json::from_value(doc.value.clone()).ok()
-    } else if cx.diags.iter().all(|d| d.code == "unknown-field") {
+    } else {
         let mut pruned = doc.value.clone();
         prune_unknown(&mut pruned, schema);
         serde_json::from_value(pruned).ok()
-    } else {
-        None
     };
     let Some(spec) = spec else {
         if schema_ok {
@@ -685,10 +933,10 @@ pub fn check_runbook_doc(
 
 /// Removes object keys the schema does not allow (used only to keep checking past typos).
 fn prune_unknown(v: &mut Value, schema: &Value) {
-    fn walk(v: &mut Value, schema: &Value, root: &Value, ptr: String) {
+    fn walk(v: &mut Value, schema: &Value, ptr: String) {
         match v {
             Value::Object(m) => {
-                let allowed = allowed_keys(schema, root, &ptr);
+                let allowed = allowed_keys(schema, &ptr);
                 if !allowed.is_empty() {
                     m.retain(|k, _| allowed.iter().any(|a| a == k));
                 }
@@ -696,20 +944,19 @@ fn prune_unknown(v: &mut Value, schema: &Value) {
                 for k in keys {
                     let child = format!("{ptr}/{}", yaml::pointer_segment(&k));
                     if let Some(c) = m.get_mut(&k) {
-                        walk(c, schema, root, child);
+                        walk(c, schema, child);
                     }
                 }
             }
             Value::Array(items) => {
                 for (i, it) in items.iter_mut().enumerate() {
-                    walk(it, schema, root, format!("{ptr}/{i}"));
+                    walk(it, schema, format!("{ptr}/{i}"));
                 }
             }
             _ => {}
         }
     }
-    let root = v.clone();
-    walk(v, schema, &root, String::new());
+    walk(v, schema, String::new());
 }
 
 fn build_scope(spec: &RunbookSpec) -> Scope<'_> {
@@ -772,6 +1019,9 @@ fn check_inputs(cx: &mut Ctx, spec: &RunbookSpec) {
                     &format!("{ptr}/default"),
                     format!("default does not fit the input: {e}"),
                     "input-default",
+                )
+                .help = Some(
+                    "change the default, or the input's `type`, `enum`, bounds or `pattern`".into(),
                 );
             }
         }
@@ -943,15 +1193,24 @@ fn check_refs(
             }),
             "steps" => {
                 if usage == Usage::Backend {
-                    Some(("backends cannot read `steps`: they are set up before the first step".into(), None, "undefined-reference"))
+                    Some(("backends cannot read `steps`: they are set up before the first step".into(),
+                        Some("set the value in the step's own request instead (e.g. its `headers:`), where `steps.<id>.*` can be read".into()),
+                        "undefined-reference"))
                 } else {
                     match parts.get(1) {
                         None => None,
                         Some(id) => match scope.order.iter().position(|s| s == id) {
-                            None => Some((format!("undefined step `{id}`"),
-                                did_you_mean(id, scope.order.iter().map(String::as_str)).map(|s| format!("did you mean `steps.{s}`?"))
-                                    .or(Some("refer to the id of an earlier step".into())),
-                                "undefined-reference")),
+                            None => {
+                                let earlier: Vec<&str> = scope.order.iter().take(position.unwrap_or(scope.order.len())).map(String::as_str).collect();
+                                let help = did_you_mean(id, scope.order.iter().map(String::as_str))
+                                    .map(|s| format!("did you mean `steps.{s}`?"))
+                                    .unwrap_or_else(|| if earlier.is_empty() {
+                                        "no step runs before this one, so there is nothing to read yet".to_string()
+                                    } else {
+                                        format!("refer to an earlier step: {}", earlier.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "))
+                                    });
+                                Some((format!("undefined step `{id}`"), Some(help), "undefined-reference"))
+                            }
                             Some(idx) => {
                                 let later = match position {
                                     Some(pos) => idx >= pos && !(usage == Usage::WithResult && idx == pos),
@@ -1564,7 +1823,13 @@ fn check_action(
     for (p, s) in &strings {
         if field == "shell" && p == &format!("{ptr}/script") {
             if template::is_template(s) {
-                cx.err(p, "a `script` is not a template: runbook values are never spliced into shell text", "script-template")
+                let tag = ["{{", "{%", "{#"]
+                    .into_iter()
+                    .find(|t| s.contains(t))
+                    .unwrap_or("{{");
+                let (loc, _) = cx.loc_in_value(p, tag, None);
+                cx.diags.push(Diagnostic::error(cx.file, loc, "a `script` is not a template: runbook values are never spliced into shell text").with_code("script-template").with_len(2));
+                cx.diags.last_mut().expect("just pushed")
                     .help = Some("pass values as environment variables: `env: { NS: \"{{ inputs.namespace }}\" }` and use \"$NS\" in the script (inputs are also in $RUNBOOK_INPUT_<NAME>)".into());
             }
             continue;
@@ -1707,6 +1972,9 @@ fn check_action(
                             &format!("{ptr}/default"),
                             format!("default does not fit: {e}"),
                             "input-default",
+                        )
+                        .help = Some(
+                            "change the default, or the `type`, `enum`, bounds or `pattern`".into(),
                         );
                     }
                 }
@@ -1807,7 +2075,10 @@ fn check_action(
                         &format!("{ptr}/inputs"),
                         format!("`{}` requires input `{name}`", call.runbook),
                         "call-input",
-                    );
+                    )
+                    .help = Some(format!(
+                        "add `{name}: <value>` under `inputs:`; it has no default"
+                    ));
                 }
             }
             ActionKind::Call(Arc::new(child))

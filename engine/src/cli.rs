@@ -209,7 +209,8 @@ fn color() -> bool {
 
 /// Files under a path: YAML files, recursively for directories, sorted.
 pub fn yaml_files(p: &Path) -> Vec<PathBuf> {
-    if p.is_file() {
+    // Anything but a directory is checked as given (a file of any name, a pipe, a device).
+    if !p.is_dir() {
         return vec![p.to_path_buf()];
     }
     let mut out = vec![];

@@ -103,50 +103,112 @@ impl Diagnostic {
     }
 
     /// Renders the diagnostic with the source line and a caret under the column.
-    /// `source` is the file's text when it is available (and valid UTF-8).
+    /// `source` is the file's text when it can be shown (text, not binary).
     pub fn render(&self, source: Option<&str>, color: bool) -> String {
         let theme = if color {
             GraphicalTheme::unicode()
         } else {
             GraphicalTheme::unicode_nocolor()
         };
+        // The header names the location itself (see `excerpt`), so miette must not compute one.
         let handler = GraphicalReportHandler::new_themed(theme)
             .with_width(100)
             .with_context_lines(1)
-            .with_links(false);
+            .with_links(false)
+            .without_primary_span_start();
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        // Spelled out, so that the class is clear without colour or glyphs.
         let mut diag = MietteDiagnostic::new(self.message.clone())
             .with_severity(match self.severity {
                 Severity::Error => miette::Severity::Error,
                 Severity::Warning => miette::Severity::Warning,
             })
-            .with_code(self.code);
+            .with_code(format!("{sev}[{}]", self.code));
         if let Some(help) = &self.help {
             diag = diag.with_help(help.clone());
         }
         let mut out = String::new();
-        let offset = source.and_then(|s| byte_offset(s, self.loc()));
-        match (source, offset) {
-            (Some(src), Some(off)) if self.line > 0 => {
-                let len = span_len(src, off, self.len);
+        match source
+            .filter(|_| self.line > 0)
+            .and_then(|s| excerpt(s, self.loc(), self.len))
+        {
+            Some((text, off, len)) => {
                 let label = self.label.clone().unwrap_or_else(|| "here".to_string());
                 diag = diag.with_label(LabeledSpan::new(Some(label), off, len));
-                let report = miette::Report::new(diag).with_source_code(
-                    NamedSource::new(&self.file, src.to_string()).with_language("yaml"),
-                );
+                let name = format!("{}:{}:{}", self.file, self.line, self.column);
+                let report = miette::Report::new(diag)
+                    .with_source_code(NamedSource::new(name, text).with_language("yaml"));
                 let _ = handler.render_report(&mut out, report.as_ref());
             }
-            _ => {
-                let header = if self.line > 0 {
+            None => {
+                // No source to quote: the location leads the message, as in `file:line:col: ...`.
+                let at = if self.line > 0 {
                     format!("{}:{}:{}", self.file, self.line, self.column)
                 } else {
                     self.file.clone()
                 };
-                let _ = handler.render_report(&mut out, &diag);
-                out = format!("{header}\n{out}");
+                let mut plain = diag;
+                plain.message = format!("{at}: {}", self.message);
+                let _ = handler.render_report(&mut out, &plain);
             }
         }
         out
     }
+}
+
+/// Source lines wider than this are cropped around the column (minified or generated files).
+const MAX_LINE: usize = 120;
+
+/// The source to quote for a diagnostic at `loc`: its line and one line either side, long lines
+/// cropped, preceded by blank lines so that the quoted lines keep their numbers. Returns the
+/// text, the byte offset of the caret in it, and the byte length to underline.
+fn excerpt(src: &str, loc: Loc, chars: usize) -> Option<(String, usize, usize)> {
+    let lines: Vec<&str> = src.lines().collect();
+    let at = loc.line as usize - 1;
+    if at >= lines.len() {
+        return None;
+    }
+    let first = at.saturating_sub(1);
+    let mut text = "\n".repeat(first);
+    let mut caret = (0, 1);
+    for (i, line) in lines.iter().enumerate().take(at + 2).skip(first) {
+        let line: Vec<char> = line.chars().collect();
+        if i != at {
+            text.extend(line.iter().take(MAX_LINE));
+            if line.len() > MAX_LINE {
+                text.push('…');
+            }
+            text.push('\n');
+            continue;
+        }
+        let col = (loc.col.max(1) as usize - 1).min(line.len());
+        let (from, to) = if line.len() <= MAX_LINE {
+            (0, line.len())
+        } else {
+            let from = col.saturating_sub(MAX_LINE / 3);
+            (from, (from + MAX_LINE).min(line.len()))
+        };
+        if from > 0 {
+            text.push('…');
+        }
+        let before: String = line[from..col].iter().collect();
+        let off = text.len() + before.len();
+        let under: usize = line[col..to]
+            .iter()
+            .take(chars.max(1))
+            .map(|c| c.len_utf8())
+            .sum();
+        text.extend(&line[from..to]);
+        if to < line.len() {
+            text.push('…');
+        }
+        text.push('\n');
+        caret = (off, under.max(usize::from(col < to)));
+    }
+    Some((text, caret.0, caret.1))
 }
 
 impl fmt::Display for Diagnostic {
@@ -165,36 +227,6 @@ impl fmt::Display for Diagnostic {
         }
         Ok(())
     }
-}
-
-/// Byte offset of a 1-based line/column (in characters) within `src`.
-pub fn byte_offset(src: &str, loc: Loc) -> Option<usize> {
-    if loc.line == 0 {
-        return None;
-    }
-    let mut line_start = 0usize;
-    for (i, line) in src.split_inclusive('\n').enumerate() {
-        if i + 1 == loc.line as usize {
-            let col = loc.col.max(1) as usize - 1;
-            let within = line
-                .char_indices()
-                .nth(col)
-                .map(|(b, _)| b)
-                .unwrap_or(line.trim_end_matches('\n').len());
-            return Some(line_start + within);
-        }
-        line_start += line.len();
-    }
-    Some(src.len())
-}
-
-/// Clamps an underline of `chars` characters starting at `off` to the end of its line.
-fn span_len(src: &str, off: usize, chars: usize) -> usize {
-    let rest = &src[off..];
-    let line_end = rest.find('\n').unwrap_or(rest.len());
-    let line = &rest[..line_end];
-    let bytes: usize = line.chars().take(chars.max(1)).map(char::len_utf8).sum();
-    bytes.max(if line.is_empty() { 0 } else { 1 })
 }
 
 /// The closest candidate to `word` by edit distance, when it is close enough to be a typo.

@@ -17,6 +17,8 @@ use crate::diag::{Diagnostic, Loc};
 pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
 /// Nesting deeper than this is rejected by the parser's budget.
 pub const MAX_DEPTH: usize = 128;
+/// Values (after alias expansion) beyond this are rejected: it stops alias bombs early.
+pub const MAX_NODES: usize = 500_000;
 
 /// A parsed document: its value, and where each node (and each mapping key) came from.
 #[derive(Debug, Clone, Default)]
@@ -67,49 +69,92 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Located, Diagnostic> {
     parse_str(file, text)
 }
 
+/// Bytes that never occur in YAML text (C0 controls other than tab and line breaks, and DEL).
+/// Their presence means a binary file, and the source is not quoted in messages.
+pub fn is_control(b: u8) -> bool {
+    (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f
+}
+
+/// 1-based line and column (in characters) of byte offset `at`, which must follow valid UTF-8.
+fn position(bytes: &[u8], at: usize) -> Loc {
+    let before = &bytes[..at];
+    let line = before.iter().filter(|b| **b == b'\n').count() as u32 + 1;
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |p| p + 1);
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count() as u32
+        + 1;
+    Loc::new(line, col)
+}
+
+/// The message for a file over the size limit; `size` is its length when known.
+pub fn too_large(file: &str, size: Option<u64>) -> Diagnostic {
+    let size = size
+        .filter(|s| *s > MAX_FILE_BYTES as u64)
+        .map_or_else(|| "more than 4 MiB".to_string(), |s| format!("{s} bytes"));
+    Diagnostic::error(
+        file,
+        Loc::default(),
+        format!("file is {size}; runbooks are limited to {MAX_FILE_BYTES} bytes (4 MiB)"),
+    )
+    .with_code("file-too-large")
+    .with_help(
+        "check that this is the file you meant; a long procedure can be split into runbooks \
+         that `call` each other",
+    )
+}
+
 fn decode<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnostic> {
     if bytes.len() > MAX_FILE_BYTES {
-        return Err(Diagnostic::error(
-            file,
-            Loc::default(),
-            format!(
-                "file is {} bytes; runbooks are limited to {} bytes",
-                bytes.len(),
-                MAX_FILE_BYTES
-            ),
-        )
-        .with_help("split the runbook into smaller ones and use `call` steps"));
+        return Err(too_large(file, Some(bytes.len() as u64)));
+    }
+    if let Some(pos) = bytes.iter().position(|b| is_control(*b)) {
+        let at =
+            std::str::from_utf8(&bytes[..pos]).map_or(Loc::default(), |_| position(bytes, pos));
+        let binary = bytes[pos] == 0 || bytes.iter().filter(|b| is_control(**b)).nth(1).is_some();
+        return Err(if binary {
+            Diagnostic::error(
+                file,
+                at,
+                "file looks binary (it contains NUL or control bytes); expected YAML text",
+            )
+            .with_code("binary-file")
+            .with_help("runbooks are UTF-8 YAML text; check that this is the file you meant")
+        } else {
+            Diagnostic::error(
+                file,
+                at,
+                format!(
+                    "file contains the control character 0x{:02X}, which YAML does not allow",
+                    bytes[pos]
+                ),
+            )
+            .with_code("control-character")
+            .with_help("delete it: YAML text may hold tabs, line breaks and printable characters")
+        });
     }
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
-            let upto = &bytes[..e.valid_up_to()];
-            let line = upto.iter().filter(|b| **b == b'\n').count() as u32 + 1;
-            let col = (upto.len() - upto.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1))
-                as u32
-                + 1;
+            let at = e.valid_up_to();
             return Err(Diagnostic::error(
                 file,
-                Loc::new(line, col),
+                position(bytes, at),
                 format!(
-                    "file is not valid UTF-8 (invalid byte at offset {})",
-                    e.valid_up_to()
+                    "file is not valid UTF-8: byte 0x{:02X} cannot start or continue a character",
+                    bytes[at]
                 ),
             )
-            .with_help("save the file as UTF-8 text; is this a binary file?"));
+            .with_code("encoding")
+            .with_help(
+                "save the file as UTF-8 (bytes like this come from Latin-1 or Windows-1252 \
+                 editors), e.g. `iconv -f latin1 -t utf-8`",
+            ));
         }
     };
-    if let Some(pos) = text.find('\0') {
-        let before = &text[..pos];
-        let line = before.matches('\n').count() as u32 + 1;
-        let col = (pos - before.rfind('\n').map_or(0, |p| p + 1)) as u32 + 1;
-        return Err(Diagnostic::error(
-            file,
-            Loc::new(line, col),
-            "file contains a NUL byte; expected YAML text".to_string(),
-        )
-        .with_help("is this a binary file? runbooks are UTF-8 YAML"));
-    }
     Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
 }
 
@@ -118,7 +163,7 @@ fn options() -> Options {
     budget.max_depth = MAX_DEPTH;
     budget.max_aliases = 1_000;
     budget.max_anchors = 1_000;
-    budget.max_nodes = 500_000;
+    budget.max_nodes = MAX_NODES;
     let mut options = Options::default();
     options.budget = Some(budget);
     options.duplicate_keys = DuplicateKeyPolicy::Error;
@@ -127,18 +172,21 @@ fn options() -> Options {
 
 /// Parses YAML text into a located JSON value.
 pub fn parse_str(file: &str, text: &str) -> Result<Located, Diagnostic> {
-    if text.trim().is_empty()
-        || text
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-    {
+    let blank = |l: &str| l.trim().is_empty();
+    let comment = |l: &str| l.trim_start().starts_with('#');
+    if text.lines().all(|l| blank(l) || comment(l)) {
+        let what = if text.lines().any(comment) {
+            "file has only comments"
+        } else {
+            "file is empty"
+        };
         return Err(Diagnostic::error(
             file,
             Loc::new(1, 1),
-            "file is empty; expected a YAML mapping with `apiVersion`, `kind` and `metadata`"
-                .to_string(),
+            format!("{what}; expected a runbook: a YAML mapping with `apiVersion`, `kind`, `metadata` and `steps`"),
         )
-        .with_help("start from an example: `runbook schema` shows every field"));
+        .with_code("empty-file")
+        .with_help("start from a file in `examples/`; `runbook schema` describes every field"));
     }
     let node: Spanned<Node> = serde_saphyr::from_str_with_options(text, options())
         .map_err(|e| yaml_error(file, text, &e))?;
@@ -147,29 +195,143 @@ pub fn parse_str(file: &str, text: &str) -> Result<Located, Diagnostic> {
     Ok(out)
 }
 
-fn yaml_error(file: &str, _text: &str, e: &serde_saphyr::Error) -> Diagnostic {
+fn yaml_error(file: &str, text: &str, e: &serde_saphyr::Error) -> Diagnostic {
+    use serde_saphyr::budget::BudgetBreach as B;
     let loc = e
         .location()
         .map(|l| Loc::new(l.line() as u32, l.column() as u32))
         .unwrap_or_default();
-    let raw = e.without_snippet().to_string();
-    // serde-saphyr prefixes messages with their own location; we print ours.
-    let msg = raw
-        .split(" at line ")
-        .next()
-        .unwrap_or(&raw)
-        .trim()
-        .to_string();
-    let lower = msg.to_lowercase();
-    let help = if lower.contains("duplicate") {
-        "each key may appear once per mapping; remove or rename the repeated one"
-    } else if lower.contains("budget") || lower.contains("alias") || lower.contains("depth") {
-        "the document is too large or too deeply nested (anchors/aliases are limited to keep \
-         loading safe); write it out plainly"
-    } else {
-        "fix the YAML syntax at this position (check indentation, quotes and colons)"
+    // Errors met while replaying an alias come wrapped; the inner one says what happened.
+    let mut inner = e;
+    while let serde_saphyr::Error::AliasError { error, .. }
+    | serde_saphyr::Error::WithSnippet { error, .. } = inner
+    {
+        inner = error;
+    }
+    let alias_bomb = || {
+        Diagnostic::error(
+            file,
+            loc,
+            format!(
+                "the document has more than {MAX_NODES} values once its aliases are expanded \
+                 (an \"alias bomb\"?)"
+            ),
+        )
+        .with_code("yaml-limit")
+        .with_help(
+            "runbooks are small; write the values out instead of nesting aliases (`*name`) \
+             inside repeated lists",
+        )
     };
-    Diagnostic::error(file, loc, format!("invalid YAML: {msg}")).with_help(help)
+    match inner {
+        serde_saphyr::Error::AliasReplayLimitExceeded { .. }
+        | serde_saphyr::Error::AliasExpansionLimitExceeded { .. }
+        | serde_saphyr::Error::AliasReplayStackDepthExceeded { .. }
+        | serde_saphyr::Error::AliasReplayCounterOverflow { .. } => alias_bomb(),
+        serde_saphyr::Error::DuplicateMappingKey { key, .. } => {
+            let key = key.clone().unwrap_or_default();
+            let first = first_key_line(text, loc, &key)
+                .map(|l| format!("the first `{key}` is on line {l}; "))
+                .unwrap_or_default();
+            Diagnostic::error(file, loc, format!("duplicate key `{key}` in this mapping"))
+                .with_code("duplicate-key")
+                .with_len(key.chars().count())
+                .with_help(format!(
+                    "{first}a key may appear once per mapping, so keep one of them"
+                ))
+        }
+        serde_saphyr::Error::Budget { breach, .. } => {
+            let (msg, help) = match breach {
+                B::Depth { .. } => (
+                    format!("the document is nested more than {MAX_DEPTH} levels deep"),
+                    "runbooks are a few levels deep; look for runaway brackets or indentation",
+                ),
+                B::Aliases { .. } | B::Anchors { .. } => (
+                    "the document uses more anchors or aliases (`&name`, `*name`) than allowed"
+                        .to_string(),
+                    "write the values out instead of repeating them through aliases",
+                ),
+                B::Nodes { .. } | B::Events { .. } => return alias_bomb(),
+                B::Documents { .. } => (
+                    "the file holds too many YAML documents".to_string(),
+                    "a runbook file holds one document; remove the `---` separators",
+                ),
+                other => (
+                    format!("the document is too large to load safely ({other:?})"),
+                    "write the runbook out plainly, without aliases or huge values",
+                ),
+            };
+            Diagnostic::error(file, loc, msg)
+                .with_code("yaml-limit")
+                .with_help(help)
+        }
+        other => {
+            let raw = other.to_string();
+            // serde-saphyr ends its messages with its own location; we print ours.
+            let msg = raw.split(" at line ").next().unwrap_or(&raw).trim();
+            if msg.contains("recursion limit") {
+                return Diagnostic::error(
+                    file,
+                    loc,
+                    format!("the document is nested more than {MAX_DEPTH} levels deep"),
+                )
+                .with_code("yaml-limit")
+                .with_help(
+                    "runbooks are a few levels deep; look for runaway brackets or indentation",
+                );
+            }
+            if msg.contains("multiple YAML documents") {
+                return Diagnostic::error(
+                    file,
+                    loc,
+                    "the file holds more than one YAML document; a runbook is one document",
+                )
+                .with_code("yaml-syntax")
+                .with_help(
+                    "remove the `---` separator, or move the second document to its own file",
+                );
+            }
+            Diagnostic::error(file, loc, format!("invalid YAML: {msg}"))
+                .with_code("yaml-syntax")
+                .with_help(
+                    "fix the YAML syntax here: check the indentation, quotes, colons and brackets",
+                )
+        }
+    }
+}
+
+/// The line of an earlier `key:` at the same indentation as the duplicate at `dup`, in the same
+/// block mapping (searching upwards until the indentation decreases).
+fn first_key_line(text: &str, dup: Loc, key: &str) -> Option<u32> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = dup.col.checked_sub(1)? as usize;
+    let this = lines.get(dup.line.checked_sub(1)? as usize)?;
+    // Only for block mappings, where the key starts its line.
+    if this.chars().take(indent).any(|c| c != ' ' && c != '-') {
+        return None;
+    }
+    for i in (0..dup.line as usize - 1).rev() {
+        let l = lines[i];
+        let trimmed = l.trim_start_matches([' ', '-']);
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let ind = l.len() - trimmed.len();
+        if ind < indent {
+            return None;
+        }
+        if ind == indent {
+            let k = trimmed.trim_start_matches(['"', '\'']);
+            if k.strip_prefix(key).is_some_and(|rest| {
+                rest.trim_start_matches(['"', '\''])
+                    .trim_start()
+                    .starts_with(':')
+            }) {
+                return Some(i as u32 + 1);
+            }
+        }
+    }
+    None
 }
 
 fn loc_of<T>(s: &Spanned<T>) -> Loc {
