@@ -736,14 +736,40 @@ impl Ctx<'_> {
     }
 
     fn duration(&mut self, ptr: &str, s: &str) -> Option<Duration> {
-        match parse_duration(s) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.err(ptr, e, "duration")
-                    .with_len_mut(s.chars().count() + 2);
-                None
-            }
+        if let Ok(d) = parse_duration(s) {
+            return Some(d);
         }
+        let t = s.trim();
+        let number = |x: &str| !x.is_empty() && x.chars().all(|c| c.is_ascii_digit() || c == '.');
+        let msg = match humantime::parse_duration(t) {
+            _ if t.is_empty() => "a duration cannot be empty".to_string(),
+            _ if number(t) => format!("`{t}` has no unit"),
+            Err(humantime::DurationError::UnknownUnit { unit, .. }) => {
+                format!("`{t}` is not a duration: `{unit}` is not a unit of time")
+            }
+            _ => format!("`{t}` is not a duration"),
+        };
+        let help = if number(t) {
+            format!("write the unit after the number, e.g. `{t}s` or `{t}m`")
+        } else {
+            "write a number and a unit, e.g. `30s`, `5m`, `1h30m` (units: ms, s, m, h, d, w)"
+                .to_string()
+        };
+        let quoted = self.quoted_at(ptr);
+        self.err(ptr, msg, "duration")
+            .with_len_mut(s.chars().count() + if quoted { 2 } else { 0 })
+            .help = Some(help);
+        None
+    }
+
+    /// Is the scalar at `ptr` written in quotes?
+    fn quoted_at(&self, ptr: &str) -> bool {
+        let at = self.doc.value_loc(ptr);
+        self.text
+            .lines()
+            .nth((at.line as usize).saturating_sub(1))
+            .and_then(|l| l.chars().nth((at.col as usize).saturating_sub(1)))
+            .is_some_and(|c| c == '"' || c == '\'')
     }
 
     /// Location of `needle` inside the string value at `ptr` (searching the source text from
@@ -2020,12 +2046,38 @@ fn check_action(
             let bytes = match std::fs::read(&target) {
                 Ok(b) => b,
                 Err(e) => {
-                    cx.err(
-                        &format!("{ptr}/runbook"),
-                        format!("cannot read `{}`: {e}", target.display()),
-                        "call",
-                    )
-                    .help = Some("the path is relative to this runbook's directory".into());
+                    let (msg, help) = if e.kind() == std::io::ErrorKind::NotFound {
+                        let dir = target.parent().unwrap_or(Path::new("."));
+                        let here: Vec<String> = crate::cli::yaml_files(dir)
+                            .iter()
+                            .filter(|p| p.parent() == Some(dir))
+                            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                            .collect();
+                        let wanted = Path::new(&call.runbook)
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        let help = match did_you_mean(&wanted, here.iter().map(String::as_str)) {
+                            Some(s) => format!("did you mean `{s}`? the path is relative to this runbook's directory"),
+                            None => "the path is relative to this runbook's directory".to_string(),
+                        };
+                        (
+                            format!(
+                                "the called runbook `{}` does not exist (looked for {})",
+                                call.runbook,
+                                target.display()
+                            ),
+                            help,
+                        )
+                    } else {
+                        (
+                            format!("cannot read the called runbook {}: {e}", target.display()),
+                            "check the file's permissions".to_string(),
+                        )
+                    };
+                    cx.err(&format!("{ptr}/runbook"), msg, "call")
+                        .with_len_mut(call.runbook.chars().count())
+                        .help = Some(help);
                     return None;
                 }
             };

@@ -274,11 +274,16 @@ pub fn cmd_check(a: CheckArgs) -> i32 {
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
     } else {
         eprintln!(
-            "checked {} file{}: {errors} error{}, {warnings} warning{}",
+            "checked {} file{}: {errors} error{}, {warnings} warning{}{}",
             files.len(),
             if files.len() == 1 { "" } else { "s" },
             if errors == 1 { "" } else { "s" },
-            if warnings == 1 { "" } else { "s" }
+            if warnings == 1 { "" } else { "s" },
+            if a.strict && warnings > 0 {
+                " (--strict: warnings fail the check)"
+            } else {
+                ""
+            }
         );
     }
     if errors > 0 || (a.strict && warnings > 0) {

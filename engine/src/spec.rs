@@ -17,6 +17,7 @@ pub struct RunbookSpec {
     pub api_version: ApiVersion,
     /// `Runbook` for a runbook (`Drill` files have their own schema).
     pub kind: RunbookKind,
+    /// Name, title, severity and owners: what `list` shows and a guided run starts with.
     pub metadata: Metadata,
     /// Typed inputs, validated before anything runs. Referenced as `inputs.<name>`.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
@@ -43,12 +44,14 @@ pub struct RunbookSpec {
     pub on_failure: Vec<StepSpec>,
 }
 
+/// The version of the file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ApiVersion {
     #[serde(rename = "runbook/v1")]
     V1,
 }
 
+/// What the file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum RunbookKind {
     Runbook,
@@ -86,6 +89,7 @@ pub struct Metadata {
     pub links: IndexMap<String, String>,
 }
 
+/// Incident severity, `P1` (most severe) to `P4`.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
@@ -100,8 +104,10 @@ pub enum Severity {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
+    /// The value's type (default `string`). Command-line text is converted to it.
     #[serde(rename = "type", default)]
     pub kind: InputType,
+    /// What the input is for; shown by `plan` and when a missing input is reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Value used when none is given. An input without a default is required.
@@ -124,6 +130,7 @@ pub struct InputSpec {
     pub example: Option<Value>,
 }
 
+/// The type of an input value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InputType {
@@ -144,6 +151,7 @@ pub struct SecretSpec {
     /// File holding the secret (trailing newline removed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// What the secret is, and where an operator gets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// When false, a missing secret is an empty string instead of an error.
@@ -163,12 +171,16 @@ fn is_true(b: &bool) -> bool {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSpec {
+    /// A Kubernetes cluster, for `kubernetes` steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesBackendSpec>,
+    /// An HTTP API, for `http` steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpBackendSpec>,
+    /// A docker compose project, for `compose` steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compose: Option<ComposeBackendSpec>,
+    /// Working directory and environment for `shell` steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<ShellBackendSpec>,
 }
@@ -248,10 +260,12 @@ pub struct ShellBackendSpec {
 pub struct ConditionSpec {
     /// Expression over `inputs`, `secrets`, `steps`, `run`, `env` (and `result` in `verify`).
     pub that: String,
+    /// Shown when the condition is false (a template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
+/// When the `undo` of finished steps runs, newest first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RollbackStrategy {
@@ -391,6 +405,7 @@ action_fields! {
         /// Time limit of one attempt, e.g. `60s`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub timeout: Option<String>,
+        /// Run the action again when it fails.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub retry: Option<RetrySpec>,
         /// Values kept from the result: name -> expression over `result`.
@@ -419,11 +434,13 @@ action_fields! {
     #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct UndoSpec {
+        /// Short human title (default: `undo: <action>`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub title: Option<String>,
         /// Time limit of one attempt, e.g. `60s`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub timeout: Option<String>,
+        /// Run the undo again when it fails.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub retry: Option<RetrySpec>,
     }
@@ -472,6 +489,7 @@ pub struct HttpAction {
     /// An http backend supplying `base_url` and headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// The request: method, `url` or `path`, query, headers, body.
     pub request: HttpRequestSpec,
     /// Statuses that count as success. Default: any status when the step has `verify`
     /// (the verification decides), otherwise 200-399.
@@ -479,6 +497,7 @@ pub struct HttpAction {
     pub expect_status: Vec<u16>,
 }
 
+/// One HTTP request. Every string in it is a template.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRequestSpec {
@@ -505,6 +524,8 @@ pub struct HttpRequestSpec {
     pub body: Option<String>,
 }
 
+/// An HTTP method. GET, HEAD and OPTIONS are read-only; the others are reversible unless the
+/// step says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum HttpMethod {
     GET,
@@ -590,6 +611,7 @@ pub struct KubernetesAction {
 pub struct KubeObjectRef {
     /// Kind, e.g. `Deployment`, `ConfigMap`, `ImagePolicy`.
     pub kind: String,
+    /// Object name.
     pub name: String,
     /// Group/version, e.g. `apps/v1`; found by discovery when omitted.
     #[serde(
@@ -603,16 +625,20 @@ pub struct KubeObjectRef {
     pub namespace: Option<String>,
 }
 
+/// Objects of one kind, optionally filtered by labels.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeListSpec {
+    /// Kind, e.g. `Pod`, `Deployment`.
     pub kind: String,
+    /// Group/version, e.g. `apps/v1`; found by discovery when omitted.
     #[serde(
         default,
         rename = "apiVersion",
         skip_serializing_if = "Option::is_none"
     )]
     pub api_version: Option<String>,
+    /// Default: the backend's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Label selector, e.g. `app=flowengine`.
@@ -627,11 +653,14 @@ pub struct KubeWorkloadRef {
     /// `Deployment` (default), `StatefulSet` or `DaemonSet`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<WorkloadKind>,
+    /// Workload name.
     pub name: String,
+    /// Default: the backend's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
 
+/// A kind of workload with a pod template.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum WorkloadKind {
     #[default]
@@ -640,37 +669,51 @@ pub enum WorkloadKind {
     DaemonSet,
 }
 
+/// Set a workload's replica count.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeScaleSpec {
+    /// `Deployment` (default), `StatefulSet` or `DaemonSet`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<WorkloadKind>,
+    /// Workload name.
     pub name: String,
+    /// Default: the backend's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Replica count: a number, or a template such as `"{{ inputs.replicas }}"`.
     pub replicas: IntOrTemplate,
 }
 
+/// Set the image of one container of a workload.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeSetImageSpec {
+    /// `Deployment` (default), `StatefulSet` or `DaemonSet`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<WorkloadKind>,
+    /// Workload name.
     pub name: String,
+    /// Default: the backend's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Container name; may be omitted when the pod has exactly one container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// The new image reference, e.g. `registry.internal/web:1.4.2`.
     pub image: String,
 }
 
+/// Set and unset environment variables of a workload's containers.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeSetEnvSpec {
+    /// `Deployment` (default), `StatefulSet` or `DaemonSet`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<WorkloadKind>,
+    /// Workload name.
     pub name: String,
+    /// Default: the backend's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Container name; default: every container.
@@ -684,12 +727,16 @@ pub struct KubeSetEnvSpec {
     pub unset: Vec<String>,
 }
 
+/// Roll a workload back to an earlier revision.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeUndoSpec {
+    /// `Deployment` (default), `StatefulSet` or `DaemonSet`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<WorkloadKind>,
+    /// Workload name.
     pub name: String,
+    /// Default: the backend's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Revision to go back to; default: the one before the current.
@@ -697,6 +744,7 @@ pub struct KubeUndoSpec {
     pub to_revision: Option<IntOrTemplate>,
 }
 
+/// A manifest to server-side apply. Exactly one of `manifest` or `file`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeApplySpec {
@@ -714,21 +762,28 @@ pub struct KubeApplySpec {
     pub force: bool,
 }
 
+/// Annotations or labels to set and remove on any object.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubeMetaSpec {
+    /// Kind, e.g. `Deployment`, `Node`.
     pub kind: String,
+    /// Object name.
     pub name: String,
+    /// Group/version, e.g. `apps/v1`; found by discovery when omitted.
     #[serde(
         default,
         rename = "apiVersion",
         skip_serializing_if = "Option::is_none"
     )]
     pub api_version: Option<String>,
+    /// Default: the backend's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Keys and values to set.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub set: IndexMap<String, String>,
+    /// Keys to remove.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unset: Vec<String>,
 }
@@ -766,6 +821,7 @@ pub struct ComposeAction {
     pub set_image: Option<ComposeSetImage>,
 }
 
+/// The services a compose verb acts on.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComposeServices {
@@ -774,9 +830,11 @@ pub struct ComposeServices {
     pub services: Vec<String>,
 }
 
+/// `docker compose up`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComposeUp {
+    /// Services to start; default: all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<String>,
     /// Run in the background (default true).
@@ -787,6 +845,7 @@ pub struct ComposeUp {
     pub wait: bool,
 }
 
+/// `docker compose down`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComposeDown {
@@ -795,9 +854,11 @@ pub struct ComposeDown {
     pub volumes: bool,
 }
 
+/// `docker compose logs --tail N`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComposeLogs {
+    /// Services whose logs to read; default: all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<String>,
     /// Lines from the end (default 100).
@@ -805,13 +866,17 @@ pub struct ComposeLogs {
     pub tail: Option<u32>,
 }
 
+/// Run one service on another image.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComposeSetImage {
+    /// The service to change.
     pub service: String,
+    /// The image it should run, e.g. `registry.internal/web:1.4.1`.
     pub image: String,
 }
 
+/// Stop and ask the operator yes or no; "no" aborts the run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmAction {
@@ -819,6 +884,7 @@ pub struct ConfirmAction {
     pub prompt: String,
 }
 
+/// Something a human does outside the tool, then reports as done, skipped or failed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManualAction {
@@ -830,17 +896,24 @@ pub struct ManualAction {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputAction {
+    /// The question, e.g. `Which revision is the last good one?` (a template).
     pub prompt: String,
+    /// The answer's type (default `string`).
     #[serde(rename = "type", default)]
     pub kind: InputType,
+    /// Value proposed to the operator at the prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
+    /// The only answers accepted.
     #[serde(rename = "enum", default, skip_serializing_if = "Option::is_none")]
     pub allowed: Option<Vec<Value>>,
+    /// Smallest accepted number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimum: Option<f64>,
+    /// Largest accepted number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maximum: Option<f64>,
+    /// Regular expression a string answer must match (whole value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
 }

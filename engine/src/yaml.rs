@@ -17,8 +17,9 @@ use crate::diag::{Diagnostic, Loc};
 pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
 /// Nesting deeper than this is rejected by the parser's budget.
 pub const MAX_DEPTH: usize = 128;
-/// Values (after alias expansion) beyond this are rejected: it stops alias bombs early.
-pub const MAX_NODES: usize = 500_000;
+/// Values (counting every alias expansion) beyond this are rejected. A long runbook has a few
+/// thousand; the limit stops an alias bomb before it costs noticeable time or memory.
+pub const MAX_NODES: usize = 100_000;
 
 /// A parsed document: its value, and where each node (and each mapping key) came from.
 #[derive(Debug, Clone, Default)]
@@ -166,6 +167,7 @@ fn options() -> Options {
     budget.max_nodes = MAX_NODES;
     let mut options = Options::default();
     options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = MAX_NODES;
     options.duplicate_keys = DuplicateKeyPolicy::Error;
     options
 }
@@ -213,7 +215,7 @@ fn yaml_error(file: &str, text: &str, e: &serde_saphyr::Error) -> Diagnostic {
             file,
             loc,
             format!(
-                "the document has more than {MAX_NODES} values once its aliases are expanded \
+                "the document has more than {MAX_NODES} values, counting each alias expansion \
                  (an \"alias bomb\"?)"
             ),
         )
