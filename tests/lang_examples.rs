@@ -143,3 +143,32 @@ fn examples_use_every_step_kind() {
         assert!(text.contains(field), "no example uses `{field}`");
     }
 }
+
+#[test]
+fn list_shows_each_runbook_with_its_highest_safety_class() {
+    let out = runbook(&["list", "examples"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("name "));
+    assert!(out
+        .stdout
+        .lines()
+        .any(|l| l.starts_with("k8s-rollback ") && l.contains(" P2 ") && l.contains(" 15m ")));
+    insta::assert_snapshot!(out.stdout);
+    let json = runbook(&["list", "examples", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(rows.as_array().map(Vec::len), Some(shipped_examples()));
+}
+
+#[test]
+fn list_of_a_missing_directory_is_an_error() {
+    let out = runbook(&["list", "no-such-directory"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("no-such-directory does not exist"));
+}
+
+fn shipped_examples() -> usize {
+    shipped()
+        .iter()
+        .filter(|p| p.starts_with(root().join("examples")))
+        .count()
+}

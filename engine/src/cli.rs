@@ -209,6 +209,9 @@ fn color() -> bool {
 
 /// Files under a path: YAML files, recursively for directories, sorted.
 pub fn yaml_files(p: &Path) -> Vec<PathBuf> {
+    if !p.exists() {
+        return vec![];
+    }
     // Anything but a directory is checked as given (a file of any name, a pipe, a device).
     if !p.is_dir() {
         return vec![p.to_path_buf()];
@@ -396,6 +399,10 @@ pub async fn cmd_plan(a: PlanArgs) -> i32 {
 
 pub fn cmd_list(a: ListArgs) -> i32 {
     let dir = a.dir.unwrap_or_else(|| PathBuf::from("runbooks"));
+    if !dir.exists() {
+        eprintln!("error: {} does not exist", dir.display());
+        return exit::INVALID;
+    }
     let mut rows = vec![];
     let mut bad = 0;
     for f in yaml_files(&dir) {

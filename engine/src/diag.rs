@@ -252,3 +252,34 @@ pub fn sort(diags: &mut [Diagnostic]) {
         (&a.file, a.line, a.column, &a.message).cmp(&(&b.file, b.line, b.column, &b.message))
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_keeps_line_numbers_and_crops_long_lines() {
+        let long = format!("key: {}", "x".repeat(500));
+        let src = format!("a: 1\nb: 2\n{long}\nc: 3\n");
+        let (text, off, len) = excerpt(&src, Loc::new(3, 300), 4).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // Blank lines keep the quoted ones at their own numbers.
+        assert_eq!(lines[0], "");
+        assert_eq!(lines[1], "b: 2");
+        assert!(lines[2].starts_with('…') && lines[2].ends_with('…'));
+        assert!(lines[2].chars().count() <= MAX_LINE + 2);
+        assert_eq!(&text[off..off + len], "xxxx");
+    }
+
+    #[test]
+    fn rendering_names_the_location_with_or_without_source() {
+        let d = Diagnostic::error("f.yaml", Loc::new(2, 1), "bad").with_code("c");
+        let with = d.render(Some("a: 1\nb: 2\n"), false);
+        assert!(
+            with.contains("error[c]") && with.contains("[f.yaml:2:1]"),
+            "{with}"
+        );
+        let without = d.render(None, false);
+        assert!(without.contains("f.yaml:2:1: bad"), "{without}");
+    }
+}

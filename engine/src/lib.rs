@@ -21,6 +21,7 @@ pub mod model;
 pub mod plan;
 pub mod prompt;
 pub mod report;
+pub mod schema;
 pub mod spec;
 pub mod template;
 pub mod view;

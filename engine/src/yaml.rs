@@ -65,7 +65,8 @@ pub fn pointer_segment(s: &str) -> String {
 }
 
 /// Parses `bytes` (the content of `file`) into a located JSON value.
-pub fn parse(file: &str, bytes: &[u8]) -> Result<Located, Diagnostic> {
+/// Errors are boxed: they are built once per file, and keep the happy path's `Result` small.
+pub fn parse(file: &str, bytes: &[u8]) -> Result<Located, Box<Diagnostic>> {
     let text = decode(file, bytes)?;
     parse_str(file, text)
 }
@@ -108,15 +109,15 @@ pub fn too_large(file: &str, size: Option<u64>) -> Diagnostic {
     )
 }
 
-fn decode<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnostic> {
+fn decode<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Box<Diagnostic>> {
     if bytes.len() > MAX_FILE_BYTES {
-        return Err(too_large(file, Some(bytes.len() as u64)));
+        return Err(Box::new(too_large(file, Some(bytes.len() as u64))));
     }
     if let Some(pos) = bytes.iter().position(|b| is_control(*b)) {
         let at =
             std::str::from_utf8(&bytes[..pos]).map_or(Loc::default(), |_| position(bytes, pos));
         let binary = bytes[pos] == 0 || bytes.iter().filter(|b| is_control(**b)).nth(1).is_some();
-        return Err(if binary {
+        return Err(Box::new(if binary {
             Diagnostic::error(
                 file,
                 at,
@@ -135,13 +136,14 @@ fn decode<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnostic> {
             )
             .with_code("control-character")
             .with_help("delete it: YAML text may hold tabs, line breaks and printable characters")
-        });
+        }));
     }
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let at = e.valid_up_to();
-            return Err(Diagnostic::error(
+    let text =
+        match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let at = e.valid_up_to();
+                return Err(Box::new(Diagnostic::error(
                 file,
                 position(bytes, at),
                 format!(
@@ -153,9 +155,9 @@ fn decode<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnostic> {
             .with_help(
                 "save the file as UTF-8 (bytes like this come from Latin-1 or Windows-1252 \
                  editors), e.g. `iconv -f latin1 -t utf-8`",
-            ));
-        }
-    };
+            )));
+            }
+        };
     Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
 }
 
@@ -173,7 +175,7 @@ fn options() -> Options {
 }
 
 /// Parses YAML text into a located JSON value.
-pub fn parse_str(file: &str, text: &str) -> Result<Located, Diagnostic> {
+pub fn parse_str(file: &str, text: &str) -> Result<Located, Box<Diagnostic>> {
     let blank = |l: &str| l.trim().is_empty();
     let comment = |l: &str| l.trim_start().starts_with('#');
     if text.lines().all(|l| blank(l) || comment(l)) {
@@ -182,16 +184,21 @@ pub fn parse_str(file: &str, text: &str) -> Result<Located, Diagnostic> {
         } else {
             "file is empty"
         };
-        return Err(Diagnostic::error(
-            file,
-            Loc::new(1, 1),
-            format!("{what}; expected a runbook: a YAML mapping with `apiVersion`, `kind`, `metadata` and `steps`"),
-        )
-        .with_code("empty-file")
-        .with_help("start from a file in `examples/`; `runbook schema` describes every field"));
+        return Err(Box::new(
+            Diagnostic::error(
+                file,
+                Loc::new(1, 1),
+                format!(
+                    "{what}; expected a runbook: a YAML mapping with `apiVersion`, `kind`, \
+                     `metadata` and `steps`"
+                ),
+            )
+            .with_code("empty-file")
+            .with_help("start from a file in `examples/`; `runbook schema` describes every field"),
+        ));
     }
     let node: Spanned<Node> = serde_saphyr::from_str_with_options(text, options())
-        .map_err(|e| yaml_error(file, text, &e))?;
+        .map_err(|e| Box::new(yaml_error(file, text, &e)))?;
     let mut out = Located::default();
     out.value = flatten(&node, String::new(), &mut out.values, &mut out.keys);
     Ok(out)
@@ -489,5 +496,38 @@ impl<'de> Deserialize<'de> for Node {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_key_names_the_first_occurrence() {
+        let text = "metadata:\n  name: a\n  title: A\n  title: B\n";
+        let d = parse_str("f.yaml", text).unwrap_err();
+        assert_eq!(d.code, "duplicate-key");
+        assert_eq!((d.line, d.column), (4, 3));
+        assert!(d.help.unwrap().contains("the first `title` is on line 3"));
+    }
+
+    #[test]
+    fn locations_of_keys_and_values() {
+        let doc = parse_str("f.yaml", "steps:\n  - id: a\n    wait: 5s\n").unwrap();
+        assert_eq!(doc.key_loc("/steps/0/wait"), Loc::new(3, 5));
+        assert_eq!(doc.value_loc("/steps/0/wait"), Loc::new(3, 11));
+        // Unknown pointers fall back to the nearest located ancestor.
+        assert_eq!(doc.value_loc("/steps/0/nope"), doc.value_loc("/steps/0"));
+    }
+
+    #[test]
+    fn control_characters_and_stray_bytes_are_located() {
+        let d = parse("f.yaml", b"a: 1\nb: \x1b[31m\n").unwrap_err();
+        assert_eq!((d.code, d.line, d.column), ("control-character", 2, 4));
+        let d = parse("f.yaml", b"a: 1\nb: caf\xe9\n").unwrap_err();
+        assert_eq!((d.code, d.line, d.column), ("encoding", 2, 7));
+        let d = parse("f.yaml", b"\x7fELF\x02\x01\x01\x00").unwrap_err();
+        assert_eq!(d.code, "binary-file");
     }
 }

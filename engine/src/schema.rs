@@ -1,0 +1,594 @@
+//! Schema validation with locations: each JSON Schema violation of a document becomes a
+//! diagnostic at the line and column of the offending key or value, saying what was expected
+//! and how to fix it (with a "did you mean" for misspelt keys and values).
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::diag::{did_you_mean, Diagnostic, Loc};
+use crate::spec;
+use crate::yaml::{self, Located};
+
+/// The runbook schema and its compiled validator, built once per process.
+pub fn runbook_validator() -> &'static (Value, jsonschema::Validator) {
+    static V: OnceLock<(Value, jsonschema::Validator)> = OnceLock::new();
+    V.get_or_init(|| {
+        let schema = spec::runbook_schema();
+        let v = jsonschema::validator_for(&schema).expect("the generated schema compiles");
+        (schema, v)
+    })
+}
+
+/// One schema violation, after looking through `anyOf`/`oneOf` wrappers (`Option<T>`, enums
+/// whose variants carry descriptions, untagged unions) to the error that explains it.
+enum Violation {
+    Plain(jsonschema::ValidationError<'static>),
+    /// A value outside a closed list (an enum written as `oneOf` of constants).
+    NotOneOf {
+        ptr: String,
+        instance: Value,
+        options: Vec<String>,
+    },
+    /// A value matching none of several types (`IntOrTemplate`: an integer or a template).
+    NotOfTypes {
+        ptr: String,
+        instance: Value,
+        types: Vec<&'static str>,
+    },
+}
+
+impl Violation {
+    fn ptr(&self) -> String {
+        match self {
+            Violation::Plain(e) => e.instance_path().to_string(),
+            Violation::NotOneOf { ptr, .. } | Violation::NotOfTypes { ptr, .. } => ptr.clone(),
+        }
+    }
+}
+
+/// JSON type names a `type` error expected, in schema terms (`integer`, `object`, ...).
+fn type_names(kind: &jsonschema::error::TypeKind) -> Vec<&'static str> {
+    let debug = format!("{kind:?}");
+    [
+        "Null", "Boolean", "Integer", "Number", "String", "Array", "Object",
+    ]
+    .into_iter()
+    .filter(|t| debug.contains(t))
+    .map(|t| match t {
+        "Null" => "null",
+        "Boolean" => "boolean",
+        "Integer" => "integer",
+        "Number" => "number",
+        "String" => "string",
+        "Array" => "array",
+        _ => "object",
+    })
+    .collect()
+}
+
+fn violations(e: jsonschema::ValidationError<'static>, out: &mut Vec<Violation>) {
+    use jsonschema::error::ValidationErrorKind as K;
+    let ptr = e.instance_path().to_string();
+    let (K::AnyOf { context } | K::OneOfNotValid { context }) = e.kind() else {
+        out.push(Violation::Plain(e));
+        return;
+    };
+    let only_here = |b: &Vec<jsonschema::ValidationError<'static>>| {
+        b.len() == 1 && b[0].instance_path().to_string() == ptr
+    };
+    // The `null` branch of an optional field never explains anything: the value is there.
+    let branches: Vec<usize> = context
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| {
+            !(only_here(b)
+                && matches!(b[0].kind(), K::Type { kind } if type_names(kind) == ["null"]))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let consts: Option<Vec<String>> = branches
+        .iter()
+        .map(|&i| {
+            let b = &context[i];
+            match b[0].kind() {
+                K::Constant { expected_value } if only_here(b) => Some(
+                    expected_value
+                        .as_str()
+                        .map_or_else(|| expected_value.to_string(), str::to_string),
+                ),
+                _ => None,
+            }
+        })
+        .collect();
+    let types: Option<Vec<&'static str>> = branches
+        .iter()
+        .map(|&i| {
+            let b = &context[i];
+            match b[0].kind() {
+                K::Type { kind } if only_here(b) => Some(type_names(kind)),
+                _ => None,
+            }
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(|v| v.concat());
+    match (consts, types) {
+        (Some(options), _) if !options.is_empty() => out.push(Violation::NotOneOf {
+            ptr,
+            instance: e.instance().clone().into_owned(),
+            options,
+        }),
+        (_, Some(types)) if branches.len() > 1 => out.push(Violation::NotOfTypes {
+            ptr,
+            instance: e.instance().clone().into_owned(),
+            types,
+        }),
+        _ if branches.len() == 1 => {
+            let (K::AnyOf { context } | K::OneOfNotValid { context }) = e.into_parts().kind else {
+                unreachable!("matched above")
+            };
+            let branch = context.into_iter().nth(branches[0]).unwrap_or_default();
+            for inner in branch {
+                violations(inner, out);
+            }
+        }
+        _ => out.push(Violation::Plain(e)),
+    }
+}
+
+/// Validates `doc` against `schema`, turning each violation into a located diagnostic.
+pub fn schema_diagnostics(
+    file: &str,
+    doc: &Located,
+    schema: &Value,
+    validator: &jsonschema::Validator,
+) -> Vec<Diagnostic> {
+    use jsonschema::error::ValidationErrorKind as K;
+    let mut found = Vec::new();
+    for e in validator.iter_errors(&doc.value) {
+        violations(e.to_owned(), &mut found);
+    }
+    let mut out = Vec::new();
+    let mut unknown_at: HashMap<String, Vec<String>> = HashMap::new();
+    for v in &found {
+        if let Violation::Plain(e) = v {
+            if let K::AdditionalProperties { unexpected } = e.kind() {
+                unknown_at
+                    .entry(v.ptr())
+                    .or_default()
+                    .extend(unexpected.iter().cloned());
+            }
+        }
+    }
+    for v in found {
+        let ptr = v.ptr();
+        let what = describe_pointer(&ptr);
+        let e = match v {
+            Violation::NotOneOf {
+                instance, options, ..
+            } => {
+                out.push(not_one_of(file, doc, &ptr, &what, &instance, &options));
+                continue;
+            }
+            Violation::NotOfTypes {
+                instance, types, ..
+            } => {
+                let expected = if types.contains(&"integer") && types.contains(&"string") {
+                    "a whole number or a template string".to_string()
+                } else {
+                    types
+                        .iter()
+                        .map(|t| yaml_type(t))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                };
+                out.push(
+                    Diagnostic::error(
+                        file,
+                        doc.value_loc(&ptr),
+                        format!(
+                            "{what} must be {expected}, found {}",
+                            found_value(&instance)
+                        ),
+                    )
+                    .with_code("type")
+                    .with_len(scalar_len(&instance))
+                    .with_help("write a number (`3`) or a template (`\"{{ inputs.replicas }}\"`)"),
+                );
+                continue;
+            }
+            Violation::Plain(e) => e,
+        };
+        match e.kind() {
+            K::AdditionalProperties { unexpected } => {
+                let allowed = allowed_keys(schema, &ptr);
+                for key in unexpected {
+                    let kp = format!("{ptr}/{}", yaml::pointer_segment(key));
+                    let loc = doc.key_loc(&kp);
+                    let mut d =
+                        Diagnostic::error(file, loc, format!("unknown field `{key}` in {what}"))
+                            .with_code("unknown-field")
+                            .with_len(key.chars().count())
+                            .with_label("not a field here");
+                    d = match did_you_mean(key, allowed.iter().map(String::as_str)) {
+                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        None => d.with_help(format!("expected one of: {}", list(&allowed))),
+                    };
+                    out.push(d);
+                }
+            }
+            K::Required { property } => {
+                let prop = property.as_str().unwrap_or_default().to_string();
+                // A misspelt key already explains the missing one: report it once.
+                let explained = unknown_at.get(&ptr).is_some_and(|keys| {
+                    keys.iter()
+                        .any(|k| did_you_mean(k, [prop.as_str()]).is_some())
+                });
+                if explained {
+                    continue;
+                }
+                let loc = if ptr.is_empty() {
+                    Loc::new(1, 1)
+                } else {
+                    doc.key_loc(&ptr)
+                };
+                let described = property_description(schema, &ptr, &prop)
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                out.push(
+                    Diagnostic::error(file, loc, format!("missing field `{prop}` in {what}"))
+                        .with_code("missing-field")
+                        .with_len(ptr.rsplit('/').next().map_or(1, |k| k.chars().count()))
+                        .with_help(format!("add `{prop}:`{described}")),
+                );
+            }
+            K::Enum { options } => {
+                let opts: Vec<String> = options
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|o| o.as_str().map(str::to_string).unwrap_or(o.to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(not_one_of(file, doc, &ptr, &what, e.instance(), &opts));
+            }
+            K::Type { kind } => {
+                let expected: Vec<String> = type_names(kind).iter().map(|t| yaml_type(t)).collect();
+                let first = type_names(kind).first().copied().unwrap_or("value");
+                out.push(
+                    Diagnostic::error(
+                        file,
+                        doc.value_loc(&ptr),
+                        format!(
+                            "{what} must be {}, found {}",
+                            expected.join(" or "),
+                            found_value(e.instance())
+                        ),
+                    )
+                    .with_code("type")
+                    .with_len(scalar_len(e.instance()))
+                    .with_help(type_help(first)),
+                );
+            }
+            K::Constant { expected_value } => {
+                let opts = vec![expected_value
+                    .as_str()
+                    .map_or_else(|| expected_value.to_string(), str::to_string)];
+                out.push(not_one_of(file, doc, &ptr, &what, e.instance(), &opts));
+            }
+            K::Pattern { pattern } => {
+                out.push(
+                    Diagnostic::error(
+                        file,
+                        doc.value_loc(&ptr),
+                        format!(
+                            "`{}` does not match the pattern `{pattern}` required for {what}",
+                            e.instance()
+                                .as_str()
+                                .map_or_else(|| e.instance().to_string(), str::to_string)
+                        ),
+                    )
+                    .with_code("pattern")
+                    .with_len(scalar_len(e.instance()))
+                    .with_help(pattern_help(&ptr)),
+                );
+            }
+            K::Minimum { limit } | K::Maximum { limit } => {
+                let bound = if matches!(e.kind(), K::Minimum { .. }) {
+                    "at least"
+                } else {
+                    "at most"
+                };
+                out.push(
+                    Diagnostic::error(
+                        file,
+                        doc.value_loc(&ptr),
+                        format!("{what} must be {bound} {limit}, found {}", e.instance()),
+                    )
+                    .with_code("range")
+                    .with_len(scalar_len(e.instance()))
+                    .with_help(format!("use a value {bound} {limit}")),
+                );
+            }
+            _ => {
+                out.push(
+                    Diagnostic::error(file, doc.value_loc(&ptr), format!("{what}: {e}"))
+                        .with_code("schema")
+                        .with_help("`runbook schema` describes every field"),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// "`x` is not a valid value for `y`", with the closest option suggested.
+fn not_one_of(
+    file: &str,
+    doc: &Located,
+    ptr: &str,
+    what: &str,
+    got: &Value,
+    options: &[String],
+) -> Diagnostic {
+    let shown = got.as_str().map_or_else(|| got.to_string(), str::to_string);
+    let d = Diagnostic::error(
+        file,
+        doc.value_loc(ptr),
+        format!("`{shown}` is not a valid value for {what}"),
+    )
+    .with_code("invalid-value")
+    .with_len(scalar_len(got));
+    match did_you_mean(&shown, options.iter().map(String::as_str)) {
+        Some(s) => d.with_help(format!(
+            "did you mean `{s}`? expected one of: {}",
+            list(options)
+        )),
+        None => d.with_help(format!("expected one of: {}", list(options))),
+    }
+}
+
+/// How wide a caret to draw under a value: the whole scalar, or one character for collections.
+fn scalar_len(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.chars().count(),
+        Value::Number(n) => n.to_string().len(),
+        Value::Bool(b) => b.to_string().len(),
+        _ => 1,
+    }
+}
+
+/// A schema type named the way YAML authors think of it.
+fn yaml_type(t: &str) -> String {
+    match t {
+        "object" => "a mapping".into(),
+        "array" => "a list".into(),
+        "integer" => "a whole number".into(),
+        "number" => "a number".into(),
+        "string" => "a string".into(),
+        "boolean" => "`true` or `false`".into(),
+        "null" => "empty".into(),
+        other => format!("a {other}"),
+    }
+}
+
+/// What was found instead, with the value itself when it is short.
+fn found_value(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.chars().count() <= 40 => format!("the string `{s}`"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::Bool(b) => format!("`{b}`"),
+        other => json_type(other).to_string(),
+    }
+}
+
+/// The first sentence of a description, on one line ("e.g." does not end a sentence).
+fn first_sentence(d: &str) -> String {
+    let one_line = d.replace('\n', " ");
+    let mut end = one_line.len();
+    for (i, _) in one_line.match_indices(". ") {
+        let before = &one_line[..i];
+        if !(before.ends_with("e.g") || before.ends_with("i.e")) {
+            end = i;
+            break;
+        }
+    }
+    one_line[..end].trim_end_matches('.').to_string()
+}
+
+fn pattern_help(ptr: &str) -> &'static str {
+    if ptr.ends_with("/name") {
+        "use lowercase letters, digits and dashes, e.g. `k8s-rollback`"
+    } else if ptr.ends_with("/id") {
+        "use letters, digits, `_` and `-`, starting with a letter, e.g. `check-health`"
+    } else {
+        "change the value to match the pattern"
+    }
+}
+
+fn type_help(expected: &str) -> String {
+    match expected {
+        "array" => "write a list, e.g. `[a, b]` or one `- item` per line".into(),
+        "object" => "write a mapping of `key: value` lines".into(),
+        "string" => "quote the value to make it a string".into(),
+        "integer" => "write a whole number without quotes, e.g. `3`".into(),
+        "number" => "write a number without quotes, e.g. `1.5`".into(),
+        "boolean" => "write `true` or `false` without quotes".into(),
+        other => format!("write a value of type {other}"),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing (null)",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+fn list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `/steps/2/kubernetes` -> "`steps[2].kubernetes`"; the root is "the document".
+pub fn describe_pointer(ptr: &str) -> String {
+    if ptr.is_empty() {
+        return "the document".to_string();
+    }
+    let mut s = String::new();
+    for seg in ptr.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        if seg.chars().all(|c| c.is_ascii_digit()) {
+            s.push_str(&format!("[{seg}]"));
+        } else {
+            if !s.is_empty() {
+                s.push('.');
+            }
+            s.push_str(&seg);
+        }
+    }
+    format!("`{s}`")
+}
+
+/// Follows `$ref`s, and through `Option<T>` and untagged unions to their object-shaped branch.
+fn deref(schema: &Value, s: &Value) -> Value {
+    let defs = schema.get("$defs");
+    let mut s = s.clone();
+    for _ in 0..16 {
+        if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+            let name = r.rsplit('/').next().unwrap_or_default();
+            match defs.and_then(|d| d.get(name)) {
+                Some(t) => s = t.clone(),
+                None => break,
+            }
+        } else if let Some(any) = s
+            .get("anyOf")
+            .or_else(|| s.get("oneOf"))
+            .and_then(Value::as_array)
+        {
+            match any
+                .iter()
+                .find(|b| b.get("type").and_then(Value::as_str) != Some("null"))
+            {
+                Some(b) => s = b.clone(),
+                None => break,
+            }
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+/// The schema of the node at `ptr`, as written at its parent (not dereferenced), so that a
+/// property's own `description` is kept.
+fn schema_at(schema: &Value, ptr: &str) -> Option<Value> {
+    let mut cur = schema.clone();
+    for seg in ptr.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        let here = deref(schema, &cur);
+        cur = if let Some(p) = here.get("properties").and_then(|p| p.get(&seg)) {
+            p.clone()
+        } else if let Some(items) = here.get("items") {
+            items.clone()
+        } else if let Some(ap) = here.get("additionalProperties").filter(|a| a.is_object()) {
+            ap.clone()
+        } else {
+            return None;
+        };
+    }
+    Some(cur)
+}
+
+/// The property names the schema allows for the object at `ptr`.
+pub fn allowed_keys(schema: &Value, ptr: &str) -> Vec<String> {
+    schema_at(schema, ptr)
+        .map(|s| deref(schema, &s))
+        .and_then(|s| s.get("properties").and_then(Value::as_object).cloned())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The `description` the schema gives property `prop` of the object at `ptr`, first sentence.
+fn property_description(schema: &Value, ptr: &str, prop: &str) -> Option<String> {
+    let raw = schema_at(schema, &format!("{ptr}/{}", yaml::pointer_segment(prop)))?;
+    let d = match raw.get("description").and_then(Value::as_str) {
+        Some(d) => d.to_string(),
+        None => deref(schema, &raw)
+            .get("description")
+            .and_then(Value::as_str)?
+            .to_string(),
+    };
+    Some(first_sentence(&d))
+}
+
+/// Removes object keys the schema does not allow (used only to keep checking past typos).
+pub fn prune_unknown(v: &mut Value, schema: &Value) {
+    fn walk(v: &mut Value, schema: &Value, ptr: String) {
+        match v {
+            Value::Object(m) => {
+                let allowed = allowed_keys(schema, &ptr);
+                if !allowed.is_empty() {
+                    m.retain(|k, _| allowed.iter().any(|a| a == k));
+                }
+                let keys: Vec<String> = m.keys().cloned().collect();
+                for k in keys {
+                    let child = format!("{ptr}/{}", yaml::pointer_segment(&k));
+                    if let Some(c) = m.get_mut(&k) {
+                        walk(c, schema, child);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, it) in items.iter_mut().enumerate() {
+                    walk(it, schema, format!("{ptr}/{i}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(v, schema, String::new());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_sentence_does_not_stop_at_abbreviations() {
+        assert_eq!(
+            first_sentence("Give up after this long, e.g. `5m`. Required."),
+            "Give up after this long, e.g. `5m`"
+        );
+        assert_eq!(first_sentence("One line.\nMore."), "One line");
+    }
+
+    #[test]
+    fn enum_errors_are_found_through_optional_wrappers() {
+        let doc = yaml::parse_str(
+            "t.yaml",
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: a, title: A }\n\
+             steps:\n  - id: s\n    safety: reversable\n    wait: 1s\n",
+        )
+        .unwrap();
+        let (schema, validator) = runbook_validator();
+        let d = schema_diagnostics("t.yaml", &doc, schema, validator);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, "invalid-value");
+        assert_eq!((d[0].line, d[0].column), (6, 13));
+        assert!(d[0]
+            .help
+            .as_deref()
+            .unwrap()
+            .contains("did you mean `reversible`?"));
+    }
+}
