@@ -666,7 +666,7 @@ fn check_refs(
                 })
             }),
             "result" => (usage != Usage::WithResult).then(|| {
-                ("`result` is only available in `capture`, `verify` and `until`".to_string(),
+                ("`result` is only available in `capture` and `verify`".to_string(),
                  Some("capture the value you need in the step that produced it, then use `steps.<id>.<capture>`".into()),
                  "undefined-reference")
             }),
@@ -805,10 +805,27 @@ fn check_expr(
                     format!("expression syntax error: {}", e.message),
                 )
                 .with_code("expression-syntax")
-                .with_help("expressions look like `result.status == 200` or `inputs.replicas > 0`"),
+                .with_help(if single_equals(src) {
+                    "compare with `==`: a single `=` is not an operator in expressions"
+                } else {
+                    "expressions look like `result.status == 200` or `inputs.replicas > 0`"
+                }),
             );
         }
     }
+}
+
+/// Does `src` use `=` on its own, where `==` was surely meant?
+fn single_equals(src: &str) -> bool {
+    let b = src.as_bytes();
+    (0..b.len()).any(|i| {
+        b[i] == b'='
+            && b.get(i + 1) != Some(&b'=')
+            && !matches!(
+                i.checked_sub(1).map(|j| b[j]),
+                Some(b'=' | b'!' | b'<' | b'>')
+            )
+    })
 }
 
 fn action_fields_of(s: &StepSpec) -> Vec<&'static str> {
@@ -1245,9 +1262,16 @@ fn resolve_backend(
                         let help = if of_kind.is_empty() {
                             format!("declare a `{kind}` backend and name it here")
                         } else {
-                            format!("`{kind}` backends: {}", of_kind.join(", "))
+                            format!(
+                                "name a `{kind}` backend: {}",
+                                of_kind
+                                    .iter()
+                                    .map(|k| format!("`{k}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
                         };
-                        cx.err(&format!("{ptr}/backend"), format!("backend `{name}` is a `{actual}` backend, but this is a `{kind}` action"), "backend-kind")
+                        cx.err(&format!("{ptr}/backend"), format!("backend `{name}` is {} `{actual}` backend, but this is a `{kind}` action", if actual == "http" { "an" } else { "a" }), "backend-kind")
                             .with_len_mut(name.chars().count())
                             .help = Some(help);
                         None

@@ -229,21 +229,31 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// The closest candidate to `word` by edit distance, when it is close enough to be a typo.
+/// The closest candidate to `word` by edit distance, when it is close enough to be a typo and
+/// no other candidate is as close (`P5` is as near `P1` as `P4`: suggesting one would mislead).
 pub fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<String>
 where
     I: IntoIterator<Item = &'a str>,
 {
     let mut best: Option<(f64, &str)> = None;
+    let mut tied = false;
     for c in candidates {
         let score = strsim::jaro_winkler(word, c);
         let dist = strsim::damerau_levenshtein(word, c);
         let close = dist <= 2.max(word.len() / 3) || score > 0.85;
-        if close && best.is_none_or(|(s, _)| score > s) {
-            best = Some((score, c));
+        if !close {
+            continue;
+        }
+        match best {
+            Some((s, b)) if (score - s).abs() < 1e-9 && b != c => tied = true,
+            Some((s, _)) if score <= s => {}
+            _ => {
+                best = Some((score, c));
+                tied = false;
+            }
         }
     }
-    best.map(|(_, c)| c.to_string())
+    best.filter(|_| !tied).map(|(_, c)| c.to_string())
 }
 
 /// Sorts diagnostics by file, position, then message, for stable output.
@@ -256,6 +266,16 @@ pub fn sort(diags: &mut [Diagnostic]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suggestions_only_when_one_candidate_is_closest() {
+        assert_eq!(
+            did_you_mean("stpes", ["steps", "inputs", "metadata"]),
+            Some("steps".into())
+        );
+        assert_eq!(did_you_mean("P5", ["P1", "P2", "P3", "P4"]), None);
+        assert_eq!(did_you_mean("zzzz", ["steps"]), None);
+    }
 
     #[test]
     fn excerpt_keeps_line_numbers_and_crops_long_lines() {
