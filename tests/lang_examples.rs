@@ -152,7 +152,7 @@ fn list_shows_each_runbook_with_its_highest_safety_class() {
     assert!(out
         .stdout
         .lines()
-        .any(|l| l.starts_with("k8s-rollback ") && l.contains(" P2 ") && l.contains(" 15m ")));
+        .any(|l| l.starts_with("k8s-scale-out ") && l.contains(" P2 ") && l.contains(" 15m ")));
     insta::assert_snapshot!(out.stdout);
     let json = runbook(&["list", "examples", "--format", "json"]);
     let rows: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");

@@ -15,7 +15,7 @@ use crate::yaml::{self, Located};
 pub fn runbook_validator() -> &'static (Value, jsonschema::Validator) {
     static V: OnceLock<(Value, jsonschema::Validator)> = OnceLock::new();
     V.get_or_init(|| {
-        let schema = spec::runbook_schema();
+        let schema = spec::cached_runbook_schema().clone();
         let v = jsonschema::validator_for(&schema).expect("the generated schema compiles");
         (schema, v)
     })
