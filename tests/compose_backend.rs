@@ -220,7 +220,8 @@ steps:
     // An attached `up` never ends by itself: the timeout kills compose's process group.
     let e = r.error("attached");
     assert!(
-        e.starts_with("compose.up: `docker compose up` timed out after 3."),
+        e.starts_with("compose.up: `docker compose up` timed out after 3")
+            && e.contains("process group was killed"),
         "{e}"
     );
     assert!(e.ends_with("its process group was killed"), "{e}");

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::exec::actions;
 use crate::exec::context::RunContext;
 use crate::exec::gate::{hint, GateKind, GateRequest};
-use crate::model::{fmt_duration, Action, ActionKind, Runbook, Step};
+use crate::model::{fmt_duration, ActionKind, Runbook, Step};
 use crate::spec::Safety;
 use crate::template;
 
@@ -146,30 +146,6 @@ fn condition(expr: &str, ctx: &Value) -> PlannedCondition {
     }
 }
 
-/// The one-line summary of a rendered action. An HTTP `path` is shown joined to its backend's
-/// `base_url` rendered like the rest of the plan (a base URL may be a template).
-fn action_summary(rb: &Runbook, action: &Action, rendered: &Value, display: &Value) -> String {
-    let mut body = rendered.clone();
-    if matches!(action.kind, ActionKind::Http) && body.pointer("/request/url").is_none() {
-        let base = action
-            .backend
-            .as_ref()
-            .and_then(|b| rb.spec.backends.get(b))
-            .and_then(|b| actions::render_backend(b, display).ok())
-            .and_then(|b| b.http)
-            .and_then(|h| h.base_url);
-        let path = body.pointer("/request/path").and_then(Value::as_str);
-        if let (Some(base), Some(path)) = (base, path) {
-            body["request"]["url"] = Value::String(format!(
-                "{}/{}",
-                base.trim_end_matches('/'),
-                path.trim_start_matches('/')
-            ));
-        }
-    }
-    actions::summary(&action.kind, &body, rb)
-}
-
 /// Plans a runbook with resolved inputs.
 pub fn plan(rb: &Runbook, inputs: &IndexMap<String, Value>) -> Plan {
     let ctx = plan_context(rb, inputs);
@@ -212,7 +188,7 @@ fn plan_step(rb: &Runbook, s: &Step, ctx: &RunContext, prefix: &str) -> PlannedS
     let rendered = actions::render(&s.action, &display, &display)
         .map(|r| r.display)
         .unwrap_or_else(|e| json!({ "error": e }));
-    let summary = action_summary(rb, &s.action, &rendered, &display);
+    let summary = actions::display_summary(rb, &s.action, &rendered, &display);
     let sid = format!("{prefix}{}", s.id);
     let gate = s.is_gate().then(|| {
         let kind = match &s.action.kind {
@@ -267,7 +243,7 @@ fn plan_step(rb: &Runbook, s: &Step, ctx: &RunContext, prefix: &str) -> PlannedS
     });
     let undo = s.undo.as_ref().map(|u| {
         actions::render(&u.action, &display, &display)
-            .map(|r| action_summary(rb, &u.action, &r.display, &display))
+            .map(|r| actions::display_summary(rb, &u.action, &r.display, &display))
             .unwrap_or_else(|e| format!("<cannot render: {e}>"))
     });
     let mut runtime = runtime_refs(&s.action.body);

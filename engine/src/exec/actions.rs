@@ -232,6 +232,30 @@ fn value_text(v: &Value) -> String {
     }
 }
 
+/// The one-line summary of a rendered action. An HTTP `path` is shown joined to its backend's
+/// `base_url` rendered like the rest of the plan (a base URL may be a template).
+pub fn display_summary(rb: &Runbook, action: &Action, rendered: &Value, display: &Value) -> String {
+    let mut body = rendered.clone();
+    if matches!(action.kind, ActionKind::Http) && body.pointer("/request/url").is_none() {
+        let base = action
+            .backend
+            .as_ref()
+            .and_then(|b| rb.spec.backends.get(b))
+            .and_then(|b| render_backend(b, display).ok())
+            .and_then(|b| b.http)
+            .and_then(|h| h.base_url);
+        let path = body.pointer("/request/path").and_then(Value::as_str);
+        if let (Some(base), Some(path)) = (base, path) {
+            body["request"]["url"] = Value::String(format!(
+                "{}/{}",
+                base.trim_end_matches('/'),
+                path.trim_start_matches('/')
+            ));
+        }
+    }
+    summary(&action.kind, &body, rb)
+}
+
 /// Quotes an argument for display only (commands never go through a shell).
 pub fn shell_quote(a: &str) -> String {
     if !a.is_empty()

@@ -557,7 +557,12 @@ impl Runner {
                 );
             }
         };
-        let summary = actions::summary(&step.action.kind, &rendered.display, &rb);
+        let summary = actions::display_summary(
+            &rb,
+            &step.action,
+            &rendered.display,
+            &frame.ctx.display(None),
+        );
         self.emit(Event::StepStarted {
             step: sid.to_string(),
             title: step.title.clone(),
