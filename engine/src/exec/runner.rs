@@ -461,6 +461,30 @@ impl Runner {
         StepEnd::Failed(msg)
     }
 
+    /// Ends a step that an answer decided (no action ran).
+    fn settle(
+        &mut self,
+        frame: &mut Frame,
+        step: &Step,
+        sid: &str,
+        phase: Phase,
+        started: DateTime<Utc>,
+        outcome: StepOutcome,
+        note: Option<String>,
+        error: Option<String>,
+    ) -> StepEnd {
+        frame
+            .ctx
+            .set_step_field(&step.id, "outcome", json!(outcome.as_str()));
+        self.step_done(sid, phase, started, 0, outcome, note, error.clone());
+        match outcome {
+            StepOutcome::Succeeded | StepOutcome::Skipped => StepEnd::Done,
+            StepOutcome::Failed => StepEnd::Failed(error.unwrap_or_default()),
+            StepOutcome::NeedsAnswer => StepEnd::NeedsAnswer(error.unwrap_or_default()),
+            StepOutcome::Aborted => StepEnd::Aborted(format!("the operator declined `{sid}`")),
+        }
+    }
+
     fn step_done(
         &mut self,
         sid: &str,
@@ -680,150 +704,62 @@ impl Runner {
                 via,
                 note: note.clone(),
             });
-            match (&step.action.kind, answer) {
-                (ActionKind::Confirm, Answer::Reply(r)) => {
-                    frame
-                        .ctx
-                        .set_step_field(&step.id, "answer", json!(Answer::Reply(r).text()));
-                    return match r {
-                        Reply::Yes => {
-                            frame
-                                .ctx
-                                .set_step_field(&step.id, "outcome", json!("succeeded"));
-                            self.step_done(
-                                sid,
-                                phase,
-                                started,
-                                0,
-                                StepOutcome::Succeeded,
-                                None,
-                                None,
-                            );
-                            StepEnd::Done
-                        }
-                        Reply::Skip => {
-                            frame
-                                .ctx
-                                .set_step_field(&step.id, "outcome", json!("skipped"));
-                            self.step_done(
-                                sid,
-                                phase,
-                                started,
-                                0,
-                                StepOutcome::Skipped,
-                                None,
-                                None,
-                            );
-                            StepEnd::Done
-                        }
-                        Reply::No | Reply::Abort => {
-                            self.step_done(
-                                sid,
-                                phase,
-                                started,
-                                0,
+            // The answer either settles the step (confirm, manual, input, a declined gate)
+            // or lets a terminal action run.
+            let settled: Option<(StepOutcome, Option<String>, Option<String>)> =
+                match (&step.action.kind, answer) {
+                    (ActionKind::Confirm, Answer::Reply(r)) => {
+                        let text = Answer::Reply(r).text();
+                        frame.ctx.set_step_field(&step.id, "answer", json!(text));
+                        Some(match r {
+                            Reply::Yes => (StepOutcome::Succeeded, None, None),
+                            Reply::Skip => (StepOutcome::Skipped, None, None),
+                            Reply::No | Reply::Abort => (
                                 StepOutcome::Aborted,
                                 None,
                                 Some("declined by the operator".into()),
-                            );
-                            StepEnd::Aborted(format!("the operator declined `{sid}`"))
-                        }
-                    };
-                }
-                (ActionKind::Manual, Answer::Manual(m, note)) => {
-                    if let Some(n) = &note {
-                        frame.ctx.set_step_field(&step.id, "note", json!(n));
+                            ),
+                        })
                     }
-                    return match m {
-                        ManualReply::Done => {
-                            frame
-                                .ctx
-                                .set_step_field(&step.id, "outcome", json!("succeeded"));
-                            self.step_done(
-                                sid,
-                                phase,
-                                started,
-                                0,
-                                StepOutcome::Succeeded,
-                                note,
-                                None,
-                            );
-                            StepEnd::Done
+                    (ActionKind::Manual, Answer::Manual(m, note)) => {
+                        if let Some(n) = &note {
+                            frame.ctx.set_step_field(&step.id, "note", json!(n));
                         }
-                        ManualReply::Skipped => {
-                            frame
-                                .ctx
-                                .set_step_field(&step.id, "outcome", json!("skipped"));
-                            self.step_done(
-                                sid,
-                                phase,
-                                started,
-                                0,
-                                StepOutcome::Skipped,
-                                note,
-                                None,
-                            );
-                            StepEnd::Done
-                        }
-                        ManualReply::Failed => {
-                            let msg = format!(
-                                "the operator marked `{sid}` as failed{}",
-                                note.as_ref().map(|n| format!(": {n}")).unwrap_or_default()
-                            );
-                            self.emit(Event::StepFinished {
-                                step: sid.to_string(),
-                                outcome: StepOutcome::Failed,
-                                phase,
-                                duration_ms: millis_between(started, self.clock.now()),
-                                attempts: 0,
-                                error: Some(msg.clone()),
-                                note,
-                            });
-                            StepEnd::Failed(msg)
-                        }
-                    };
-                }
-                (ActionKind::Input, Answer::Input(v)) => {
-                    frame.ctx.set_step_field(&step.id, "value", v.clone());
-                    frame
-                        .ctx
-                        .set_step_field(&step.id, "outcome", json!("succeeded"));
-                    self.emit(Event::Capture {
-                        step: sid.to_string(),
-                        name: "value".into(),
-                        value: v,
-                    });
-                    self.step_done(sid, phase, started, 0, StepOutcome::Succeeded, None, None);
-                    return StepEnd::Done;
-                }
-                (_, Answer::Reply(Reply::Yes)) => {}
-                (_, Answer::Reply(Reply::Skip)) => {
-                    frame
-                        .ctx
-                        .set_step_field(&step.id, "outcome", json!("skipped"));
-                    self.step_done(
-                        sid,
-                        phase,
-                        started,
-                        0,
+                        Some(match m {
+                            ManualReply::Done => (StepOutcome::Succeeded, note, None),
+                            ManualReply::Skipped => (StepOutcome::Skipped, note, None),
+                            ManualReply::Failed => {
+                                let msg = format!(
+                                    "the operator marked `{sid}` as failed{}",
+                                    note.as_ref().map(|n| format!(": {n}")).unwrap_or_default()
+                                );
+                                (StepOutcome::Failed, note, Some(msg))
+                            }
+                        })
+                    }
+                    (ActionKind::Input, Answer::Input(v)) => {
+                        frame.ctx.set_step_field(&step.id, "value", v.clone());
+                        self.emit(Event::Capture {
+                            step: sid.to_string(),
+                            name: "value".into(),
+                            value: v,
+                        });
+                        Some((StepOutcome::Succeeded, None, None))
+                    }
+                    (_, Answer::Reply(Reply::Yes)) => None,
+                    (_, Answer::Reply(Reply::Skip)) => Some((
                         StepOutcome::Skipped,
                         None,
                         Some("skipped by the operator".into()),
-                    );
-                    return StepEnd::Done;
-                }
-                _ => {
-                    self.step_done(
-                        sid,
-                        phase,
-                        started,
-                        0,
+                    )),
+                    _ => Some((
                         StepOutcome::Aborted,
                         None,
                         Some("declined by the operator".into()),
-                    );
-                    return StepEnd::Aborted(format!("the operator declined `{sid}`"));
-                }
+                    )),
+                };
+            if let Some((outcome, note, error)) = settled {
+                return self.settle(frame, step, sid, phase, started, outcome, note, error);
             }
         }
 
