@@ -23,7 +23,7 @@ pub use crate::schema::{allowed_keys, describe_pointer, schema_diagnostics};
 #[derive(Debug)]
 pub enum Checked {
     Runbook(Box<Runbook>),
-    Drill(Box<crate::drill::spec::Drill>),
+    Drill(Box<crate::drill::Drill>),
 }
 
 /// The outcome of checking one file: the model when there were no errors, and every diagnostic.

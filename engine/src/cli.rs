@@ -474,7 +474,7 @@ pub fn default_operator() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
@@ -638,6 +638,7 @@ pub async fn execute(p: Prepared) -> i32 {
     let mut runner = Runner::new(
         p.backends, p.clock, gate, emitter, progress, cancel, run_dir,
     );
+    let simulated = p.cfg.mode == "training";
     let res: RunResult = runner.run(p.rb.clone(), p.cfg).await;
     if let Some(why) = runner.emitter().broken() {
         eprintln!("error: {why}; the run stopped before changing anything else");
@@ -654,6 +655,14 @@ pub async fn execute(p: Prepared) -> i32 {
         }
     }
     match res.outcome {
+        // A simulated run is never resumed (that would continue against real systems).
+        RunOutcome::NeedsAnswer if simulated => {
+            eprintln!(
+                "needs an answer: this was a training run; run it again and pass {}",
+                res.hint.clone().unwrap_or_default()
+            );
+        }
+        RunOutcome::Interrupted | RunOutcome::Aborted if simulated => {}
         RunOutcome::NeedsAnswer => {
             let hint = res.hint.clone().unwrap_or_default();
             let flag = hint
@@ -685,7 +694,8 @@ pub async fn execute(p: Prepared) -> i32 {
     res.exit_code
 }
 
-fn reason_for(
+/// The incident reason: given, asked for at a terminal, or required for P1/P2 in CI.
+pub fn reason_for(
     rb: &Runbook,
     given: Option<String>,
     interactive: bool,
@@ -794,6 +804,7 @@ pub async fn cmd_run(a: RunArgs) -> i32 {
         host: hostname(),
         resume: None,
         forced: false,
+        isolated: false,
     };
     let p = Prepared {
         rb: Arc::new(rb),
@@ -907,6 +918,7 @@ pub async fn cmd_resume(a: ResumeArgs) -> i32 {
         host: hostname(),
         resume: Some(state.clone()),
         forced: a.force && rb.sha256 != state.sha256,
+        isolated: false,
     };
     let p = Prepared {
         rb: Arc::new(rb),

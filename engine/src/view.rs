@@ -486,7 +486,21 @@ impl EventSink for TerminalView {
                         );
                     }
                 }
-                Event::WorldChanged { .. } => {}
+                Event::WorldChanged { step, diff } => {
+                    // Simulated worlds only (training): show what the step changed.
+                    for (entity, fields) in diff.as_object().into_iter().flatten() {
+                        for (field, change) in fields.as_object().into_iter().flatten() {
+                            i.log(
+                                &ts,
+                                &format!(
+                                    "  {step}: world: {entity} {field}: {} → {}",
+                                    short(&change["from"].to_string()),
+                                    short(&change["to"].to_string())
+                                ),
+                            );
+                        }
+                    }
+                }
                 Event::StepFinished {
                     step,
                     outcome,

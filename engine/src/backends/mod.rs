@@ -40,6 +40,8 @@ pub struct ActionError {
     pub kind: ErrorKind,
     pub message: String,
     pub result: Option<Value>,
+    /// For simulated backends: what the call changed before it failed (journaled).
+    pub world_diff: Option<Value>,
 }
 
 impl ActionError {
@@ -48,11 +50,17 @@ impl ActionError {
             kind,
             message: message.into(),
             result: None,
+            world_diff: None,
         }
     }
 
     pub fn with_result(mut self, result: Value) -> Self {
         self.result = Some(result);
+        self
+    }
+
+    pub fn with_world_diff(mut self, diff: Value) -> Self {
+        self.world_diff = Some(diff);
         self
     }
 

@@ -1,11 +1,164 @@
-//! Training mode: a guided run against a drill's simulated world.
+//! Training mode: `runbook run RUNBOOK --world DRILL` runs a runbook exactly as in an incident
+//! (prompts, progress, journal, report) against a drill's simulated world instead of real
+//! systems: real time by default, virtual time with `--fast`. The drill's scripted answers are
+//! not used; the trainee answers (or, in CI, `--answer` and `--yes` do).
 
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::cli::RunArgs;
+use chrono::{SubsecRound, Utc};
+use indexmap::IndexMap;
+use serde_json::Value;
 
-pub async fn run(a: &RunArgs, world: &Path) -> i32 {
-    let _ = (a, world);
-    eprintln!("error: training mode is not implemented yet");
-    crate::exit::INVALID
+use super::check::stand_ins;
+use super::world::World;
+use crate::check::{self, Checked};
+use crate::cli::{
+    default_operator, execute, hostname, is_interactive, load_or_report, new_run_id,
+    parse_answers, print_report, reason_for, Prepared, RunArgs,
+};
+use crate::exec::clock::{Clock, SystemClock, VirtualClock};
+use crate::exec::events::AnswerVia;
+use crate::exec::journal::Journal;
+use crate::exec::runner::RunConfig;
+use crate::exit;
+use crate::inputs::{self, Supplied};
+use crate::view::Style;
+
+pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
+    let report = check::check_path(world_file);
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if report.has_errors() {
+        print_report(&report, color);
+        eprintln!("error: {} has errors; nothing was run", world_file.display());
+        return exit::INVALID;
+    }
+    let Some(Checked::Drill(drill)) = report.checked else {
+        eprintln!(
+            "error: {} is not a drill: `--world` takes a `kind: Drill` file, whose `world:` the run uses",
+            world_file.display()
+        );
+        return exit::INVALID;
+    };
+    let rb = match load_or_report(&a.runbook, false) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let same = |p: &Path| std::fs::canonicalize(p).ok();
+    if same(&rb.path) != same(&drill.runbook.path) {
+        eprintln!(
+            "note: {} was written for {}; its world is used as it is",
+            world_file.display(),
+            drill.runbook.file
+        );
+    }
+    // The drill's inputs describe its world, so they are the defaults here.
+    let mut supplied = Supplied {
+        file: drill
+            .inputs
+            .iter()
+            .filter(|(k, _)| rb.spec.inputs.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        args: vec![],
+    };
+    if let Some(f) = &a.inputs.inputs {
+        match Supplied::default().with_file(f) {
+            Ok(s) => supplied.file.extend(s.file),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::INVALID;
+            }
+        }
+    }
+    let supplied = match supplied.with_args(&a.inputs.input) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
+    };
+    let inputs = match inputs::resolve(&rb.spec.inputs, &supplied) {
+        Ok(i) => i,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("error: {e}");
+            }
+            return exit::INVALID;
+        }
+    };
+    let answers = match parse_answers(&rb, &a.common.answer) {
+        Ok(x) => x,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("error: {e}");
+            }
+            return exit::INVALID;
+        }
+    };
+    let env: IndexMap<String, String> = drill
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    let (secrets, env) = stand_ins(&rb, &drill.secrets, &env);
+    let interactive = is_interactive(a.common.non_interactive);
+    let reason = match reason_for(&rb, a.common.reason.clone(), interactive, &rb.spec.metadata.title) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    // The journal keeps milliseconds; a virtual clock starting mid-millisecond would not.
+    let now = Utc::now().trunc_subsecs(3);
+    let clock: Arc<dyn Clock> = if a.fast {
+        Arc::new(VirtualClock::new(now))
+    } else {
+        Arc::new(SystemClock)
+    };
+    let mut state = drill.world.clone();
+    state.rebase(now);
+    let world = World::new(state);
+    let run_id = new_run_id(rb.name(), now);
+    let journal = match Journal::create(&a.common.journal_dir, &run_id) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!(
+                "error: cannot create the journal in {}: {e}; nothing was run",
+                a.common.journal_dir.display()
+            );
+            return exit::FAILED;
+        }
+    };
+    eprintln!(
+        "training: `{}` against the simulated world of drill `{}` ({}); nothing real is touched",
+        rb.name(),
+        drill.name,
+        if a.fast { "virtual time" } else { "real time" }
+    );
+    let cfg = RunConfig {
+        operator: a.common.operator.clone().unwrap_or_else(default_operator),
+        reason,
+        mode: "training".into(),
+        inputs,
+        secrets,
+        env: env.into_iter().collect::<serde_json::Map<String, Value>>(),
+        host: hostname(),
+        resume: None,
+        forced: false,
+        isolated: true,
+    };
+    execute(Prepared {
+        rb: Arc::new(rb),
+        cfg,
+        journal,
+        run_id,
+        backends: world.backends(),
+        clock,
+        answers,
+        answers_via: AnswerVia::AnswerFlag,
+        yes: a.common.yes,
+        interactive,
+        style: if interactive { Style::Rich } else { Style::Plain },
+        report: a.common.report.clone(),
+    })
+    .await
 }

@@ -132,6 +132,12 @@ impl ResumeState {
 
     /// Can this run be resumed? Finished runs (succeeded, failed) cannot.
     pub fn resumable(&self) -> Result<(), String> {
+        if matches!(self.mode.as_str(), "training" | "drill") {
+            return Err(format!(
+                "it ran against a drill's simulated world ({} mode); resuming would continue against real systems. Start it again with `runbook run {} --world <drill>`",
+                self.mode, self.runbook_path
+            ));
+        }
         match self.ended {
             Some(RunOutcome::Succeeded) => {
                 Err("the run already succeeded; there is nothing to resume".into())

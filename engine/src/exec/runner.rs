@@ -37,6 +37,9 @@ pub struct RunConfig {
     pub resume: Option<ResumeState>,
     /// Resume even though the runbook changed (journaled).
     pub forced: bool,
+    /// Drills and training: called runbooks take their secrets and environment variables by
+    /// name from `secrets` and `env` above, never from the host.
+    pub isolated: bool,
 }
 
 /// How a run ended.
@@ -87,6 +90,8 @@ pub struct Runner {
     undo_stack: Vec<UndoEntry>,
     resume: Option<ResumeState>,
     operator: String,
+    /// Secrets and env for called runbooks when the run is isolated from the host.
+    isolated: Option<(IndexMap<String, String>, Map<String, Value>)>,
 }
 
 impl Runner {
@@ -111,6 +116,7 @@ impl Runner {
             undo_stack: vec![],
             resume: None,
             operator: String::new(),
+            isolated: None,
         }
     }
 
@@ -128,6 +134,9 @@ impl Runner {
         let started = self.clock.now();
         self.operator = cfg.operator.clone();
         self.resume = cfg.resume.clone();
+        self.isolated = cfg
+            .isolated
+            .then(|| (cfg.secrets.clone(), cfg.env.clone()));
         let run_id = self.emitter.run_id().to_string();
         let run_started_at = cfg
             .resume
@@ -959,6 +968,12 @@ impl Runner {
                 .await;
                 let poll_ok = match res {
                     Err(e) => {
+                        if let Some(diff) = e.world_diff.clone() {
+                            self.emit(Event::WorldChanged {
+                                step: sid.to_string(),
+                                diff,
+                            });
+                        }
                         last = e.result.clone().or(last.take());
                         error = Some(e.message.clone());
                         if e.kind == ErrorKind::Cancelled || self.cancel.is_cancelled() {
@@ -1142,9 +1157,17 @@ impl Runner {
             }
             inputs.insert(name.clone(), v);
         }
-        let secrets = match load_secrets(&child) {
-            Ok(s) => s,
-            Err(e) => return self.step_failed(sid, phase, started, 0, format!("call: {e}")),
+        let secrets = match &self.isolated {
+            Some((known, _)) => child
+                .spec
+                .secrets
+                .keys()
+                .map(|k| (k.clone(), known.get(k).cloned().unwrap_or_default()))
+                .collect(),
+            None => match load_secrets(&child) {
+                Ok(s) => s,
+                Err(e) => return self.step_failed(sid, phase, started, 0, format!("call: {e}")),
+            },
         };
         for v in secrets.values() {
             self.emitter.redactor_mut().add(v);
@@ -1152,7 +1175,15 @@ impl Runner {
         let ctx = RunContext {
             inputs,
             secrets,
-            env: declared_env(&child),
+            env: match &self.isolated {
+                Some((_, known)) => child
+                    .spec
+                    .env
+                    .iter()
+                    .map(|k| (k.clone(), known.get(k).cloned().unwrap_or(json!(""))))
+                    .collect(),
+                None => declared_env(&child),
+            },
             run: frame.ctx.run.clone(),
             steps: Map::new(),
         };
