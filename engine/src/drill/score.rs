@@ -10,7 +10,8 @@ use crate::model::fmt_duration;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Score {
-    /// The run succeeded: the system recovered.
+    /// How the run ended; `succeeded` means the system recovered.
+    pub outcome: String,
     pub recovered: bool,
     /// Virtual time from the first event to the last.
     pub duration: Duration,
@@ -44,6 +45,7 @@ impl Score {
         }
         Score {
             recovered: end.outcome == "succeeded",
+            outcome: end.outcome,
             duration: end.duration,
             mttr_target,
             gates,
@@ -71,7 +73,11 @@ impl Score {
             };
             format!("recovered in {}{target}", fmt_duration(self.duration))
         } else {
-            format!("not recovered after {}", fmt_duration(self.duration))
+            format!(
+                "not recovered (the run {} after {})",
+                self.outcome,
+                fmt_duration(self.duration)
+            )
         };
         let plural = |n: usize, one: &str, many: &str| {
             format!("{n} {}", if n == 1 { one } else { many })

@@ -707,15 +707,29 @@ fn rollout_status(d: &Deployment, now: DateTime<Utc>) -> Result<Reply, ActionErr
         return Ok(Reply::ok(d.to_json(now)));
     }
     if st.deadline_exceeded {
-        return Err(ActionError::new(ErrorKind::Failed, format!("deployment \"{}\" exceeded its progress deadline: {} of {} updated replicas are available", d.name, st.available.min(st.updated), d.replicas))
-            .with_result(d.to_json(now)));
+        return Err(ActionError::new(
+            ErrorKind::Failed,
+            format!(
+                "deployment \"{}\" exceeded its progress deadline: the pods of revision {} never became ready ({} out of {} new replicas updated)",
+                d.name,
+                d.revision(),
+                st.updated,
+                d.replicas
+            ),
+        )
+        .with_result(d.to_json(now)));
     }
-    let why = format!(
-        "waiting for deployment \"{}\" rollout to finish: {} of {} updated replicas are available",
-        d.name,
-        if d.rollout.stuck { 0 } else { st.updated },
-        d.replicas
-    );
+    let why = if st.updated < d.replicas {
+        format!(
+            "waiting for deployment \"{}\" rollout to finish: {} out of {} new replicas have been updated",
+            d.name, st.updated, d.replicas
+        )
+    } else {
+        format!(
+            "waiting for deployment \"{}\" rollout to finish: {} of {} updated replicas are available",
+            d.name, st.available, d.replicas
+        )
+    };
     let wait = if d.rollout.stuck { d.progress_deadline } else { d.rollout.takes };
     Ok(Reply::WaitUntil(d.rollout.started + chrono::Duration::from_std(wait).unwrap_or_default(), why))
 }
