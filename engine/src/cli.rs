@@ -662,7 +662,7 @@ pub async fn execute(p: Prepared) -> i32 {
                 res.hint.clone().unwrap_or_default()
             );
         }
-        RunOutcome::Interrupted | RunOutcome::Aborted if simulated => {}
+        RunOutcome::Aborted if simulated => {}
         RunOutcome::NeedsAnswer => {
             let hint = res.hint.clone().unwrap_or_default();
             let flag = hint

@@ -2,8 +2,10 @@
 //! one and generate `schemas/drill.schema.json`. The checker (`drill/check.rs`) turns a spec
 //! into a `Drill`; nothing here is validated beyond its shape.
 
+use std::borrow::Cow;
+
 use indexmap::IndexMap;
-use schemars::JsonSchema;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -77,13 +79,23 @@ pub struct DrillMetadata {
 }
 
 /// A YAML scalar (`yes`, `3`, `true`, `done: told #ops`), used as text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Scalar {
     Bool(bool),
     Int(i64),
     Float(f64),
     Text(String),
+}
+
+impl JsonSchema for Scalar {
+    fn schema_name() -> Cow<'static, str> {
+        "Scalar".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": ["boolean", "integer", "number", "string"] })
+    }
 }
 
 impl Scalar {
@@ -169,11 +181,24 @@ pub struct DeploymentSpec {
 }
 
 /// One revision: an image, or an image with environment variables.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RevisionSpec {
     Image(String),
     Detailed(RevisionDetail),
+}
+
+// if/then/else instead of the derived `anyOf`: a mistake inside the mapping form is then
+// reported at its own field, not as "matches no alternative".
+impl JsonSchema for RevisionSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "RevisionSpec".into()
+    }
+
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let detail = g.subschema_for::<RevisionDetail>();
+        json_schema!({ "if": { "type": "string" }, "then": { "type": "string" }, "else": detail })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -255,11 +280,26 @@ impl ServiceState {
 }
 
 /// One or more items: `respond: { ... }` or `respond: [ ..., ... ]`.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany<T> {
     One(T),
     Many(Vec<T>),
+}
+
+impl<T: JsonSchema> JsonSchema for OneOrMany<T> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("OneOrMany_{}", T::schema_name()).into()
+    }
+
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let item = g.subschema_for::<T>();
+        json_schema!({
+            "if": { "type": "array" },
+            "then": { "type": "array", "items": item, "minItems": 1 },
+            "else": item,
+        })
+    }
 }
 
 impl<T: Clone> OneOrMany<T> {
@@ -660,5 +700,34 @@ impl ExpectedStep {
 /// The JSON Schema of drill files, as checked in under `schemas/`.
 pub fn drill_schema() -> Value {
     let schema = schemars::schema_for!(DrillSpec);
-    serde_json::to_value(schema).expect("schema serializes")
+    let mut v = serde_json::to_value(schema).expect("schema serializes");
+    strip_null(&mut v);
+    v
+}
+
+/// Optional fields are written out or left out, never `null`: dropping the null alternative
+/// also lets a wrong enum value be reported with the allowed values, not as "no alternative".
+fn strip_null(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Array(types)) = m.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types[0].clone();
+                    m.insert("type".into(), only);
+                }
+            }
+            let nullable = m.get("anyOf").and_then(Value::as_array).and_then(|alts| {
+                let rest: Vec<&Value> = alts.iter().filter(|a| a.get("type") != Some(&Value::from("null"))).collect();
+                (rest.len() == 1 && alts.len() == 2).then(|| rest[0].clone())
+            });
+            if let Some(Value::Object(only)) = nullable {
+                m.remove("anyOf");
+                m.extend(only);
+            }
+            m.values_mut().for_each(strip_null);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_null),
+        _ => {}
+    }
 }
