@@ -45,7 +45,12 @@ impl Cx<'_> {
         self.diags.last_mut().expect("just pushed")
     }
 
-    fn key_err(&mut self, ptr: &str, msg: impl Into<String>, code: &'static str) -> &mut Diagnostic {
+    fn key_err(
+        &mut self,
+        ptr: &str,
+        msg: impl Into<String>,
+        code: &'static str,
+    ) -> &mut Diagnostic {
         let loc = self.doc.key_loc(ptr);
         let len = ptr.rsplit('/').next().map_or(1, |k| k.chars().count());
         self.diags.push(
@@ -125,7 +130,11 @@ pub fn check_drill(
     };
     let Some(spec) = spec else {
         if cx.diags.is_empty() {
-            cx.err("", "the document does not have the shape of a drill", "schema");
+            cx.err(
+                "",
+                "the document does not have the shape of a drill",
+                "schema",
+            );
         }
         return (None, cx.diags);
     };
@@ -133,20 +142,28 @@ pub fn check_drill(
     let start = match DateTime::parse_from_rfc3339(spec.start.as_deref().unwrap_or(DEFAULT_START)) {
         Ok(t) => t.with_timezone(&Utc),
         Err(e) => {
-            cx.err("/start", format!("`start` is not an RFC 3339 time: {e}"), "drill-start")
-                .help = Some(format!("write it like `{DEFAULT_START}`"));
+            cx.err(
+                "/start",
+                format!("`start` is not an RFC 3339 time: {e}"),
+                "drill-start",
+            )
+            .help = Some(format!("write it like `{DEFAULT_START}`"));
             DEFAULT_START.parse().expect("the default start parses")
         }
     };
     let (world, problems) = build::build(&spec, start);
     cx.problems(problems);
-    let within = spec.expect.within.as_deref().and_then(|w| match parse_duration(w) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            cx.err("/expect/within", e, "duration");
-            None
-        }
-    });
+    let within = spec
+        .expect
+        .within
+        .as_deref()
+        .and_then(|w| match parse_duration(w) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                cx.err("/expect/within", e, "duration");
+                None
+            }
+        });
     if let Some(w) = &spec.expect.world {
         cx.problems(build::state_problems(&world, w, "/expect/world"));
     }
@@ -166,16 +183,32 @@ pub fn check_drill(
     }
     for id in spec.expect.steps.keys() {
         if !steps.contains(id) {
-            cx.unknown_id(&format!("/expect/steps/{}", pointer_segment(id)), id, "step", &steps, false);
+            cx.unknown_id(
+                &format!("/expect/steps/{}", pointer_segment(id)),
+                id,
+                "step",
+                &steps,
+                false,
+            );
         }
     }
-    if let Some(s) = spec.expect.failed_step.as_ref().filter(|s| !steps.contains(s)) {
+    if let Some(s) = spec
+        .expect
+        .failed_step
+        .as_ref()
+        .filter(|s| !steps.contains(s))
+    {
         cx.unknown_id("/expect/failed_step", s, "step", &steps, true);
     }
     let outcome = spec.expect.outcome.unwrap_or(ExpectedOutcome::Succeeded);
     if spec.expect.failed_step.is_some() && outcome == ExpectedOutcome::Succeeded {
-        cx.err("/expect/failed_step", "a run that succeeds stops at no step", "drill-expect")
-            .help = Some("expect `outcome: failed`, `aborted` or `needs-answer` with `failed_step`".into());
+        cx.err(
+            "/expect/failed_step",
+            "a run that succeeds stops at no step",
+            "drill-expect",
+        )
+        .help =
+            Some("expect `outcome: failed`, `aborted` or `needs-answer` with `failed_step`".into());
     }
 
     if cx.diags.iter().any(Diagnostic::is_error) {
@@ -215,7 +248,9 @@ fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
-            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
                 out.pop();
             }
             Component::CurDir => {}
@@ -228,8 +263,12 @@ fn normalize(p: &Path) -> PathBuf {
 fn runbook(cx: &mut Cx, drill_path: &Path, rel: &str) -> Option<Arc<Runbook>> {
     let path = normalize(&drill_path.parent().unwrap_or(Path::new(".")).join(rel));
     if !path.is_file() {
-        cx.err("/runbook", format!("runbook `{rel}` not found (looked for {})", path.display()), "drill-runbook")
-            .help = Some("the path is relative to the drill file".into());
+        cx.err(
+            "/runbook",
+            format!("runbook `{rel}` not found (looked for {})", path.display()),
+            "drill-runbook",
+        )
+        .help = Some("the path is relative to the drill file".into());
         return None;
     }
     let report = check_path(&path);
@@ -239,13 +278,21 @@ fn runbook(cx: &mut Cx, drill_path: &Path, rel: &str) -> Option<Arc<Runbook>> {
         let more = errors.len().saturating_sub(3);
         cx.err(
             "/runbook",
-            format!("runbook `{rel}` has {} error{}", errors.len(), if errors.len() == 1 { "" } else { "s" }),
+            format!(
+                "runbook `{rel}` has {} error{}",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            ),
             "drill-runbook",
         )
         .help = Some(format!(
             "{}{}; run `runbook check {}`",
             first.join("; "),
-            if more > 0 { format!(" (and {more} more)") } else { String::new() },
+            if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            },
             path.display()
         ));
         return None;
@@ -253,20 +300,32 @@ fn runbook(cx: &mut Cx, drill_path: &Path, rel: &str) -> Option<Arc<Runbook>> {
     match report.checked {
         Some(Checked::Runbook(rb)) => Some(Arc::new(*rb)),
         _ => {
-            cx.err("/runbook", format!("`{rel}` is not a runbook"), "drill-runbook")
-                .help = Some("point `runbook:` at a `kind: Runbook` file".into());
+            cx.err(
+                "/runbook",
+                format!("`{rel}` is not a runbook"),
+                "drill-runbook",
+            )
+            .help = Some("point `runbook:` at a `kind: Runbook` file".into());
             None
         }
     }
 }
 
 /// The drill's inputs, typed like `--inputs FILE` values and checked against the runbook.
-fn check_inputs(cx: &mut Cx, rb: &Runbook, given: &IndexMap<String, Value>) -> IndexMap<String, Value> {
+fn check_inputs(
+    cx: &mut Cx,
+    rb: &Runbook,
+    given: &IndexMap<String, Value>,
+) -> IndexMap<String, Value> {
     let declared = &rb.spec.inputs;
     let known: Vec<String> = declared.keys().cloned().collect();
     for name in given.keys().filter(|n| !declared.contains_key(*n)) {
         let ptr = format!("/inputs/{}", pointer_segment(name));
-        let d = cx.key_err(&ptr, format!("the runbook has no input `{name}`"), "unknown-input");
+        let d = cx.key_err(
+            &ptr,
+            format!("the runbook has no input `{name}`"),
+            "unknown-input",
+        );
         d.help = Some(match did_you_mean(name, known.iter().map(String::as_str)) {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("its inputs: {}", quoted(&known)),
@@ -276,12 +335,18 @@ fn check_inputs(cx: &mut Cx, rb: &Runbook, given: &IndexMap<String, Value>) -> I
     for (name, spec) in declared {
         let ptr = format!("/inputs/{}", pointer_segment(name));
         let v = match (given.get(name), &spec.default) {
-            (Some(Value::String(s)), _) if spec.kind != InputType::String => inputs::coerce(name, spec, s),
+            (Some(Value::String(s)), _) if spec.kind != InputType::String => {
+                inputs::coerce(name, spec, s)
+            }
             (Some(v), _) => inputs::validate_value(name, spec, v).map(|_| v.clone()),
             (None, Some(d)) => Ok(d.clone()),
             (None, None) => {
-                cx.key_err("/inputs", format!("missing input `{name}`: the runbook requires it"), "missing-input")
-                    .help = Some(format!("add `{name}: <value>` under `inputs:`"));
+                cx.key_err(
+                    "/inputs",
+                    format!("missing input `{name}`: the runbook requires it"),
+                    "missing-input",
+                )
+                .help = Some(format!("add `{name}: <value>` under `inputs:`"));
                 continue;
             }
         };
@@ -310,7 +375,11 @@ fn check_answers(cx: &mut Cx, rb: &Runbook, spec: &DrillSpec) -> HashMap<String,
             None => cx.unknown_id(&ptr, id, "step", &names, false),
             Some((_, kind)) => {
                 if let Err(e) = parse_answer(kind, &text) {
-                    cx.err(&ptr, format!("`{text}` does not answer `{id}`: {e}"), "drill-answer");
+                    cx.err(
+                        &ptr,
+                        format!("`{text}` does not answer `{id}`: {e}"),
+                        "drill-answer",
+                    );
                     continue;
                 }
                 if matches!(kind, GateKind::Resume) && !asks.contains(id) {
@@ -370,15 +439,30 @@ fn declared(rb: &Runbook, secrets: &mut BTreeSet<String>, env: &mut BTreeSet<Str
 }
 
 /// Checks that the drill's `secrets` and `env` name what the runbooks declare.
-fn check_sources(cx: &mut Cx, rb: &Runbook, spec: &DrillSpec) -> (IndexMap<String, String>, Map<String, Value>) {
+fn check_sources(
+    cx: &mut Cx,
+    rb: &Runbook,
+    spec: &DrillSpec,
+) -> (IndexMap<String, String>, Map<String, Value>) {
     let (mut secret_names, mut env_names) = (BTreeSet::new(), BTreeSet::new());
     declared(rb, &mut secret_names, &mut env_names);
-    for (field, given, known) in [("secrets", spec.secrets.keys(), &secret_names), ("env", spec.env.keys(), &env_names)] {
+    for (field, given, known) in [
+        ("secrets", spec.secrets.keys(), &secret_names),
+        ("env", spec.env.keys(), &env_names),
+    ] {
         let known: Vec<String> = known.iter().cloned().collect();
         for name in given.filter(|n| !known.contains(n)) {
-            let what = if field == "secrets" { "secret" } else { "environment variable" };
+            let what = if field == "secrets" {
+                "secret"
+            } else {
+                "environment variable"
+            };
             let ptr = format!("/{field}/{}", pointer_segment(name));
-            let d = cx.key_err(&ptr, format!("the runbook declares no {what} `{name}`"), "drill-sources");
+            let d = cx.key_err(
+                &ptr,
+                format!("the runbook declares no {what} `{name}`"),
+                "drill-sources",
+            );
             d.help = Some(match did_you_mean(name, known.iter().map(String::as_str)) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!("it declares: {}", quoted(&known)),
@@ -399,11 +483,24 @@ pub fn stand_ins(
     declared(rb, &mut secret_names, &mut env_names);
     let secrets = secret_names
         .iter()
-        .map(|n| (n.clone(), secrets.get(n).cloned().unwrap_or_else(|| format!("drill-secret-{n}"))))
+        .map(|n| {
+            (
+                n.clone(),
+                secrets
+                    .get(n)
+                    .cloned()
+                    .unwrap_or_else(|| format!("drill-secret-{n}")),
+            )
+        })
         .collect();
     let env = env_names
         .iter()
-        .map(|n| (n.clone(), Value::String(env.get(n).cloned().unwrap_or_default())))
+        .map(|n| {
+            (
+                n.clone(),
+                Value::String(env.get(n).cloned().unwrap_or_default()),
+            )
+        })
         .collect();
     (secrets, env)
 }

@@ -79,7 +79,11 @@ fn find(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
             out.push(p.clone());
             continue;
         }
-        out.extend(crate::cli::yaml_files(p).into_iter().filter(|f| is_drill(f)));
+        out.extend(
+            crate::cli::yaml_files(p)
+                .into_iter()
+                .filter(|f| is_drill(f)),
+        );
     }
     let mut seen = std::collections::HashSet::new();
     out.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
@@ -131,7 +135,10 @@ pub async fn run(a: DrillArgs) -> i32 {
         let Some(drill) = drill else {
             crate::cli::print_report(&report, color);
             let n = report.diagnostics.iter().filter(|d| d.is_error()).count();
-            row.verdict = Verdict::Error(format!("invalid drill: {n} error{} (shown above)", if n == 1 { "" } else { "s" }));
+            row.verdict = Verdict::Error(format!(
+                "invalid drill: {n} error{} (shown above)",
+                if n == 1 { "" } else { "s" }
+            ));
             rows.push(row);
             continue;
         };
@@ -182,7 +189,8 @@ async fn run_one(drill: &Drill, report_dir: Option<&Path>, row: &mut Row) {
     };
     if let Some(j) = &run.journal {
         let out = j.with_file_name(REPORT_NAME);
-        if let Err(e) = crate::report::write_for_journal(j, &out) {
+        let redactor = crate::exec::redact::Redactor::new(drill.secrets.values().cloned());
+        if let Err(e) = crate::report::write_for_journal_with(j, &out, &redactor) {
             eprintln!("warning: {}: no report written: {e}", drill.name);
         }
     }
@@ -197,11 +205,18 @@ async fn run_one(drill: &Drill, report_dir: Option<&Path>, row: &mut Row) {
 }
 
 fn print_rows(rows: &[Row], seconds: f64) {
-    let w = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0);
+    let w = rows
+        .iter()
+        .map(|r| r.label.chars().count())
+        .max()
+        .unwrap_or(0);
     let (mut pass, mut fail, mut error) = (0, 0, 0);
     let mut virtual_total = std::time::Duration::ZERO;
     for r in rows {
-        let vt = r.virtual_time.map(fmt_duration).unwrap_or_else(|| "-".into());
+        let vt = r
+            .virtual_time
+            .map(fmt_duration)
+            .unwrap_or_else(|| "-".into());
         virtual_total += r.virtual_time.unwrap_or_default();
         match &r.verdict {
             Verdict::Pass => {

@@ -118,14 +118,22 @@ pub fn evaluate(expect: &Expect, run: &DrillRun) -> Vec<Unmet> {
     if let Some(m) = &expect.message {
         let actual = end.message.clone().unwrap_or_default();
         if !actual.contains(m.as_str()) {
-            unmet("message", format!("text containing {m:?}"), format!("{actual:?}"));
+            unmet(
+                "message",
+                format!("text containing {m:?}"),
+                format!("{actual:?}"),
+            );
         }
     }
     let steps = step_outcomes(&run.events);
     for (id, want) in &expect.steps {
         let got = steps.get(id).map_or("not-run", String::as_str);
         if got != want.as_str() {
-            unmet(&format!("step `{id}`"), want.as_str().to_string(), got.to_string());
+            unmet(
+                &format!("step `{id}`"),
+                want.as_str().to_string(),
+                got.to_string(),
+            );
         }
     }
     if let Some(w) = &expect.world {

@@ -84,15 +84,29 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_control_characters() {
-        assert_eq!(escape("a<b & \"c\"\u{1b}[0m"), "a&lt;b &amp; &quot;c&quot;[0m");
+        assert_eq!(
+            escape("a<b & \"c\"\u{1b}[0m"),
+            "a&lt;b &amp; &quot;c&quot;[0m"
+        );
     }
 
     #[test]
     fn counts_failures_and_errors() {
         let cases = vec![
-            Case { name: "ok".into(), ..Default::default() },
-            Case { name: "bad".into(), failure: Some(("outcome: expected succeeded, got failed".into(), "d".into())), ..Default::default() },
-            Case { name: "broken".into(), error: Some(("invalid drill".into(), String::new())), ..Default::default() },
+            Case {
+                name: "ok".into(),
+                ..Default::default()
+            },
+            Case {
+                name: "bad".into(),
+                failure: Some(("outcome: expected succeeded, got failed".into(), "d".into())),
+                ..Default::default()
+            },
+            Case {
+                name: "broken".into(),
+                error: Some(("invalid drill".into(), String::new())),
+                ..Default::default()
+            },
         ];
         let x = render(&cases, 0.5);
         assert!(x.contains("tests=\"3\" failures=\"1\" errors=\"1\""), "{x}");

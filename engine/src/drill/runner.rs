@@ -31,7 +31,11 @@ pub struct DrillRun {
 
 /// `<start>-<drill name>-drill`: shaped like a real run id, and the same on every run.
 pub fn run_id(drill: &Drill) -> String {
-    format!("{}-{}-drill", drill.start.format("%Y%m%dT%H%M%SZ"), drill.name)
+    format!(
+        "{}-{}-drill",
+        drill.start.format("%Y%m%dT%H%M%SZ"),
+        drill.name
+    )
 }
 
 /// The report file written next to a drill's journal.
@@ -85,7 +89,11 @@ pub async fn run(drill: &Drill, journal_dir: Option<&Path>) -> Result<DrillRun, 
     if let Some(why) = runner.emitter().broken() {
         return Err(why.to_string());
     }
-    let events = collected.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let events = collected
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     Ok(DrillRun {
         events,
         result,
@@ -103,7 +111,8 @@ fn fresh_journal(dir: &Path, id: &str) -> Result<Journal, String> {
         for name in [FILE_NAME, REPORT_NAME] {
             let f = run_dir.join(name);
             if f.exists() {
-                std::fs::remove_file(&f).map_err(|e| format!("cannot replace {}: {e}", f.display()))?;
+                std::fs::remove_file(&f)
+                    .map_err(|e| format!("cannot replace {}: {e}", f.display()))?;
             }
         }
         std::fs::remove_dir(&run_dir).map_err(|e| {
@@ -113,5 +122,6 @@ fn fresh_journal(dir: &Path, id: &str) -> Result<Journal, String> {
             )
         })?;
     }
-    Journal::create(dir, id).map_err(|e| format!("cannot create the journal in {}: {e}", dir.display()))
+    Journal::create(dir, id)
+        .map_err(|e| format!("cannot create the journal in {}: {e}", dir.display()))
 }

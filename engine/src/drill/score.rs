@@ -79,9 +79,8 @@ impl Score {
                 fmt_duration(self.duration)
             )
         };
-        let plural = |n: usize, one: &str, many: &str| {
-            format!("{n} {}", if n == 1 { one } else { many })
-        };
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         format!(
             "{time}; {}, {} ({}), {}",
             plural(self.gates, "gate", "gates"),

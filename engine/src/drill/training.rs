@@ -14,8 +14,8 @@ use super::check::stand_ins;
 use super::world::World;
 use crate::check::{self, Checked};
 use crate::cli::{
-    default_operator, execute, hostname, is_interactive, load_or_report, new_run_id,
-    parse_answers, print_report, reason_for, Prepared, RunArgs,
+    default_operator, execute, hostname, is_interactive, load_or_report, new_run_id, parse_answers,
+    print_report, reason_for, Prepared, RunArgs,
 };
 use crate::exec::clock::{Clock, SystemClock, VirtualClock};
 use crate::exec::events::AnswerVia;
@@ -30,7 +30,10 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
     let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
     if report.has_errors() {
         print_report(&report, color);
-        eprintln!("error: {} has errors; nothing was run", world_file.display());
+        eprintln!(
+            "error: {} has errors; nothing was run",
+            world_file.display()
+        );
         return exit::INVALID;
     }
     let Some(Checked::Drill(drill)) = report.checked else {
@@ -103,7 +106,12 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
         .collect();
     let (secrets, env) = stand_ins(&rb, &drill.secrets, &env);
     let interactive = is_interactive(a.common.non_interactive);
-    let reason = match reason_for(&rb, a.common.reason.clone(), interactive, &rb.spec.metadata.title) {
+    let reason = match reason_for(
+        &rb,
+        a.common.reason.clone(),
+        interactive,
+        &rb.spec.metadata.title,
+    ) {
         Ok(r) => r,
         Err(c) => return c,
     };
@@ -157,7 +165,11 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
         answers_via: AnswerVia::AnswerFlag,
         yes: a.common.yes,
         interactive,
-        style: if interactive { Style::Rich } else { Style::Plain },
+        style: if interactive {
+            Style::Rich
+        } else {
+            Style::Plain
+        },
         report: a.common.report.clone(),
     })
     .await

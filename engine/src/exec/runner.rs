@@ -134,9 +134,7 @@ impl Runner {
         let started = self.clock.now();
         self.operator = cfg.operator.clone();
         self.resume = cfg.resume.clone();
-        self.isolated = cfg
-            .isolated
-            .then(|| (cfg.secrets.clone(), cfg.env.clone()));
+        self.isolated = cfg.isolated.then(|| (cfg.secrets.clone(), cfg.env.clone()));
         let run_id = self.emitter.run_id().to_string();
         let run_started_at = cfg
             .resume

@@ -16,8 +16,8 @@ use super::shell::{ShellResponse, ShellRule};
 use super::State;
 use crate::diag::did_you_mean;
 use crate::drill::spec::{
-    DeploymentSpec, DrillSpec, EffectSpec, FaultErrorKind, FaultSpec, RevisionSpec,
-    ServiceState, WorldStateSpec,
+    DeploymentSpec, DrillSpec, EffectSpec, FaultErrorKind, FaultSpec, RevisionSpec, ServiceState,
+    WorldStateSpec,
 };
 use crate::model::parse_duration;
 use crate::yaml::pointer_segment;
@@ -116,7 +116,11 @@ pub fn build(spec: &DrillSpec, start: DateTime<Utc>) -> (State, Vec<Problem>) {
             let dep = deployment(d, start, &ptr, &mut p);
             let key = dep.key();
             if st.kube.deployments.contains_key(&key) {
-                p.add(&format!("{ptr}/name"), format!("Deployment `{key}` is defined twice"), None);
+                p.add(
+                    &format!("{ptr}/name"),
+                    format!("Deployment `{key}` is defined twice"),
+                    None,
+                );
             }
             st.kube.deployments.insert(key, dep);
         }
@@ -140,14 +144,20 @@ pub fn build(spec: &DrillSpec, start: DateTime<Utc>) -> (State, Vec<Problem>) {
     if let Some(c) = &spec.world.compose {
         for (name, proj) in &c.projects {
             let ptr = field("/world/compose/projects", name);
-            let takes = p.duration(&format!("{ptr}/takes"), proj.takes.as_deref(), Duration::from_secs(5));
+            let takes = p.duration(
+                &format!("{ptr}/takes"),
+                proj.takes.as_deref(),
+                Duration::from_secs(5),
+            );
             let crashing = proj.crashing_images.clone();
             let services: IndexMap<String, Service> = proj
                 .services
                 .iter()
                 .map(|(n, s)| {
                     let state = match s.state.unwrap_or(ServiceState::Running) {
-                        ServiceState::Running if crashing.contains(&s.image) => ServiceState::Restarting,
+                        ServiceState::Running if crashing.contains(&s.image) => {
+                            ServiceState::Restarting
+                        }
                         other => other,
                     };
                     let svc = Service {
@@ -185,8 +195,13 @@ pub fn build(spec: &DrillSpec, start: DateTime<Utc>) -> (State, Vec<Problem>) {
                 if a.json.is_some() && a.body.is_some() {
                     p.add(&rp, "give either `json` or `body`, not both", None);
                 }
-                if a.error.is_some() && (a.status.is_some() || a.json.is_some() || a.body.is_some()) {
-                    p.add(&format!("{rp}/error"), "an `error` answer has no status or body", Some("remove `status`, `json` and `body`, or remove `error`".into()));
+                if a.error.is_some() && (a.status.is_some() || a.json.is_some() || a.body.is_some())
+                {
+                    p.add(
+                        &format!("{rp}/error"),
+                        "an `error` answer has no status or body",
+                        Some("remove `status`, `json` and `body`, or remove `error`".into()),
+                    );
                 }
                 HttpResponse {
                     status: a.status.unwrap_or(200),
@@ -200,7 +215,11 @@ pub fn build(spec: &DrillSpec, start: DateTime<Utc>) -> (State, Vec<Problem>) {
             })
             .collect();
         if responses.is_empty() {
-            p.add(&format!("{ptr}/respond"), "`respond` needs at least one answer", None);
+            p.add(
+                &format!("{ptr}/respond"),
+                "`respond` needs at least one answer",
+                None,
+            );
         }
         if let Some(w) = &r.when {
             state_keys(&st, w, &format!("{ptr}/when"), &mut p);
@@ -223,9 +242,17 @@ pub fn build(spec: &DrillSpec, start: DateTime<Utc>) -> (State, Vec<Problem>) {
     for (i, r) in spec.world.shell.iter().enumerate() {
         let ptr = format!("/world/shell/{i}");
         match (&r.matches.argv, &r.matches.script) {
-            (Some(a), None) if a.is_empty() => p.add(&format!("{ptr}/match/argv"), "`argv` needs at least the program", None),
+            (Some(a), None) if a.is_empty() => p.add(
+                &format!("{ptr}/match/argv"),
+                "`argv` needs at least the program",
+                None,
+            ),
             (Some(_), None) | (None, Some(_)) => {}
-            _ => p.add(&format!("{ptr}/match"), "give exactly one of `argv` or `script`", None),
+            _ => p.add(
+                &format!("{ptr}/match"),
+                "give exactly one of `argv` or `script`",
+                None,
+            ),
         }
         let responses: Vec<ShellResponse> = r
             .respond
@@ -237,11 +264,19 @@ pub fn build(spec: &DrillSpec, start: DateTime<Utc>) -> (State, Vec<Problem>) {
                 stdout: a.stdout.clone().unwrap_or_default(),
                 stderr: a.stderr.clone().unwrap_or_default(),
                 times: a.times,
-                takes: p.duration(&format!("{}/takes", respond_ptr(&ptr, &r.respond, j)), a.takes.as_deref(), Duration::ZERO),
+                takes: p.duration(
+                    &format!("{}/takes", respond_ptr(&ptr, &r.respond, j)),
+                    a.takes.as_deref(),
+                    Duration::ZERO,
+                ),
             })
             .collect();
         if responses.is_empty() {
-            p.add(&format!("{ptr}/respond"), "`respond` needs at least one result", None);
+            p.add(
+                &format!("{ptr}/respond"),
+                "`respond` needs at least one result",
+                None,
+            );
         }
         if let Some(w) = &r.when {
             state_keys(&st, w, &format!("{ptr}/when"), &mut p);
@@ -277,7 +312,11 @@ fn deployment(d: &DeploymentSpec, start: DateTime<Utc>, ptr: &str, p: &mut Probl
     let container = d.container.clone().unwrap_or_else(|| d.name.clone());
     let replicas = d.replicas.unwrap_or(1);
     let rollout = d.rollout.clone().unwrap_or_default();
-    let takes = p.duration(&format!("{ptr}/rollout/takes"), rollout.takes.as_deref(), Duration::from_secs(30));
+    let takes = p.duration(
+        &format!("{ptr}/rollout/takes"),
+        rollout.takes.as_deref(),
+        Duration::from_secs(30),
+    );
     let progress_deadline = p.duration(
         &format!("{ptr}/rollout/progress_deadline"),
         rollout.progress_deadline.as_deref(),
@@ -290,7 +329,11 @@ fn deployment(d: &DeploymentSpec, start: DateTime<Utc>, ptr: &str, p: &mut Probl
             RevisionSpec::Detailed(x) => (x.image.clone(), x.env.clone()),
         };
         let t = Template {
-            containers: vec![Container { name: container.clone(), image, env }],
+            containers: vec![Container {
+                name: container.clone(),
+                image,
+                env,
+            }],
             annotations: BTreeMap::new(),
         };
         // The controller keeps one ReplicaSet per template: a repeat moves it to the top.
@@ -298,25 +341,43 @@ fn deployment(d: &DeploymentSpec, start: DateTime<Utc>, ptr: &str, p: &mut Probl
         history.push((i as i64 + 1, t));
     }
     let template = history.last().map(|(_, t)| t.clone()).unwrap_or(Template {
-        containers: vec![Container { name: container, image: String::new(), env: IndexMap::new() }],
+        containers: vec![Container {
+            name: container,
+            image: String::new(),
+            env: IndexMap::new(),
+        }],
         annotations: BTreeMap::new(),
     });
-    let crashes = template.containers.iter().any(|c| d.crashing_images.contains(&c.image));
+    let crashes = template
+        .containers
+        .iter()
+        .any(|c| d.crashing_images.contains(&c.image));
     let available = d.available.unwrap_or(replicas);
     if available > replicas {
-        p.add(&format!("{ptr}/available"), format!("`available` ({available}) is more than `replicas` ({replicas})"), None);
+        p.add(
+            &format!("{ptr}/available"),
+            format!("`available` ({available}) is more than `replicas` ({replicas})"),
+            None,
+        );
     }
     // A crashing current image is an incident already in progress: its rollout has long
     // passed the progress deadline. Fewer available replicas otherwise means a rollout
     // that finishes `takes` after the start.
     let (started, rollout_takes) = if crashes {
-        (start - chrono::Duration::from_std(progress_deadline).unwrap_or_default(), takes)
+        (
+            start - chrono::Duration::from_std(progress_deadline).unwrap_or_default(),
+            takes,
+        )
     } else if available < replicas {
         (start, takes)
     } else {
         (start, Duration::ZERO)
     };
-    let mut labels: BTreeMap<String, String> = d.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut labels: BTreeMap<String, String> = d
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     if labels.is_empty() {
         labels.insert("app".into(), d.name.clone());
     }
@@ -330,7 +391,12 @@ fn deployment(d: &DeploymentSpec, start: DateTime<Utc>, ptr: &str, p: &mut Probl
         paused: d.paused,
         template,
         history,
-        rollout: Rollout { started, takes: rollout_takes, stuck: crashes, from_available: available },
+        rollout: Rollout {
+            started,
+            takes: rollout_takes,
+            stuck: crashes,
+            from_available: available,
+        },
         takes,
         progress_deadline,
         crashing: d.crashing_images.clone(),
@@ -342,7 +408,12 @@ fn state_keys(st: &State, w: &WorldStateSpec, ptr: &str, p: &mut Problems) {
     if let Some(k) = &w.kubernetes {
         for key in k.deployments.keys() {
             if !st.kube.deployments.contains_key(key) {
-                p.unknown(&field(&format!("{ptr}/kubernetes/deployments"), key), key, "Deployment", st.kube.deployments.keys());
+                p.unknown(
+                    &field(&format!("{ptr}/kubernetes/deployments"), key),
+                    key,
+                    "Deployment",
+                    st.kube.deployments.keys(),
+                );
             }
         }
     }
@@ -377,12 +448,21 @@ fn effect_keys(st: &State, e: &EffectSpec, ptr: &str, p: &mut Problems) {
     if let Some(k) = &e.kubernetes {
         for key in k.deployments.keys() {
             if !st.kube.deployments.contains_key(key) {
-                p.unknown(&field(&format!("{ptr}/kubernetes/deployments"), key), key, "Deployment", st.kube.deployments.keys());
+                p.unknown(
+                    &field(&format!("{ptr}/kubernetes/deployments"), key),
+                    key,
+                    "Deployment",
+                    st.kube.deployments.keys(),
+                );
             }
         }
         for key in k.objects.keys() {
             if !(2..=3).contains(&key.split('/').count()) {
-                p.key(&field(&format!("{ptr}/kubernetes/objects"), key), format!("`{key}` is not `namespace/Kind/name` (or `Kind/name`)"), None);
+                p.key(
+                    &field(&format!("{ptr}/kubernetes/objects"), key),
+                    format!("`{key}` is not `namespace/Kind/name` (or `Kind/name`)"),
+                    None,
+                );
             }
         }
     }
@@ -394,33 +474,70 @@ fn effect_keys(st: &State, e: &EffectSpec, ptr: &str, p: &mut Problems) {
 }
 
 fn fault(st: &State, f: &FaultSpec, ptr: &str, p: &mut Problems) -> Option<Fault> {
-    let effects = [f.error.is_some(), f.rollout_never_available.is_some(), f.http_failing.is_some()];
+    let effects = [
+        f.error.is_some(),
+        f.rollout_never_available.is_some(),
+        f.http_failing.is_some(),
+    ];
     if effects.iter().filter(|e| **e).count() != 1 {
-        p.add(ptr, "a fault needs exactly one of `error`, `rollout_never_available` or `http_failing`", Some("split it into one fault per effect".into()));
+        p.add(
+            ptr,
+            "a fault needs exactly one of `error`, `rollout_never_available` or `http_failing`",
+            Some("split it into one fault per effect".into()),
+        );
         return None;
     }
     if f.attempt.is_some() && f.step.is_none() {
-        p.add(&format!("{ptr}/attempt"), "`attempt` needs `step`", Some("name the step whose attempt fails".into()));
+        p.add(
+            &format!("{ptr}/attempt"),
+            "`attempt` needs `step`",
+            Some("name the step whose attempt fails".into()),
+        );
     }
     if f.lasts.is_some() && f.at.is_none() {
-        p.add(&format!("{ptr}/for"), "`for` needs `at`", Some("say when the fault starts, e.g. `at: 5m`".into()));
+        p.add(
+            &format!("{ptr}/for"),
+            "`for` needs `at`",
+            Some("say when the fault starts, e.g. `at: 5m`".into()),
+        );
     }
     if f.step.is_some() && f.at.is_some() {
-        p.add(&format!("{ptr}/at"), "give either `step` or `at`, not both", None);
+        p.add(
+            &format!("{ptr}/at"),
+            "give either `step` or `at`, not both",
+            None,
+        );
     }
     if f.error.is_none() {
-        for (name, set) in [("kind", f.kind.is_some()), ("backend", f.backend.is_some()), ("times", f.times.is_some())] {
+        for (name, set) in [
+            ("kind", f.kind.is_some()),
+            ("backend", f.backend.is_some()),
+            ("times", f.times.is_some()),
+        ] {
             if set {
-                p.add(&format!("{ptr}/{name}"), format!("`{name}` applies to `error` faults only"), None);
+                p.add(
+                    &format!("{ptr}/{name}"),
+                    format!("`{name}` applies to `error` faults only"),
+                    None,
+                );
             }
         }
     }
-    let from = f.at.as_deref().map(|a| p.duration(&format!("{ptr}/at"), Some(a), Duration::ZERO));
+    let from =
+        f.at.as_deref()
+            .map(|a| p.duration(&format!("{ptr}/at"), Some(a), Duration::ZERO));
     let until = match (from, f.lasts.as_deref()) {
-        (Some(from), Some(l)) => Some(from + p.duration(&format!("{ptr}/for"), Some(l), Duration::ZERO)),
+        (Some(from), Some(l)) => {
+            Some(from + p.duration(&format!("{ptr}/for"), Some(l), Duration::ZERO))
+        }
         _ => None,
     };
-    let trigger = Trigger { step: f.step.clone(), attempt: f.attempt, from, until };
+    let trigger = Trigger {
+        step: f.step.clone(),
+        attempt: f.attempt,
+        from,
+        until,
+    };
     let effect = if let Some(message) = &f.error {
         Effect::Error {
             kind: f.kind.unwrap_or(FaultErrorKind::Transport),
@@ -430,13 +547,22 @@ fn fault(st: &State, f: &FaultSpec, ptr: &str, p: &mut Problems) -> Option<Fault
         }
     } else if let Some(key) = &f.rollout_never_available {
         if !st.kube.deployments.contains_key(key) {
-            p.unknown(&format!("{ptr}/rollout_never_available"), key, "Deployment", st.kube.deployments.keys());
+            p.unknown(
+                &format!("{ptr}/rollout_never_available"),
+                key,
+                "Deployment",
+                st.kube.deployments.keys(),
+            );
         }
         Effect::RolloutStuck(key.clone())
     } else {
         let h = f.http_failing.as_ref()?;
         if h.status.is_some() && h.error.is_some() {
-            p.add(&format!("{ptr}/http_failing"), "give either `status` or `error`, not both", None);
+            p.add(
+                &format!("{ptr}/http_failing"),
+                "give either `status` or `error`, not both",
+                None,
+            );
         }
         Effect::HttpFailing {
             method: h.method.map(|m| m.as_str().to_string()),

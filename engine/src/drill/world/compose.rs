@@ -202,15 +202,24 @@ fn dispatch(
                 }
             }
             if wait {
-                if let Some(n) = selected.iter().find(|n| project.services[*n].state == ServiceState::Restarting) {
+                if let Some(n) = selected
+                    .iter()
+                    .find(|n| project.services[*n].state == ServiceState::Restarting)
+                {
                     return Ok(Reply::Answer(
-                        Err(ActionError::new(ErrorKind::Failed, format!("container {pname}-{n}-1 is unhealthy"))
-                            .with_result(json!({ "services": rows(project) }))),
+                        Err(ActionError::new(
+                            ErrorKind::Failed,
+                            format!("container {pname}-{n}-1 is unhealthy"),
+                        )
+                        .with_result(json!({ "services": rows(project) }))),
                         takes,
                     ));
                 }
             }
-            Ok(Reply::Answer(Ok(json!({ "recreated": recreated, "services": rows(project) })), takes))
+            Ok(Reply::Answer(
+                Ok(json!({ "recreated": recreated, "services": rows(project) })),
+                takes,
+            ))
         }
         "down" => {
             let mut removed = vec![];
@@ -228,11 +237,21 @@ fn dispatch(
                 let started = project.started(&image);
                 let s = project.services.get_mut(n).expect("selected");
                 if s.state == ServiceState::Absent {
-                    return Err(ActionError::new(ErrorKind::Failed, format!("{}: service `{n}` has no container", c.what)));
+                    return Err(ActionError::new(
+                        ErrorKind::Failed,
+                        format!("{}: service `{n}` has no container", c.what),
+                    ));
                 }
-                s.state = if verb == "stop" { ServiceState::Exited } else { started };
+                s.state = if verb == "stop" {
+                    ServiceState::Exited
+                } else {
+                    started
+                };
             }
-            Ok(Reply::Answer(Ok(json!({ "services": rows(project) })), takes))
+            Ok(Reply::Answer(
+                Ok(json!({ "services": rows(project) })),
+                takes,
+            ))
         }
         "logs" => {
             let tail = args.get("tail").and_then(Value::as_u64).unwrap_or(100) as usize;
@@ -247,16 +266,35 @@ fn dispatch(
             Ok(Reply::ok(json!({ "logs": out })))
         }
         "set_image" => {
-            let service = args.get("service").and_then(Value::as_str).unwrap_or_default().to_string();
-            let image = args.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
+            let service = args
+                .get("service")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let image = args
+                .get("image")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let known: Vec<String> = project.services.keys().cloned().collect();
             let Some(s) = project.services.get_mut(&service) else {
-                return Err(unscripted(c.what, format!("no service `{service}` in project `{pname}` (it has: {})", known.join(", "))));
+                return Err(unscripted(
+                    c.what,
+                    format!(
+                        "no service `{service}` in project `{pname}` (it has: {})",
+                        known.join(", ")
+                    ),
+                ));
             };
             let previous = std::mem::replace(&mut s.configured, image.clone());
-            Ok(Reply::ok(json!({ "service": service, "image": image, "previous_image": previous })))
+            Ok(Reply::ok(
+                json!({ "service": service, "image": image, "previous_image": previous }),
+            ))
         }
-        other => Err(unscripted(c.what, format!("the drill world does not simulate `{other}`"))),
+        other => Err(unscripted(
+            c.what,
+            format!("the drill world does not simulate `{other}`"),
+        )),
     }
 }
 
@@ -276,7 +314,12 @@ fn selected(project: &Project, args: &Value, c: &Call) -> Result<Vec<String>, Ac
     let named: Vec<String> = args
         .get("services")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     if named.is_empty() {
         return Ok(project.services.keys().cloned().collect());
@@ -284,7 +327,13 @@ fn selected(project: &Project, args: &Value, c: &Call) -> Result<Vec<String>, Ac
     for n in &named {
         if !project.services.contains_key(n) {
             let known: Vec<&str> = project.services.keys().map(String::as_str).collect();
-            return Err(unscripted(c.what, format!("no service `{n}` in the project (it has: {})", known.join(", "))));
+            return Err(unscripted(
+                c.what,
+                format!(
+                    "no service `{n}` in the project (it has: {})",
+                    known.join(", ")
+                ),
+            ));
         }
     }
     Ok(named)

@@ -103,7 +103,10 @@ impl Faults {
                 FaultErrorKind::Timeout => ErrorKind::Timeout,
                 FaultErrorKind::Failed => ErrorKind::Failed,
             };
-            return Some(ActionError::new(kind, format!("{message} (injected fault)")));
+            return Some(ActionError::new(
+                kind,
+                format!("{message} (injected fault)"),
+            ));
         }
         None
     }

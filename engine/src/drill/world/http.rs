@@ -58,9 +58,10 @@ impl HttpRule {
                     .any(|(hk, hv)| hk.eq_ignore_ascii_case(k) && glob(v, hv))
             })
             && self.body.as_ref().is_none_or(|p| glob(p, &body))
-            && self.json.as_ref().is_none_or(|j| {
-                serde_json::from_str::<Value>(&body).is_ok_and(|b| subset(j, &b))
-            })
+            && self
+                .json
+                .as_ref()
+                .is_none_or(|j| serde_json::from_str::<Value>(&body).is_ok_and(|b| subset(j, &b)))
     }
 }
 
@@ -92,14 +93,19 @@ pub fn send(st: &mut State, req: &HttpRequest, c: &Call) -> Reply {
         return Reply::err(unscripted(c.what, why));
     };
     let rule = &mut st.http[i];
-    let resp = pick(&rule.responses, rule.used).expect("chosen above").clone();
+    let resp = pick(&rule.responses, rule.used)
+        .expect("chosen above")
+        .clone();
     rule.used += 1;
     if let Some(effect) = rule.effect.clone() {
         st.schedule(&effect, c.now);
     }
     if let Some(e) = &resp.error {
         return Reply::Answer(
-            Err(ActionError::new(ErrorKind::Transport, format!("{}: {e}", c.what))),
+            Err(ActionError::new(
+                ErrorKind::Transport,
+                format!("{}: {e}", c.what),
+            )),
             resp.takes,
         );
     }

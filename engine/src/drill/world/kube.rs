@@ -239,7 +239,10 @@ impl Deployment {
             ("updatedReplicas", st.updated),
             ("readyReplicas", st.available),
             ("availableReplicas", st.available),
-            ("unavailableReplicas", st.replicas.saturating_sub(st.available)),
+            (
+                "unavailableReplicas",
+                st.replicas.saturating_sub(st.available),
+            ),
         ] {
             if v > 0 {
                 status.insert(k.into(), json!(v));
@@ -249,11 +252,23 @@ impl Deployment {
         let min_ready = self.replicas - self.replicas / 4;
         let available = st.available >= min_ready;
         let (progressing, reason, message) = if st.deadline_exceeded {
-            ("False", "ProgressDeadlineExceeded", format!("ReplicaSet has timed out progressing."))
+            (
+                "False",
+                "ProgressDeadlineExceeded",
+                format!("ReplicaSet has timed out progressing."),
+            )
         } else if st.complete {
-            ("True", "NewReplicaSetAvailable", "ReplicaSet has successfully progressed.".to_string())
+            (
+                "True",
+                "NewReplicaSetAvailable",
+                "ReplicaSet has successfully progressed.".to_string(),
+            )
         } else {
-            ("True", "ReplicaSetUpdated", "ReplicaSet is progressing.".to_string())
+            (
+                "True",
+                "ReplicaSetUpdated",
+                "ReplicaSet is progressing.".to_string(),
+            )
         };
         status.insert(
             "conditions".into(),
@@ -381,7 +396,11 @@ impl Cluster {
             if d.paused {
                 f.insert("paused".into(), json!(true));
             }
-            for (name, m) in [("annotations", &d.annotations), ("labels", &d.labels), ("template_annotations", &d.template.annotations)] {
+            for (name, m) in [
+                ("annotations", &d.annotations),
+                ("labels", &d.labels),
+                ("template_annotations", &d.template.annotations),
+            ] {
                 if !m.is_empty() {
                     f.insert(name.into(), json!(m));
                 }
@@ -400,12 +419,23 @@ fn flatten(v: &Value, path: String, out: &mut BTreeMap<String, Value>) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, x) in m {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 flatten(x, p, out);
             }
         }
         other => {
-            out.insert(if path.is_empty() { "object".into() } else { path }, other.clone());
+            out.insert(
+                if path.is_empty() {
+                    "object".into()
+                } else {
+                    path
+                },
+                other.clone(),
+            );
         }
     }
 }
@@ -430,10 +460,13 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// `kubernetes set_image Deployment prod/flowengine`, for messages.
 pub fn describe(target: &KubernetesBackendSpec, verb: &str, args: &Value) -> String {
-    let kind = args.get("kind").and_then(Value::as_str).unwrap_or(match verb {
-        "apply" => "",
-        _ => "Deployment",
-    });
+    let kind = args
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or(match verb {
+            "apply" => "",
+            _ => "Deployment",
+        });
     let name = args.get("name").and_then(Value::as_str).unwrap_or("");
     if verb == "apply" || name.is_empty() {
         return format!("kubernetes {verb} {kind}").trim_end().to_string();
@@ -452,17 +485,25 @@ fn namespace(target: &KubernetesBackendSpec, args: &Value) -> String {
 
 fn str_arg<'a>(args: &'a Value, field: &str, what: &str) -> Result<&'a str, ActionError> {
     args.get(field).and_then(Value::as_str).ok_or_else(|| {
-        ActionError::new(ErrorKind::Invalid, format!("{what}: `{field}` is missing or not text"))
+        ActionError::new(
+            ErrorKind::Invalid,
+            format!("{what}: `{field}` is missing or not text"),
+        )
     })
 }
 
 fn int_arg(v: &Value, what: &str, field: &str) -> Result<i64, ActionError> {
-    let parsed = serde_json::from_value::<IntOrTemplate>(v.clone()).ok().and_then(|i| match i {
-        IntOrTemplate::Int(n) => Some(n),
-        IntOrTemplate::Template(s) => s.trim().parse().ok(),
-    });
+    let parsed = serde_json::from_value::<IntOrTemplate>(v.clone())
+        .ok()
+        .and_then(|i| match i {
+            IntOrTemplate::Int(n) => Some(n),
+            IntOrTemplate::Template(s) => s.trim().parse().ok(),
+        });
     parsed.ok_or_else(|| {
-        ActionError::new(ErrorKind::Invalid, format!("{what}: `{field}` must be an integer, got {v}"))
+        ActionError::new(
+            ErrorKind::Invalid,
+            format!("{what}: `{field}` must be an integer, got {v}"),
+        )
     })
 }
 
@@ -489,15 +530,32 @@ fn dispatch(
 ) -> Result<Reply, ActionError> {
     let ns = namespace(target, args);
     let now = c.now;
-    let kind = args.get("kind").and_then(Value::as_str).unwrap_or("Deployment");
+    let kind = args
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("Deployment");
     let workload_verbs = [
-        "scale", "set_image", "set_env", "rollout_restart", "rollout_undo", "rollout_history",
-        "rollout_status", "pause", "resume",
+        "scale",
+        "set_image",
+        "set_env",
+        "rollout_restart",
+        "rollout_undo",
+        "rollout_history",
+        "rollout_status",
+        "pause",
+        "resume",
     ];
     if workload_verbs.contains(&verb) && kind != "Deployment" {
-        return Err(unscripted(c.what, "the drill world simulates Deployments only"));
+        return Err(unscripted(
+            c.what,
+            "the drill world simulates Deployments only",
+        ));
     }
-    let name = args.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = args
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let key = format!("{ns}/{name}");
     let start = st.start;
     let stuck = st.faults.rollout_stuck(&key, Some(c.ctx), now, &start);
@@ -506,9 +564,20 @@ fn dispatch(
         "get" => {
             let okey = object_key(kind, Some(&ns), &name);
             let cluster_key = object_key(kind, None, &name);
-            match st.kube.objects.get(&okey).or_else(|| st.kube.objects.get(&cluster_key)) {
+            match st
+                .kube
+                .objects
+                .get(&okey)
+                .or_else(|| st.kube.objects.get(&cluster_key))
+            {
                 Some(o) => Ok(Reply::ok(o.clone())),
-                None => Err(unscripted(c.what, format!("no such object in the world (it has: {})", listing(st.kube.objects.keys())))),
+                None => Err(unscripted(
+                    c.what,
+                    format!(
+                        "no such object in the world (it has: {})",
+                        listing(st.kube.objects.keys())
+                    ),
+                )),
             }
         }
         "list" => list(st, kind, &ns, args, c),
@@ -526,11 +595,22 @@ fn dispatch(
                     })
                 })
                 .collect();
-            Ok(Reply::ok(json!({ "name": d.name, "namespace": d.namespace, "current": d.revision(), "revisions": revisions })))
+            Ok(Reply::ok(
+                json!({ "name": d.name, "namespace": d.namespace, "current": d.revision(), "revisions": revisions }),
+            ))
         }
         "scale" => {
-            let n = int_arg(args.get("replicas").unwrap_or(&Value::Null), c.what, "replicas")?;
-            let n = u32::try_from(n).map_err(|_| ActionError::new(ErrorKind::Invalid, format!("{}: replicas must be 0 or more, got {n}", c.what)))?;
+            let n = int_arg(
+                args.get("replicas").unwrap_or(&Value::Null),
+                c.what,
+                "replicas",
+            )?;
+            let n = u32::try_from(n).map_err(|_| {
+                ActionError::new(
+                    ErrorKind::Invalid,
+                    format!("{}: replicas must be 0 or more, got {n}", c.what),
+                )
+            })?;
             let d = deployment_mut(st, &key, c)?;
             d.scale(n, now, stuck);
             Ok(Reply::ok(d.to_json(now)))
@@ -549,18 +629,37 @@ fn dispatch(
             let set: Vec<(String, String)> = args
                 .get("set")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                            )
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             let unset: Vec<String> = args
                 .get("unset")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default();
             let d = deployment_mut(st, &key, c)?;
             if let Some(name) = container {
                 container_mut(d, Some(name), c.what)?;
             }
-            for ctr in d.template.containers.iter_mut().filter(|k| container.is_none_or(|n| n == k.name)) {
+            for ctr in d
+                .template
+                .containers
+                .iter_mut()
+                .filter(|k| container.is_none_or(|n| n == k.name))
+            {
                 for (k, v) in &set {
                     set_env(&mut ctr.env, k, Some(v));
                 }
@@ -573,7 +672,9 @@ fn dispatch(
         }
         "rollout_restart" => {
             let d = deployment_mut(st, &key, c)?;
-            d.template.annotations.insert("kubectl.kubernetes.io/restartedAt".into(), stamp(now));
+            d.template
+                .annotations
+                .insert("kubectl.kubernetes.io/restartedAt".into(), stamp(now));
             d.template_changed(now, stuck);
             Ok(Reply::ok(d.to_json(now)))
         }
@@ -587,7 +688,15 @@ fn dispatch(
                 // The revision before the current one.
                 match d.history.len() {
                     n if n >= 2 => d.history[n - 2].1.clone(),
-                    _ => return Err(ActionError::new(ErrorKind::Failed, format!("{}: no rollout history found for deployment \"{}\"", c.what, d.name))),
+                    _ => {
+                        return Err(ActionError::new(
+                            ErrorKind::Failed,
+                            format!(
+                                "{}: no rollout history found for deployment \"{}\"",
+                                c.what, d.name
+                            ),
+                        ))
+                    }
                 }
             } else {
                 match d.history.iter().find(|(n, _)| *n == to) {
@@ -613,13 +722,39 @@ fn dispatch(
             let set: BTreeMap<String, String> = args
                 .get("set")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                            )
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
-            let unset: Vec<String> = args.get("unset").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default();
-            let field = if verb == "annotate" { "annotations" } else { "labels" };
+            let unset: Vec<String> = args
+                .get("unset")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let field = if verb == "annotate" {
+                "annotations"
+            } else {
+                "labels"
+            };
             if kind == "Deployment" {
                 let d = deployment_mut(st, &key, c)?;
-                let m = if verb == "annotate" { &mut d.annotations } else { &mut d.labels };
+                let m = if verb == "annotate" {
+                    &mut d.annotations
+                } else {
+                    &mut d.labels
+                };
                 m.extend(set);
                 for k in &unset {
                     m.remove(k);
@@ -627,9 +762,19 @@ fn dispatch(
                 return Ok(Reply::ok(d.to_json(now)));
             }
             let okey = object_key(kind, Some(&ns), &name);
-            let okey = if st.kube.objects.contains_key(&okey) { okey } else { object_key(kind, None, &name) };
+            let okey = if st.kube.objects.contains_key(&okey) {
+                okey
+            } else {
+                object_key(kind, None, &name)
+            };
             let Some(obj) = st.kube.objects.get_mut(&okey) else {
-                return Err(unscripted(c.what, format!("no such object in the world (it has: {})", listing(st.kube.objects.keys()))));
+                return Err(unscripted(
+                    c.what,
+                    format!(
+                        "no such object in the world (it has: {})",
+                        listing(st.kube.objects.keys())
+                    ),
+                ));
             };
             let mut patch = Map::new();
             for (k, v) in set {
@@ -645,17 +790,34 @@ fn dispatch(
             if kind == "Deployment" {
                 deployment(st, &key, c)?;
                 let d = st.kube.deployments.shift_remove(&key).expect("just found");
-                return Ok(Reply::ok(json!({ "kind": "Status", "status": "Success", "details": { "name": d.name, "kind": "deployments" } })));
+                return Ok(Reply::ok(
+                    json!({ "kind": "Status", "status": "Success", "details": { "name": d.name, "kind": "deployments" } }),
+                ));
             }
             let okey = object_key(kind, Some(&ns), &name);
-            let okey = if st.kube.objects.contains_key(&okey) { okey } else { object_key(kind, None, &name) };
+            let okey = if st.kube.objects.contains_key(&okey) {
+                okey
+            } else {
+                object_key(kind, None, &name)
+            };
             match st.kube.objects.shift_remove(&okey) {
-                Some(_) => Ok(Reply::ok(json!({ "kind": "Status", "status": "Success", "details": { "name": name, "kind": kind } }))),
-                None => Err(unscripted(c.what, format!("no such object in the world (it has: {})", listing(st.kube.objects.keys())))),
+                Some(_) => Ok(Reply::ok(
+                    json!({ "kind": "Status", "status": "Success", "details": { "name": name, "kind": kind } }),
+                )),
+                None => Err(unscripted(
+                    c.what,
+                    format!(
+                        "no such object in the world (it has: {})",
+                        listing(st.kube.objects.keys())
+                    ),
+                )),
             }
         }
         "apply" => apply(st, target, args, c, stuck),
-        other => Err(unscripted(c.what, format!("the drill world does not simulate `{other}`"))),
+        other => Err(unscripted(
+            c.what,
+            format!("the drill world does not simulate `{other}`"),
+        )),
     }
 }
 
@@ -670,20 +832,41 @@ fn listing<'a>(keys: impl Iterator<Item = &'a String>) -> String {
 
 fn deployment<'a>(st: &'a State, key: &str, c: &Call) -> Result<&'a Deployment, ActionError> {
     st.kube.deployments.get(key).ok_or_else(|| {
-        unscripted(c.what, format!("no such Deployment in the world (it has: {})", listing(st.kube.deployments.keys())))
+        unscripted(
+            c.what,
+            format!(
+                "no such Deployment in the world (it has: {})",
+                listing(st.kube.deployments.keys())
+            ),
+        )
     })
 }
 
-fn deployment_mut<'a>(st: &'a mut State, key: &str, c: &Call) -> Result<&'a mut Deployment, ActionError> {
+fn deployment_mut<'a>(
+    st: &'a mut State,
+    key: &str,
+    c: &Call,
+) -> Result<&'a mut Deployment, ActionError> {
     let known = listing(st.kube.deployments.keys());
-    st.kube
-        .deployments
-        .get_mut(key)
-        .ok_or_else(|| unscripted(c.what, format!("no such Deployment in the world (it has: {known})")))
+    st.kube.deployments.get_mut(key).ok_or_else(|| {
+        unscripted(
+            c.what,
+            format!("no such Deployment in the world (it has: {known})"),
+        )
+    })
 }
 
-fn container_mut<'a>(d: &'a mut Deployment, name: Option<&str>, what: &str) -> Result<&'a mut Container, ActionError> {
-    let names: Vec<String> = d.template.containers.iter().map(|c| c.name.clone()).collect();
+fn container_mut<'a>(
+    d: &'a mut Deployment,
+    name: Option<&str>,
+    what: &str,
+) -> Result<&'a mut Container, ActionError> {
+    let names: Vec<String> = d
+        .template
+        .containers
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
     let idx = match name {
         Some(n) => d.template.containers.iter().position(|c| c.name == n),
         None if names.len() == 1 => Some(0),
@@ -693,14 +876,27 @@ fn container_mut<'a>(d: &'a mut Deployment, name: Option<&str>, what: &str) -> R
         Some(i) => Ok(&mut d.template.containers[i]),
         None => Err(ActionError::new(
             ErrorKind::Invalid,
-            format!("{what}: {} (containers: {})", match name { Some(n) => format!("no container `{n}`"), None => "name the container".into() }, names.join(", ")),
+            format!(
+                "{what}: {} (containers: {})",
+                match name {
+                    Some(n) => format!("no container `{n}`"),
+                    None => "name the container".into(),
+                },
+                names.join(", ")
+            ),
         )),
     }
 }
 
 fn rollout_status(d: &Deployment, now: DateTime<Utc>) -> Result<Reply, ActionError> {
     if d.paused {
-        return Err(ActionError::new(ErrorKind::Failed, format!("deployment \"{}\" is paused; resume it before waiting for its rollout", d.name)));
+        return Err(ActionError::new(
+            ErrorKind::Failed,
+            format!(
+                "deployment \"{}\" is paused; resume it before waiting for its rollout",
+                d.name
+            ),
+        ));
     }
     let st = d.status(now);
     if st.complete {
@@ -730,8 +926,15 @@ fn rollout_status(d: &Deployment, now: DateTime<Utc>) -> Result<Reply, ActionErr
             d.name, st.available, d.replicas
         )
     };
-    let wait = if d.rollout.stuck { d.progress_deadline } else { d.rollout.takes };
-    Ok(Reply::WaitUntil(d.rollout.started + chrono::Duration::from_std(wait).unwrap_or_default(), why))
+    let wait = if d.rollout.stuck {
+        d.progress_deadline
+    } else {
+        d.rollout.takes
+    };
+    Ok(Reply::WaitUntil(
+        d.rollout.started + chrono::Duration::from_std(wait).unwrap_or_default(),
+        why,
+    ))
 }
 
 fn list(st: &State, kind: &str, ns: &str, args: &Value, c: &Call) -> Result<Reply, ActionError> {
@@ -757,25 +960,49 @@ fn list(st: &State, kind: &str, ns: &str, args: &Value, c: &Call) -> Result<Repl
                 let labels: BTreeMap<String, String> = o
                     .pointer("/metadata/labels")
                     .and_then(Value::as_object)
-                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                if same_kind && o_ns.is_none_or(|n| n == ns) && selector_matches(selector, &labels).map_err(bad)? {
+                if same_kind
+                    && o_ns.is_none_or(|n| n == ns)
+                    && selector_matches(selector, &labels).map_err(bad)?
+                {
                     items.push(o.clone());
                 }
             }
         }
     }
-    Ok(Reply::ok(json!({ "apiVersion": "v1", "kind": "List", "items": items })))
+    Ok(Reply::ok(
+        json!({ "apiVersion": "v1", "kind": "List", "items": items }),
+    ))
 }
 
-fn apply(st: &mut State, target: &KubernetesBackendSpec, args: &Value, c: &Call, stuck: bool) -> Result<Reply, ActionError> {
+fn apply(
+    st: &mut State,
+    target: &KubernetesBackendSpec,
+    args: &Value,
+    c: &Call,
+    stuck: bool,
+) -> Result<Reply, ActionError> {
     let Some(m) = args.get("manifest").filter(|m| m.is_object()) else {
-        return Err(unscripted(c.what, "the drill world applies inline `manifest:` objects only (not files)"));
+        return Err(unscripted(
+            c.what,
+            "the drill world applies inline `manifest:` objects only (not files)",
+        ));
     };
     let kind = m.get("kind").and_then(Value::as_str).unwrap_or("");
-    let name = m.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let name = m
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if kind.is_empty() || name.is_empty() {
-        return Err(ActionError::new(ErrorKind::Invalid, format!("{}: the manifest needs `kind` and `metadata.name`", c.what)));
+        return Err(ActionError::new(
+            ErrorKind::Invalid,
+            format!("{}: the manifest needs `kind` and `metadata.name`", c.what),
+        ));
     }
     let ns = m
         .pointer("/metadata/namespace")
@@ -788,16 +1015,36 @@ fn apply(st: &mut State, target: &KubernetesBackendSpec, args: &Value, c: &Call,
         if let Some(n) = m.pointer("/spec/replicas").and_then(Value::as_u64) {
             d.scale(n as u32, c.now, stuck);
         }
-        if let Some(ctrs) = m.pointer("/spec/template/spec/containers").and_then(Value::as_array) {
+        if let Some(ctrs) = m
+            .pointer("/spec/template/spec/containers")
+            .and_then(Value::as_array)
+        {
             let containers: Vec<Container> = ctrs
                 .iter()
                 .map(|k| Container {
-                    name: k.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    image: k.get("image").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    name: k
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    image: k
+                        .get("image")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
                     env: k
                         .get("env")
                         .and_then(Value::as_array)
-                        .map(|a| a.iter().map(|e| (e["name"].as_str().unwrap_or_default().to_string(), e["value"].as_str().unwrap_or_default().to_string())).collect())
+                        .map(|a| {
+                            a.iter()
+                                .map(|e| {
+                                    (
+                                        e["name"].as_str().unwrap_or_default().to_string(),
+                                        e["value"].as_str().unwrap_or_default().to_string(),
+                                    )
+                                })
+                                .collect()
+                        })
                         .unwrap_or_default(),
                 })
                 .collect();

@@ -57,10 +57,7 @@ pub struct Call<'a> {
 
 /// A call the world has no script for: loud, and not worth retrying.
 pub fn unscripted(what: &str, why: impl std::fmt::Display) -> ActionError {
-    ActionError::new(
-        ErrorKind::Invalid,
-        format!("drill world: {what}: {why}"),
-    )
+    ActionError::new(ErrorKind::Invalid, format!("drill world: {what}: {why}"))
 }
 
 /// The simulated world, shared by the four backends of a run.
@@ -131,7 +128,10 @@ impl World {
                         }
                         let e = ActionError::new(
                             ErrorKind::Timeout,
-                            format!("{what}: no answer within the attempt's time limit (it takes {})", fmt_duration(takes)),
+                            format!(
+                                "{what}: no answer within the attempt's time limit (it takes {})",
+                                fmt_duration(takes)
+                            ),
                         );
                         return Err(self.finish_err(&before, e));
                     }
@@ -207,7 +207,10 @@ pub fn diff(before: &Snapshot, after: &Snapshot) -> Option<Value> {
     let entities: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
     let empty = BTreeMap::new();
     for e in entities {
-        let (b, a) = (before.get(e).unwrap_or(&empty), after.get(e).unwrap_or(&empty));
+        let (b, a) = (
+            before.get(e).unwrap_or(&empty),
+            after.get(e).unwrap_or(&empty),
+        );
         let fields: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
         let mut changes = Map::new();
         for f in fields {
@@ -233,8 +236,10 @@ mod tests;
 impl ShellBackend for World {
     async fn run(&self, req: &ShellRequest, ctx: &CallCtx) -> Result<Output, ActionError> {
         let what = shell::describe(req);
-        self.handle(BackendKind::Shell, ctx, &what, |st, c| shell::run(st, req, c))
-            .await
+        self.handle(BackendKind::Shell, ctx, &what, |st, c| {
+            shell::run(st, req, c)
+        })
+        .await
     }
 }
 
@@ -242,8 +247,10 @@ impl ShellBackend for World {
 impl HttpBackend for World {
     async fn send(&self, req: &HttpRequest, ctx: &CallCtx) -> Result<Output, ActionError> {
         let what = format!("{} {}", req.method, req.url);
-        self.handle(BackendKind::Http, ctx, &what, |st, c| http::send(st, req, c))
-            .await
+        self.handle(BackendKind::Http, ctx, &what, |st, c| {
+            http::send(st, req, c)
+        })
+        .await
     }
 }
 

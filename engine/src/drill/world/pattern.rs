@@ -115,23 +115,36 @@ mod tests {
     #[test]
     fn argv_patterns() {
         let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(argv_matches(&p(&["git", "revert", "*"]), &p(&["git", "revert", "HEAD"])));
-        assert!(!argv_matches(&p(&["git", "revert", "*"]), &p(&["git", "revert"])));
+        assert!(argv_matches(
+            &p(&["git", "revert", "*"]),
+            &p(&["git", "revert", "HEAD"])
+        ));
+        assert!(!argv_matches(
+            &p(&["git", "revert", "*"]),
+            &p(&["git", "revert"])
+        ));
         assert!(argv_matches(&p(&["git", "**"]), &p(&["git", "push", "-f"])));
-        assert!(!argv_matches(&p(&["git", "push"]), &p(&["git", "push", "-f"])));
+        assert!(!argv_matches(
+            &p(&["git", "push"]),
+            &p(&["git", "push", "-f"])
+        ));
     }
 
     #[test]
     fn subsets() {
-        assert!(subset(&json!({"a": {"b": 1}}), &json!({"a": {"b": 1.0, "c": 2}, "d": 3})));
+        assert!(subset(
+            &json!({"a": {"b": 1}}),
+            &json!({"a": {"b": 1.0, "c": 2}, "d": 3})
+        ));
         assert!(!subset(&json!({"a": 1}), &json!({"b": 1})));
         assert!(!subset(&json!([1]), &json!([1, 2])));
     }
 
     #[test]
     fn selectors() {
-        let labels: BTreeMap<String, String> =
-            [("app".to_string(), "web".to_string())].into_iter().collect();
+        let labels: BTreeMap<String, String> = [("app".to_string(), "web".to_string())]
+            .into_iter()
+            .collect();
         assert!(selector_matches("app=web", &labels).unwrap());
         assert!(!selector_matches("app=web,tier", &labels).unwrap());
         assert!(selector_matches("app!=db,!tier", &labels).unwrap());

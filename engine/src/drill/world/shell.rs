@@ -43,7 +43,9 @@ impl ShellRule {
             let script = req.argv.get(2).map(String::as_str).unwrap_or_default();
             self.script.as_ref().is_some_and(|p| glob(p, script))
         } else {
-            self.argv.as_ref().is_some_and(|p| argv_matches(p, &req.argv))
+            self.argv
+                .as_ref()
+                .is_some_and(|p| argv_matches(p, &req.argv))
         }
     }
 }
@@ -80,7 +82,9 @@ pub fn run(st: &mut State, req: &ShellRequest, c: &Call) -> Reply {
         ));
     };
     let rule = &mut st.shell[i];
-    let resp = pick(&rule.responses, rule.used).expect("chosen above").clone();
+    let resp = pick(&rule.responses, rule.used)
+        .expect("chosen above")
+        .clone();
     rule.used += 1;
     if let Some(effect) = rule.effect.clone() {
         st.schedule(&effect, c.now);

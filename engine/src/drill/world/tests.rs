@@ -67,7 +67,12 @@ fn kube_target() -> KubernetesBackendSpec {
     }
 }
 
-async fn kube(w: &World, c: &CallCtx, verb: &str, args: Value) -> Result<crate::backends::Output, crate::backends::ActionError> {
+async fn kube(
+    w: &World,
+    c: &CallCtx,
+    verb: &str,
+    args: Value,
+) -> Result<crate::backends::Output, crate::backends::ActionError> {
     KubernetesBackend::call(w, &kube_target(), verb, &args, c).await
 }
 
@@ -75,80 +80,211 @@ async fn kube(w: &World, c: &CallCtx, verb: &str, args: Value) -> Result<crate::
 async fn rollout_undo_swaps_the_template_and_records_a_new_revision() {
     let (w, clock) = world(DEPLOYMENT);
     let c = ctx(&clock, "undo", 1, None);
-    let out = kube(&w, &c, "rollout_undo", json!({"name": "web"})).await.unwrap();
+    let out = kube(&w, &c, "rollout_undo", json!({"name": "web"}))
+        .await
+        .unwrap();
     let d = &out.result;
     assert_eq!(d["kind"], "Deployment");
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "web:v1");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "web:v1"
+    );
     assert_eq!(d["spec"]["replicas"], 3);
     let diff = out.world_diff.expect("a mutating call reports its diff");
-    assert_eq!(diff["kubernetes deployment prod/web"]["image"], json!({"from": "web:v2", "to": "web:v1"}));
-    assert_eq!(diff["kubernetes deployment prod/web"]["revision"], json!({"from": 2, "to": 3}));
+    assert_eq!(
+        diff["kubernetes deployment prod/web"]["image"],
+        json!({"from": "web:v2", "to": "web:v1"})
+    );
+    assert_eq!(
+        diff["kubernetes deployment prod/web"]["revision"],
+        json!({"from": 2, "to": 3})
+    );
 
     // Revision 1 moved to the top as 3: the history is now 2, 3, like the controller does it.
-    let h = kube(&w, &c, "rollout_history", json!({"name": "web"})).await.unwrap().result;
-    let revs: Vec<i64> = h["revisions"].as_array().unwrap().iter().map(|r| r["revision"].as_i64().unwrap()).collect();
+    let h = kube(&w, &c, "rollout_history", json!({"name": "web"}))
+        .await
+        .unwrap()
+        .result;
+    let revs: Vec<i64> = h["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["revision"].as_i64().unwrap())
+        .collect();
     assert_eq!(revs, vec![2, 3]);
-    assert!(kube(&w, &c, "rollout_history", json!({"name": "web"})).await.unwrap().world_diff.is_none());
+    assert!(kube(&w, &c, "rollout_history", json!({"name": "web"}))
+        .await
+        .unwrap()
+        .world_diff
+        .is_none());
 
-    let back = kube(&w, &c, "rollout_undo", json!({"name": "web", "to_revision": 2})).await.unwrap();
-    assert_eq!(back.result["spec"]["template"]["spec"]["containers"][0]["image"], "web:v2");
-    assert_eq!(back.result["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "4");
-    let missing = kube(&w, &c, "rollout_undo", json!({"name": "web", "to_revision": 1})).await.unwrap_err();
-    assert!(missing.message.contains("unable to find the specified revision 1"), "{}", missing.message);
+    let back = kube(
+        &w,
+        &c,
+        "rollout_undo",
+        json!({"name": "web", "to_revision": 2}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        back.result["spec"]["template"]["spec"]["containers"][0]["image"],
+        "web:v2"
+    );
+    assert_eq!(
+        back.result["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "4"
+    );
+    let missing = kube(
+        &w,
+        &c,
+        "rollout_undo",
+        json!({"name": "web", "to_revision": 1}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        missing
+            .message
+            .contains("unable to find the specified revision 1"),
+        "{}",
+        missing.message
+    );
 }
 
 #[tokio::test]
 async fn rollout_status_waits_on_the_virtual_clock_and_respects_the_deadline() {
     let (w, clock) = world(DEPLOYMENT);
     let c = ctx(&clock, "set", 1, None);
-    let out = kube(&w, &c, "set_image", json!({"name": "web", "image": "web:v3"})).await.unwrap();
-    assert_eq!(out.result["status"].get("updatedReplicas"), None, "zero counts are left out");
+    let out = kube(
+        &w,
+        &c,
+        "set_image",
+        json!({"name": "web", "image": "web:v3"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.result["status"].get("updatedReplicas"),
+        None,
+        "zero counts are left out"
+    );
 
     let short = ctx(&clock, "wait", 1, Some(Duration::from_secs(20)));
-    let e = kube(&w, &short, "rollout_status", json!({"name": "web"})).await.unwrap_err();
+    let e = kube(&w, &short, "rollout_status", json!({"name": "web"}))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Timeout);
-    assert!(e.message.contains("waiting for deployment \"web\" rollout to finish"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("waiting for deployment \"web\" rollout to finish"),
+        "{}",
+        e.message
+    );
     assert_eq!(secs(&clock), 20);
 
     let c = ctx(&clock, "wait", 2, None);
-    let done = kube(&w, &c, "rollout_status", json!({"name": "web"})).await.unwrap();
-    assert_eq!(secs(&clock), 45, "the rollout takes 45s from when it started");
+    let done = kube(&w, &c, "rollout_status", json!({"name": "web"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        secs(&clock),
+        45,
+        "the rollout takes 45s from when it started"
+    );
     assert_eq!(done.result["status"]["availableReplicas"], 3);
     assert_eq!(done.result["status"]["updatedReplicas"], 3);
 }
 
 #[tokio::test]
 async fn a_rollout_that_never_becomes_available_fails_at_the_progress_deadline() {
-    let (w, clock) = world(&format!("{DEPLOYMENT}faults:\n  - rollout_never_available: prod/web\n    step: set\n"));
+    let (w, clock) = world(&format!(
+        "{DEPLOYMENT}faults:\n  - rollout_never_available: prod/web\n    step: set\n"
+    ));
     let other = ctx(&clock, "other", 1, None);
-    kube(&w, &other, "scale", json!({"name": "web", "replicas": 4})).await.unwrap();
-    kube(&w, &other, "rollout_status", json!({"name": "web"})).await.expect("scale-ups outside `set` still finish");
+    kube(&w, &other, "scale", json!({"name": "web", "replicas": 4}))
+        .await
+        .unwrap();
+    kube(&w, &other, "rollout_status", json!({"name": "web"}))
+        .await
+        .expect("scale-ups outside `set` still finish");
     let t0 = secs(&clock);
     let c = ctx(&clock, "set", 1, None);
-    kube(&w, &c, "set_image", json!({"name": "web", "image": "web:v3"})).await.unwrap();
-    let e = kube(&w, &c, "rollout_status", json!({"name": "web"})).await.unwrap_err();
+    kube(
+        &w,
+        &c,
+        "set_image",
+        json!({"name": "web", "image": "web:v3"}),
+    )
+    .await
+    .unwrap();
+    let e = kube(&w, &c, "rollout_status", json!({"name": "web"}))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Failed);
-    assert!(e.message.contains("exceeded its progress deadline"), "{}", e.message);
+    assert!(
+        e.message.contains("exceeded its progress deadline"),
+        "{}",
+        e.message
+    );
     assert_eq!(secs(&clock) - t0, 600);
     let d = e.result.expect("the Deployment is the evidence");
-    assert_eq!(d["status"]["conditions"][1]["reason"], "ProgressDeadlineExceeded");
+    assert_eq!(
+        d["status"]["conditions"][1]["reason"],
+        "ProgressDeadlineExceeded"
+    );
 }
 
 #[tokio::test]
 async fn scale_and_pods_follow_the_replicas() {
     let (w, clock) = world(DEPLOYMENT);
     let c = ctx(&clock, "halt", 1, None);
-    let d = kube(&w, &c, "scale", json!({"name": "web", "replicas": "0"})).await.unwrap().result;
+    let d = kube(&w, &c, "scale", json!({"name": "web", "replicas": "0"}))
+        .await
+        .unwrap()
+        .result;
     assert_eq!(d["spec"]["replicas"], 0);
     assert_eq!(d["status"].get("availableReplicas"), None);
-    let pods = kube(&w, &c, "list", json!({"kind": "Pod", "selector": "app=web"})).await.unwrap().result;
+    let pods = kube(
+        &w,
+        &c,
+        "list",
+        json!({"kind": "Pod", "selector": "app=web"}),
+    )
+    .await
+    .unwrap()
+    .result;
     assert_eq!(pods["items"].as_array().unwrap().len(), 0);
-    kube(&w, &c, "scale", json!({"name": "web", "replicas": 2})).await.unwrap();
-    let pods = kube(&w, &c, "list", json!({"kind": "Pod", "selector": "app=web"})).await.unwrap().result;
-    assert_eq!(pods["items"].as_array().unwrap().len(), 0, "new pods are not ready before the rollout takes");
+    kube(&w, &c, "scale", json!({"name": "web", "replicas": 2}))
+        .await
+        .unwrap();
+    let pods = kube(
+        &w,
+        &c,
+        "list",
+        json!({"kind": "Pod", "selector": "app=web"}),
+    )
+    .await
+    .unwrap()
+    .result;
+    assert_eq!(
+        pods["items"].as_array().unwrap().len(),
+        0,
+        "new pods are not ready before the rollout takes"
+    );
     clock.advance(Duration::from_secs(45));
-    let pods = kube(&w, &c, "list", json!({"kind": "Pod", "selector": "app=web"})).await.unwrap().result;
+    let pods = kube(
+        &w,
+        &c,
+        "list",
+        json!({"kind": "Pod", "selector": "app=web"}),
+    )
+    .await
+    .unwrap()
+    .result;
     assert_eq!(pods["items"].as_array().unwrap().len(), 2);
 }
 
@@ -156,16 +292,37 @@ async fn scale_and_pods_follow_the_replicas() {
 async fn unscripted_calls_fail_loudly_with_the_call_shown() {
     let (w, clock) = world(DEPLOYMENT);
     let c = ctx(&clock, "s", 1, None);
-    let e = kube(&w, &c, "get", json!({"kind": "Deployment", "name": "wbe"})).await.unwrap_err();
+    let e = kube(&w, &c, "get", json!({"kind": "Deployment", "name": "wbe"}))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
-    assert!(e.message.contains("kubernetes get Deployment prod/wbe") && e.message.contains("prod/web"), "{}", e.message);
-    let req = HttpRequest { method: "GET".into(), url: "https://x/health".into(), ..Default::default() };
+    assert!(
+        e.message.contains("kubernetes get Deployment prod/wbe") && e.message.contains("prod/web"),
+        "{}",
+        e.message
+    );
+    let req = HttpRequest {
+        method: "GET".into(),
+        url: "https://x/health".into(),
+        ..Default::default()
+    };
     let e = w.send(&req, &c).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
-    assert!(e.message.contains("GET https://x/health") && e.message.contains("world.http"), "{}", e.message);
-    let req = ShellRequest { argv: vec!["rm".into(), "-rf".into(), "/".into()], ..Default::default() };
+    assert!(
+        e.message.contains("GET https://x/health") && e.message.contains("world.http"),
+        "{}",
+        e.message
+    );
+    let req = ShellRequest {
+        argv: vec!["rm".into(), "-rf".into(), "/".into()],
+        ..Default::default()
+    };
     let e = w.run(&req, &c).await.unwrap_err();
-    assert!(e.message.contains("rm -rf /") && e.message.contains("world.shell"), "{}", e.message);
+    assert!(
+        e.message.contains("rm -rf /") && e.message.contains("world.shell"),
+        "{}",
+        e.message
+    );
     assert!(!e.retryable());
 }
 
@@ -187,20 +344,54 @@ faults:
 "#
     ));
     let c = ctx(&clock, "h", 1, None);
-    let get = |url: &str| HttpRequest { method: "GET".into(), url: url.into(), ..Default::default() };
-    assert_eq!(w.send(&get("https://h/health"), &c).await.unwrap().result["status"], 503);
-    assert_eq!(w.send(&get("https://h/health"), &c).await.unwrap().result["status"], 503);
+    let get = |url: &str| HttpRequest {
+        method: "GET".into(),
+        url: url.into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        w.send(&get("https://h/health"), &c).await.unwrap().result["status"],
+        503
+    );
+    assert_eq!(
+        w.send(&get("https://h/health"), &c).await.unwrap().result["status"],
+        503
+    );
     let e = w.send(&get("https://h/health"), &c).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Transport);
     let r = w.send(&get("https://h/health"), &c).await.unwrap().result;
-    assert_eq!((r["status"].clone(), r["body"].clone(), r["elapsed_ms"].clone()), (json!(500), json!("still down"), json!(3000)));
+    assert_eq!(
+        (
+            r["status"].clone(),
+            r["body"].clone(),
+            r["elapsed_ms"].clone()
+        ),
+        (json!(500), json!("still down"), json!(3000))
+    );
     assert_eq!(secs(&clock), 3);
-    kube(&w, &c, "set_image", json!({"name": "web", "image": "web:v1"})).await.unwrap();
+    kube(
+        &w,
+        &c,
+        "set_image",
+        json!({"name": "web", "image": "web:v1"}),
+    )
+    .await
+    .unwrap();
     let ok = w.send(&get("https://h/health"), &c).await.unwrap().result;
-    assert_eq!((ok["status"].clone(), ok["json"].clone()), (json!(200), json!({"ok": true})));
-    assert_eq!(w.send(&get("https://h/flaky"), &c).await.unwrap().result["status"], 500, "before `at` the script answers");
+    assert_eq!(
+        (ok["status"].clone(), ok["json"].clone()),
+        (json!(200), json!({"ok": true}))
+    );
+    assert_eq!(
+        w.send(&get("https://h/flaky"), &c).await.unwrap().result["status"],
+        500,
+        "before `at` the script answers"
+    );
     clock.advance(Duration::from_secs(60));
-    assert_eq!(w.send(&get("https://h/flaky"), &c).await.unwrap().result["status"], 503);
+    assert_eq!(
+        w.send(&get("https://h/flaky"), &c).await.unwrap().result["status"],
+        503
+    );
 }
 
 #[tokio::test]
@@ -218,17 +409,45 @@ world:
 "#,
     );
     let c = ctx(&clock, "s", 1, None);
-    let argv = |v: &[&str]| ShellRequest { argv: v.iter().map(|s| s.to_string()).collect(), ..Default::default() };
-    let r = w.run(&argv(&["git", "revert", "HEAD"]), &c).await.unwrap().result;
-    assert_eq!((r["exit_code"].clone(), r["stdout"].clone()), (json!(0), json!("[main 1a2b3c] Revert")));
+    let argv = |v: &[&str]| ShellRequest {
+        argv: v.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let r = w
+        .run(&argv(&["git", "revert", "HEAD"]), &c)
+        .await
+        .unwrap()
+        .result;
+    assert_eq!(
+        (r["exit_code"].clone(), r["stdout"].clone()),
+        (json!(0), json!("[main 1a2b3c] Revert"))
+    );
     assert!(w.run(&argv(&["git", "revert"]), &c).await.is_err());
-    let e = w.run(&argv(&["kubectl", "get", "pods"]), &c).await.unwrap_err();
+    let e = w
+        .run(&argv(&["kubectl", "get", "pods"]), &c)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Failed);
-    assert_eq!(e.message, "`kubectl` exited with code 1: error: the server is unavailable");
+    assert_eq!(
+        e.message,
+        "`kubectl` exited with code 1: error: the server is unavailable"
+    );
     assert_eq!(e.result.unwrap()["exit_code"], 1);
-    let r = w.run(&argv(&["kubectl", "get", "pods"]), &c).await.unwrap().result;
+    let r = w
+        .run(&argv(&["kubectl", "get", "pods"]), &c)
+        .await
+        .unwrap()
+        .result;
     assert_eq!(r["json"], json!({"items": []}));
-    let script = ShellRequest { argv: vec!["sh".into(), "-c".into(), "set -e\ncurl -fsS http://x".into()], is_script: true, ..Default::default() };
+    let script = ShellRequest {
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "set -e\ncurl -fsS http://x".into(),
+        ],
+        is_script: true,
+        ..Default::default()
+    };
     assert_eq!(w.run(&script, &c).await.unwrap().result["stdout"], "ok");
     assert_eq!(secs(&clock), 2);
 }
@@ -252,27 +471,62 @@ world:
         let (w, t, c) = (w.clone(), t.clone(), c.clone());
         async move { ComposeBackend::call(&w, &t, verb, &args, &c).await }
     };
-    let out = call("set_image", json!({"service": "orch", "image": "orch:v1"})).await.unwrap();
-    assert_eq!(out.result, json!({"service": "orch", "image": "orch:v1", "previous_image": "orch:v2"}));
-    let ps = call("ps", json!({"services": ["orch"]})).await.unwrap().result;
-    assert_eq!(ps["services"][0]["image"], "orch:v2", "set_image changes the configuration only");
+    let out = call("set_image", json!({"service": "orch", "image": "orch:v1"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.result,
+        json!({"service": "orch", "image": "orch:v1", "previous_image": "orch:v2"})
+    );
+    let ps = call("ps", json!({"services": ["orch"]}))
+        .await
+        .unwrap()
+        .result;
+    assert_eq!(
+        ps["services"][0]["image"], "orch:v2",
+        "set_image changes the configuration only"
+    );
     let up = call("up", json!({"wait": true})).await.unwrap();
     assert_eq!(up.result["recreated"], json!(["orch"]));
-    assert_eq!(up.world_diff.unwrap()["compose service phoenix/orch"]["image"], json!({"from": "orch:v2", "to": "orch:v1"}));
+    assert_eq!(
+        up.world_diff.unwrap()["compose service phoenix/orch"]["image"],
+        json!({"from": "orch:v2", "to": "orch:v1"})
+    );
     assert_eq!(secs(&clock), 5);
 
-    call("set_image", json!({"service": "orch", "image": "orch:v3"})).await.unwrap();
-    let e = call("up", json!({"services": ["orch"], "wait": true})).await.unwrap_err();
-    assert!(e.message.contains("phoenix-orch-1 is unhealthy"), "{}", e.message);
-    assert!(e.world_diff.is_some(), "the containers were recreated before the wait failed");
+    call("set_image", json!({"service": "orch", "image": "orch:v3"}))
+        .await
+        .unwrap();
+    let e = call("up", json!({"services": ["orch"], "wait": true}))
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("phoenix-orch-1 is unhealthy"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.world_diff.is_some(),
+        "the containers were recreated before the wait failed"
+    );
 
-    call("set_image", json!({"service": "orch", "image": "orch:v9"})).await.unwrap();
+    call("set_image", json!({"service": "orch", "image": "orch:v9"}))
+        .await
+        .unwrap();
     let e = call("pull", json!({})).await.unwrap_err();
-    assert!(e.message.contains("pull access denied for orch:v9"), "{}", e.message);
+    assert!(
+        e.message.contains("pull access denied for orch:v9"),
+        "{}",
+        e.message
+    );
     let down = call("down", json!({})).await.unwrap().result;
     assert_eq!(down["removed"], json!(["orch", "db"]));
     assert!(call("restart", json!({"services": ["db"]})).await.is_err());
-    assert!(call("up", json!({"services": ["nope"]})).await.unwrap_err().message.contains("no service `nope`"));
+    assert!(call("up", json!({"services": ["nope"]}))
+        .await
+        .unwrap_err()
+        .message
+        .contains("no service `nope`"));
 }
 
 #[tokio::test]
@@ -281,15 +535,28 @@ async fn error_faults_hit_the_named_step_and_attempt_only() {
         "{DEPLOYMENT}faults:\n  - step: undo\n    attempt: 1\n    error: connection refused\n  - error: etcd timeout\n    kind: timeout\n    backend: kubernetes\n    at: 10m\n    for: 1m\n    times: 1\n"
     ));
     let get = json!({"kind": "Deployment", "name": "web"});
-    let e = kube(&w, &ctx(&clock, "undo", 1, None), "get", get.clone()).await.unwrap_err();
-    assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Transport, "connection refused (injected fault)"));
+    let e = kube(&w, &ctx(&clock, "undo", 1, None), "get", get.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::Transport, "connection refused (injected fault)")
+    );
     assert!(e.retryable());
-    kube(&w, &ctx(&clock, "undo", 2, None), "get", get.clone()).await.unwrap();
-    kube(&w, &ctx(&clock, "other", 1, None), "get", get.clone()).await.unwrap();
+    kube(&w, &ctx(&clock, "undo", 2, None), "get", get.clone())
+        .await
+        .unwrap();
+    kube(&w, &ctx(&clock, "other", 1, None), "get", get.clone())
+        .await
+        .unwrap();
     clock.advance(Duration::from_secs(600));
-    let e = kube(&w, &ctx(&clock, "other", 1, None), "get", get.clone()).await.unwrap_err();
+    let e = kube(&w, &ctx(&clock, "other", 1, None), "get", get.clone())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Timeout);
-    kube(&w, &ctx(&clock, "other", 1, None), "get", get).await.expect("`times: 1` is spent");
+    kube(&w, &ctx(&clock, "other", 1, None), "get", get)
+        .await
+        .expect("`times: 1` is spent");
 }
 
 #[tokio::test]
@@ -304,14 +571,32 @@ async fn delayed_effects_land_on_time_and_show_in_the_diff_of_the_call_that_sees
 "#
     ));
     let c = ctx(&clock, "deploy", 1, None);
-    kube(&w, &c, "set_image", json!({"name": "web", "image": "web:v3"})).await.unwrap();
-    let req = ShellRequest { argv: vec!["git".into(), "revert".into(), "abc".into()], ..Default::default() };
+    kube(
+        &w,
+        &c,
+        "set_image",
+        json!({"name": "web", "image": "web:v3"}),
+    )
+    .await
+    .unwrap();
+    let req = ShellRequest {
+        argv: vec!["git".into(), "revert".into(), "abc".into()],
+        ..Default::default()
+    };
     let out = w.run(&req, &c).await.unwrap();
-    assert!(out.world_diff.is_none(), "the controller has not synced yet");
+    assert!(
+        out.world_diff.is_none(),
+        "the controller has not synced yet"
+    );
     // The wait for v3 wakes when the effect lands at 20s, then waits for v1's rollout.
     let c = ctx(&clock, "wait", 1, None);
-    let out = kube(&w, &c, "rollout_status", json!({"name": "web"})).await.unwrap();
-    assert_eq!(out.result["spec"]["template"]["spec"]["containers"][0]["image"], "web:v1");
+    let out = kube(&w, &c, "rollout_status", json!({"name": "web"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.result["spec"]["template"]["spec"]["containers"][0]["image"],
+        "web:v1"
+    );
     assert_eq!(secs(&clock), 20 + 45);
     assert_eq!(
         out.world_diff.unwrap()["kubernetes deployment prod/web"]["image"],
