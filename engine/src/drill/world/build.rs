@@ -9,9 +9,10 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::compose::{Project, Projects, Service};
+use super::deployment::{Container, Deployment, Rollout, Template};
 use super::faults::{Effect, Fault, Faults, Trigger};
 use super::http::{HttpResponse, HttpRule};
-use super::kube::{object_key, Cluster, Container, Deployment, Rollout, Template};
+use super::kube::{object_key, Cluster};
 use super::shell::{ShellResponse, ShellRule};
 use super::State;
 use crate::diag::did_you_mean;

@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod compose;
+pub mod deployment;
 pub mod faults;
 pub mod http;
 pub mod kube;
@@ -110,15 +111,19 @@ impl World {
             let (reply, next_effect) = {
                 let mut st = self.lock();
                 st.land_effects(now);
-                if first {
+                let start = st.start;
+                let fault = if first {
                     first = false;
-                    let start = st.start;
-                    if let Some(e) = st.faults.error_for(backend, ctx, now, &start) {
-                        return Err(self.finish_err(&before, e));
-                    }
-                }
-                let call = Call { now, ctx, what };
-                (op(&mut st, &call), st.next_effect())
+                    st.faults.error_for(backend, ctx, now, &start)
+                } else {
+                    None
+                };
+                // An injected error replaces the call: the operation does not run.
+                let reply = match fault {
+                    Some(e) => Reply::err(e),
+                    None => op(&mut st, &Call { now, ctx, what }),
+                };
+                (reply, st.next_effect())
             };
             match reply {
                 Reply::Answer(result, takes) => {

@@ -1,0 +1,352 @@
+//! A simulated Deployment: its pod template, revision history and rollout, the status a
+//! moment of the clock gives it, and the API object and Pods it shows.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use serde_json::{json, Map, Value};
+
+use crate::drill::spec::DeploymentChangeSpec;
+use crate::exec::clock::stamp;
+
+/// Old revisions kept, like `revisionHistoryLimit`'s default.
+pub const HISTORY_LIMIT: usize = 10;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    pub env: IndexMap<String, String>,
+}
+
+/// The pod template: what a revision is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub containers: Vec<Container>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The latest rollout (a template change or a scale-up) and how it goes.
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    pub started: DateTime<Utc>,
+    pub takes: Duration,
+    /// Its pods never become ready.
+    pub stuck: bool,
+    /// Replicas available when it started (they stay available while it runs).
+    pub from_available: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub replicas: u32,
+    pub generation: i64,
+    pub paused: bool,
+    pub template: Template,
+    /// (revision, template), oldest first; once reconciled the last one is `template`.
+    pub history: Vec<(i64, Template)>,
+    pub rollout: Rollout,
+    pub takes: Duration,
+    pub progress_deadline: Duration,
+    pub crashing: Vec<String>,
+}
+
+/// `status` of a Deployment at a moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub replicas: u32,
+    pub updated: u32,
+    pub available: u32,
+    pub complete: bool,
+    pub deadline_exceeded: bool,
+}
+
+impl Deployment {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.history.last().map_or(0, |(n, _)| *n)
+    }
+
+    fn crashes(&self) -> bool {
+        self.template
+            .containers
+            .iter()
+            .any(|c| self.crashing.contains(&c.image))
+    }
+
+    /// The status at `now`, following a RollingUpdate with 25% surge and 25% unavailable.
+    pub fn status(&self, now: DateTime<Utc>) -> Status {
+        let r = self.replicas;
+        let surge = r.div_ceil(4);
+        let unavailable = r / 4;
+        let ro = &self.rollout;
+        let elapsed = (now - ro.started).to_std().unwrap_or_default();
+        if r == 0 || (!ro.stuck && elapsed >= ro.takes) {
+            return Status {
+                replicas: r,
+                updated: r,
+                available: r,
+                complete: true,
+                deadline_exceeded: false,
+            };
+        }
+        let available = ro.from_available.min(r);
+        if ro.stuck {
+            return Status {
+                replicas: r + surge,
+                updated: (surge + unavailable).clamp(1, r),
+                available: available.min(r - unavailable),
+                complete: false,
+                deadline_exceeded: elapsed >= self.progress_deadline,
+            };
+        }
+        let frac = elapsed.as_secs_f64() / ro.takes.as_secs_f64().max(f64::EPSILON);
+        Status {
+            replicas: r + surge,
+            updated: ((r as f64) * frac).floor() as u32,
+            available,
+            complete: false,
+            deadline_exceeded: false,
+        }
+    }
+
+    /// Records a new revision for a changed template and starts its rollout, as the
+    /// Deployment controller does: a template equal to an old revision moves that revision
+    /// to the top under a new number.
+    pub(super) fn reconcile(&mut self, now: DateTime<Utc>, stuck: bool) {
+        if self.paused || self.history.last().map(|(_, t)| t) == Some(&self.template) {
+            return;
+        }
+        let available = self.status(now).available;
+        let next = self.revision() + 1;
+        self.history.retain(|(_, t)| t != &self.template);
+        self.history.push((next, self.template.clone()));
+        if self.history.len() > HISTORY_LIMIT + 1 {
+            self.history.remove(0);
+        }
+        self.rollout = Rollout {
+            started: now,
+            takes: self.takes,
+            stuck: stuck || self.crashes(),
+            from_available: available,
+        };
+    }
+
+    pub(super) fn template_changed(&mut self, now: DateTime<Utc>, stuck: bool) {
+        self.generation += 1;
+        self.reconcile(now, stuck);
+    }
+
+    pub(super) fn scale(&mut self, n: u32, now: DateTime<Utc>, stuck: bool) {
+        if n == self.replicas {
+            return;
+        }
+        let available = self.status(now).available;
+        if n > self.replicas {
+            self.rollout = Rollout {
+                started: now,
+                takes: self.takes,
+                stuck: stuck || self.crashes(),
+                from_available: available,
+            };
+        }
+        self.replicas = n;
+        self.generation += 1;
+    }
+
+    /// Applies a scripted effect (a GitOps controller syncing, say).
+    pub fn change(&mut self, c: &DeploymentChangeSpec, at: DateTime<Utc>, stuck: bool) {
+        if let Some(n) = c.replicas {
+            self.scale(n, at, stuck);
+        }
+        let mut changed = false;
+        if let Some(image) = &c.image {
+            for k in &mut self.template.containers {
+                changed |= &k.image != image;
+                k.image = image.clone();
+            }
+        }
+        for (k, v) in &c.env {
+            for ctr in &mut self.template.containers {
+                changed |= set_env(&mut ctr.env, k, v.as_deref());
+            }
+        }
+        if changed {
+            self.template_changed(at, stuck);
+        }
+    }
+
+    /// The object as the API returns it. Zero counts are left out, as the API does.
+    pub fn to_json(&self, now: DateTime<Utc>) -> Value {
+        let st = self.status(now);
+        let mut annotations: Map<String, Value> = self
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        annotations.insert(
+            "deployment.kubernetes.io/revision".into(),
+            json!(self.revision().to_string()),
+        );
+        let containers: Vec<Value> = self
+            .template
+            .containers
+            .iter()
+            .map(|c| {
+                let mut o = json!({ "name": c.name, "image": c.image });
+                if !c.env.is_empty() {
+                    o["env"] = c
+                        .env
+                        .iter()
+                        .map(|(k, v)| json!({ "name": k, "value": v }))
+                        .collect();
+                }
+                o
+            })
+            .collect();
+        let mut template_meta = json!({ "labels": self.labels });
+        if !self.template.annotations.is_empty() {
+            template_meta["annotations"] = json!(self.template.annotations);
+        }
+        let mut spec = json!({
+            "replicas": self.replicas,
+            "selector": { "matchLabels": self.labels },
+            "template": { "metadata": template_meta, "spec": { "containers": containers } },
+            "strategy": { "type": "RollingUpdate", "rollingUpdate": { "maxSurge": "25%", "maxUnavailable": "25%" } },
+            "revisionHistoryLimit": HISTORY_LIMIT,
+            "progressDeadlineSeconds": self.progress_deadline.as_secs(),
+        });
+        if self.paused {
+            spec["paused"] = json!(true);
+        }
+        let mut status = Map::new();
+        status.insert("observedGeneration".into(), json!(self.generation));
+        for (k, v) in [
+            ("replicas", st.replicas),
+            ("updatedReplicas", st.updated),
+            ("readyReplicas", st.available),
+            ("availableReplicas", st.available),
+            (
+                "unavailableReplicas",
+                st.replicas.saturating_sub(st.available),
+            ),
+        ] {
+            if v > 0 {
+                status.insert(k.into(), json!(v));
+            }
+        }
+        let since = stamp(self.rollout.started);
+        let min_ready = self.replicas - self.replicas / 4;
+        let available = st.available >= min_ready;
+        let (progressing, reason, message) = if st.deadline_exceeded {
+            (
+                "False",
+                "ProgressDeadlineExceeded",
+                format!("ReplicaSet has timed out progressing."),
+            )
+        } else if st.complete {
+            (
+                "True",
+                "NewReplicaSetAvailable",
+                "ReplicaSet has successfully progressed.".to_string(),
+            )
+        } else {
+            (
+                "True",
+                "ReplicaSetUpdated",
+                "ReplicaSet is progressing.".to_string(),
+            )
+        };
+        status.insert(
+            "conditions".into(),
+            json!([
+                {
+                    "type": "Available",
+                    "status": if available { "True" } else { "False" },
+                    "reason": if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+                    "lastTransitionTime": since,
+                },
+                {
+                    "type": "Progressing",
+                    "status": progressing,
+                    "reason": reason,
+                    "message": message,
+                    "lastTransitionTime": since,
+                },
+            ]),
+        );
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "generation": self.generation,
+                "labels": self.labels,
+                "annotations": annotations,
+            },
+            "spec": spec,
+            "status": Value::Object(status),
+        })
+    }
+
+    /// Pods of the current template: ready ones, then the ones that never become ready.
+    pub(super) fn pods(&self, now: DateTime<Utc>) -> Vec<Value> {
+        let st = self.status(now);
+        let hash = template_hash(&self.template);
+        let not_ready = if self.rollout.stuck { st.updated } else { 0 };
+        (0..st.available + not_ready)
+            .map(|i| {
+                let ready = i < st.available;
+                let statuses: Vec<Value> = self
+                    .template
+                    .containers
+                    .iter()
+                    .map(|c| {
+                        let state = if ready {
+                            json!({ "running": { "startedAt": stamp(self.rollout.started) } })
+                        } else {
+                            json!({ "waiting": { "reason": "CrashLoopBackOff" } })
+                        };
+                        json!({ "name": c.name, "image": c.image, "ready": ready,
+                                "restartCount": if ready { 0 } else { 5 }, "state": state })
+                    })
+                    .collect();
+                json!({
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": { "name": format!("{}-{hash}-{i}", self.name), "namespace": self.namespace, "labels": self.labels },
+                    "spec": { "containers": self.template.containers.iter().map(|c| json!({"name": c.name, "image": c.image})).collect::<Vec<_>>() },
+                    "status": {
+                        "phase": "Running",
+                        "conditions": [{ "type": "Ready", "status": if ready { "True" } else { "False" } }],
+                        "containerStatuses": statuses,
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+fn template_hash(t: &Template) -> String {
+    use sha2::{Digest, Sha256};
+    let text = format!("{t:?}");
+    hex::encode(&Sha256::digest(text.as_bytes())[..5])
+}
+
+/// Sets or removes one variable; true when that changed anything.
+pub(super) fn set_env(env: &mut IndexMap<String, String>, k: &str, v: Option<&str>) -> bool {
+    match v {
+        Some(v) => env.insert(k.to_string(), v.to_string()).as_deref() != Some(v),
+        None => env.shift_remove(k).is_some(),
+    }
+}
