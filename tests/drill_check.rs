@@ -70,7 +70,7 @@ fn references_into_the_runbook_are_checked_at_their_location() {
     let fault = at(&d, 13, "unknown-step");
     assert_eq!(
         (fault["column"].as_u64(), fault["help"].as_str()),
-        (Some(13), Some("did you mean `rollback`?"))
+        (Some(11), Some("did you mean `rollback`?"))
     );
     let step = at(&d, 17, "unknown-step");
     assert_eq!(
