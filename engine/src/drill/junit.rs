@@ -51,9 +51,9 @@ pub fn render(cases: &[Case], seconds: f64) -> String {
     let _ = writeln!(x, "<testsuites {head}>");
     let _ = writeln!(x, "  <testsuite {head}>");
     for c in cases {
-        let _ = write!(
+        let _ = writeln!(
             x,
-            "    <testcase name=\"{}\" classname=\"{}\" file=\"{}\" time=\"{:.3}\">\n",
+            "    <testcase name=\"{}\" classname=\"{}\" file=\"{}\" time=\"{:.3}\">",
             escape(&c.name),
             escape(&c.classname),
             escape(&c.file),

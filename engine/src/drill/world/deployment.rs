@@ -251,7 +251,7 @@ impl Deployment {
             (
                 "False",
                 "ProgressDeadlineExceeded",
-                format!("ReplicaSet has timed out progressing."),
+                "ReplicaSet has timed out progressing.".to_string(),
             )
         } else if st.complete {
             (

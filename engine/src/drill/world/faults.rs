@@ -36,7 +36,7 @@ impl Trigger {
         if self.from.is_some_and(|f| offset < f) {
             return false;
         }
-        !self.until.is_some_and(|u| offset >= u)
+        self.until.is_none_or(|u| offset < u)
     }
 }
 
