@@ -46,7 +46,11 @@ impl VirtualClock {
 
     pub fn advance(&self, d: Duration) {
         let mut now = self.now.lock().expect("clock lock");
-        *now += chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
+        // Saturates: a drill of a runbook with an absurd wait must not crash the engine.
+        *now = chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
     }
 }
 

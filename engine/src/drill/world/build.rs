@@ -366,7 +366,10 @@ fn deployment(d: &DeploymentSpec, start: DateTime<Utc>, ptr: &str, p: &mut Probl
     // that finishes `takes` after the start.
     let (started, rollout_takes) = if crashes {
         (
-            start - chrono::Duration::from_std(progress_deadline).unwrap_or_default(),
+            chrono::Duration::from_std(progress_deadline)
+                .ok()
+                .and_then(|d| start.checked_sub_signed(d))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
             takes,
         )
     } else if available < replicas {

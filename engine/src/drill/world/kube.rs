@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::deployment::{set_env, Container, Deployment};
 use super::pattern::selector_matches;
-use super::{unscripted, Call, Reply, Snapshot, State};
+use super::{later, unscripted, Call, Reply, Snapshot, State};
 use crate::backends::{ActionError, ErrorKind};
 use crate::exec::clock::stamp;
 use crate::spec::{IntOrTemplate, KubernetesBackendSpec};
@@ -589,10 +589,7 @@ fn rollout_status(d: &Deployment, now: DateTime<Utc>) -> Result<Reply, ActionErr
     } else {
         d.rollout.takes
     };
-    Ok(Reply::WaitUntil(
-        d.rollout.started + chrono::Duration::from_std(wait).unwrap_or_default(),
-        why,
-    ))
+    Ok(Reply::WaitUntil(later(d.rollout.started, wait), why))
 }
 
 fn list(st: &State, kind: &str, ns: &str, args: &Value, c: &Call) -> Result<Reply, ActionError> {

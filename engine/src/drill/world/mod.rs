@@ -56,6 +56,14 @@ pub struct Call<'a> {
     pub what: &'a str,
 }
 
+/// `t + d`, saturating: durations come from drill files, and no input may overflow the clock.
+pub fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// A call the world has no script for: loud, and not worth retrying.
 pub fn unscripted(what: &str, why: impl std::fmt::Display) -> ActionError {
     ActionError::new(ErrorKind::Invalid, format!("drill world: {what}: {why}"))

@@ -34,7 +34,7 @@ impl State {
             .as_deref()
             .and_then(|a| crate::model::parse_duration(a).ok())
             .unwrap_or(Duration::ZERO);
-        let at = now + chrono::Duration::from_std(after).unwrap_or_default();
+        let at = super::later(now, after);
         self.pending.push((at, effect.clone()));
         self.land_effects(now);
     }
