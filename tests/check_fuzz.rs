@@ -15,7 +15,9 @@ fn seeds() -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut out: Vec<Vec<u8>> = std::fs::read_dir(dir)
         .unwrap()
-        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| std::fs::read(p).unwrap())
         .collect();
     out.sort();
     out

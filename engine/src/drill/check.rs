@@ -13,12 +13,13 @@ use serde_json::{Map, Value};
 use super::model::{Drill, Expect, DEFAULT_START};
 use super::spec::{drill_schema, DrillSpec, ExpectedOutcome};
 use super::world::build::{self, Problem};
-use crate::check::{check_path, prune_unknown, schema_diagnostics, Checked};
+use crate::check::{check_path, schema_diagnostics, Checked};
 use crate::cli::gate_ids;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::exec::gate::{parse_answer, GateKind};
 use crate::inputs;
 use crate::model::{parse_duration, ActionKind, Runbook};
+use crate::schema::prune_unknown;
 use crate::spec::InputType;
 use crate::yaml::{pointer_segment, Located};
 
