@@ -88,6 +88,14 @@ fn violations(e: jsonschema::ValidationError<'static>, out: &mut Vec<Violation>)
         })
         .map(|(i, _)| i)
         .collect();
+    // A branch of another JSON type only says "not this shape" (a list where a mapping is
+    // allowed too, say): when a branch of the right type remains, it explains the problem.
+    let shaped: Vec<usize> = branches
+        .iter()
+        .copied()
+        .filter(|&i| !(only_here(&context[i]) && matches!(context[i][0].kind(), K::Type { .. })))
+        .collect();
+    let branches = if shaped.is_empty() { branches } else { shaped };
     let consts: Option<Vec<String>> = branches
         .iter()
         .map(|&i| {
@@ -174,7 +182,10 @@ pub fn schema_diagnostics(
             Violation::NotOfTypes {
                 instance, types, ..
             } => {
-                let expected = if types.contains(&"integer") && types.contains(&"string") {
+                // `IntOrTemplate`: a number, or a template that renders to one.
+                let int_or_template =
+                    types.len() == 2 && types.contains(&"integer") && types.contains(&"string");
+                let expected = if int_or_template {
                     "a whole number or a template string".to_string()
                 } else {
                     types
@@ -194,7 +205,12 @@ pub fn schema_diagnostics(
                     )
                     .with_code("type")
                     .with_len(scalar_len(&instance))
-                    .with_help("write a number (`3`) or a template (`\"{{ inputs.replicas }}\"`)"),
+                    .with_help(if int_or_template {
+                        "write a number (`3`) or a template (`\"{{ inputs.replicas }}\"`)"
+                            .to_string()
+                    } else {
+                        "write a single plain value".to_string()
+                    }),
                 );
                 continue;
             }
@@ -461,6 +477,10 @@ pub fn describe_pointer(ptr: &str) -> String {
 
 /// Follows `$ref`s, and through `Option<T>` and untagged unions to their object-shaped branch.
 fn deref(schema: &Value, s: &Value) -> Value {
+    deref_within(schema, s, 4)
+}
+
+fn deref_within(schema: &Value, s: &Value, depth: u32) -> Value {
     let defs = schema.get("$defs");
     let mut s = s.clone();
     for _ in 0..16 {
@@ -475,10 +495,19 @@ fn deref(schema: &Value, s: &Value) -> Value {
             .or_else(|| s.get("oneOf"))
             .and_then(Value::as_array)
         {
-            match any
+            let mut candidates = any
                 .iter()
-                .find(|b| b.get("type").and_then(Value::as_str) != Some("null"))
-            {
+                .filter(|b| b.get("type").and_then(Value::as_str) != Some("null"));
+            let object = (depth > 0)
+                .then(|| {
+                    candidates.clone().find(|b| {
+                        deref_within(schema, b, depth - 1)
+                            .get("properties")
+                            .is_some()
+                    })
+                })
+                .flatten();
+            match object.or_else(|| candidates.next()) {
                 Some(b) => s = b.clone(),
                 None => break,
             }
@@ -500,6 +529,13 @@ fn schema_at(schema: &Value, ptr: &str) -> Option<Value> {
             p.clone()
         } else if let Some(items) = here.get("items") {
             items.clone()
+        } else if let Some(items) = seg
+            .parse::<usize>()
+            .ok()
+            .and_then(|_| list_items(schema, &cur, 4))
+        {
+            // One-or-many unions: an index goes into the list-shaped branch.
+            items
         } else if let Some(ap) = here.get("additionalProperties").filter(|a| a.is_object()) {
             ap.clone()
         } else {
@@ -507,6 +543,25 @@ fn schema_at(schema: &Value, ptr: &str) -> Option<Value> {
         };
     }
     Some(cur)
+}
+
+/// The `items` of the list-shaped branch of a union (through `$ref`s).
+fn list_items(schema: &Value, s: &Value, depth: u32) -> Option<Value> {
+    if let Some(items) = s.get("items") {
+        return Some(items.clone());
+    }
+    if depth == 0 {
+        return None;
+    }
+    if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+        let name = r.rsplit('/').next().unwrap_or_default();
+        return list_items(schema, schema.get("$defs")?.get(name)?, depth - 1);
+    }
+    s.get("anyOf")
+        .or_else(|| s.get("oneOf"))
+        .and_then(Value::as_array)?
+        .iter()
+        .find_map(|b| list_items(schema, b, depth - 1))
 }
 
 /// The property names the schema allows for the object at `ptr`.

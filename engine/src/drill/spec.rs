@@ -2,10 +2,8 @@
 //! one and generate `schemas/drill.schema.json`. The checker (`drill/check.rs`) turns a spec
 //! into a `Drill`; nothing here is validated beyond its shape.
 
-use std::borrow::Cow;
-
 use indexmap::IndexMap;
-use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -79,23 +77,13 @@ pub struct DrillMetadata {
 }
 
 /// A YAML scalar (`yes`, `3`, `true`, `done: told #ops`), used as text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Scalar {
     Bool(bool),
     Int(i64),
     Float(f64),
     Text(String),
-}
-
-impl JsonSchema for Scalar {
-    fn schema_name() -> Cow<'static, str> {
-        "Scalar".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": ["boolean", "integer", "number", "string"] })
-    }
 }
 
 impl Scalar {
@@ -181,24 +169,11 @@ pub struct DeploymentSpec {
 }
 
 /// One revision: an image, or an image with environment variables.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RevisionSpec {
     Image(String),
     Detailed(RevisionDetail),
-}
-
-// if/then/else instead of the derived `anyOf`: a mistake inside the mapping form is then
-// reported at its own field, not as "matches no alternative".
-impl JsonSchema for RevisionSpec {
-    fn schema_name() -> Cow<'static, str> {
-        "RevisionSpec".into()
-    }
-
-    fn json_schema(g: &mut SchemaGenerator) -> Schema {
-        let detail = g.subschema_for::<RevisionDetail>();
-        json_schema!({ "if": { "type": "string" }, "then": { "type": "string" }, "else": detail })
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -234,7 +209,7 @@ pub struct ComposeWorldSpec {
 pub struct ProjectSpec {
     /// Services by name.
     pub services: IndexMap<String, ServiceSpec>,
-    /// Virtual time `up`, `restart` and `pull` take (default `5s`).
+    /// Virtual time `up`, `restart`, `stop`, `pull`, `down` and `set_image` take (default `5s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub takes: Option<String>,
     /// Images whose containers keep restarting (unhealthy; `up --wait` fails).
@@ -248,7 +223,7 @@ pub struct ProjectSpec {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
-    /// The image the service is configured with and running.
+    /// The image the compose file names, running now.
     pub image: String,
     /// Default `running` (`restarting` when the image is in `crashing_images`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -280,26 +255,11 @@ impl ServiceState {
 }
 
 /// One or more items: `respond: { ... }` or `respond: [ ..., ... ]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany<T> {
     One(T),
     Many(Vec<T>),
-}
-
-impl<T: JsonSchema> JsonSchema for OneOrMany<T> {
-    fn schema_name() -> Cow<'static, str> {
-        format!("OneOrMany_{}", T::schema_name()).into()
-    }
-
-    fn json_schema(g: &mut SchemaGenerator) -> Schema {
-        let item = g.subschema_for::<T>();
-        json_schema!({
-            "if": { "type": "array" },
-            "then": { "type": "array", "items": item, "minItems": 1 },
-            "else": item,
-        })
-    }
 }
 
 impl<T: Clone> OneOrMany<T> {
@@ -470,7 +430,7 @@ pub struct ComposeChangeSpec {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceChangeSpec {
-    /// The container now runs this image (configured and running).
+    /// The service now runs this image (configured and running).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -700,37 +660,5 @@ impl ExpectedStep {
 /// The JSON Schema of drill files, as checked in under `schemas/`.
 pub fn drill_schema() -> Value {
     let schema = schemars::schema_for!(DrillSpec);
-    let mut v = serde_json::to_value(schema).expect("schema serializes");
-    strip_null(&mut v);
-    v
-}
-
-/// Optional fields are written out or left out, never `null`: dropping the null alternative
-/// also lets a wrong enum value be reported with the allowed values, not as "no alternative".
-fn strip_null(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            if let Some(Value::Array(types)) = m.get_mut("type") {
-                types.retain(|t| t != "null");
-                if types.len() == 1 {
-                    let only = types[0].clone();
-                    m.insert("type".into(), only);
-                }
-            }
-            let nullable = m.get("anyOf").and_then(Value::as_array).and_then(|alts| {
-                let rest: Vec<&Value> = alts
-                    .iter()
-                    .filter(|a| a.get("type") != Some(&Value::from("null")))
-                    .collect();
-                (rest.len() == 1 && alts.len() == 2).then(|| rest[0].clone())
-            });
-            if let Some(Value::Object(only)) = nullable {
-                m.remove("anyOf");
-                m.extend(only);
-            }
-            m.values_mut().for_each(strip_null);
-        }
-        Value::Array(a) => a.iter_mut().for_each(strip_null),
-        _ => {}
-    }
+    serde_json::to_value(schema).expect("schema serializes")
 }

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::compose::{Project, Projects, Service};
-use super::deployment::{Container, Deployment, Rollout, Template};
+use super::deployment::{Container, Deployment, Revision, Rollout, Template};
 use super::faults::{Effect, Fault, Faults, Trigger};
 use super::http::{HttpResponse, HttpRule};
 use super::kube::{object_key, Cluster};
@@ -164,6 +164,7 @@ pub fn build(spec: &DrillSpec, start: DateTime<Utc>) -> (State, Vec<Problem>) {
                     let svc = Service {
                         image: s.image.clone(),
                         configured: s.image.clone(),
+                        file_image: s.image.clone(),
                         state,
                         logs: s.logs.clone().unwrap_or_default(),
                     };
@@ -323,7 +324,8 @@ fn deployment(d: &DeploymentSpec, start: DateTime<Utc>, ptr: &str, p: &mut Probl
         rollout.progress_deadline.as_deref(),
         Duration::from_secs(600),
     );
-    let mut history: Vec<(i64, Template)> = vec![];
+    let mut history: Vec<Revision> = vec![];
+    let count = d.revisions.len() as i64;
     for (i, r) in d.revisions.iter().enumerate() {
         let (image, env) = match r {
             RevisionSpec::Image(img) => (img.clone(), IndexMap::new()),
@@ -338,17 +340,28 @@ fn deployment(d: &DeploymentSpec, start: DateTime<Utc>, ptr: &str, p: &mut Probl
             annotations: BTreeMap::new(),
         };
         // The controller keeps one ReplicaSet per template: a repeat moves it to the top.
-        history.retain(|(_, old)| old != &t);
-        history.push((i as i64 + 1, t));
+        history.retain(|r| r.template != t);
+        // Revisions were made an hour apart, the current one an hour before the drill.
+        let hours = chrono::Duration::hours(count - i as i64);
+        history.push(Revision {
+            number: i as i64 + 1,
+            template: t,
+            created: start
+                .checked_sub_signed(hours)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        });
     }
-    let template = history.last().map(|(_, t)| t.clone()).unwrap_or(Template {
-        containers: vec![Container {
-            name: container,
-            image: String::new(),
-            env: IndexMap::new(),
-        }],
-        annotations: BTreeMap::new(),
-    });
+    let template = history
+        .last()
+        .map(|r| r.template.clone())
+        .unwrap_or(Template {
+            containers: vec![Container {
+                name: container,
+                image: String::new(),
+                env: IndexMap::new(),
+            }],
+            annotations: BTreeMap::new(),
+        });
     let crashes = template
         .containers
         .iter()

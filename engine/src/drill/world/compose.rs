@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::{unscripted, Call, Reply, Snapshot, State};
 use crate::backends::{ActionError, ErrorKind};
@@ -16,8 +16,10 @@ use crate::spec::ComposeBackendSpec;
 pub struct Service {
     /// The image its container runs.
     pub image: String,
-    /// The image the project is configured with (`set_image` changes this; `up` applies it).
+    /// The image the project is configured with (`set_image` changes it).
     pub configured: String,
+    /// The image the compose file itself names (`set_image` back to it drops the override).
+    pub file_image: String,
     pub state: ServiceState,
     pub logs: String,
 }
@@ -51,12 +53,21 @@ impl Project {
     }
 
     fn row(&self, project: &str, name: &str, s: &Service) -> Value {
+        let (status, exit_code) = match s.state {
+            ServiceState::Running => ("Up", 0),
+            ServiceState::Restarting => ("Restarting (1)", 1),
+            ServiceState::Exited => ("Exited (0)", 0),
+            ServiceState::Absent => ("", 0),
+        };
         json!({
-            "service": name,
             "name": format!("{project}-{name}-1"),
-            "image": s.image,
+            "service": name,
             "state": s.state.as_str(),
+            "status": status,
+            "image": s.image,
             "health": self.health(s),
+            "exit_code": exit_code,
+            "publishers": [],
         })
     }
 }
@@ -146,90 +157,110 @@ fn dispatch(
     let pname = match &target.project {
         Some(p) if names.contains(p) => p.clone(),
         Some(p) => {
-            return Err(unscripted(c.what, format!("no compose project `{p}` in the world (it has: {})", names.join(", "))))
+            return Err(unscripted(
+                c.what,
+                format!("no compose project `{p}` in the world (it has: {})", names.join(", ")),
+            ))
         }
         None if names.len() == 1 => names[0].clone(),
         None => {
-            return Err(unscripted(c.what, format!(
-                "the backend names no `project:` and the world has {} projects ({}); set `project:` on the backend",
-                names.len(),
-                names.join(", ")
-            )))
+            return Err(unscripted(
+                c.what,
+                format!(
+                    "the backend names no `project:` and the world has {} projects ({}); set `project:` on the backend",
+                    names.len(),
+                    names.join(", ")
+                ),
+            ))
         }
     };
     let project = st.compose.0.get_mut(&pname).expect("checked above");
     let selected = selected(project, args, c)?;
+    let run = Cli::new(target, &pname);
     let takes = project.takes;
-    let rows = |p: &Project| -> Vec<Value> {
-        p.services
-            .iter()
-            .filter(|(_, s)| s.state != ServiceState::Absent)
-            .map(|(n, s)| p.row(&pname, n, s))
-            .collect()
-    };
+    let flag = |on: bool, f: &str| on.then(|| f.to_string());
     match verb {
         "ps" => {
-            let services: Vec<Value> = project
+            let mut rows: Vec<(String, Value)> = project
                 .services
                 .iter()
                 .filter(|(n, s)| selected.contains(n) && s.state != ServiceState::Absent)
-                .map(|(n, s)| project.row(&pname, n, s))
+                .map(|(n, s)| (n.clone(), project.row(&pname, n, s)))
                 .collect();
-            Ok(Reply::ok(json!({ "services": services })))
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut r = run.ok(
+                &["ps", "--all", "--format", "json"],
+                &selected,
+                Duration::ZERO,
+            );
+            if let Some(m) = r.as_object_mut() {
+                m.remove("stdout");
+            }
+            let by_service: Map<String, Value> = rows
+                .iter()
+                .map(|(n, row)| (n.clone(), row.clone()))
+                .collect();
+            r["by_service"] = Value::Object(by_service);
+            r["services"] = rows.into_iter().map(|(_, row)| row).collect();
+            Ok(Reply::ok(r))
         }
         "pull" => {
-            let mut pulled = vec![];
             for n in &selected {
                 let image = project.services[n].configured.clone();
-                pull(project, &image, c)?;
-                pulled.push(image);
+                run.pull(project, &image, &["pull"], &selected)?;
             }
-            Ok(Reply::Answer(Ok(json!({ "pulled": pulled })), takes))
+            Ok(Reply::Answer(
+                Ok(run.ok(&["pull"], &selected, takes)),
+                takes,
+            ))
         }
         "up" => {
+            let detach = args.get("detach").and_then(Value::as_bool).unwrap_or(true);
             let wait = args.get("wait").and_then(Value::as_bool).unwrap_or(false);
-            let mut recreated = vec![];
+            let head: Vec<String> = ["up".to_string()]
+                .into_iter()
+                .chain(flag(detach, "-d"))
+                .chain(flag(wait, "--wait"))
+                .collect();
             for n in &selected {
                 let configured = project.services[n].configured.clone();
-                pull(project, &configured, c)?;
+                run.pull(project, &configured, &head, &selected)?;
                 let state = project.started(&configured);
                 let s = project.services.get_mut(n).expect("selected");
                 let running = matches!(s.state, ServiceState::Running | ServiceState::Restarting);
                 if !running || s.image != configured {
                     s.image = configured;
                     s.state = state;
-                    recreated.push(n.clone());
                 }
             }
             if wait {
-                if let Some(n) = selected
+                let unhealthy = selected
                     .iter()
-                    .find(|n| project.services[*n].state == ServiceState::Restarting)
-                {
-                    return Ok(Reply::Answer(
-                        Err(ActionError::new(
-                            ErrorKind::Failed,
-                            format!("container {pname}-{n}-1 is unhealthy"),
-                        )
-                        .with_result(json!({ "services": rows(project) }))),
-                        takes,
-                    ));
+                    .find(|n| project.services[*n].state == ServiceState::Restarting);
+                if let Some(n) = unhealthy {
+                    let e = run.failed(
+                        &head,
+                        &selected,
+                        &format!("container {pname}-{n}-1 is unhealthy"),
+                    );
+                    return Ok(Reply::Answer(Err(e), takes));
                 }
             }
-            Ok(Reply::Answer(
-                Ok(json!({ "recreated": recreated, "services": rows(project) })),
-                takes,
-            ))
+            Ok(Reply::Answer(Ok(run.ok(&head, &selected, takes)), takes))
         }
         "down" => {
-            let mut removed = vec![];
-            for (n, s) in project.services.iter_mut() {
-                if s.state != ServiceState::Absent {
-                    s.state = ServiceState::Absent;
-                    removed.push(n.clone());
-                }
+            for s in project.services.values_mut() {
+                s.state = ServiceState::Absent;
             }
-            Ok(Reply::Answer(Ok(json!({ "removed": removed })), takes))
+            let volumes = args
+                .get("volumes")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let head: Vec<String> = ["down".to_string()]
+                .into_iter()
+                .chain(flag(volumes, "-v"))
+                .collect();
+            Ok(Reply::Answer(Ok(run.ok(&head, &[], takes)), takes))
         }
         "restart" | "stop" => {
             for n in &selected {
@@ -237,10 +268,8 @@ fn dispatch(
                 let started = project.started(&image);
                 let s = project.services.get_mut(n).expect("selected");
                 if s.state == ServiceState::Absent {
-                    return Err(ActionError::new(
-                        ErrorKind::Failed,
-                        format!("{}: service `{n}` has no container", c.what),
-                    ));
+                    let why = format!("service \"{n}\" has no container to {verb}");
+                    return Err(run.failed(&[verb], &selected, &why));
                 }
                 s.state = if verb == "stop" {
                     ServiceState::Exited
@@ -248,10 +277,7 @@ fn dispatch(
                     started
                 };
             }
-            Ok(Reply::Answer(
-                Ok(json!({ "services": rows(project) })),
-                takes,
-            ))
+            Ok(Reply::Answer(Ok(run.ok(&[verb], &selected, takes)), takes))
         }
         "logs" => {
             let tail = args.get("tail").and_then(Value::as_u64).unwrap_or(100) as usize;
@@ -263,7 +289,14 @@ fn dispatch(
                     out.push_str(&format!("{pname}-{n}-1  | {l}\n"));
                 }
             }
-            Ok(Reply::ok(json!({ "logs": out })))
+            let tail = tail.to_string();
+            let mut r = run.ok(
+                &["logs", "--no-color", "--tail", tail.as_str()],
+                &selected,
+                Duration::ZERO,
+            );
+            r["stdout"] = json!(out);
+            Ok(Reply::ok(r))
         }
         "set_image" => {
             let service = args
@@ -276,8 +309,8 @@ fn dispatch(
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            let known: Vec<String> = project.services.keys().cloned().collect();
-            let Some(s) = project.services.get_mut(&service) else {
+            if !project.services.contains_key(&service) {
+                let known: Vec<String> = project.services.keys().cloned().collect();
                 return Err(unscripted(
                     c.what,
                     format!(
@@ -285,11 +318,25 @@ fn dispatch(
                         known.join(", ")
                     ),
                 ));
-            };
+            }
+            // As the real backend does: an override file names the image and the one service
+            // is recreated at once; a failed pull leaves everything as it was.
+            let head = ["up", "-d", "--no-deps"];
+            let one = [service.clone()];
+            run.pull(project, &image, &head, &one)?;
+            let started = project.started(&image);
+            let s = project.services.get_mut(&service).expect("checked above");
             let previous = std::mem::replace(&mut s.configured, image.clone());
-            Ok(Reply::ok(
-                json!({ "service": service, "image": image, "previous_image": previous }),
-            ))
+            s.image = image.clone();
+            s.state = started;
+            let override_file = (image != s.file_image)
+                .then(|| format!("compose-{pname}/compose-override-{service}.yaml"));
+            let mut r = run.ok(&head, &one, takes);
+            r["service"] = json!(service);
+            r["image"] = json!(image);
+            r["previous_image"] = json!(previous);
+            r["override_file"] = json!(override_file);
+            Ok(Reply::Answer(Ok(r), takes))
         }
         other => Err(unscripted(
             c.what,
@@ -298,15 +345,74 @@ fn dispatch(
     }
 }
 
-fn pull(project: &mut Project, image: &str, c: &Call) -> Result<(), ActionError> {
-    if project.unpullable.iter().any(|u| u == image) {
-        return Err(ActionError::new(
-            ErrorKind::Failed,
-            format!("{}: pull access denied for {image}: repository does not exist or may require login", c.what),
-        ));
+/// The command line a verb stands for, and results shaped like the real backend's:
+/// `command`, `exit_code`, `stdout`, `stderr`, `duration_ms`.
+struct Cli {
+    cli: Vec<String>,
+    project: String,
+}
+
+impl Cli {
+    fn new(target: &ComposeBackendSpec, project: &str) -> Cli {
+        let cli = if target.command.is_empty() {
+            vec!["docker".to_string(), "compose".to_string()]
+        } else {
+            target.command.clone()
+        };
+        Cli {
+            cli,
+            project: project.to_string(),
+        }
     }
-    project.pulled.insert(image.to_string());
-    Ok(())
+
+    fn argv<S: AsRef<str>>(&self, head: &[S], services: &[String]) -> Vec<String> {
+        let mut v = self.cli.clone();
+        v.extend(["-p".to_string(), self.project.clone()]);
+        v.extend(head.iter().map(|s| s.as_ref().to_string()));
+        v.extend(services.iter().cloned());
+        v
+    }
+
+    fn ok<S: AsRef<str>>(&self, head: &[S], services: &[String], took: Duration) -> Value {
+        json!({
+            "command": self.argv(head, services),
+            "exit_code": 0,
+            "stdout": "",
+            "stderr": "",
+            "duration_ms": took.as_millis() as u64,
+        })
+    }
+
+    /// A non-zero exit, reported as the real backend does: the command and compose's last line.
+    fn failed<S: AsRef<str>>(&self, head: &[S], services: &[String], stderr: &str) -> ActionError {
+        let verb = head.first().map(|h| h.as_ref()).unwrap_or_default();
+        let shown = format!("{} {verb}", self.cli.join(" "));
+        let mut r = self.ok(head, services, Duration::ZERO);
+        r["exit_code"] = json!(1);
+        r["stderr"] = json!(format!("{stderr}\n"));
+        ActionError::new(
+            ErrorKind::Failed,
+            format!("`{shown}` exited with code 1: {stderr}"),
+        )
+        .with_result(r)
+    }
+
+    fn pull<S: AsRef<str>>(
+        &self,
+        project: &mut Project,
+        image: &str,
+        head: &[S],
+        services: &[String],
+    ) -> Result<(), ActionError> {
+        if project.unpullable.iter().any(|u| u == image) {
+            let why = format!(
+                "pull access denied for {image}, repository does not exist or may require 'docker login'"
+            );
+            return Err(self.failed(head, services, &why));
+        }
+        project.pulled.insert(image.to_string());
+        Ok(())
+    }
 }
 
 /// The services an action names (all when it names none); unknown names are an error.

@@ -28,6 +28,14 @@ pub struct Template {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// One revision: a template the Deployment ran, as its ReplicaSet records it.
+#[derive(Debug, Clone)]
+pub struct Revision {
+    pub number: i64,
+    pub template: Template,
+    pub created: DateTime<Utc>,
+}
+
 /// The latest rollout (a template change or a scale-up) and how it goes.
 #[derive(Debug, Clone)]
 pub struct Rollout {
@@ -49,8 +57,8 @@ pub struct Deployment {
     pub generation: i64,
     pub paused: bool,
     pub template: Template,
-    /// (revision, template), oldest first; once reconciled the last one is `template`.
-    pub history: Vec<(i64, Template)>,
+    /// Oldest first; once reconciled the last one runs `template`.
+    pub history: Vec<Revision>,
     pub rollout: Rollout,
     pub takes: Duration,
     pub progress_deadline: Duration,
@@ -73,7 +81,7 @@ impl Deployment {
     }
 
     pub fn revision(&self) -> i64 {
-        self.history.last().map_or(0, |(n, _)| *n)
+        self.history.last().map_or(0, |r| r.number)
     }
 
     fn crashes(&self) -> bool {
@@ -123,13 +131,17 @@ impl Deployment {
     /// Deployment controller does: a template equal to an old revision moves that revision
     /// to the top under a new number.
     pub(super) fn reconcile(&mut self, now: DateTime<Utc>, stuck: bool) {
-        if self.paused || self.history.last().map(|(_, t)| t) == Some(&self.template) {
+        if self.paused || self.history.last().map(|r| &r.template) == Some(&self.template) {
             return;
         }
         let available = self.status(now).available;
         let next = self.revision() + 1;
-        self.history.retain(|(_, t)| t != &self.template);
-        self.history.push((next, self.template.clone()));
+        self.history.retain(|r| r.template != self.template);
+        self.history.push(Revision {
+            number: next,
+            template: self.template.clone(),
+            created: now,
+        });
         if self.history.len() > HISTORY_LIMIT + 1 {
             self.history.remove(0);
         }
@@ -335,6 +347,11 @@ impl Deployment {
             })
             .collect()
     }
+}
+
+/// The ReplicaSet name of a template, `<deployment>-<hash>`, stable for the same template.
+pub fn replicaset_name(d: &Deployment, t: &Template) -> String {
+    format!("{}-{}", d.name, template_hash(t))
 }
 
 fn template_hash(t: &Template) -> String {

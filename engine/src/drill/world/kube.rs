@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
 
-use super::deployment::{set_env, Container, Deployment};
+use super::deployment::{replicaset_name, set_env, Container, Deployment};
 use super::pattern::selector_matches;
 use super::{later, unscripted, Call, Reply, Snapshot, State};
 use crate::backends::{ActionError, ErrorKind};
@@ -245,17 +245,24 @@ fn dispatch(
             let revisions: Vec<Value> = d
                 .history
                 .iter()
-                .map(|(n, t)| {
+                .map(|r| {
                     json!({
-                        "revision": n,
-                        "images": t.containers.iter().map(|k| k.image.clone()).collect::<Vec<_>>(),
-                        "containers": t.containers.iter().map(|k| json!({"name": k.name, "image": k.image})).collect::<Vec<_>>(),
+                        "revision": r.number,
+                        "replicaset": replicaset_name(d, &r.template),
+                        "images": r.template.containers.iter().map(|k| k.image.clone()).collect::<Vec<_>>(),
+                        "change_cause": null,
+                        "created": stamp(r.created),
+                        "current": r.number == d.revision(),
                     })
                 })
                 .collect();
-            Ok(Reply::ok(
-                json!({ "name": d.name, "namespace": d.namespace, "current": d.revision(), "revisions": revisions }),
-            ))
+            Ok(Reply::ok(json!({
+                "kind": "Deployment",
+                "name": d.name,
+                "namespace": d.namespace,
+                "current_revision": d.revision(),
+                "revisions": revisions,
+            })))
         }
         "scale" => {
             let n = int_arg(
@@ -275,7 +282,11 @@ fn dispatch(
         }
         "set_image" => {
             let image = str_arg(args, "image", c.what)?.to_string();
-            let container = args.get("container").and_then(Value::as_str);
+            // `container: ""` means "the only one", as for the real backend.
+            let container = args
+                .get("container")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty());
             let d = deployment_mut(st, &key, c)?;
             let ctr = container_mut(d, container, c.what)?;
             ctr.image = image;
@@ -283,7 +294,10 @@ fn dispatch(
             Ok(Reply::ok(d.to_json(now)))
         }
         "set_env" => {
-            let container = args.get("container").and_then(Value::as_str);
+            let container = args
+                .get("container")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty());
             let set: Vec<(String, String)> = args
                 .get("set")
                 .and_then(Value::as_object)
@@ -330,6 +344,9 @@ fn dispatch(
         }
         "rollout_restart" => {
             let d = deployment_mut(st, &key, c)?;
+            if d.paused {
+                return Err(paused(c.what, d));
+            }
             d.template
                 .annotations
                 .insert("kubectl.kubernetes.io/restartedAt".into(), stamp(now));
@@ -342,10 +359,13 @@ fn dispatch(
                 Some(v) => int_arg(v, c.what, "to_revision")?,
             };
             let d = deployment_mut(st, &key, c)?;
+            if d.paused {
+                return Err(paused(c.what, d));
+            }
             let template = if to == 0 {
                 // The revision before the current one.
                 match d.history.len() {
-                    n if n >= 2 => d.history[n - 2].1.clone(),
+                    n if n >= 2 => d.history[n - 2].template.clone(),
                     _ => {
                         return Err(ActionError::new(
                             ErrorKind::Failed,
@@ -357,9 +377,20 @@ fn dispatch(
                     }
                 }
             } else {
-                match d.history.iter().find(|(n, _)| *n == to) {
-                    Some((_, t)) => t.clone(),
-                    None => return Err(ActionError::new(ErrorKind::Failed, format!("{}: unable to find the specified revision {to} in history (it has: {})", c.what, d.history.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>().join(", ")))),
+                match d.history.iter().find(|r| r.number == to) {
+                    Some(r) => r.template.clone(),
+                    None => {
+                        let known: Vec<String> =
+                            d.history.iter().map(|r| r.number.to_string()).collect();
+                        return Err(ActionError::new(
+                            ErrorKind::Invalid,
+                            format!(
+                                "{}: unable to find the specified revision {to} in history (it has: {})",
+                                c.what,
+                                known.join(", ")
+                            ),
+                        ));
+                    }
                 }
             };
             d.template = template;
@@ -445,12 +476,11 @@ fn dispatch(
             Ok(Reply::ok(obj.clone()))
         }
         "delete" => {
+            // The result is the object as it was, as the API returns it.
             if kind == "Deployment" {
-                deployment(st, &key, c)?;
-                let d = st.kube.deployments.shift_remove(&key).expect("just found");
-                return Ok(Reply::ok(
-                    json!({ "kind": "Status", "status": "Success", "details": { "name": d.name, "kind": "deployments" } }),
-                ));
+                let before = deployment(st, &key, c)?.to_json(now);
+                st.kube.deployments.shift_remove(&key);
+                return Ok(Reply::ok(before));
             }
             let okey = object_key(kind, Some(&ns), &name);
             let okey = if st.kube.objects.contains_key(&okey) {
@@ -459,9 +489,7 @@ fn dispatch(
                 object_key(kind, None, &name)
             };
             match st.kube.objects.shift_remove(&okey) {
-                Some(_) => Ok(Reply::ok(
-                    json!({ "kind": "Status", "status": "Success", "details": { "name": name, "kind": kind } }),
-                )),
+                Some(before) => Ok(Reply::ok(before)),
                 None => Err(unscripted(
                     c.what,
                     format!(
@@ -477,6 +505,16 @@ fn dispatch(
             format!("the drill world does not simulate `{other}`"),
         )),
     }
+}
+
+fn paused(what: &str, d: &Deployment) -> ActionError {
+    ActionError::new(
+        ErrorKind::Invalid,
+        format!(
+            "{what}: deployment \"{}\" is paused; resume it first",
+            d.name
+        ),
+    )
 }
 
 fn listing<'a>(keys: impl Iterator<Item = &'a String>) -> String {

@@ -453,14 +453,14 @@ world:
 }
 
 #[tokio::test]
-async fn compose_set_image_returns_the_previous_image_and_up_applies_it() {
+async fn compose_verbs_change_the_project_like_the_real_cli() {
     let (w, clock) = world(
         r#"
 world:
   compose:
     projects:
       phoenix:
-        services: { orch: { image: "orch:v2" }, db: { image: "pg:16" } }
+        services: { orch: { image: "orch:v2" }, db: { image: "pg:16", logs: "ready\nlistening" } }
         crashing_images: ["orch:v3"]
         unpullable_images: ["orch:v9"]
 "#,
@@ -471,56 +471,97 @@ world:
         let (w, t, c) = (w.clone(), t.clone(), c.clone());
         async move { ComposeBackend::call(&w, &t, verb, &args, &c).await }
     };
+    // set_image recreates the service at once and says what ran before, for the undo.
     let out = call("set_image", json!({"service": "orch", "image": "orch:v1"}))
         .await
         .unwrap();
+    let r = &out.result;
     assert_eq!(
-        out.result,
-        json!({"service": "orch", "image": "orch:v1", "previous_image": "orch:v2"})
+        (
+            r["service"].clone(),
+            r["image"].clone(),
+            r["previous_image"].clone()
+        ),
+        (json!("orch"), json!("orch:v1"), json!("orch:v2"))
     );
-    let ps = call("ps", json!({"services": ["orch"]}))
+    assert_eq!(
+        r["command"],
+        json!([
+            "docker",
+            "compose",
+            "-p",
+            "phoenix",
+            "up",
+            "-d",
+            "--no-deps",
+            "orch"
+        ])
+    );
+    assert_eq!(
+        r["override_file"],
+        "compose-phoenix/compose-override-orch.yaml"
+    );
+    assert_eq!(
+        out.world_diff.unwrap()["compose service phoenix/orch"]["image"],
+        json!({"from": "orch:v2", "to": "orch:v1"})
+    );
+    assert_eq!(secs(&clock), 5);
+    let ps = call("ps", json!({})).await.unwrap().result;
+    assert_eq!(ps["by_service"]["orch"]["image"], "orch:v1");
+    assert_eq!(ps["by_service"]["db"]["state"], "running");
+    assert_eq!(ps["services"][0]["service"], "db", "sorted by service");
+    let back = call("set_image", json!({"service": "orch", "image": "orch:v2"}))
         .await
         .unwrap()
         .result;
     assert_eq!(
-        ps["services"][0]["image"], "orch:v2",
-        "set_image changes the configuration only"
+        (
+            back["previous_image"].clone(),
+            back["override_file"].clone()
+        ),
+        (json!("orch:v1"), Value::Null)
     );
-    let up = call("up", json!({"wait": true})).await.unwrap();
-    assert_eq!(up.result["recreated"], json!(["orch"]));
-    assert_eq!(
-        up.world_diff.unwrap()["compose service phoenix/orch"]["image"],
-        json!({"from": "orch:v2", "to": "orch:v1"})
-    );
-    assert_eq!(secs(&clock), 5);
 
+    // A crashing image: up --wait fails, and the recreated containers are in the diff.
     call("set_image", json!({"service": "orch", "image": "orch:v3"}))
         .await
         .unwrap();
+    assert_eq!(
+        call("ps", json!({})).await.unwrap().result["by_service"]["orch"]["health"],
+        "unhealthy"
+    );
+    call("stop", json!({"services": ["orch"]})).await.unwrap();
     let e = call("up", json!({"services": ["orch"], "wait": true}))
         .await
         .unwrap_err();
-    assert!(
-        e.message.contains("phoenix-orch-1 is unhealthy"),
-        "{}",
-        e.message
+    assert_eq!(
+        e.message,
+        "`docker compose up` exited with code 1: container phoenix-orch-1 is unhealthy"
     );
     assert!(
         e.world_diff.is_some(),
-        "the containers were recreated before the wait failed"
+        "the container was started before the wait failed"
     );
 
-    call("set_image", json!({"service": "orch", "image": "orch:v9"}))
+    let e = call("set_image", json!({"service": "orch", "image": "orch:v9"}))
         .await
-        .unwrap();
-    let e = call("pull", json!({})).await.unwrap_err();
+        .unwrap_err();
     assert!(
         e.message.contains("pull access denied for orch:v9"),
         "{}",
         e.message
     );
-    let down = call("down", json!({})).await.unwrap().result;
-    assert_eq!(down["removed"], json!(["orch", "db"]));
+    assert!(e.world_diff.is_none(), "a failed pull changes nothing");
+    let logs = call("logs", json!({"services": ["db"], "tail": 1}))
+        .await
+        .unwrap()
+        .result;
+    assert_eq!(logs["stdout"], "phoenix-db-1  | listening\n");
+    call("down", json!({})).await.unwrap();
+    assert_eq!(
+        call("ps", json!({})).await.unwrap().result["services"],
+        json!([])
+    );
     assert!(call("restart", json!({"services": ["db"]})).await.is_err());
     assert!(call("up", json!({"services": ["nope"]}))
         .await
