@@ -242,3 +242,147 @@ steps:
     let e = r.error("ps");
     assert!(e.contains("cannot start `no-such-compose-cli`"), "{e}");
 }
+
+/// The built-in `runbooks/compose-rollback.yaml`, unchanged, against the real engine (its drills
+/// run the same file against the simulated world): a service running a bad v2 goes back to v1
+/// and answers its health check; a known-good image that cannot start leaves v2 running.
+#[test]
+fn the_built_in_compose_rollback_runbook_rolls_back_a_real_service() {
+    let Some(env) = backend_env::compose() else {
+        return;
+    };
+    let project = unique("rbt-builtin");
+    let image = format!("localhost/{project}-web");
+    let broken = format!("{image}-broken");
+    let _guard = ProjectGuard {
+        env: env.clone(),
+        project: project.clone(),
+        image: image.clone(),
+    };
+    let _broken_guard = ProjectGuard {
+        env: env.clone(),
+        project: project.clone(),
+        image: broken.clone(),
+    };
+    let port = free_port();
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path().join("stack");
+    std::fs::create_dir_all(dir.join("web")).expect("stack dir");
+    std::fs::write(
+        dir.join("web/Dockerfile"),
+        "FROM localhost/busybox:test\nARG VERSION=v1\nARG HEALTHY=yes\n\
+         RUN mkdir -p /www && echo \"hello $VERSION\" > /www/index.html \\\n \
+         && if [ \"$HEALTHY\" = yes ]; then echo '{\"status\": \"ok\"}' > /www/health; fi\n\
+         CMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+    )
+    .expect("Dockerfile");
+    std::fs::write(
+        dir.join("web/Dockerfile.broken"),
+        "FROM localhost/busybox:test\nCMD [\"sh\", \"-c\", \"echo configuration invalid; exit 3\"]\n",
+    )
+    .expect("Dockerfile.broken");
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "services:\n  web:\n    image: ${WEB_IMAGE}\n    ports: [\"127.0.0.1:${WEB_PORT}:8080\"]\n    stop_signal: SIGKILL\n",
+    )
+    .expect("compose.yaml");
+    // The bad release is what the compose file deploys now.
+    std::fs::write(
+        dir.join(".env"),
+        format!("WEB_IMAGE={image}:v2\nWEB_PORT={port}\n"),
+    )
+    .expect(".env");
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker")
+            .args(args)
+            .current_dir(&dir)
+            .envs(&env.vars)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("docker");
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    docker(&["build", "-q", "-t", &format!("{image}:v1"), "web"]);
+    docker(&[
+        "build",
+        "-q",
+        "-t",
+        &format!("{image}:v2"),
+        "--build-arg",
+        "VERSION=v2",
+        "--build-arg",
+        "HEALTHY=no",
+        "web",
+    ]);
+    docker(&[
+        "build",
+        "-q",
+        "-t",
+        &format!("{broken}:v1"),
+        "-f",
+        "web/Dockerfile.broken",
+        "web",
+    ]);
+    docker(&["compose", "-p", &project, "up", "-d", "--wait"]);
+    assert!(http_get(port, Duration::from_secs(10)).contains("hello v2"));
+
+    let builtin =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks/compose-rollback.yaml");
+    let service_url = format!("http://127.0.0.1:{port}");
+    let token = "compose-token-for-the-builtin-test";
+    let inputs = |known_good: String| -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "project_directory",
+                dir.to_str().expect("utf-8").to_string(),
+            ),
+            ("project", project.clone()),
+            ("service", "web".to_string()),
+            ("known_good_image", known_good),
+            // Built on this host: there is no registry to pull from.
+            ("pull", "false".to_string()),
+            ("service_url", service_url.clone()),
+            ("smoke_path", String::new()),
+        ]
+    };
+
+    // A known-good image that cannot start: the run fails and v2 keeps running.
+    let failing = inputs(format!("{broken}:v1"));
+    let r = run(
+        &env,
+        &builtin,
+        &work.path().join("runs-broken"),
+        &pairs(&failing),
+        &["approve=yes", "escalate=done"],
+        &[("SERVICE_API_TOKEN", token)],
+    );
+    assert_ne!(r.code, 0, "{}", r.log());
+    assert_eq!(r.outcome("up"), "failed", "{}", r.log());
+    assert_eq!(r.undo("pin")["ok"], true, "{}", r.log());
+    assert_eq!(r.outcome("restore"), "succeeded", "{}", r.log());
+    assert!(http_get(port, Duration::from_secs(10)).contains("hello v2"));
+
+    // The real rollback.
+    let good = inputs(format!("{image}:v1"));
+    let r = run(
+        &env,
+        &builtin,
+        &work.path().join("runs"),
+        &pairs(&good),
+        &["approve=yes", "tell=done", "persist=done", "record=done"],
+        &[("SERVICE_API_TOKEN", token)],
+    );
+    r.assert_ok();
+    assert_eq!(r.capture("current", "image"), format!("{image}:v2"));
+    assert_eq!(r.capture("running", "image"), format!("{image}:v1"));
+    assert_eq!(r.capture("running", "state"), "running");
+    assert!(http_get(port, Duration::from_secs(10)).contains("hello v1"));
+}
+
+fn pairs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    v.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}

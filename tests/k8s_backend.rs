@@ -375,7 +375,7 @@ async fn the_built_in_rollback_runbook_rolls_back_a_real_deployment() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks/k8s-rollback.yaml");
     let service_url = service.url("");
     let token = "orch-token-for-the-builtin-test";
-    let answers = ["approve=yes", "metrics=done", "tell=done"];
+    let answers = ["approve=yes", "metrics=done", "tell=done", "record=done"];
 
     // strategy undo: back to the previous ReplicaSet.
     let r = run(
@@ -388,7 +388,7 @@ async fn the_built_in_rollback_runbook_rolls_back_a_real_deployment() {
             ("service_url", &service_url),
         ],
         &answers,
-        &[("ORCH_API_TOKEN", token)],
+        &[("SERVICE_API_TOKEN", token)],
     );
     r.assert_ok();
     assert_eq!(r.capture("current", "image"), "flowengine:v1.1.0");
@@ -411,7 +411,7 @@ async fn the_built_in_rollback_runbook_rolls_back_a_real_deployment() {
             ("known_good_image", "flowengine:v0.9.0"),
         ],
         &answers,
-        &[("ORCH_API_TOKEN", token)],
+        &[("SERVICE_API_TOKEN", token)],
     );
     r.assert_ok();
     assert_eq!(r.capture("running", "image"), "flowengine:v0.9.0");
