@@ -346,6 +346,30 @@ impl Runner {
                     }
                     continue;
                 }
+                if let Some(attempts) = r.succeeded_attempt.get(&sid).copied() {
+                    // Its action took effect and its captures are journaled; only the record
+                    // of the step's end is missing. Completing it needs no re-run and no answer.
+                    for (k, v) in r.fields.get(&sid).cloned().unwrap_or_default() {
+                        frame.ctx.set_step_field(&step.id, &k, v);
+                    }
+                    frame
+                        .ctx
+                        .set_step_field(&step.id, "outcome", json!("succeeded"));
+                    if let Some(u) = &step.undo {
+                        self.push_undo(&sid, u, frame);
+                    }
+                    let now = self.clock.now();
+                    self.step_done(
+                        &sid,
+                        phase,
+                        now,
+                        attempts,
+                        StepOutcome::Succeeded,
+                        None,
+                        None,
+                    );
+                    continue;
+                }
                 if r.in_flight.contains(&sid) && !matches!(step.action.kind, ActionKind::Call(_)) {
                     if step.safety <= Safety::Idempotent {
                         // Safe to repeat: run it again.
@@ -906,17 +930,12 @@ impl Runner {
             return StepEnd::Interrupted;
         }
         if ok {
-            // Captures were evaluated on the last result; journal and keep them.
+            // Captures were evaluated (and journaled) on the last result; keep them.
             if let Some(r) = &last {
                 let ctx_v = frame.ctx.real(Some(r));
                 for (name, expr) in &step.spec.capture {
                     if let Ok(v) = template::eval(expr, &ctx_v) {
-                        frame.ctx.set_step_field(&step.id, name, v.clone());
-                        self.emit(Event::Capture {
-                            step: sid.to_string(),
-                            name: name.clone(),
-                            value: bound(&v),
-                        });
+                        frame.ctx.set_step_field(&step.id, name, v);
                     }
                 }
             }
@@ -980,6 +999,7 @@ impl Runner {
                 .map(|u| a0 + chrono::Duration::from_std(u.timeout).unwrap_or_default());
             let mut polls = 0;
             let mut fatal = false;
+            let mut captured: Vec<(String, Value)> = vec![];
             let ok = loop {
                 polls += 1;
                 let p0 = self.clock.now();
@@ -1067,6 +1087,7 @@ impl Runner {
                             false
                         } else if step.spec.verify.is_empty() {
                             error = None;
+                            captured = captures_of(step, &with_caps);
                             break true;
                         } else {
                             let checks = evaluate(&step.spec.verify, &with_caps, &ctx_display);
@@ -1080,6 +1101,7 @@ impl Runner {
                             });
                             if all {
                                 error = None;
+                                captured = captures_of(step, &with_caps);
                                 break true;
                             }
                             error = Some(failed_checks_message(&checks));
@@ -1120,7 +1142,18 @@ impl Runner {
                 .as_ref()
                 .map(|r| self.emitter.redactor().value(&bound(r)))
                 .unwrap_or(Value::Null);
-            self.emit(Event::AttemptFinished {
+            // A successful attempt and its captures are one journal write: a journaled success
+            // then always comes with its captures, and `resume` can complete the step from the
+            // journal alone instead of running it again.
+            let mut batch: Vec<Event> = captured
+                .into_iter()
+                .map(|(name, value)| Event::Capture {
+                    step: sid.to_string(),
+                    name,
+                    value: bound(&value),
+                })
+                .collect();
+            batch.push(Event::AttemptFinished {
                 step: sid.to_string(),
                 attempt,
                 ok,
@@ -1129,6 +1162,7 @@ impl Runner {
                 polls,
                 result: shown,
             });
+            let _ = self.emitter.emit_all(batch);
             if ok {
                 return (true, attempt, last, None);
             }
@@ -1441,6 +1475,15 @@ where
             format!("timed out after {}", fmt_duration(t)),
         )),
     }
+}
+
+/// The captured values of a successful poll, in the order the step declares them.
+fn captures_of(step: &Step, with_caps: &Value) -> Vec<(String, Value)> {
+    step.spec
+        .capture
+        .keys()
+        .map(|name| (name.clone(), with_caps["steps"][&step.id][name].clone()))
+        .collect()
 }
 
 /// Evaluates conditions; observed values come from the display context (secrets masked).
