@@ -992,6 +992,18 @@ impl Runner {
                 attempt,
                 of: retry.attempts,
             });
+            // The journal may have broken on this step's own events (a full disk): a change to
+            // the world that the journal cannot record must not happen.
+            if step.is_mutating() {
+                if let Some(why) = self.emitter.broken() {
+                    return (
+                        false,
+                        attempt,
+                        last,
+                        Some(format!("stopped before `{sid}` ran: {why}")),
+                    );
+                }
+            }
             let a0 = self.clock.now();
             let poll_deadline = step
                 .until
