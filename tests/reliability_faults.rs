@@ -305,6 +305,8 @@ steps:
     shell:
       script: |
         trap '' TERM
+        sh -c 'trap "" TERM; while :; do sleep 0.05; done' &
+        echo $! > pid2
         echo $$ > pid
         while :; do sleep 0.05; done
     timeout: 500ms
@@ -317,12 +319,14 @@ fn a_child_ignoring_sigterm_is_killed_at_the_timeout() {
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("timed out"), "{err}");
-    let pid: i32 = std::fs::read_to_string(dir.path().join("pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(wait_dead(pid), "the child that ignored SIGTERM survived");
+    for f in ["pid", "pid2"] {
+        let pid: i32 = std::fs::read_to_string(dir.path().join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(wait_dead(pid), "a process that ignored SIGTERM survived ({f})");
+    }
     assert_eq!(of_kind(&ev, "run_finished")[0]["outcome"], "failed");
 }
 
@@ -332,7 +336,7 @@ fn ctrl_c_kills_a_child_that_ignores_sigterm() {
     write(
         dir.path(),
         "rb.yaml",
-        &IGNORES_TERM.replace("timeout: 500ms", "timeout: 10m"),
+        &IGNORES_TERM.replace("timeout: 500ms", "timeout: 30s"),
     );
     let mut child = runbook(dir.path())
         .args([
@@ -347,7 +351,7 @@ fn ctrl_c_kills_a_child_that_ignores_sigterm() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !dir.path().join("pid").exists() {
+    while !dir.path().join("pid2").exists() || !dir.path().join("pid").exists() {
         assert!(Instant::now() < deadline, "the step never started");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -358,12 +362,14 @@ fn ctrl_c_kills_a_child_that_ignores_sigterm() {
     }
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    let pid: i32 = std::fs::read_to_string(dir.path().join("pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(wait_dead(pid), "the child that ignored SIGTERM survived");
+    for f in ["pid", "pid2"] {
+        let pid: i32 = std::fs::read_to_string(dir.path().join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(wait_dead(pid), "a process that ignored SIGTERM survived ({f})");
+    }
     let ev = events(&journal_path(&dir.path().join("runs")));
     assert_eq!(of_kind(&ev, "run_finished")[0]["outcome"], "interrupted");
 }
