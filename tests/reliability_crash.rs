@@ -76,7 +76,13 @@ fn effect_of(step: &str) -> Option<&'static str> {
 fn start(dir: &Path, args: &[&str], pause_after: Option<u64>) -> Child {
     let mut c = runbook(dir);
     c.args(args)
-        .args(["--non-interactive", "--journal-dir", "runs", "--answer", "gate=yes"])
+        .args([
+            "--non-interactive",
+            "--journal-dir",
+            "runs",
+            "--answer",
+            "gate=yes",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     match pause_after {
@@ -210,7 +216,11 @@ fn end_state(dir: &Path) -> EndState {
             }
             "capture" => {
                 captures.insert(
-                    format!("{}.{}", e["step"].as_str().unwrap(), e["name"].as_str().unwrap()),
+                    format!(
+                        "{}.{}",
+                        e["step"].as_str().unwrap(),
+                        e["name"].as_str().unwrap()
+                    ),
                     e["value"].clone(),
                 );
             }
@@ -287,6 +297,11 @@ fn a_second_sigkill_during_the_resume_is_survived_too() {
             resume_to_end(dir.path(), None);
         }
         let got = end_state(dir.path());
-        assert_eq!(got, want, "killed after event {k}, then after event {}", k + 2);
+        assert_eq!(
+            got,
+            want,
+            "killed after event {k}, then after event {}",
+            k + 2
+        );
     }
 }

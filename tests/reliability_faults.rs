@@ -206,10 +206,7 @@ fn a_server_that_stalls_hits_the_step_timeout() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out).1);
     let errors = attempt_errors(&ev);
     assert_eq!(errors.len(), 2, "{errors:?}");
-    assert!(
-        errors.iter().all(|e| e.contains("timed out")),
-        "{errors:?}"
-    );
+    assert!(errors.iter().all(|e| e.contains("timed out")), "{errors:?}");
     assert_eq!(srv.connections(), 2);
 
     // Sends the head and half the body, then stalls.
@@ -281,7 +278,12 @@ fn a_ten_megabyte_body_is_cut_and_the_journal_stays_small() {
 fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
             !matches!(state, Some("Z" | "X") | None)
         }
         Err(_) => false,
@@ -325,7 +327,10 @@ fn a_child_ignoring_sigterm_is_killed_at_the_timeout() {
             .trim()
             .parse()
             .unwrap();
-        assert!(wait_dead(pid), "a process that ignored SIGTERM survived ({f})");
+        assert!(
+            wait_dead(pid),
+            "a process that ignored SIGTERM survived ({f})"
+        );
     }
     assert_eq!(of_kind(&ev, "run_finished")[0]["outcome"], "failed");
 }
@@ -368,7 +373,10 @@ fn ctrl_c_kills_a_child_that_ignores_sigterm() {
             .trim()
             .parse()
             .unwrap();
-        assert!(wait_dead(pid), "a process that ignored SIGTERM survived ({f})");
+        assert!(
+            wait_dead(pid),
+            "a process that ignored SIGTERM survived ({f})"
+        );
     }
     let ev = events(&journal_path(&dir.path().join("runs")));
     assert_eq!(of_kind(&ev, "run_finished")[0]["outcome"], "interrupted");

@@ -196,9 +196,10 @@ fn a_full_journal_disk_stops_the_run_before_the_next_mutating_step() {
             assert_eq!(out.status.code(), Some(1), "after event {k}: {err}");
             assert!(err.contains("cannot write the journal"), "{err}");
         }
-        if ev.last().is_some_and(|e| {
-            e["event"] == "step_finished" && e["step"] == "look"
-        }) && !log.contains(&"two".to_string())
+        if ev
+            .last()
+            .is_some_and(|e| e["event"] == "step_finished" && e["step"] == "look")
+            && !log.contains(&"two".to_string())
         {
             stopped_at_step_started = true;
         }

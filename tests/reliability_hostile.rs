@@ -13,7 +13,13 @@ const NASTY: &str = "line1\nline2 $(touch pwned) `touch pwned2` {{ 7*7 }} {% raw
 
 fn run(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
     let out = runbook(dir)
-        .args(["run", "rb.yaml", "--non-interactive", "--journal-dir", "runs"])
+        .args([
+            "run",
+            "rb.yaml",
+            "--non-interactive",
+            "--journal-dir",
+            "runs",
+        ])
         .args(args)
         .output()
         .unwrap();
@@ -118,10 +124,7 @@ steps:
             srv.url("/p")
         ),
     );
-    let (code, err) = run(
-        dir.path(),
-        &["--input", "v=a\r\nX-Injected: yes"],
-    );
+    let (code, err) = run(dir.path(), &["--input", "v=a\r\nX-Injected: yes"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("header"), "{err}");
     assert!(
@@ -171,8 +174,8 @@ fn non_utf8_bytes_from_processes_and_servers_are_kept_as_text() {
                 let mut b = [0u8; 4096];
                 let _ = s.read(&mut b);
                 let body = b"ok \xff\xfe\x00 end";
-                let mut head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n", body.len())
-                    .into_bytes();
+                let mut head =
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n", body.len()).into_bytes();
                 head.extend_from_slice(b"x-bin: \xc3\x28\r\n\r\n");
                 let _ = s.write_all(&head);
                 let _ = s.write_all(body);

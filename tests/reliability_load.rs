@@ -103,7 +103,10 @@ fn fifty_concurrent_runs_each_leave_a_complete_correct_journal() {
             .map(|e| (e["step"].clone(), e["outcome"].clone()))
             .collect();
         assert_eq!(finished.len(), 4, "{id}: {finished:?}");
-        assert!(finished.iter().all(|(_, o)| o == "succeeded"), "{finished:?}");
+        assert!(
+            finished.iter().all(|(_, o)| o == "succeeded"),
+            "{finished:?}"
+        );
         let n = ev[0]["inputs"]["n"].as_i64().unwrap();
         assert_eq!(of_kind(&ev, "capture")[0]["value"], json!(n), "{id}");
         assert!(by_n.insert(n, id).is_none(), "two journals for n={n}");
@@ -123,7 +126,12 @@ fn fifty_concurrent_runs_each_leave_a_complete_correct_journal() {
     assert_eq!(posts.len(), RUNS);
     let got: BTreeSet<(i64, String)> = posts
         .iter()
-        .map(|p| (p["n"].as_i64().unwrap(), p["run"].as_str().unwrap().to_string()))
+        .map(|p| {
+            (
+                p["n"].as_i64().unwrap(),
+                p["run"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let want: BTreeSet<(i64, String)> = by_n.into_iter().collect();
     assert_eq!(got, want);

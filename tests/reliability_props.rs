@@ -267,7 +267,10 @@ fn round_trips(report: check::Report) -> Result<bool, TestCaseError> {
     }
     let v = serde_json::to_value(&rb.spec).unwrap();
     let errors: Vec<String> = validator().iter_errors(&v).map(|e| e.to_string()).collect();
-    prop_assert!(errors.is_empty(), "schema rejects a checked spec: {errors:?}\n{v:#}");
+    prop_assert!(
+        errors.is_empty(),
+        "schema rejects a checked spec: {errors:?}\n{v:#}"
+    );
     let again = check_text(serde_json::to_string_pretty(&v).unwrap().as_bytes());
     let errs: Vec<String> = again
         .diagnostics
@@ -275,7 +278,10 @@ fn round_trips(report: check::Report) -> Result<bool, TestCaseError> {
         .filter(|d| d.is_error())
         .map(|d| d.message.clone())
         .collect();
-    prop_assert!(errs.is_empty(), "the spec as JSON does not check: {errs:?}\n{v:#}");
+    prop_assert!(
+        errs.is_empty(),
+        "the spec as JSON does not check: {errs:?}\n{v:#}"
+    );
     let Some(Checked::Runbook(rb2)) = again.checked else {
         return Err(TestCaseError::fail("the spec as JSON is not a runbook"));
     };
@@ -366,5 +372,8 @@ fn generated_runbooks_are_often_valid() {
             valid += 1;
         }
     }
-    assert!(valid >= 20, "only {valid} of 200 generated runbooks were valid");
+    assert!(
+        valid >= 20,
+        "only {valid} of 200 generated runbooks were valid"
+    );
 }

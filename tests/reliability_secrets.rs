@@ -33,7 +33,10 @@ fn forms() -> Vec<(&'static str, String)> {
     vec![
         ("plain", SECRET.to_string()),
         ("base64", b64.encode(SECRET)),
-        ("base64 unpadded", b64.encode(SECRET).trim_end_matches('=').to_string()),
+        (
+            "base64 unpadded",
+            b64.encode(SECRET).trim_end_matches('=').to_string(),
+        ),
         ("base64url", b64url.encode(SECRET)),
         (
             "percent-encoded",
@@ -41,7 +44,13 @@ fn forms() -> Vec<(&'static str, String)> {
         ),
         ("form-urlencoded", form),
         ("URL query", utf8_percent_encode(SECRET, QUERY).to_string()),
-        ("JSON-escaped", serde_json::to_string(SECRET).unwrap().trim_matches('"').to_string()),
+        (
+            "JSON-escaped",
+            serde_json::to_string(SECRET)
+                .unwrap()
+                .trim_matches('"')
+                .to_string(),
+        ),
     ]
 }
 
@@ -54,7 +63,10 @@ fn assert_clean(what: &str, text: &str) {
     }
     // Fragments too: a secret cut in half by a line break or a truncation still leaks.
     for half in [&SECRET[..12], &SECRET[SECRET.len() - 12..]] {
-        assert!(!text.contains(half), "{what} contains part of the secret `{half}`:\n{text}");
+        assert!(
+            !text.contains(half),
+            "{what} contains part of the secret `{half}`:\n{text}"
+        );
     }
 }
 
@@ -157,7 +169,10 @@ fn secret_never_reaches_the_terminal_logs_journal_or_error_messages() {
         assert_clean(&format!("journal {what}"), &journal);
         // The failures happened, and their messages are there, masked.
         assert!(e.contains("exited with code 3"), "{e}");
-        assert!(journal.contains("cannot start `/nonexistent/***`"), "{journal}");
+        assert!(
+            journal.contains("cannot start `/nonexistent/***`"),
+            "{journal}"
+        );
         assert!(journal.contains("***"));
     }
     // The backends did receive the real token: redaction is for output only.
@@ -180,7 +195,14 @@ fn secret_never_reaches_the_guided_terminal() {
         .env("RUNBOOK_OPERATOR", "alice")
         .env("TEST_TOKEN", SECRET)
         .env("API_TOKEN", SECRET)
-        .args(["run", "rb.yaml", "--journal-dir", "runs", "--reason", "INC-1"]);
+        .args([
+            "run",
+            "rb.yaml",
+            "--journal-dir",
+            "runs",
+            "--reason",
+            "INC-1",
+        ]);
     let mut s = Session::spawn(cmd).expect("spawn in a pty");
     s.set_expect_timeout(Some(Duration::from_secs(60)));
     let mut screen = String::new();
@@ -202,7 +224,12 @@ fn secret_never_reaches_any_report_format() {
     let (_srv, dir) = setup();
     for ext in ["md", "json", "html"] {
         let report = format!("report.{ext}");
-        let (_, e) = run(dir.path(), &format!("runs-{ext}"), &["--report", &report], &[]);
+        let (_, e) = run(
+            dir.path(),
+            &format!("runs-{ext}"),
+            &["--report", &report],
+            &[],
+        );
         let body = std::fs::read_to_string(dir.path().join(&report))
             .unwrap_or_else(|err| panic!("no {report}: {err}\n{e}"));
         assert_clean(&report, &body);

@@ -786,18 +786,17 @@ pub async fn cmd_run(a: RunArgs) -> i32 {
         Err(c) => return c,
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (run_id, journal) = match create_journal(&a.common.journal_dir, || {
-        new_run_id(rb.name(), clock.now())
-    }) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!(
-                "error: cannot create the journal in {}: {e}; nothing was run",
-                a.common.journal_dir.display()
-            );
-            return exit::FAILED;
-        }
-    };
+    let (run_id, journal) =
+        match create_journal(&a.common.journal_dir, || new_run_id(rb.name(), clock.now())) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!(
+                    "error: cannot create the journal in {}: {e}; nothing was run",
+                    a.common.journal_dir.display()
+                );
+                return exit::FAILED;
+            }
+        };
     let cfg = RunConfig {
         operator: a.common.operator.clone().unwrap_or_else(default_operator),
         reason,
