@@ -379,5 +379,5 @@ fn ctrl_c_kills_a_child_that_ignores_sigterm() {
         );
     }
     let ev = events(&journal_path(&dir.path().join("runs")));
-    assert_eq!(of_kind(&ev, "run_finished")[0]["outcome"], "interrupted");
+    assert_eq!(of_kind(&ev, "run_finished")[0]["outcome"], "aborted");
 }

@@ -219,7 +219,6 @@ fn secret_never_reaches_the_guided_terminal() {
 }
 
 #[test]
-#[ignore = "needs PIR reports (the report branch): un-ignore when `runbook report` lands on main"]
 fn secret_never_reaches_any_report_format() {
     let (_srv, dir) = setup();
     for ext in ["md", "json", "html"] {
