@@ -40,8 +40,7 @@ const URL_QUERY: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'#')
     .add(b'<')
     .add(b'>');
-const URL_PATH: &percent_encoding::AsciiSet =
-    &URL_QUERY.add(b'?').add(b'`').add(b'{').add(b'}');
+const URL_PATH: &percent_encoding::AsciiSet = &URL_QUERY.add(b'?').add(b'`').add(b'{').add(b'}');
 
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
