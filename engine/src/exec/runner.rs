@@ -557,11 +557,14 @@ impl Runner {
         }
         // 3. Render.
         let started = self.clock.now();
-        let rendered = match actions::render(
-            &step.action,
-            &frame.ctx.real(None),
-            &frame.ctx.display(None),
-        ) {
+        // Building the context copies every earlier step's values: only do it when the
+        // action has templates to render (a run of N plain steps stays linear in N).
+        let (real_ctx, display_ctx) = if template::has_templates(&step.action.body) {
+            (frame.ctx.real(None), frame.ctx.display(None))
+        } else {
+            (Value::Null, Value::Null)
+        };
+        let rendered = match actions::render(&step.action, &real_ctx, &display_ctx) {
             Ok(r) => r,
             Err(e) => {
                 self.emit(Event::StepStarted {
@@ -931,7 +934,7 @@ impl Runner {
         }
         if ok {
             // Captures were evaluated (and journaled) on the last result; keep them.
-            if let Some(r) = &last {
+            if let Some(r) = last.as_ref().filter(|_| !step.spec.capture.is_empty()) {
                 let ctx_v = frame.ctx.real(Some(r));
                 for (name, expr) in &step.spec.capture {
                     if let Ok(v) = template::eval(expr, &ctx_v) {
@@ -1073,23 +1076,27 @@ impl Runner {
                                 diff,
                             });
                         }
-                        let ctx_real = frame.ctx.real(Some(&result));
-                        let ctx_display = frame
-                            .ctx
-                            .display(Some(&self.emitter.redactor().value(&result)));
+                        if step.spec.capture.is_empty() && step.spec.verify.is_empty() {
+                            // Nothing reads the result here: no context to build.
+                            last = Some(result);
+                            error = None;
+                            break true;
+                        }
+                        let mut with_caps = frame.ctx.real(Some(&result));
                         last = Some(result);
                         // Captures must evaluate; verify reads them as `steps.<self>.<name>` too.
                         let mut cap_err = None;
-                        let mut with_caps = ctx_real.clone();
+                        let mut caps = Vec::new();
                         for (name, expr) in &step.spec.capture {
-                            match template::eval(expr, &ctx_real) {
-                                Ok(v) => {
-                                    with_caps["steps"][&step.id][name] = v;
-                                }
+                            match template::eval(expr, &with_caps) {
+                                Ok(v) => caps.push((name, v)),
                                 Err(e) => {
                                     cap_err = Some(format!("capture `{name}` = `{expr}`: {e}"))
                                 }
                             }
+                        }
+                        for (name, v) in caps {
+                            with_caps["steps"][&step.id][name] = v;
                         }
                         if let Some(e) = cap_err {
                             error = Some(e);
@@ -1102,6 +1109,8 @@ impl Runner {
                             captured = captures_of(step, &with_caps);
                             break true;
                         } else {
+                            let shown = last.as_ref().map(|r| self.emitter.redactor().value(r));
+                            let ctx_display = frame.ctx.display(shown.as_ref());
                             let checks = evaluate(&step.spec.verify, &with_caps, &ctx_display);
                             let all = checks.iter().all(|c| c.ok);
                             self.emit(Event::VerifyEvaluated {
