@@ -151,7 +151,8 @@ fn run(dir: &Path, jd: &str, extra: &[&str], env: &[(&str, &str)]) -> (String, S
 #[test]
 fn secret_never_reaches_the_terminal_logs_journal_or_error_messages() {
     let (srv, dir) = setup();
-    let cases: &[(&[&str], &[(&str, &str)])] = &[
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
         (&[], &[]),
         (&["-v"], &[]),
         (&["-vv"], &[]),
