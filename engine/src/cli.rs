@@ -499,6 +499,23 @@ pub fn new_run_id(name: &str, now: chrono::DateTime<chrono::Utc>) -> String {
     format!("{}-{name}-{salt:04x}", now.format("%Y%m%dT%H%M%SZ"))
 }
 
+/// Creates the journal of a new run under a fresh id. Runs started in the same second can draw
+/// the same id (16 random bits); the loser of that race draws again instead of failing.
+pub fn create_journal(
+    dir: &Path,
+    mut new_id: impl FnMut() -> String,
+) -> std::io::Result<(String, Journal)> {
+    let mut tries = 0;
+    loop {
+        let id = new_id();
+        match Journal::create(dir, &id) {
+            Ok(j) => return Ok((id, j)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 20 => tries += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Every gate id of a runbook (including called runbooks' and manual undos), with its kind.
 pub fn gate_ids(rb: &Runbook, prefix: &str, out: &mut Vec<(String, GateKind)>) {
     for s in rb.steps.iter().chain(&rb.on_failure) {
@@ -779,17 +796,17 @@ pub async fn cmd_run(a: RunArgs) -> i32 {
         Err(c) => return c,
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let run_id = new_run_id(rb.name(), clock.now());
-    let journal = match Journal::create(&a.common.journal_dir, &run_id) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!(
-                "error: cannot create the journal in {}: {e}; nothing was run",
-                a.common.journal_dir.display()
-            );
-            return exit::FAILED;
-        }
-    };
+    let (run_id, journal) =
+        match create_journal(&a.common.journal_dir, || new_run_id(rb.name(), clock.now())) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!(
+                    "error: cannot create the journal in {}: {e}; nothing was run",
+                    a.common.journal_dir.display()
+                );
+                return exit::FAILED;
+            }
+        };
     let cfg = RunConfig {
         operator: a.common.operator.clone().unwrap_or_else(default_operator),
         reason,
@@ -1000,4 +1017,19 @@ pub fn main() -> i32 {
             Command::Drill(a) => crate::drill::cli::run(a).await,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_id_already_taken_is_drawn_again() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("taken")).unwrap();
+        let mut ids = ["taken", "taken", "free"].into_iter();
+        let (id, j) = create_journal(dir.path(), || ids.next().unwrap().to_string()).unwrap();
+        assert_eq!(id, "free");
+        assert!(j.path().ends_with("free/journal.jsonl"));
+    }
 }

@@ -27,6 +27,16 @@ pub fn env() -> &'static Environment<'static> {
     })
 }
 
+/// Does any string in a JSON tree hold a template?
+pub fn has_templates(v: &Value) -> bool {
+    match v {
+        Value::String(s) => is_template(s),
+        Value::Array(items) => items.iter().any(has_templates),
+        Value::Object(m) => m.values().any(has_templates),
+        _ => false,
+    }
+}
+
 /// Is `s` a template at all? Plain strings skip the engine entirely.
 pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%") || s.contains("{#")

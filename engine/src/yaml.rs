@@ -171,6 +171,9 @@ fn options() -> Options {
     options.budget = Some(budget);
     options.alias_limits.max_total_replayed_events = MAX_NODES;
     options.duplicate_keys = DuplicateKeyPolicy::Error;
+    // YAML 1.2 booleans only: with YAML 1.1's, an input or capture named `n` or `y` became
+    // `false`/`true`, and `title: no` a boolean.
+    options.strict_booleans = true;
     options
 }
 

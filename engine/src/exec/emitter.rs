@@ -2,7 +2,8 @@
 //! first and then hands them to the other sinks (terminal view, tests, drills).
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::clock::{stamp, Clock};
 use super::events::{Envelope, Event, JOURNAL_VERSION};
@@ -81,33 +82,51 @@ impl Emitter {
 
     /// Stamps, redacts and records one event.
     pub fn emit(&mut self, event: Event) -> io::Result<()> {
-        self.seq += 1;
-        let env = Envelope {
-            v: JOURNAL_VERSION,
-            seq: self.seq,
-            ts: stamp(self.clock.now()),
-            run_id: self.run_id.clone(),
-            event,
-        };
-        let env = self.redact(env);
-        tracing::info!(run = %env.run_id, seq = env.seq, "{}", env.event.name());
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            tracing::debug!(event = %serde_json::to_string(&env).unwrap_or_default(), "journal event");
+        self.emit_all(vec![event])
+    }
+
+    /// Stamps, redacts and records events that belong together, in one journal write.
+    pub fn emit_all(&mut self, events: Vec<Event>) -> io::Result<()> {
+        let mut batch = Vec::with_capacity(events.len());
+        for event in events {
+            self.seq += 1;
+            let env = Envelope {
+                v: JOURNAL_VERSION,
+                seq: self.seq,
+                ts: stamp(self.clock.now()),
+                run_id: self.run_id.clone(),
+                event,
+            };
+            let env = self.redact(env);
+            tracing::info!(run = %env.run_id, seq = env.seq, "{}", env.event.name());
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                tracing::debug!(event = %serde_json::to_string(&env).unwrap_or_default(), "journal event");
+            }
+            batch.push(env);
         }
         let mut result = Ok(());
         if let Some(j) = self.journal.as_mut() {
             if self.broken.is_none() {
-                if let Err(e) = j.append(&env) {
-                    self.broken = Some(format!(
-                        "cannot write the journal {}: {e}",
-                        j.path().display()
-                    ));
-                    result = Err(e);
+                match j.append_all(&batch) {
+                    Ok(()) => {
+                        if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+                            pause_hook(first.seq..=last.seq, j.run_dir());
+                        }
+                    }
+                    Err(e) => {
+                        self.broken = Some(format!(
+                            "cannot write the journal {}: {e}",
+                            j.path().display()
+                        ));
+                        result = Err(e);
+                    }
                 }
             }
         }
-        for s in &mut self.sinks {
-            s.event(&env);
+        for env in &batch {
+            for s in &mut self.sinks {
+                s.event(env);
+            }
         }
         result
     }
@@ -120,5 +139,30 @@ impl Emitter {
         let v = serde_json::to_value(&env).expect("events serialize");
         serde_json::from_value(self.redactor.value_keeping(&v, TAGS))
             .expect("redaction keeps the event's shape")
+    }
+}
+
+/// The test hook of the crash-consistency and full-disk suites (docs/reliability.md):
+/// with `RUNBOOK_TEST_PAUSE_AFTER=<seq>`, once event `<seq>` (and the events written with it)
+/// is durable the run creates `<run dir>/paused-<seq>` and waits until that file is removed.
+/// A test can then SIGKILL the process at an exact event boundary, or change the world (fill
+/// the disk) and let it go on.
+fn pause_hook(written: std::ops::RangeInclusive<u64>, run_dir: &Path) {
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    let at = AT.get_or_init(|| {
+        std::env::var("RUNBOOK_TEST_PAUSE_AFTER")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    });
+    let Some(at) = *at else { return };
+    if !written.contains(&at) {
+        return;
+    }
+    let marker = run_dir.join(format!("paused-{at}"));
+    if std::fs::write(&marker, b"").is_err() {
+        return;
+    }
+    while marker.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }

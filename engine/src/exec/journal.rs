@@ -60,10 +60,19 @@ impl Journal {
 
     /// Appends one event and makes it durable before returning.
     pub fn append(&mut self, e: &Envelope) -> io::Result<()> {
-        let mut line = serde_json::to_vec(e).map_err(io::Error::other)?;
-        line.push(b'\n');
-        // One write call per line: a crash leaves at most one torn line, at the end.
-        self.file.write_all(&line)?;
+        self.append_all(std::slice::from_ref(e))
+    }
+
+    /// Appends events that belong together (a successful attempt and its captures) in one
+    /// write, made durable before returning.
+    pub fn append_all(&mut self, events: &[Envelope]) -> io::Result<()> {
+        let mut lines = Vec::new();
+        for e in events {
+            serde_json::to_writer(&mut lines, e).map_err(io::Error::other)?;
+            lines.push(b'\n');
+        }
+        // One write call: a crash leaves at most one torn line, at the end.
+        self.file.write_all(&lines)?;
         self.file.sync_data()
     }
 }

@@ -32,6 +32,16 @@ const TEMPLATE_URL: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANU
     .remove(b'-')
     .remove(b'_');
 
+/// What URL parsers (WHATWG, the `url` crate) leave of a query or a path: a URL with a secret
+/// in it shows up this way in transport error messages.
+const URL_QUERY: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>');
+const URL_PATH: &percent_encoding::AsciiSet = &URL_QUERY.add(b'?').add(b'`').add(b'{').add(b'}');
+
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     needles: Vec<String>,
@@ -65,6 +75,8 @@ impl Redactor {
                 .to_string()
                 .replace("%20", "+"),
             percent_encoding::utf8_percent_encode(secret, TEMPLATE_URL).to_string(),
+            percent_encoding::utf8_percent_encode(secret, URL_QUERY).to_string(),
+            percent_encoding::utf8_percent_encode(secret, URL_PATH).to_string(),
             serde_json::to_string(secret)
                 .unwrap_or_default()
                 .trim_matches('"')

@@ -26,6 +26,9 @@ pub struct ResumeState {
     pub fields: HashMap<String, Map<String, Value>>,
     /// Steps that started executing (an attempt began) but did not finish.
     pub in_flight: HashSet<String>,
+    /// In-flight steps whose last attempt is journaled as a success (with its captures): the
+    /// action took effect and only `step_finished` is missing. Value: that attempt's number.
+    pub succeeded_attempt: HashMap<String, u32>,
     /// How the run ended, if it recorded an end.
     pub ended: Option<RunOutcome>,
     /// The last sequence number, so new events continue the numbering.
@@ -78,6 +81,15 @@ impl ResumeState {
                 Event::AttemptStarted { step, .. } => {
                     attempted.insert(step.clone());
                     s.in_flight.insert(step.clone());
+                    s.succeeded_attempt.remove(step);
+                }
+                Event::AttemptFinished {
+                    step,
+                    attempt,
+                    ok: true,
+                    ..
+                } => {
+                    s.succeeded_attempt.insert(step.clone(), *attempt);
                 }
                 Event::Capture { step, name, value } => {
                     s.fields
@@ -100,6 +112,7 @@ impl ResumeState {
                     ..
                 } => {
                     s.in_flight.remove(step);
+                    s.succeeded_attempt.remove(step);
                     match outcome {
                         StepOutcome::Succeeded | StepOutcome::Skipped => {
                             s.done.insert(step.clone(), *outcome);

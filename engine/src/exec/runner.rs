@@ -353,6 +353,30 @@ impl Runner {
                     }
                     continue;
                 }
+                if let Some(attempts) = r.succeeded_attempt.get(&sid).copied() {
+                    // Its action took effect and its captures are journaled; only the record
+                    // of the step's end is missing. Completing it needs no re-run and no answer.
+                    for (k, v) in r.fields.get(&sid).cloned().unwrap_or_default() {
+                        frame.ctx.set_step_field(&step.id, &k, v);
+                    }
+                    frame
+                        .ctx
+                        .set_step_field(&step.id, "outcome", json!("succeeded"));
+                    if let Some(u) = &step.undo {
+                        self.push_undo(&sid, u, frame);
+                    }
+                    let now = self.clock.now();
+                    self.step_done(
+                        &sid,
+                        phase,
+                        now,
+                        attempts,
+                        StepOutcome::Succeeded,
+                        None,
+                        None,
+                    );
+                    continue;
+                }
                 if r.in_flight.contains(&sid) && !matches!(step.action.kind, ActionKind::Call(_)) {
                     if step.safety <= Safety::Idempotent {
                         // Safe to repeat: run it again.
@@ -564,11 +588,14 @@ impl Runner {
         }
         // 3. Render.
         let started = self.clock.now();
-        let rendered = match actions::render(
-            &step.action,
-            &frame.ctx.real(None),
-            &frame.ctx.display(None),
-        ) {
+        // Building the context copies every earlier step's values: only do it when the
+        // action has templates to render (a run of N plain steps stays linear in N).
+        let (real_ctx, display_ctx) = if template::has_templates(&step.action.body) {
+            (frame.ctx.real(None), frame.ctx.display(None))
+        } else {
+            (Value::Null, Value::Null)
+        };
+        let rendered = match actions::render(&step.action, &real_ctx, &display_ctx) {
             Ok(r) => r,
             Err(e) => {
                 self.emit(Event::StepStarted {
@@ -854,17 +881,12 @@ impl Runner {
             return StepEnd::Interrupted;
         }
         if ok {
-            // Captures were evaluated on the last result; journal and keep them.
-            if let Some(r) = &last {
+            // Captures were evaluated (and journaled) on the last result; keep them.
+            if let Some(r) = last.as_ref().filter(|_| !step.spec.capture.is_empty()) {
                 let ctx_v = frame.ctx.real(Some(r));
                 for (name, expr) in &step.spec.capture {
                     if let Ok(v) = template::eval(expr, &ctx_v) {
-                        frame.ctx.set_step_field(&step.id, name, v.clone());
-                        self.emit(Event::Capture {
-                            step: sid.to_string(),
-                            name: name.clone(),
-                            value: bound(&v),
-                        });
+                        frame.ctx.set_step_field(&step.id, name, v);
                     }
                 }
             }
@@ -921,6 +943,18 @@ impl Runner {
                 attempt,
                 of: retry.attempts,
             });
+            // The journal may have broken on this step's own events (a full disk): a change to
+            // the world that the journal cannot record must not happen.
+            if step.is_mutating() {
+                if let Some(why) = self.emitter.broken() {
+                    return (
+                        false,
+                        attempt,
+                        last,
+                        Some(format!("stopped before `{sid}` ran: {why}")),
+                    );
+                }
+            }
             let a0 = self.clock.now();
             let poll_deadline = step
                 .until
@@ -928,6 +962,7 @@ impl Runner {
                 .map(|u| a0 + chrono::Duration::from_std(u.timeout).unwrap_or_default());
             let mut polls = 0;
             let mut fatal = false;
+            let mut captured: Vec<(String, Value)> = vec![];
             let ok = loop {
                 polls += 1;
                 let p0 = self.clock.now();
@@ -995,23 +1030,27 @@ impl Runner {
                                 diff,
                             });
                         }
-                        let ctx_real = frame.ctx.real(Some(&result));
-                        let ctx_display = frame
-                            .ctx
-                            .display(Some(&self.emitter.redactor().value(&result)));
+                        if step.spec.capture.is_empty() && step.spec.verify.is_empty() {
+                            // Nothing reads the result here: no context to build.
+                            last = Some(result);
+                            error = None;
+                            break true;
+                        }
+                        let mut with_caps = frame.ctx.real(Some(&result));
                         last = Some(result);
                         // Captures must evaluate; verify reads them as `steps.<self>.<name>` too.
                         let mut cap_err = None;
-                        let mut with_caps = ctx_real.clone();
+                        let mut caps = Vec::new();
                         for (name, expr) in &step.spec.capture {
-                            match template::eval(expr, &ctx_real) {
-                                Ok(v) => {
-                                    with_caps["steps"][&step.id][name] = v;
-                                }
+                            match template::eval(expr, &with_caps) {
+                                Ok(v) => caps.push((name, v)),
                                 Err(e) => {
                                     cap_err = Some(format!("capture `{name}` = `{expr}`: {e}"))
                                 }
                             }
+                        }
+                        for (name, v) in caps {
+                            with_caps["steps"][&step.id][name] = v;
                         }
                         if let Some(e) = cap_err {
                             error = Some(e);
@@ -1021,8 +1060,11 @@ impl Runner {
                             false
                         } else if step.spec.verify.is_empty() {
                             error = None;
+                            captured = captures_of(step, &with_caps);
                             break true;
                         } else {
+                            let shown = last.as_ref().map(|r| self.emitter.redactor().value(r));
+                            let ctx_display = frame.ctx.display(shown.as_ref());
                             let checks = evaluate(&step.spec.verify, &with_caps, &ctx_display);
                             let all = checks.iter().all(|c| c.ok);
                             self.emit(Event::VerifyEvaluated {
@@ -1034,6 +1076,7 @@ impl Runner {
                             });
                             if all {
                                 error = None;
+                                captured = captures_of(step, &with_caps);
                                 break true;
                             }
                             error = Some(failed_checks_message(&checks));
@@ -1074,7 +1117,18 @@ impl Runner {
                 .as_ref()
                 .map(|r| self.emitter.redactor().value(&bound(r)))
                 .unwrap_or(Value::Null);
-            self.emit(Event::AttemptFinished {
+            // A successful attempt and its captures are one journal write: a journaled success
+            // then always comes with its captures, and `resume` can complete the step from the
+            // journal alone instead of running it again.
+            let mut batch: Vec<Event> = captured
+                .into_iter()
+                .map(|(name, value)| Event::Capture {
+                    step: sid.to_string(),
+                    name,
+                    value: bound(&value),
+                })
+                .collect();
+            batch.push(Event::AttemptFinished {
                 step: sid.to_string(),
                 attempt,
                 ok,
@@ -1083,6 +1137,7 @@ impl Runner {
                 polls,
                 result: shown,
             });
+            let _ = self.emitter.emit_all(batch);
             if ok {
                 return (true, attempt, last, None);
             }
@@ -1411,6 +1466,15 @@ where
             format!("timed out after {}", fmt_duration(t)),
         )),
     }
+}
+
+/// The captured values of a successful poll, in the order the step declares them.
+fn captures_of(step: &Step, with_caps: &Value) -> Vec<(String, Value)> {
+    step.spec
+        .capture
+        .keys()
+        .map(|name| (name.clone(), with_caps["steps"][&step.id][name].clone()))
+        .collect()
 }
 
 /// Evaluates conditions; observed values come from the display context (secrets masked).

@@ -1,0 +1,249 @@
+//! Secrets, across every output channel: the terminal in both modes, `-v`/`-vv` logs in text
+//! and JSON (also with `RUST_LOG=trace` opening every crate's logs), the journal, every report
+//! format, and the error messages of failed steps whose command line or URL held the secret.
+//! Each channel is scanned for the secret's value and for its base64 and URL-encoded forms.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use common::*;
+use serde_json::json;
+
+/// Characters that URL encoders treat differently (space, `/`, `+`, `=`, `&`), so each
+/// encoding gives a distinct string.
+const SECRET: &str = "s3cr3t Tok3n/with+chars=&more";
+
+fn forms() -> Vec<(&'static str, String)> {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
+    // What URL parsers leave of a query value: only space, quotes, `#`, `<`, `>` are encoded.
+    const QUERY: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'<').add(b'>');
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let form: String = SECRET
+        .bytes()
+        .map(|b| match b {
+            b' ' => "+".to_string(),
+            b if b.is_ascii_alphanumeric() || b"*-._".contains(&b) => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect();
+    vec![
+        ("plain", SECRET.to_string()),
+        ("base64", b64.encode(SECRET)),
+        (
+            "base64 unpadded",
+            b64.encode(SECRET).trim_end_matches('=').to_string(),
+        ),
+        ("base64url", b64url.encode(SECRET)),
+        (
+            "percent-encoded",
+            utf8_percent_encode(SECRET, NON_ALPHANUMERIC).to_string(),
+        ),
+        ("form-urlencoded", form),
+        ("URL query", utf8_percent_encode(SECRET, QUERY).to_string()),
+        (
+            "JSON-escaped",
+            serde_json::to_string(SECRET)
+                .unwrap()
+                .trim_matches('"')
+                .to_string(),
+        ),
+    ]
+}
+
+fn assert_clean(what: &str, text: &str) {
+    for (name, f) in forms() {
+        assert!(
+            !text.contains(&f),
+            "{what} contains the secret ({name}: {f}):\n{text}"
+        );
+    }
+    // Fragments too: a secret cut in half by a line break or a truncation still leaks.
+    for half in [&SECRET[..12], &SECRET[SECRET.len() - 12..]] {
+        assert!(
+            !text.contains(half),
+            "{what} contains part of the secret `{half}`:\n{text}"
+        );
+    }
+}
+
+fn runbook_text(url: &str) -> String {
+    format!(
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{ name: secretive, title: Uses a token, description: "token in every place" }}
+secrets:
+  token: {{ env: TEST_TOKEN }}
+  filed: {{ file: token.txt }}
+env: [API_TOKEN]
+backends:
+  api: {{ http: {{ base_url: "{url}", headers: {{ Authorization: "Bearer {{{{ secrets.token }}}}" }} }} }}
+preconditions:
+  - that: "secrets.token != ''"
+    message: "token is {{{{ secrets.token }}}}"
+steps:
+  - id: call
+    http: {{ backend: api, request: {{ method: POST, path: /echo, json: {{ token: "{{{{ secrets.token }}}}" }} }} }}
+    capture: {{ echoed: "result.body", kind: "result.headers['content-type']" }}
+    verify:
+      - that: "result.status == 200"
+        message: "server said {{{{ result.body }}}}"
+    no_undo: test
+  - id: from-file
+    safety: read-only
+    shell: {{ argv: ["echo", "{{{{ secrets.filed }}}}"] }}
+  - id: from-env
+    safety: read-only
+    shell: {{ script: 'echo "$API_TOKEN"; echo "$API_TOKEN" | base64' }}
+  - id: query
+    safety: read-only
+    http: {{ request: {{ url: "{url}/q?token={{{{ secrets.token | urlencode }}}}&raw={{{{ secrets.token }}}}" }} }}
+    verify: [ {{ that: "result.status == 200" }} ]
+  - id: show
+    shell:
+      argv: ["sh", "-c", "echo token=$1; echo b64=$(printf %s \"$1\" | base64); echo \"$1\" >&2; exit 3", "x", "{{{{ secrets.token }}}}"]
+    retry: {{ attempts: 2, delay: 10ms }}
+    no_undo: test
+on_failure:
+  - id: missing-program
+    safety: read-only
+    shell: {{ argv: ["/nonexistent/{{{{ secrets.token }}}}"] }}
+  - id: refused
+    safety: read-only
+    http: {{ request: {{ url: "http://127.0.0.1:9/?t={{{{ secrets.token }}}}" }} }}
+"#
+    )
+}
+
+fn setup() -> (Server, tempfile::TempDir) {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
+    let srv = Server::start(vec![
+        (
+            "/echo",
+            vec![Reply::json(200, json!({"you_sent": SECRET, "b64": b64}))],
+        ),
+        ("/q", vec![Reply::json(200, json!({"ok": true}))]),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rb.yaml", &runbook_text(&srv.url("")));
+    write(dir.path(), "token.txt", &format!("{SECRET}\n"));
+    (srv, dir)
+}
+
+fn run(dir: &Path, jd: &str, extra: &[&str], env: &[(&str, &str)]) -> (String, String) {
+    let mut c = runbook(dir);
+    c.args(["run", "rb.yaml", "--non-interactive", "--journal-dir", jd])
+        .args(extra)
+        .env("TEST_TOKEN", SECRET)
+        .env("API_TOKEN", SECRET);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    (o, e)
+}
+
+#[test]
+fn secret_never_reaches_the_terminal_logs_journal_or_error_messages() {
+    let (srv, dir) = setup();
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
+        (&[], &[]),
+        (&["-v"], &[]),
+        (&["-vv"], &[]),
+        (&["-vv", "--log-format", "json"], &[]),
+        (&["-vv"], &[("RUST_LOG", "trace")]),
+        (&["-vv", "--log-format", "json"], &[("RUST_LOG", "trace")]),
+    ];
+    for (i, (extra, env)) in cases.iter().enumerate() {
+        let jd = format!("runs{i}");
+        let (o, e) = run(dir.path(), &jd, extra, env);
+        let what = format!("{extra:?} {env:?}");
+        assert_clean(&format!("stdout {what}"), &o);
+        assert_clean(&format!("stderr {what}"), &e);
+        let journal = std::fs::read_to_string(journal_path(&dir.path().join(&jd))).unwrap();
+        assert_clean(&format!("journal {what}"), &journal);
+        // The failures happened, and their messages are there, masked.
+        assert!(e.contains("exited with code 3"), "{e}");
+        assert!(
+            journal.contains("cannot start `/nonexistent/***`"),
+            "{journal}"
+        );
+        assert!(journal.contains("***"));
+    }
+    // The backends did receive the real token: redaction is for output only.
+    let seen = srv.seen.lock().unwrap();
+    assert!(seen[0]
+        .headers
+        .iter()
+        .any(|(k, v)| k == "authorization" && v == &format!("Bearer {SECRET}")));
+}
+
+#[test]
+fn secret_never_reaches_the_guided_terminal() {
+    use expectrl::{Eof, Expect, Session};
+    let (_srv, dir) = setup();
+    let mut cmd = std::process::Command::new(bin());
+    cmd.current_dir(dir.path())
+        .env_remove("CI")
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .env("RUNBOOK_OPERATOR", "alice")
+        .env("TEST_TOKEN", SECRET)
+        .env("API_TOKEN", SECRET)
+        .args([
+            "run",
+            "rb.yaml",
+            "--journal-dir",
+            "runs",
+            "--reason",
+            "INC-1",
+        ]);
+    let mut s = Session::spawn(cmd).expect("spawn in a pty");
+    s.set_expect_timeout(Some(Duration::from_secs(60)));
+    let mut screen = String::new();
+    let c = s.expect("journal: ").unwrap();
+    screen.push_str(&String::from_utf8_lossy(c.before()));
+    if let Ok(c) = s.expect(Eof) {
+        screen.push_str(&String::from_utf8_lossy(c.before()));
+        for m in c.matches() {
+            screen.push_str(&String::from_utf8_lossy(m));
+        }
+    }
+    assert!(screen.contains("exited with code 3"), "{screen}");
+    assert_clean("guided terminal", &screen);
+}
+
+#[test]
+fn secret_never_reaches_any_report_format() {
+    let (_srv, dir) = setup();
+    for ext in ["md", "json", "html"] {
+        let report = format!("report.{ext}");
+        let (_, e) = run(
+            dir.path(),
+            &format!("runs-{ext}"),
+            &["--report", &report],
+            &[],
+        );
+        let body = std::fs::read_to_string(dir.path().join(&report))
+            .unwrap_or_else(|err| panic!("no {report}: {err}\n{e}"));
+        assert_clean(&report, &body);
+        // `runbook report` on the journal, to stdout.
+        let jd = format!("runs-{ext}");
+        let id = run_id(&events(&journal_path(&dir.path().join(&jd))));
+        let out = runbook(dir.path())
+            .args(["report", &id, "--journal-dir", &jd, "--format", ext])
+            .env("TEST_TOKEN", SECRET)
+            .output()
+            .unwrap();
+        let (o, e) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{e}");
+        assert_clean(&format!("runbook report --format {ext}"), &o);
+        assert_clean(&format!("runbook report --format {ext} (stderr)"), &e);
+    }
+}
