@@ -2,6 +2,8 @@
 //! and `result` inside captures and verifications. Two views of the same context: the real
 //! one (secrets in clear, only ever handed to backends) and the display one (secrets `***`).
 
+use std::collections::HashSet;
+
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
@@ -31,7 +33,28 @@ impl RunContext {
         self.build(true, result)
     }
 
+    /// `real`, with only the steps in `only` (all of them when `None`): building the context
+    /// copies every step's values, so a step that reads two earlier steps should not pay for
+    /// a thousand.
+    pub fn real_reading(&self, result: Option<&Value>, only: Option<&HashSet<String>>) -> Value {
+        self.build_with(false, result, only)
+    }
+
+    /// `display`, with only the steps in `only` (all of them when `None`).
+    pub fn display_reading(&self, result: Option<&Value>, only: Option<&HashSet<String>>) -> Value {
+        self.build_with(true, result, only)
+    }
+
     fn build(&self, mask: bool, result: Option<&Value>) -> Value {
+        self.build_with(mask, result, None)
+    }
+
+    fn build_with(
+        &self,
+        mask: bool,
+        result: Option<&Value>,
+        only: Option<&HashSet<String>>,
+    ) -> Value {
         let secrets: Map<String, Value> = self
             .secrets
             .iter()
@@ -51,7 +74,16 @@ impl RunContext {
             ),
         );
         m.insert("secrets".into(), Value::Object(secrets));
-        m.insert("steps".into(), Value::Object(self.steps.clone()));
+        let steps = match only {
+            None => self.steps.clone(),
+            Some(ids) => self
+                .steps
+                .iter()
+                .filter(|(k, _)| ids.contains(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        m.insert("steps".into(), Value::Object(steps));
         m.insert("run".into(), Value::Object(self.run.clone()));
         m.insert("env".into(), Value::Object(self.env.clone()));
         if let Some(r) = result {
@@ -144,4 +176,28 @@ fn v_kind(v: &Value) -> &'static str {
     } else {
         "an object"
     }
+}
+
+/// The step ids that expressions and templates read (`steps.<id>...`), or `None` when one of
+/// them reads `steps` as a whole or cannot be parsed: then every step must be there.
+pub fn steps_read<'a>(
+    exprs: impl IntoIterator<Item = &'a str>,
+    templates: impl IntoIterator<Item = &'a str>,
+) -> Option<HashSet<String>> {
+    let mut ids = HashSet::new();
+    let names = exprs.into_iter().map(crate::template::expr_refs).chain(
+        templates
+            .into_iter()
+            .map(|t| crate::template::template_refs(t)),
+    );
+    for n in names {
+        for name in n.ok()? {
+            let mut parts = name.split('.');
+            if parts.next() != Some("steps") {
+                continue;
+            }
+            ids.insert(parts.next()?.to_string());
+        }
+    }
+    Some(ids)
 }

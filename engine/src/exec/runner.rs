@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::actions::{self, Env};
 use super::clock::{millis_between, stamp, Clock};
-use super::context::{bound, observe, RunContext};
+use super::context::{bound, observe, steps_read, RunContext};
 use super::emitter::Emitter;
 use super::events::{Check, Event, Phase, RunOutcome, RunbookInfo, StepOutcome};
 use super::gate::{Answer, Decision, GateKind, GateRequest, Gatekeeper, ManualReply, Reply};
@@ -591,7 +591,13 @@ impl Runner {
         // Building the context copies every earlier step's values: only do it when the
         // action has templates to render (a run of N plain steps stays linear in N).
         let (real_ctx, display_ctx) = if template::has_templates(&step.action.body) {
-            (frame.ctx.real(None), frame.ctx.display(None))
+            let mut strings = vec![];
+            template::strings_in(&step.action.body, "", &mut strings);
+            let only = steps_read([], strings.iter().map(|(_, t)| t.as_str()));
+            (
+                frame.ctx.real_reading(None, only.as_ref()),
+                frame.ctx.display_reading(None, only.as_ref()),
+            )
         } else {
             (Value::Null, Value::Null)
         };
@@ -883,7 +889,8 @@ impl Runner {
         if ok {
             // Captures were evaluated (and journaled) on the last result; keep them.
             if let Some(r) = last.as_ref().filter(|_| !step.spec.capture.is_empty()) {
-                let ctx_v = frame.ctx.real(Some(r));
+                let only = steps_read(step.spec.capture.values().map(String::as_str), []);
+                let ctx_v = frame.ctx.real_reading(Some(r), only.as_ref());
                 for (name, expr) in &step.spec.capture {
                     if let Ok(v) = template::eval(expr, &ctx_v) {
                         frame.ctx.set_step_field(&step.id, name, v);
@@ -1036,7 +1043,19 @@ impl Runner {
                             error = None;
                             break true;
                         }
-                        let mut with_caps = frame.ctx.real(Some(&result));
+                        // Only the steps that captures and verifications read (and this one).
+                        let mut only = steps_read(
+                            step.spec
+                                .capture
+                                .values()
+                                .map(String::as_str)
+                                .chain(step.spec.verify.iter().map(|c| c.that.as_str())),
+                            step.spec.verify.iter().filter_map(|c| c.message.as_deref()),
+                        );
+                        if let Some(ids) = only.as_mut() {
+                            ids.insert(step.id.clone());
+                        }
+                        let mut with_caps = frame.ctx.real_reading(Some(&result), only.as_ref());
                         last = Some(result);
                         // Captures must evaluate; verify reads them as `steps.<self>.<name>` too.
                         let mut cap_err = None;
@@ -1064,7 +1083,8 @@ impl Runner {
                             break true;
                         } else {
                             let shown = last.as_ref().map(|r| self.emitter.redactor().value(r));
-                            let ctx_display = frame.ctx.display(shown.as_ref());
+                            let ctx_display =
+                                frame.ctx.display_reading(shown.as_ref(), only.as_ref());
                             let checks = evaluate(&step.spec.verify, &with_caps, &ctx_display);
                             let all = checks.iter().all(|c| c.ok);
                             self.emit(Event::VerifyEvaluated {
