@@ -185,11 +185,10 @@ pub fn steps_read<'a>(
     templates: impl IntoIterator<Item = &'a str>,
 ) -> Option<HashSet<String>> {
     let mut ids = HashSet::new();
-    let names = exprs.into_iter().map(crate::template::expr_refs).chain(
-        templates
-            .into_iter()
-            .map(|t| crate::template::template_refs(t)),
-    );
+    let names = exprs
+        .into_iter()
+        .map(crate::template::expr_refs)
+        .chain(templates.into_iter().map(crate::template::template_refs));
     for n in names {
         for name in n.ok()? {
             let mut parts = name.split('.');
