@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::exec::actions;
-use crate::exec::context::RunContext;
+use crate::exec::context::{steps_read, RunContext};
 use crate::exec::gate::{hint, GateKind, GateRequest};
 use crate::model::{fmt_duration, ActionKind, Runbook, Step};
 use crate::spec::Safety;
@@ -184,11 +184,22 @@ pub fn plan(rb: &Runbook, inputs: &IndexMap<String, Value>) -> Plan {
 }
 
 fn plan_step(rb: &Runbook, s: &Step, ctx: &RunContext, prefix: &str) -> PlannedStep {
-    let display = ctx.display(None);
-    let rendered = actions::render(&s.action, &display, &display)
+    // Only the steps this one's templates read: a context with every step's placeholders,
+    // built for every step, makes planning quadratic in the runbook's length.
+    let mut strings = vec![];
+    template::strings_in(&s.action.body, "", &mut strings);
+    if let Some(u) = &s.undo {
+        template::strings_in(&u.action.body, "", &mut strings);
+    }
+    let only = steps_read(
+        s.spec.when.iter().map(String::as_str),
+        strings.iter().map(|(_, t)| t.as_str()),
+    );
+    let display = &ctx.display_reading(None, only.as_ref());
+    let rendered = actions::render(&s.action, display, display)
         .map(|r| r.display)
         .unwrap_or_else(|e| json!({ "error": e }));
-    let summary = actions::display_summary(rb, &s.action, &rendered, &display);
+    let summary = actions::display_summary(rb, &s.action, &rendered, display);
     let sid = format!("{prefix}{}", s.id);
     let gate = s.is_gate().then(|| {
         let kind = match &s.action.kind {
@@ -242,8 +253,8 @@ fn plan_step(rb: &Runbook, s: &Step, ctx: &RunContext, prefix: &str) -> PlannedS
         )
     });
     let undo = s.undo.as_ref().map(|u| {
-        actions::render(&u.action, &display, &display)
-            .map(|r| actions::display_summary(rb, &u.action, &r.display, &display))
+        actions::render(&u.action, display, display)
+            .map(|r| actions::display_summary(rb, &u.action, &r.display, display))
             .unwrap_or_else(|e| format!("<cannot render: {e}>"))
     });
     let mut runtime = runtime_refs(&s.action.body);
@@ -283,7 +294,7 @@ fn plan_step(rb: &Runbook, s: &Step, ctx: &RunContext, prefix: &str) -> PlannedS
         safety: s.safety.as_str().into(),
         summary,
         rendered,
-        when: s.spec.when.as_ref().map(|w| condition(w, &display)),
+        when: s.spec.when.as_ref().map(|w| condition(w, display)),
         gate,
         timeout: s.timeout.map(fmt_duration),
         retry,

@@ -371,12 +371,17 @@ impl EventSink for TerminalView {
                     });
                     i.refresh();
                 }
-                Event::StepSkipped { step, reason, .. } => {
+                Event::StepSkipped {
+                    step,
+                    title,
+                    reason,
+                    ..
+                } => {
                     i.index += 1;
                     i.log(&ts, &format!("↷ {step} skipped: {reason}"));
                     i.rows.push(Row {
                         step: step.clone(),
-                        title: String::new(),
+                        title: title.clone(),
                         outcome: "skipped".into(),
                         duration_ms: 0,
                         attempts: 0,

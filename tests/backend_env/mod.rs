@@ -99,13 +99,55 @@ pub fn k8s() -> Option<TestEnv> {
         .find_map(|l| l.trim().strip_prefix("server:"))
         .map(|s| s.trim().trim_start_matches("https://").to_string());
     match server {
-        Some(addr) if std::net::TcpStream::connect(&addr).is_ok() => Some(TestEnv { vars }),
-        Some(addr) => absent("Kubernetes", &format!("nothing answers on {addr}")),
+        Some(addr) if answers(&addr) => Some(TestEnv { vars }),
+        Some(addr) => absent(
+            "Kubernetes",
+            &format!(
+                "nothing answers on {addr}{}",
+                daemon_report(&["etcd", "kube-apiserver", "kube-controller-manager"])
+            ),
+        ),
         None => absent(
             "Kubernetes",
             &format!("no server in kubeconfig `{kubeconfig}`"),
         ),
     }
+}
+
+/// Does something accept connections on `addr`? Tries for a few seconds: an API server that
+/// is busy (a loaded CI machine) may not accept at once.
+fn answers(addr: &str) -> bool {
+    for _ in 0..20 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    false
+}
+
+/// For a stack that was up and is not any more: whether each daemon's recorded PID is still
+/// alive, and the tail of its log, so that a CI log says why without a second run.
+fn daemon_report(names: &[&str]) -> String {
+    let run = state_dir().join("run");
+    let mut out = String::new();
+    for name in names {
+        let pid = std::fs::read_to_string(run.join(format!("{name}.pid"))).unwrap_or_default();
+        let pid = pid.trim();
+        let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
+        let log = std::fs::read_to_string(run.join(format!("{name}.log"))).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        out.push_str(&format!(
+            "\n--- {name}: pid {} {} ---\n",
+            if pid.is_empty() { "(none)" } else { pid },
+            if alive { "alive" } else { "gone" }
+        ));
+        for l in tail.into_iter().rev() {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The Docker-compatible engine and Compose CLI of the test environment, if it is up.
@@ -134,7 +176,10 @@ pub fn compose() -> Option<TestEnv> {
         );
     };
     if std::os::unix::net::UnixStream::connect(sock).is_err() {
-        return absent("Compose", &format!("nothing answers on {sock}"));
+        return absent(
+            "Compose",
+            &format!("nothing answers on {sock}{}", daemon_report(&["podman"])),
+        );
     }
     Some(TestEnv { vars })
 }

@@ -27,6 +27,9 @@ for a in "$@"; do
 done
 
 T0=$(date +%s.%N)
+# No env.sh until this start has succeeded: a stale one from an earlier start would send the
+# tests to daemons that are not there, and hide why.
+rm -f "$TE/env.sh"
 # The build first and alone: it may run apt-get, and two apt-gets at once fail on apt's lock.
 [ "$want_k8s" = 0 ] || "$HERE/k8s-build.sh"
 # Then both stacks in parallel (saves the ~1-3 s of compose-up while kube-apiserver boots).

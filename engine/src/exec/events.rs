@@ -174,6 +174,9 @@ pub enum Event {
     },
     StepSkipped {
         step: String,
+        /// The step's title (absent in journals written before it was recorded).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        title: String,
         reason: String,
         phase: Phase,
     },

@@ -162,6 +162,7 @@ mod tests {
             run_id: "r".into(),
             event: Event::StepSkipped {
                 step: format!("s{seq}"),
+                title: String::new(),
                 reason: "x".into(),
                 phase: crate::exec::events::Phase::Main,
             },

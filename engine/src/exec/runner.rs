@@ -386,6 +386,7 @@ impl Runner {
                             Ok(false) => {
                                 self.emit(Event::StepSkipped {
                                     step: sid.clone(),
+                                    title: step.title.clone(),
                                     reason:
                                         "the operator confirmed on resume that it had completed"
                                             .into(),
@@ -548,11 +549,13 @@ impl Runner {
         let rb = frame.rb.clone();
         // 1. Guard.
         if let Some(w) = &step.spec.when {
-            let real = frame.ctx.real(None);
+            // Only the steps the guard reads (see `steps_read`): keeps long runs linear.
+            let only = steps_read([w.as_str()], []);
+            let real = frame.ctx.real_reading(None, only.as_ref());
             match template::eval_bool(w, &real) {
                 Ok(true) => {}
                 Ok(false) => {
-                    let obs = observe(w, &frame.ctx.display(None));
+                    let obs = observe(w, &frame.ctx.display_reading(None, only.as_ref()));
                     let shown = if obs.is_empty() {
                         String::new()
                     } else {
@@ -560,6 +563,7 @@ impl Runner {
                     };
                     self.emit(Event::StepSkipped {
                         step: sid.to_string(),
+                        title: step.title.clone(),
                         reason: format!("`{w}` is false{shown}"),
                         phase,
                     });

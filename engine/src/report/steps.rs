@@ -54,11 +54,15 @@ impl Builder {
             }
             Event::StepSkipped {
                 step,
+                title,
                 reason,
                 phase,
             } => {
                 let at = self.stamp(t);
                 let s = self.step_mut(step, phase_name(*phase));
+                if !title.is_empty() {
+                    s.title = title.clone();
+                }
                 s.state = StepState::Skipped;
                 s.skip_reason = Some(reason.clone());
                 s.ended = Some(at);
