@@ -97,3 +97,40 @@ fn plan_refuses_bad_inputs_before_anything_else() {
         out.stderr
     );
 }
+
+#[test]
+fn a_prompt_that_computes_with_run_time_values_is_shown_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rb.yaml"),
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: computed-prompt, title: Computed prompt }
+steps:
+  - id: rate
+    safety: read-only
+    shell: { argv: [echo, "0.004"] }
+    capture: { value: "result.stdout | float" }
+  - id: go
+    confirm:
+      prompt: "The rate is {{ '%.2f' | format(steps.rate.value * 100) }}%: go on?"
+"#,
+    )
+    .unwrap();
+    let out = runbook_in(dir.path(), &["plan", "rb.yaml"], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Rendering needs the captured number, which only the run has: the plan shows the
+    // prompt's template rather than an empty prompt or an error.
+    assert!(
+        out.stdout.contains(
+            "confirm: The rate is {{ '%.2f' | format(steps.rate.value * 100) }}%: go on?"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("run-time steps.rate.value"),
+        "{}",
+        out.stdout
+    );
+}

@@ -35,6 +35,7 @@ inputs:
   mode: { type: string, enum: [fast, slow], default: fast }
 steps:
   - id: slow-only
+    title: Let the slow path settle
     when: "inputs.mode == 'slow'"
     wait: 10m
   - id: count
@@ -67,6 +68,14 @@ steps:
     let ev = events(&journal_path(&dir.path().join("runs")));
     let skipped = of_kind(&ev, "step_skipped");
     assert_eq!(skipped[0]["step"], "slow-only");
+    // A skipped step keeps its title, in the journal and in the summary table.
+    assert_eq!(skipped[0]["title"], "Let the slow path settle");
+    assert!(
+        err.lines().any(|l| l.starts_with("slow-only")
+            && l.contains("skipped")
+            && l.ends_with("Let the slow path settle")),
+        "{err}"
+    );
     assert!(
         skipped[0]["reason"]
             .as_str()

@@ -196,9 +196,7 @@ fn plan_step(rb: &Runbook, s: &Step, ctx: &RunContext, prefix: &str) -> PlannedS
         strings.iter().map(|(_, t)| t.as_str()),
     );
     let display = &ctx.display_reading(None, only.as_ref());
-    let rendered = actions::render(&s.action, display, display)
-        .map(|r| r.display)
-        .unwrap_or_else(|e| json!({ "error": e }));
+    let rendered = actions::render_for_plan(&s.action, display);
     let summary = actions::display_summary(rb, &s.action, &rendered, display);
     let sid = format!("{prefix}{}", s.id);
     let gate = s.is_gate().then(|| {
@@ -253,9 +251,8 @@ fn plan_step(rb: &Runbook, s: &Step, ctx: &RunContext, prefix: &str) -> PlannedS
         )
     });
     let undo = s.undo.as_ref().map(|u| {
-        actions::render(&u.action, display, display)
-            .map(|r| actions::display_summary(rb, &u.action, &r.display, display))
-            .unwrap_or_else(|e| format!("<cannot render: {e}>"))
+        let r = actions::render_for_plan(&u.action, display);
+        actions::display_summary(rb, &u.action, &r, display)
     });
     let mut runtime = runtime_refs(&s.action.body);
     if let Some(u) = &s.undo {

@@ -147,6 +147,24 @@ pub fn render_value(v: &Value, ctx: &Value) -> Result<Value, String> {
     })
 }
 
+/// `render_value` for a plan: a string that cannot be rendered before the run (it computes
+/// with a value only the run will know, such as `steps.x.rate * 100`) stays as its template
+/// source, so the plan shows what will be asked or sent instead of nothing.
+pub fn render_value_lenient(v: &Value, ctx: &Value) -> Value {
+    match v {
+        Value::String(s) => render_str(s, ctx).unwrap_or_else(|_| Value::String(s.clone())),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|i| render_value_lenient(i, ctx)).collect())
+        }
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), render_value_lenient(v, ctx)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// A one-line description of a minijinja error, without its debug dump.
 pub fn describe(e: &minijinja::Error) -> String {
     match e.detail() {

@@ -42,6 +42,23 @@ pub fn render(action: &Action, real_ctx: &Value, display_ctx: &Value) -> Result<
     Ok(Rendered { real, display })
 }
 
+/// The action as a plan shows it: rendered against the plan's placeholder context, with any
+/// string that needs run-time values left as its template source (see
+/// `template::render_value_lenient`).
+pub fn render_for_plan(action: &Action, display_ctx: &Value) -> Value {
+    if let Ok(r) = render(action, display_ctx, display_ctx) {
+        return r.display;
+    }
+    let mut display = template::render_value_lenient(&action.body, display_ctx);
+    if let Some(def) = action_def(&action.kind) {
+        spec::coerce_to_schema(def, &mut display);
+    }
+    if let (ActionKind::Shell, Some(s)) = (&action.kind, action.body.get("script")) {
+        display["script"] = s.clone();
+    }
+    display
+}
+
 /// The schema definition an action's body follows.
 fn action_def(kind: &ActionKind) -> Option<&'static str> {
     Some(match kind {

@@ -45,6 +45,25 @@ impl RunContext {
         self.build_with(true, result, only)
     }
 
+    /// A copy holding only the steps in `only` (all of them when `None`).
+    pub fn subset(&self, only: Option<&HashSet<String>>) -> RunContext {
+        RunContext {
+            inputs: self.inputs.clone(),
+            secrets: self.secrets.clone(),
+            env: self.env.clone(),
+            run: self.run.clone(),
+            steps: match only {
+                None => self.steps.clone(),
+                Some(ids) => self
+                    .steps
+                    .iter()
+                    .filter(|(k, _)| ids.contains(k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
+        }
+    }
+
     fn build(&self, mask: bool, result: Option<&Value>) -> Value {
         self.build_with(mask, result, None)
     }

@@ -1,6 +1,7 @@
 //! Emits events: stamps them (sequence, time, run id), redacts them, writes them to the journal
 //! first and then hands them to the other sinks (terminal view, tests, drills).
 
+use std::collections::HashSet;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,6 +35,9 @@ pub struct Emitter {
     seq: u64,
     /// Set when a journal write failed: the run must not change anything else.
     broken: Option<String>,
+    /// Steps started as `read-only`: their events are written at once but fsync'd with the
+    /// next event that is not theirs (see `needs_sync`).
+    read_only: HashSet<String>,
 }
 
 impl Emitter {
@@ -52,6 +56,7 @@ impl Emitter {
             run_id,
             seq: first_seq,
             broken: None,
+            read_only: HashSet::new(),
         }
     }
 
@@ -104,10 +109,11 @@ impl Emitter {
             }
             batch.push(env);
         }
+        let sync = batch.iter().any(|e| self.needs_sync(&e.event));
         let mut result = Ok(());
         if let Some(j) = self.journal.as_mut() {
             if self.broken.is_none() {
-                match j.append_all(&batch) {
+                match j.append_all_sync(&batch, sync) {
                     Ok(()) => {
                         if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
                             pause_hook(first.seq..=last.seq, j.run_dir());
@@ -129,6 +135,32 @@ impl Emitter {
             }
         }
         result
+    }
+
+    /// Whether an event must be durable (fsync'd) before the run goes on. Every event is,
+    /// except those of a read-only step: such a step changes nothing, so losing its lines to
+    /// a power cut costs only running it again on resume. They are written at once (a killed
+    /// process loses nothing) and made durable by the next sync, which always comes before
+    /// anything that changes the world (the next mutating step's events, a gate, an undo, the
+    /// end of the run). This keeps a run of N read-only checks from paying N × 4 fsyncs.
+    fn needs_sync(&mut self, e: &Event) -> bool {
+        match e {
+            Event::StepStarted { step, safety, .. } => {
+                if safety == "read-only" {
+                    self.read_only.insert(step.clone());
+                    false
+                } else {
+                    self.read_only.remove(step);
+                    true
+                }
+            }
+            Event::AttemptStarted { step, .. }
+            | Event::AttemptFinished { step, .. }
+            | Event::VerifyEvaluated { step, .. }
+            | Event::Capture { step, .. }
+            | Event::StepFinished { step, .. } => !self.read_only.contains(step),
+            _ => true,
+        }
     }
 
     fn redact(&self, env: Envelope) -> Envelope {
@@ -164,5 +196,55 @@ fn pause_hook(written: std::ops::RangeInclusive<u64>, run_dir: &Path) {
     }
     while marker.exists() {
         std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::events::Phase;
+
+    fn started(step: &str, safety: &str) -> Event {
+        Event::StepStarted {
+            step: step.into(),
+            title: String::new(),
+            action: "shell".into(),
+            safety: safety.into(),
+            phase: Phase::Main,
+            rendered: serde_json::Value::Null,
+        }
+    }
+
+    fn attempt(step: &str) -> Event {
+        Event::AttemptStarted {
+            step: step.into(),
+            attempt: 1,
+            of: 1,
+        }
+    }
+
+    #[test]
+    fn only_read_only_steps_defer_their_sync() {
+        let clock: Arc<dyn Clock> = Arc::new(super::super::clock::SystemClock);
+        let mut e = Emitter::new(None, Redactor::default(), clock, "r".into(), 0);
+        assert!(!e.needs_sync(&started("check", "read-only")));
+        assert!(!e.needs_sync(&attempt("check")));
+        // A mutating step: every event of it is durable before the run goes on.
+        assert!(e.needs_sync(&started("scale", "idempotent")));
+        assert!(e.needs_sync(&attempt("scale")));
+        assert!(e.needs_sync(&started("undo", "reversible")));
+        // An id seen read-only before and started again as mutating (a nested runbook's
+        // step, a resumed run) is synced.
+        assert!(e.needs_sync(&started("check", "terminal")));
+        assert!(e.needs_sync(&attempt("check")));
+        // Gates and the end of a run always are.
+        assert!(e.needs_sync(&Event::GateAnswered {
+            step: "check".into(),
+            gate: "confirm".into(),
+            answer: "yes".into(),
+            by: "op".into(),
+            via: crate::exec::events::AnswerVia::AnswerFlag,
+            note: None,
+        }));
     }
 }

@@ -2,6 +2,7 @@
 //! captures, verifications polled within their budget, retries with backoff; on failure the
 //! rollback strategy and `on_failure`. Every transition is an event; nothing else is state.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -463,11 +464,16 @@ impl Runner {
     }
 
     fn push_undo(&mut self, sid: &str, undo: &Undo, frame: &Frame) {
+        // The undo's context as it is now, holding only the steps the undo reads: a copy of
+        // every step per undoable step would make long runs quadratic in time and memory.
+        let mut strings = vec![];
+        template::strings_in(&undo.action.body, "", &mut strings);
+        let only = steps_read([], strings.iter().map(|(_, t)| t.as_str()));
         self.undo_stack.push(UndoEntry {
             step: sid.to_string(),
             undo: undo.clone(),
             rb: frame.rb.clone(),
-            ctx: frame.ctx.clone(),
+            ctx: frame.ctx.subset(only.as_ref()),
             backends_real: frame.backends_real.clone(),
         });
     }
@@ -625,12 +631,14 @@ impl Runner {
                 );
             }
         };
-        let summary = actions::display_summary(
-            &rb,
-            &step.action,
-            &rendered.display,
-            &frame.ctx.display(None),
-        );
+        // The context only serves to show an HTTP backend's base URL; backends are rendered
+        // when their frame starts, before any step of it has values.
+        let summary_ctx = if matches!(step.action.kind, ActionKind::Http) {
+            frame.ctx.display_reading(None, Some(&HashSet::new()))
+        } else {
+            Value::Null
+        };
+        let summary = actions::display_summary(&rb, &step.action, &rendered.display, &summary_ctx);
         self.emit(Event::StepStarted {
             step: sid.to_string(),
             title: step.title.clone(),
