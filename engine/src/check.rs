@@ -172,6 +172,10 @@ struct Scope<'a> {
     /// step ids in order: main steps, then on_failure
     order: Vec<String>,
     main_len: usize,
+    /// call step id -> the called runbook's step ids and what each exposes, when the called
+    /// file could be read (`steps.<call>.<step>.<name>`); otherwise anything goes there and
+    /// the called runbook's own check reports its problems.
+    calls: HashMap<String, HashMap<String, BTreeSet<String>>>,
 }
 
 /// Fields every step exposes besides its captures.
@@ -346,7 +350,7 @@ pub fn check_runbook_doc(
         return (None, cx.diags);
     };
 
-    let scope = build_scope(&spec);
+    let scope = build_scope(&spec, path, true);
     check_metadata(&mut cx, &spec);
     check_inputs(&mut cx, &spec);
     check_secrets(&mut cx, &spec);
@@ -438,9 +442,10 @@ pub fn check_runbook_doc(
     (Some(rb), cx.diags)
 }
 
-fn build_scope(spec: &RunbookSpec) -> Scope<'_> {
+fn build_scope<'a>(spec: &'a RunbookSpec, path: &Path, follow_calls: bool) -> Scope<'a> {
     let mut exposes = HashMap::new();
     let mut order = Vec::new();
+    let mut calls = HashMap::new();
     for s in spec.steps.iter().chain(&spec.on_failure) {
         let mut names: BTreeSet<String> = s.capture.keys().cloned().collect();
         names.extend(STEP_FIELDS.iter().map(|s| s.to_string()));
@@ -453,9 +458,23 @@ fn build_scope(spec: &RunbookSpec) -> Scope<'_> {
         if s.confirm.is_some() {
             names.insert("answer".into());
         }
-        if s.call.is_some() {
-            // A call exposes the called runbook's steps, checked when that runbook is.
-            names.insert("*".into());
+        if let Some(call) = &s.call {
+            // A call exposes the called runbook's steps. One level is followed (a called
+            // runbook's own calls are checked when it is); unreadable files allow anything.
+            let child = follow_calls
+                .then(|| called_spec(path, &call.runbook))
+                .flatten();
+            match child {
+                Some(child) => {
+                    let cpath = path.parent().unwrap_or(Path::new(".")).join(&call.runbook);
+                    let cs = build_scope(&child, &cpath, false);
+                    names.extend(cs.order.iter().cloned());
+                    calls.insert(s.id.clone(), cs.exposes);
+                }
+                None => {
+                    names.insert("*".into());
+                }
+            }
         }
         exposes.entry(s.id.clone()).or_insert(names);
         order.push(s.id.clone());
@@ -467,7 +486,16 @@ fn build_scope(spec: &RunbookSpec) -> Scope<'_> {
         exposes,
         order,
         main_len: spec.steps.len(),
+        calls,
     }
+}
+
+/// The called runbook's spec, if its file can be read and has the shape of a runbook.
+fn called_spec(path: &Path, runbook: &str) -> Option<RunbookSpec> {
+    let target = path.parent().unwrap_or(Path::new(".")).join(runbook);
+    let bytes = std::fs::read(&target).ok()?;
+    let doc = yaml::parse(runbook, &bytes).ok()?;
+    serde_json::from_value(doc.value).ok()
 }
 
 fn check_metadata(cx: &mut Ctx, spec: &RunbookSpec) {
@@ -700,10 +728,37 @@ fn check_refs(
                                     Some((format!("step `{id}` has not run yet at this point"),
                                         Some("a step can only read captures of steps before it; move this step after it".into()),
                                         "forward-reference"))
+                                } else if let (Some(child), Some(field), Some(calls)) =
+                                    (parts.get(2), parts.get(3), scope.calls.get(*id))
+                                {
+                                    // steps.<call>.<child step>.<name>
+                                    match calls.get(*child) {
+                                        None if STEP_FIELDS.contains(child) => None,
+                                        None => Some((
+                                            format!("the runbook called by `{id}` has no step `{child}`"),
+                                            Some(did_you_mean(child, calls.keys().map(String::as_str)).map_or_else(
+                                                || {
+                                                    let mut ids: Vec<String> = calls.keys().map(|k| format!("`{k}`")).collect();
+                                                    ids.sort();
+                                                    format!("its steps are: {}", ids.join(", "))
+                                                },
+                                                |s| format!("did you mean `steps.{id}.{s}.{field}`?"))),
+                                            "undefined-reference")),
+                                        Some(names) => {
+                                        (!names.contains(*field) && !names.contains("*")).then(|| {
+                                            (format!("step `{child}` of the runbook called by `{id}` has no capture `{field}`"),
+                                             Some(did_you_mean(field, names.iter().map(String::as_str)).map_or_else(
+                                                 || format!("add `capture: {{ {field}: <expression over result> }}` to step `{child}` of the called runbook"),
+                                                 |s| format!("did you mean `steps.{id}.{child}.{s}`?"))),
+                                             "undefined-reference")
+                                        })
+                                        }
+                                    }
                                 } else if let Some(field) = parts.get(2) {
                                     let names = &scope.exposes[*id];
                                     (!names.contains(*field) && !names.contains("*")).then(|| {
-                                        (format!("step `{id}` has no capture `{field}`"),
+                                        let what = if scope.calls.contains_key(*id) { "step or field" } else { "capture" };
+                                        (format!("step `{id}` has no {what} `{field}`"),
                                          Some(did_you_mean(field, names.iter().map(String::as_str)).map_or_else(
                                              || format!("add `capture: {{ {field}: <expression over result> }}` to step `{id}`"),
                                              |s| format!("did you mean `steps.{id}.{s}`?"))),
