@@ -52,15 +52,20 @@ impl RunContext {
             secrets: self.secrets.clone(),
             env: self.env.clone(),
             run: self.run.clone(),
-            steps: match only {
-                None => self.steps.clone(),
-                Some(ids) => self
-                    .steps
-                    .iter()
-                    .filter(|(k, _)| ids.contains(k.as_str()))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            },
+            steps: self.steps_in(only),
+        }
+    }
+
+    /// The steps in `only` (all of them when `None`), copied.
+    fn steps_in(&self, only: Option<&HashSet<String>>) -> Map<String, Value> {
+        match only {
+            None => self.steps.clone(),
+            Some(ids) => self
+                .steps
+                .iter()
+                .filter(|(k, _)| ids.contains(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 
@@ -93,16 +98,7 @@ impl RunContext {
             ),
         );
         m.insert("secrets".into(), Value::Object(secrets));
-        let steps = match only {
-            None => self.steps.clone(),
-            Some(ids) => self
-                .steps
-                .iter()
-                .filter(|(k, _)| ids.contains(k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        };
-        m.insert("steps".into(), Value::Object(steps));
+        m.insert("steps".into(), Value::Object(self.steps_in(only)));
         m.insert("run".into(), Value::Object(self.run.clone()));
         m.insert("env".into(), Value::Object(self.env.clone()));
         if let Some(r) = result {
