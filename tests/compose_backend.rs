@@ -64,11 +64,20 @@ fn http_get(port: u16, within: Duration) -> String {
     }
 }
 
+/// Held by the tests that build images: podman 4.3 can lose a layer when two builds share
+/// its store at once ("layer not known", "error in copier subprocess"), so builds take turns.
+static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn builds_in_turn() -> std::sync::MutexGuard<'static, ()> {
+    BUILDS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn an_unhealthy_release_is_rolled_back_to_the_previous_image() {
     let Some(env) = backend_env::compose() else {
         return;
     };
+    let _turn = builds_in_turn();
     let project = unique("rbt");
     let image = format!("localhost/{project}-web");
     let _guard = ProjectGuard {
@@ -251,6 +260,7 @@ fn the_built_in_compose_rollback_runbook_rolls_back_a_real_service() {
     let Some(env) = backend_env::compose() else {
         return;
     };
+    let _turn = builds_in_turn();
     let project = unique("rbt-builtin");
     let image = format!("localhost/{project}-web");
     let broken = format!("{image}-broken");

@@ -260,3 +260,59 @@ steps:
     assert_eq!(out.status.code(), Some(2));
     assert!(!dir.path().join("runs2").exists());
 }
+
+#[test]
+fn a_wait_can_come_from_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: settle, title: Settle }
+inputs:
+  settle: { type: string, default: 40ms, description: how long the pods need after a change }
+steps:
+  - id: settle
+    wait: "{{ inputs.settle }}"
+"#,
+    );
+    let run = |settle: &str, journal: &str| {
+        runbook(dir.path())
+            .args([
+                "run",
+                "rb.yaml",
+                "--non-interactive",
+                "--journal-dir",
+                journal,
+                "--input",
+                &format!("settle={settle}"),
+            ])
+            .output()
+            .unwrap()
+    };
+    // The plan shows the template; the run waits for the rendered duration.
+    let plan = runbook(dir.path())
+        .args(["plan", "rb.yaml"])
+        .output()
+        .unwrap();
+    let (plan_out, _) = text(&plan);
+    assert!(plan_out.contains("wait 40ms"), "{plan_out}");
+    let out = run("40ms", "ok");
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let ev = events(&journal_path(&dir.path().join("ok")));
+    let fin = of_kind(&ev, "attempt_finished");
+    assert!(
+        fin[0]["result"]["waited_ms"].as_u64() == Some(40),
+        "{fin:?}"
+    );
+    // A value that is not a duration fails the step (not the process) and says why.
+    let out = run("soon", "bad");
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`wait` rendered to something that is not a duration"),
+        "{err}"
+    );
+}

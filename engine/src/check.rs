@@ -1541,7 +1541,13 @@ fn check_action(
         }
         "wait" => {
             let s = body.as_str().unwrap_or_default();
-            ActionKind::Wait(cx.duration(ptr, s)?)
+            if template::is_template(s) {
+                // e.g. `wait: "{{ inputs.settle }}"`: its names were checked above; the value
+                // is parsed when the step runs.
+                ActionKind::Wait(None)
+            } else {
+                ActionKind::Wait(Some(cx.duration(ptr, s)?))
+            }
         }
         "assert" => {
             if let Some(items) = body.as_array() {

@@ -101,12 +101,17 @@ pub struct Action {
 pub enum ActionKind {
     Shell,
     Http,
-    Kubernetes { verb: &'static str },
-    Compose { verb: &'static str },
+    Kubernetes {
+        verb: &'static str,
+    },
+    Compose {
+        verb: &'static str,
+    },
     Confirm,
     Manual,
     Input,
-    Wait(Duration),
+    /// A literal duration, or `None` when it is a template (rendered and parsed at run time).
+    Wait(Option<Duration>),
     Assert,
     Call(Arc<Runbook>),
 }

@@ -431,7 +431,7 @@ pub fn worst_case(rb: &Runbook) -> Duration {
         .map(|s| {
             let per = match (&s.until, s.timeout, &s.action.kind) {
                 (Some(u), _, _) => u.timeout,
-                (None, _, ActionKind::Wait(d)) => *d,
+                (None, _, ActionKind::Wait(Some(d))) => *d,
                 (None, Some(t), _) => t,
                 _ => Duration::ZERO,
             };

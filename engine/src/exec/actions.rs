@@ -59,6 +59,20 @@ pub fn render_for_plan(action: &Action, display_ctx: &Value) -> Value {
     display
 }
 
+/// The duration of a templated `wait`, from its rendered value (`30s`, `5m`, `1h30m`).
+fn wait_duration(rendered: &Value) -> Result<Duration, ActionError> {
+    let text = match rendered {
+        Value::String(s) => s.trim().to_string(),
+        other => other.to_string(),
+    };
+    crate::model::parse_duration(&text).map_err(|e| {
+        ActionError::new(
+            ErrorKind::Invalid,
+            format!("`wait` rendered to something that is not a duration: {e}"),
+        )
+    })
+}
+
 /// The schema definition an action's body follows.
 fn action_def(kind: &ActionKind) -> Option<&'static str> {
     Some(match kind {
@@ -219,7 +233,11 @@ pub fn summary(kind: &ActionKind, body: &Value, rb: &Runbook) -> String {
             "input: {}",
             body.get("prompt").and_then(Value::as_str).unwrap_or("")
         ),
-        ActionKind::Wait(d) => format!("wait {}", fmt_duration(*d)),
+        ActionKind::Wait(Some(d)) => format!("wait {}", fmt_duration(*d)),
+        ActionKind::Wait(None) => match body {
+            Value::String(s) => format!("wait {s}"),
+            other => format!("wait {other}"),
+        },
         ActionKind::Assert => {
             let n = body.as_array().map_or(0, Vec::len);
             format!("assert {n} condition{}", if n == 1 { "" } else { "s" })
@@ -521,6 +539,11 @@ pub async fn execute(
                 .await
         }
         ActionKind::Wait(d) => {
+            let d = match d {
+                Some(d) => *d,
+                None => wait_duration(real)?,
+            };
+            let d = &d;
             let d = match ctx.remaining() {
                 Some(rem) if rem < *d => {
                     ctx.clock.sleep(rem).await;
