@@ -490,6 +490,23 @@ fn build_scope<'a>(spec: &'a RunbookSpec, path: &Path, follow_calls: bool) -> Sc
     }
 }
 
+/// A path of names as a template writes it: `steps.check.rate`, but `steps['rolled-out'].rate`
+/// for a name that is not an identifier (in a template, `rolled-out` is a subtraction).
+fn dotted(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        if is_identifier(p) {
+            if i > 0 {
+                out.push('.');
+            }
+            out.push_str(p);
+        } else {
+            out.push_str(&format!("['{p}']"));
+        }
+    }
+    out
+}
+
 /// The called runbook's spec, if its file can be read and has the shape of a runbook.
 fn called_spec(path: &Path, runbook: &str) -> Option<RunbookSpec> {
     let target = path.parent().unwrap_or(Path::new(".")).join(runbook);
@@ -710,7 +727,7 @@ fn check_refs(
                             None => {
                                 let earlier: Vec<&str> = scope.order.iter().take(position.unwrap_or(scope.order.len())).map(String::as_str).collect();
                                 let help = did_you_mean(id, scope.order.iter().map(String::as_str))
-                                    .map(|s| format!("did you mean `steps.{s}`?"))
+                                    .map(|s| format!("did you mean `{}`?", dotted(&["steps", &s])))
                                     .unwrap_or_else(|| if earlier.is_empty() {
                                         "no step runs before this one, so there is nothing to read yet".to_string()
                                     } else {
@@ -742,14 +759,14 @@ fn check_refs(
                                                     ids.sort();
                                                     format!("its steps are: {}", ids.join(", "))
                                                 },
-                                                |s| format!("did you mean `steps.{id}.{s}.{field}`?"))),
+                                                |s| format!("did you mean `{}`?", dotted(&["steps", id, &s, field])))),
                                             "undefined-reference")),
                                         Some(names) => {
                                         (!names.contains(*field) && !names.contains("*")).then(|| {
                                             (format!("step `{child}` of the runbook called by `{id}` has no capture `{field}`"),
                                              Some(did_you_mean(field, names.iter().map(String::as_str)).map_or_else(
                                                  || format!("add `capture: {{ {field}: <expression over result> }}` to step `{child}` of the called runbook"),
-                                                 |s| format!("did you mean `steps.{id}.{child}.{s}`?"))),
+                                                 |s| format!("did you mean `{}`?", dotted(&["steps", id, child, &s])))),
                                              "undefined-reference")
                                         })
                                         }
@@ -761,7 +778,7 @@ fn check_refs(
                                         (format!("step `{id}` has no {what} `{field}`"),
                                          Some(did_you_mean(field, names.iter().map(String::as_str)).map_or_else(
                                              || format!("add `capture: {{ {field}: <expression over result> }}` to step `{id}`"),
-                                             |s| format!("did you mean `steps.{id}.{s}`?"))),
+                                             |s| format!("did you mean `{}`?", dotted(&["steps", id, &s])))),
                                          "undefined-reference")
                                     })
                                 } else {
