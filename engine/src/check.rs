@@ -182,6 +182,46 @@ struct Scope<'a> {
 const STEP_FIELDS: &[&str] = &["outcome", "result", "attempts"];
 const RUN_FIELDS: &[&str] = &["id", "operator", "reason", "started_at", "runbook", "host"];
 
+/// Diagnostics at a JSON pointer of a located document: shared by the runbook and the drill
+/// checkers. Implementors hand out their file name, document and diagnostics list.
+pub(crate) trait Reports {
+    fn parts(&mut self) -> (&str, &Located, &mut Vec<Diagnostic>);
+
+    /// An error at the value at `ptr`.
+    fn err(&mut self, ptr: &str, msg: impl Into<String>, code: &'static str) -> &mut Diagnostic {
+        let (file, doc, diags) = self.parts();
+        let loc = doc.value_loc(ptr);
+        diags.push(Diagnostic::error(file, loc, msg).with_code(code));
+        diags.last_mut().expect("just pushed")
+    }
+
+    /// An error at the key of `ptr`, underlining the key.
+    fn key_err(
+        &mut self,
+        ptr: &str,
+        msg: impl Into<String>,
+        code: &'static str,
+    ) -> &mut Diagnostic {
+        let (file, doc, diags) = self.parts();
+        let loc = doc.key_loc(ptr);
+        let len = ptr.rsplit('/').next().map_or(1, |k| k.chars().count());
+        diags.push(
+            Diagnostic::error(file, loc, msg)
+                .with_code(code)
+                .with_len(len),
+        );
+        diags.last_mut().expect("just pushed")
+    }
+
+    /// A warning at the key of `ptr`.
+    fn warn(&mut self, ptr: &str, msg: impl Into<String>, code: &'static str) -> &mut Diagnostic {
+        let (file, doc, diags) = self.parts();
+        let loc = doc.key_loc(ptr);
+        diags.push(Diagnostic::warning(file, loc, msg).with_code(code));
+        diags.last_mut().expect("just pushed")
+    }
+}
+
 struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
@@ -189,37 +229,13 @@ struct Ctx<'a> {
     diags: Vec<Diagnostic>,
 }
 
+impl Reports for Ctx<'_> {
+    fn parts(&mut self) -> (&str, &Located, &mut Vec<Diagnostic>) {
+        (self.file, self.doc, &mut self.diags)
+    }
+}
+
 impl Ctx<'_> {
-    fn err(&mut self, ptr: &str, msg: impl Into<String>, code: &'static str) -> &mut Diagnostic {
-        let loc = self.doc.value_loc(ptr);
-        self.diags
-            .push(Diagnostic::error(self.file, loc, msg).with_code(code));
-        self.diags.last_mut().expect("just pushed")
-    }
-
-    fn key_err(
-        &mut self,
-        ptr: &str,
-        msg: impl Into<String>,
-        code: &'static str,
-    ) -> &mut Diagnostic {
-        let loc = self.doc.key_loc(ptr);
-        let len = ptr.rsplit('/').next().map_or(1, |k| k.chars().count());
-        self.diags.push(
-            Diagnostic::error(self.file, loc, msg)
-                .with_code(code)
-                .with_len(len),
-        );
-        self.diags.last_mut().expect("just pushed")
-    }
-
-    fn warn(&mut self, ptr: &str, msg: impl Into<String>, code: &'static str) -> &mut Diagnostic {
-        let loc = self.doc.key_loc(ptr);
-        self.diags
-            .push(Diagnostic::warning(self.file, loc, msg).with_code(code));
-        self.diags.last_mut().expect("just pushed")
-    }
-
     fn duration(&mut self, ptr: &str, s: &str) -> Option<Duration> {
         if let Ok(d) = parse_duration(s) {
             return Some(d);

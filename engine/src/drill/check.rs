@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::model::{Drill, Expect, DEFAULT_START};
 use super::spec::{drill_schema, DrillSpec, ExpectedOutcome};
 use super::world::build::{self, Problem};
-use crate::check::{check_path, schema_diagnostics, Checked};
+use crate::check::{check_path, schema_diagnostics, Checked, Reports};
 use crate::cli::gate_ids;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::exec::gate::{parse_answer, GateKind};
@@ -38,37 +38,13 @@ struct Cx<'a> {
     diags: Vec<Diagnostic>,
 }
 
+impl Reports for Cx<'_> {
+    fn parts(&mut self) -> (&str, &Located, &mut Vec<Diagnostic>) {
+        (self.file, self.doc, &mut self.diags)
+    }
+}
+
 impl Cx<'_> {
-    fn err(&mut self, ptr: &str, msg: impl Into<String>, code: &'static str) -> &mut Diagnostic {
-        let loc = self.doc.value_loc(ptr);
-        self.diags
-            .push(Diagnostic::error(self.file, loc, msg).with_code(code));
-        self.diags.last_mut().expect("just pushed")
-    }
-
-    fn key_err(
-        &mut self,
-        ptr: &str,
-        msg: impl Into<String>,
-        code: &'static str,
-    ) -> &mut Diagnostic {
-        let loc = self.doc.key_loc(ptr);
-        let len = ptr.rsplit('/').next().map_or(1, |k| k.chars().count());
-        self.diags.push(
-            Diagnostic::error(self.file, loc, msg)
-                .with_code(code)
-                .with_len(len),
-        );
-        self.diags.last_mut().expect("just pushed")
-    }
-
-    fn warn(&mut self, ptr: &str, msg: impl Into<String>, code: &'static str) -> &mut Diagnostic {
-        let loc = self.doc.key_loc(ptr);
-        self.diags
-            .push(Diagnostic::warning(self.file, loc, msg).with_code(code));
-        self.diags.last_mut().expect("just pushed")
-    }
-
     fn problems(&mut self, problems: Vec<Problem>) {
         for p in problems {
             let d = if p.at_key {
