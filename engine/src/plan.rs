@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::exec::actions;
-use crate::exec::context::{steps_read, RunContext};
+use crate::exec::context::{steps_read_in, RunContext};
 use crate::exec::gate::{hint, GateKind, GateRequest};
 use crate::model::{fmt_duration, ActionKind, Runbook, Step};
 use crate::spec::Safety;
@@ -186,14 +186,9 @@ pub fn plan(rb: &Runbook, inputs: &IndexMap<String, Value>) -> Plan {
 fn plan_step(rb: &Runbook, s: &Step, ctx: &RunContext, prefix: &str) -> PlannedStep {
     // Only the steps this one's templates read: a context with every step's placeholders,
     // built for every step, makes planning quadratic in the runbook's length.
-    let mut strings = vec![];
-    template::strings_in(&s.action.body, "", &mut strings);
-    if let Some(u) = &s.undo {
-        template::strings_in(&u.action.body, "", &mut strings);
-    }
-    let only = steps_read(
+    let only = steps_read_in(
         s.spec.when.iter().map(String::as_str),
-        strings.iter().map(|(_, t)| t.as_str()),
+        std::iter::once(&s.action.body).chain(s.undo.as_ref().map(|u| &u.action.body)),
     );
     let display = &ctx.display_reading(None, only.as_ref());
     let rendered = actions::render_for_plan(&s.action, display);

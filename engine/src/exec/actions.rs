@@ -543,20 +543,16 @@ pub async fn execute(
                 Some(d) => *d,
                 None => wait_duration(real)?,
             };
-            let d = &d;
-            let d = match ctx.remaining() {
-                Some(rem) if rem < *d => {
-                    ctx.clock.sleep(rem).await;
-                    return Err(ActionError::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "wait of {} is longer than the step timeout",
-                            fmt_duration(*d)
-                        ),
-                    ));
-                }
-                _ => *d,
-            };
+            if let Some(rem) = ctx.remaining().filter(|rem| *rem < d) {
+                ctx.clock.sleep(rem).await;
+                return Err(ActionError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "wait of {} is longer than the step timeout",
+                        fmt_duration(d)
+                    ),
+                ));
+            }
             tokio::select! {
                 _ = ctx.clock.sleep(d) => Ok(json!({ "waited_ms": d.as_millis() as u64 }).into()),
                 _ = ctx.cancel.cancelled() => Err(ActionError::new(ErrorKind::Cancelled, "wait interrupted")),

@@ -193,11 +193,24 @@ fn v_kind(v: &Value) -> &'static str {
     }
 }
 
+/// `steps_read` over expressions and every template string in action bodies (or any JSON
+/// trees of templates).
+pub fn steps_read_in<'a>(
+    exprs: impl IntoIterator<Item = &'a str>,
+    bodies: impl IntoIterator<Item = &'a Value>,
+) -> Option<HashSet<String>> {
+    let mut strings = vec![];
+    for b in bodies {
+        crate::template::strings_in(b, "", &mut strings);
+    }
+    steps_read(exprs, strings.iter().map(|(_, t)| t.as_str()))
+}
+
 /// The step ids that expressions and templates read (`steps.<id>...`), or `None` when one of
 /// them reads `steps` as a whole or cannot be parsed: then every step must be there.
-pub fn steps_read<'a>(
-    exprs: impl IntoIterator<Item = &'a str>,
-    templates: impl IntoIterator<Item = &'a str>,
+pub fn steps_read<'e, 't>(
+    exprs: impl IntoIterator<Item = &'e str>,
+    templates: impl IntoIterator<Item = &'t str>,
 ) -> Option<HashSet<String>> {
     let mut ids = HashSet::new();
     let names = exprs

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::actions::{self, Env};
 use super::clock::{millis_between, stamp, Clock};
-use super::context::{bound, observe, steps_read, RunContext};
+use super::context::{bound, observe, steps_read, steps_read_in, RunContext};
 use super::emitter::Emitter;
 use super::events::{Check, Event, Phase, RunOutcome, RunbookInfo, StepOutcome};
 use super::gate::{Answer, Decision, GateKind, GateRequest, Gatekeeper, ManualReply, Reply};
@@ -466,9 +466,7 @@ impl Runner {
     fn push_undo(&mut self, sid: &str, undo: &Undo, frame: &Frame) {
         // The undo's context as it is now, holding only the steps the undo reads: a copy of
         // every step per undoable step would make long runs quadratic in time and memory.
-        let mut strings = vec![];
-        template::strings_in(&undo.action.body, "", &mut strings);
-        let only = steps_read([], strings.iter().map(|(_, t)| t.as_str()));
+        let only = steps_read_in([], [&undo.action.body]);
         self.undo_stack.push(UndoEntry {
             step: sid.to_string(),
             undo: undo.clone(),
@@ -601,9 +599,7 @@ impl Runner {
         // Building the context copies every earlier step's values: only do it when the
         // action has templates to render (a run of N plain steps stays linear in N).
         let (real_ctx, display_ctx) = if template::has_templates(&step.action.body) {
-            let mut strings = vec![];
-            template::strings_in(&step.action.body, "", &mut strings);
-            let only = steps_read([], strings.iter().map(|(_, t)| t.as_str()));
+            let only = steps_read_in([], [&step.action.body]);
             (
                 frame.ctx.real_reading(None, only.as_ref()),
                 frame.ctx.display_reading(None, only.as_ref()),
