@@ -241,7 +241,7 @@ steps:
         &file2,
         format!(
             "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{name: cli, title: cli}}\n\
-             backends:\n  s:\n    compose: {{project: {project}, command: [no-such-compose-cli]}}\n\
+             backends:\n  s:\n    compose: {{project: {project}, command: [/no/such/docker-compose]}}\n\
              steps:\n  - id: ps\n    compose:\n      ps: {{}}\n"
         ),
     )
@@ -249,7 +249,7 @@ steps:
     let r = run(&env, &file2, &work.path().join("runs2"), &[], &[], &[]);
     assert_ne!(r.code, 0);
     let e = r.error("ps");
-    assert!(e.contains("cannot start `no-such-compose-cli`"), "{e}");
+    assert!(e.contains("cannot start `/no/such/docker-compose`"), "{e}");
 }
 
 /// The built-in `runbooks/compose-rollback.yaml`, unchanged, against the real engine (its drills
@@ -395,4 +395,50 @@ fn the_built_in_compose_rollback_runbook_rolls_back_a_real_service() {
 
 fn pairs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     v.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Issue 11, item 17: a runbook given as a bare file name (`runbook run rb.yaml`, run from its
+/// directory) has the empty path as its parent; compose steps ran there and failed with
+/// "cannot start `docker`: No such file or directory". They run in the current directory.
+#[test]
+fn a_runbook_named_by_a_bare_file_name_runs_compose_in_its_directory() {
+    let Some(env) = backend_env::compose() else {
+        return;
+    };
+    let project = unique("rbt-bare");
+    let work = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        work.path().join("compose.yaml"),
+        "services:\n  app:\n    image: localhost/busybox:test\n    command: [sleep, '600']\n",
+    )
+    .expect("compose file");
+    std::fs::write(
+        work.path().join("rb.yaml"),
+        format!(
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{name: bare, title: bare}}\n\
+             backends:\n  s:\n    compose: {{project: {project}}}\n\
+             steps:\n  - id: ps\n    compose:\n      ps: {{}}\n"
+        ),
+    )
+    .expect("runbook");
+    let mut cmd = common::runbook(work.path());
+    cmd.env_remove("KUBECONFIG").envs(&env.vars).args([
+        "run",
+        "rb.yaml",
+        "--non-interactive",
+        "--reason",
+        "item 17",
+        "--journal-dir",
+        "runs",
+    ]);
+    let out = cmd.output().expect("runs");
+    let (stdout, stderr) = common::text(&out);
+    let ev = common::events(&common::journal_path(&work.path().join("runs")));
+    let finished = common::of_kind(&ev, "step_finished");
+    assert_eq!(
+        finished[0]["outcome"], "succeeded",
+        "{:?}\n{stdout}\n{stderr}",
+        finished[0]["error"]
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
 }

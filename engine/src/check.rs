@@ -67,16 +67,14 @@ pub fn check_path(path: &Path) -> Report {
     check_bytes(&file, path, &bytes)
 }
 
+/// How deep `call`s may nest (the top-level runbook counts as one). Checking and running a
+/// call recurse; a chain of hundreds would overflow the stack.
+pub const MAX_CALL_DEPTH: usize = 16;
+
 /// Reads at most one byte more than the size limit, so that a huge file (or `/dev/zero`) is
 /// rejected without reading it all. `None` means the file is over the limit.
-fn read_limited(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    use std::io::Read;
-    let limit = yaml::MAX_FILE_BYTES as u64;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+pub fn read_limited(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    crate::files::read_limited(path, yaml::MAX_FILE_BYTES)
 }
 
 /// Checks file content. `path` is used to resolve relative references (`call`, drills).
@@ -101,6 +99,7 @@ pub fn check_bytes(file: &str, path: &Path, bytes: &[u8]) -> Report {
             return report;
         }
     };
+    let controls = control_characters(file, &doc);
     let text = report.source.clone().unwrap_or_default();
     let kind = doc.value.get("kind").and_then(Value::as_str).unwrap_or("");
     if kind == "Drill" {
@@ -113,9 +112,98 @@ pub fn check_bytes(file: &str, path: &Path, bytes: &[u8]) -> Report {
         report.diagnostics = diags;
         report.checked = rb.map(|r| Checked::Runbook(Box::new(r)));
     }
+    if !controls.is_empty() {
+        report.diagnostics.extend(controls);
+        report.checked = None;
+    }
     crate::diag::sort(&mut report.diagnostics);
     report.diagnostics.dedup();
     report
+}
+
+/// Text in a runbook or drill (keys and string values: titles, prompts, descriptions,
+/// instructions, arguments...) may not hold control characters other than tab and line feed,
+/// nor Unicode bidirectional controls. YAML lets a double-quoted string write any of them
+/// (`"\e[2J"`); shown on the operator's terminal, they could clear it or rewrite a prompt.
+/// (The terminal shows them escaped anyway, see `term.rs`; this says so where they are written.)
+fn control_characters(file: &str, doc: &yaml::Located) -> Vec<Diagnostic> {
+    fn walk(
+        file: &str,
+        doc: &yaml::Located,
+        v: &Value,
+        ptr: &mut String,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let found = |s: &str| {
+            s.chars()
+                .enumerate()
+                .find(|(_, c)| crate::term::is_unsafe(*c))
+        };
+        let diag = |loc, what: String, (at, c): (usize, char)| {
+            Diagnostic::error(
+                file,
+                loc,
+                format!(
+                    "{what} holds the control character U+{:04X} ({}) at character {}",
+                    c as u32,
+                    crate::term::visible(&c.to_string()),
+                    at + 1
+                ),
+            )
+            .with_code("control-character")
+            .with_help(
+                "remove it: runbook text may hold tabs and line breaks, not terminal control \
+                 characters (they would reach the operator's terminal); a script that needs \
+                 one can write it with printf, e.g. printf '\\033'",
+            )
+        };
+        let name = |ptr: &str| {
+            if ptr.is_empty() {
+                "the document".to_string()
+            } else {
+                format!("`{ptr}`")
+            }
+        };
+        match v {
+            Value::String(s) => {
+                if let Some(hit) = found(s) {
+                    out.push(diag(
+                        doc.value_loc(ptr),
+                        format!("the value of {}", name(ptr)),
+                        hit,
+                    ));
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = ptr.len();
+                    ptr.push_str(&format!("/{i}"));
+                    walk(file, doc, item, ptr, out);
+                    ptr.truncate(len);
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    let len = ptr.len();
+                    ptr.push('/');
+                    ptr.push_str(&yaml::pointer_segment(k));
+                    if let Some(hit) = found(k) {
+                        out.push(diag(
+                            doc.key_loc(ptr),
+                            format!("the key {}", name(ptr)),
+                            hit,
+                        ));
+                    }
+                    walk(file, doc, item, ptr, out);
+                    ptr.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = vec![];
+    walk(file, doc, &doc.value, &mut String::new(), &mut out);
+    out
 }
 
 /// Loads a runbook, failing with its diagnostics when it has errors.
@@ -245,12 +333,21 @@ impl Ctx<'_> {
         let msg = match humantime::parse_duration(t) {
             _ if t.is_empty() => "a duration cannot be empty".to_string(),
             _ if number(t) => format!("`{t}` has no unit"),
+            Ok(_) | Err(humantime::DurationError::NumberOverflow) => format!(
+                "`{t}` is too long: durations are limited to {}",
+                crate::model::MAX_DURATION_TEXT
+            ),
             Err(humantime::DurationError::UnknownUnit { unit, .. }) => {
                 format!("`{t}` is not a duration: `{unit}` is not a unit of time")
             }
             _ => format!("`{t}` is not a duration"),
         };
-        let help = if number(t) {
+        let help = if matches!(
+            humantime::parse_duration(t),
+            Ok(_) | Err(humantime::DurationError::NumberOverflow)
+        ) {
+            "a wait, timeout or delay that long cannot be meant; write a shorter one".to_string()
+        } else if number(t) {
             format!("write the unit after the number, e.g. `{t}s` or `{t}m`")
         } else {
             "write a number and a unit, e.g. `30s`, `5m`, `1h30m` (units: ms, s, m, h, d, w)"
@@ -526,7 +623,7 @@ fn dotted(parts: &[&str]) -> String {
 /// The called runbook's spec, if its file can be read and has the shape of a runbook.
 fn called_spec(path: &Path, runbook: &str) -> Option<RunbookSpec> {
     let target = path.parent().unwrap_or(Path::new(".")).join(runbook);
-    let bytes = std::fs::read(&target).ok()?;
+    let bytes = read_limited(&target).ok()??;
     let doc = yaml::parse(runbook, &bytes).ok()?;
     serde_json::from_value(doc.value).ok()
 }
@@ -664,6 +761,23 @@ fn check_backends(cx: &mut Ctx, spec: &RunbookSpec, scope: &Scope) {
         if let Some(h) = &b.http {
             if let Some(t) = &h.timeout {
                 cx.duration(&format!("{ptr}/http/timeout"), t);
+            }
+        }
+        // A templated command is checked again after rendering, when the step runs.
+        if let Some(c) = &b.compose {
+            let templated = c
+                .command
+                .iter()
+                .any(|a| a.contains("{{") || a.contains("{%"));
+            if !c.command.is_empty() && !templated {
+                if let Some(why) = crate::backends::compose::cli_problem(&c.command) {
+                    cx.err(&format!("{ptr}/compose/command"), why, "compose-command")
+                        .help = Some(
+                        "a compose step's verb sets its safety class and what `plan` shows; to run \
+                         another program, use a shell step (its safety class is yours to give)"
+                            .into(),
+                    );
+                }
             }
         }
     }
@@ -1603,6 +1717,26 @@ fn check_action(
             let call: spec::CallAction = serde_json::from_value(body.clone()).ok()?;
             let target = path.parent().unwrap_or(Path::new(".")).join(&call.runbook);
             let canon = canonical(&target);
+            if stack.len() >= MAX_CALL_DEPTH {
+                cx.err(
+                    &format!("{ptr}/runbook"),
+                    format!(
+                        "calls are nested more than {MAX_CALL_DEPTH} runbooks deep here \
+                         (through {})",
+                        stack
+                            .iter()
+                            .map(|p| p.file_name().unwrap_or_default().to_string_lossy())
+                            .collect::<Vec<_>>()
+                            .join(" → ")
+                    ),
+                    "call-depth",
+                )
+                .help = Some(format!(
+                    "a runbook may call runbooks that call others, at most {MAX_CALL_DEPTH} \
+                     levels deep; flatten the chain"
+                ));
+                return None;
+            }
             if stack.contains(&canon) {
                 cx.err(
                     &format!("{ptr}/runbook"),
@@ -1614,12 +1748,18 @@ fn check_action(
                 );
                 return None;
             }
-            let bytes = match std::fs::read(&target) {
-                Ok(b) => b,
+            let bytes = match read_limited(&target) {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    let size = std::fs::metadata(&target).ok().map(|m| m.len());
+                    cx.diags
+                        .push(yaml::too_large(&target.display().to_string(), size));
+                    return None;
+                }
                 Err(e) => {
                     let (msg, help) = if e.kind() == std::io::ErrorKind::NotFound {
                         let dir = target.parent().unwrap_or(Path::new("."));
-                        let here: Vec<String> = crate::cli::yaml_files(dir)
+                        let here: Vec<String> = crate::files::yaml_files(dir)
                             .iter()
                             .filter(|p| p.parent() == Some(dir))
                             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
@@ -1660,6 +1800,7 @@ fn check_action(
                     return None;
                 }
             };
+            cx.diags.extend(control_characters(&child_file, &child_doc));
             let child_text = String::from_utf8_lossy(&bytes).to_string();
             stack.push(canon);
             let (child, diags) =

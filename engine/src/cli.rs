@@ -207,36 +207,7 @@ fn color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-/// Files under a path: YAML files, recursively for directories, sorted.
-pub fn yaml_files(p: &Path) -> Vec<PathBuf> {
-    if !p.exists() {
-        return vec![];
-    }
-    // Anything but a directory is checked as given (a file of any name, a pipe, a device).
-    if !p.is_dir() {
-        return vec![p.to_path_buf()];
-    }
-    let mut out = vec![];
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if matches!(
-                path.extension().and_then(|x| x.to_str()),
-                Some("yaml" | "yml")
-            ) {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
+pub use crate::files::yaml_files;
 
 pub fn cmd_check(a: CheckArgs) -> i32 {
     let paths = if a.paths.is_empty() {
@@ -302,8 +273,10 @@ pub fn load_or_report(path: &Path, show_warnings: bool) -> Result<Runbook, i32> 
         Ok((rb, warnings)) => {
             if show_warnings && !warnings.is_empty() {
                 let src = std::fs::read_to_string(path).ok();
+                // Rendered diagnostics carry miette's colours and sanitise their own text.
+                let mut err = std::io::stderr().lock();
                 for w in warnings {
-                    eprint!("{}", w.render(src.as_deref(), color()));
+                    let _ = write!(err, "{}", w.render(src.as_deref(), color()));
                 }
             }
             Ok(rb)

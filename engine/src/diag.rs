@@ -104,7 +104,21 @@ impl Diagnostic {
 
     /// Renders the diagnostic with the source line and a caret under the column.
     /// `source` is the file's text when it can be shown (text, not binary).
+    ///
+    /// The result is meant for a terminal, with miette's own colours: everything taken from
+    /// outside (the message, which may quote a value, the help, the file name, the source) is
+    /// made visible first (`term::visible`); in the quoted source, each unsafe character
+    /// becomes U+FFFD so that columns stay where they were.
     pub fn render(&self, source: Option<&str>, color: bool) -> String {
+        use crate::term::{is_unsafe, visible};
+        let source: Option<String> = source.map(|s| {
+            s.replace("\r\n", "\n")
+                .chars()
+                .map(|c| if is_unsafe(c) { '\u{fffd}' } else { c })
+                .collect()
+        });
+        let source = source.as_deref();
+        let file = visible(&self.file);
         let theme = if color {
             GraphicalTheme::unicode()
         } else {
@@ -121,14 +135,14 @@ impl Diagnostic {
             Severity::Warning => "warning",
         };
         // Spelled out, so that the class is clear without colour or glyphs.
-        let mut diag = MietteDiagnostic::new(self.message.clone())
+        let mut diag = MietteDiagnostic::new(visible(&self.message).into_owned())
             .with_severity(match self.severity {
                 Severity::Error => miette::Severity::Error,
                 Severity::Warning => miette::Severity::Warning,
             })
             .with_code(format!("{sev}[{}]", self.code));
         if let Some(help) = &self.help {
-            diag = diag.with_help(help.clone());
+            diag = diag.with_help(visible(help).into_owned());
         }
         let mut out = String::new();
         match source
@@ -136,9 +150,12 @@ impl Diagnostic {
             .and_then(|s| excerpt(s, self.loc(), self.len))
         {
             Some((text, off, len)) => {
-                let label = self.label.clone().unwrap_or_else(|| "here".to_string());
+                let label = self
+                    .label
+                    .as_deref()
+                    .map_or_else(|| "here".to_string(), |l| visible(l).into_owned());
                 diag = diag.with_label(LabeledSpan::new(Some(label), off, len));
-                let name = format!("{}:{}:{}", self.file, self.line, self.column);
+                let name = format!("{file}:{}:{}", self.line, self.column);
                 let report = miette::Report::new(diag)
                     .with_source_code(NamedSource::new(name, text).with_language("yaml"));
                 let _ = handler.render_report(&mut out, report.as_ref());
@@ -146,12 +163,12 @@ impl Diagnostic {
             None => {
                 // No source to quote: the location leads the message, as in `file:line:col: ...`.
                 let at = if self.line > 0 {
-                    format!("{}:{}:{}", self.file, self.line, self.column)
+                    format!("{file}:{}:{}", self.line, self.column)
                 } else {
-                    self.file.clone()
+                    file.to_string()
                 };
                 let mut plain = diag;
-                plain.message = format!("{at}: {}", self.message);
+                plain.message = format!("{at}: {}", visible(&self.message));
                 let _ = handler.render_report(&mut out, &plain);
             }
         }

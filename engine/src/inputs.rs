@@ -142,8 +142,7 @@ impl Supplied {
 
     /// Reads an inputs file (YAML or JSON mapping).
     pub fn with_file(mut self, path: &std::path::Path) -> Result<Self, String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = crate::files::read_input(path, "an inputs file")?;
         let file = path.display().to_string();
         let doc = crate::yaml::parse(&file, &bytes).map_err(|d| d.to_string())?;
         let Value::Object(m) = doc.value else {

@@ -9,6 +9,10 @@
 // parameters; boxing or bundling them would only add noise.
 #![allow(clippy::result_large_err, clippy::too_many_arguments)]
 
+// First: its print macros shadow std's in every module below (see term.rs).
+#[macro_use]
+pub mod term;
+
 pub mod backends;
 pub mod check;
 pub mod cli;
@@ -16,6 +20,7 @@ pub mod diag;
 pub mod drill;
 pub mod exec;
 pub mod exit;
+pub mod files;
 pub mod inputs;
 pub mod model;
 pub mod plan;

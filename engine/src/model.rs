@@ -47,10 +47,13 @@ impl Runbook {
             .find(|s| s.id == id)
     }
 
-    /// The directory relative paths inside the runbook resolve against.
+    /// The directory relative paths inside the runbook resolve against. A bare file name
+    /// (`runbook run undo.yaml`) has the empty path as its parent, which no process can start
+    /// in: that is the current directory.
     pub fn dir(&self) -> PathBuf {
         self.path
             .parent()
+            .filter(|p| !p.as_os_str().is_empty())
             .map(|p| p.to_path_buf())
             .unwrap_or_else(|| PathBuf::from("."))
     }
@@ -212,13 +215,22 @@ pub fn fmt_duration(d: Duration) -> String {
     out
 }
 
-/// Parses `45s`, `15m`, `1h30m`, `250ms`, `1h 30m`.
+/// The longest duration a runbook or drill may give (a wait, a timeout, a delay): longer ones
+/// cannot be meant, and would overflow the clock's arithmetic (a date beyond year 262143).
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+pub const MAX_DURATION_TEXT: &str = "366 days (`366d`)";
+
+/// Parses `45s`, `15m`, `1h30m`, `250ms`, `1h 30m`, up to [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| {
-        format!(
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        Ok(_) | Err(humantime::DurationError::NumberOverflow) => Err(format!(
+            "`{s}` is too long: durations are limited to {MAX_DURATION_TEXT}"
+        )),
+        Err(e) => Err(format!(
             "`{s}` is not a duration ({e}); write a number and a unit, e.g. `30s`, `5m`, `1h30m`"
-        )
-    })
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,13 @@ impl TerminalPrompter {
     }
 }
 
+/// Text handed to dialoguer, which writes it to the terminal as it is: made visible first
+/// (`term::visible`), like everything else shown (`view.rs` does the lines printed above a
+/// prompt).
+fn shown(s: &str) -> String {
+    crate::term::visible(s).into_owned()
+}
+
 fn to_io(e: dialoguer::Error) -> io::Error {
     match e {
         dialoguer::Error::IO(e) => e,
@@ -40,7 +47,7 @@ impl Prompter for TerminalPrompter {
                     self.view.println(&format!("    {}", req.action));
                 }
                 let items = ["yes", "no", "skip", "abort"];
-                let prompt = format!("{} [{}]", req.prompt.trim(), req.safety.as_str());
+                let prompt = shown(&format!("{} [{}]", req.prompt.trim(), req.safety.as_str()));
                 let pick = Select::with_theme(&theme)
                     .with_prompt(prompt)
                     .items(items)
@@ -83,12 +90,17 @@ impl Prompter for TerminalPrompter {
             GateKind::Input(spec) => {
                 let spec = spec.clone();
                 let mut input =
-                    Input::<String>::with_theme(&theme).with_prompt(req.prompt.trim().to_string());
+                    Input::<String>::with_theme(&theme).with_prompt(shown(req.prompt.trim()));
                 if let Some(d) = &spec.default {
-                    input = input.default(match d {
+                    // dialoguer shows the default in the prompt and returns it as typed:
+                    // a default that would not show as it is is not offered.
+                    let d = match d {
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
-                    });
+                    };
+                    if crate::term::visible_line(&d) == d {
+                        input = input.default(d);
+                    }
                 }
                 let s2 = spec.clone();
                 let text = input
@@ -107,9 +119,9 @@ impl Prompter for TerminalPrompter {
     fn reason(&mut self, runbook_title: &str) -> io::Result<String> {
         let theme = ColorfulTheme::default();
         Input::<String>::with_theme(&theme)
-            .with_prompt(format!(
+            .with_prompt(shown(&format!(
                 "Why are you running \"{runbook_title}\"? (incident, alert, ticket)"
-            ))
+            )))
             .interact_text()
             .map_err(to_io)
     }

@@ -136,7 +136,9 @@ impl Inner {
         if self.style == Style::Quiet {
             return;
         }
-        let line = self.redactor.str(line);
+        // Redacted first (a secret split by an escape would otherwise survive), then made
+        // safe to show: this is the one way into the terminal for every line of a run.
+        let line = crate::term::visible(&self.redactor.str(line)).into_owned();
         match self
             .running
             .as_ref()
@@ -172,7 +174,7 @@ impl Inner {
     fn refresh(&mut self) {
         if let Some(r) = self.running.as_ref().filter(|r| !r.paused) {
             if let Some(bar) = &r.bar {
-                bar.set_message(message(r));
+                bar.set_message(crate::term::visible_line(&message(r)).into_owned());
             }
         }
     }

@@ -1,6 +1,9 @@
 //! Real processes. `argv` runs without a shell; scripts arrive here already as
-//! `["sh", "-c", script]`. Each process leads its own process group, so a timeout or an
-//! interrupt kills the whole tree, not only the child. Standard input is never inherited.
+//! `["sh", "-c", script]`. Each process leads its own session (setsid), hence its own process
+//! group, so a timeout or an interrupt kills the whole tree, not only the child; and it has no
+//! controlling terminal, so a child that opens `/dev/tty` (an ssh or sudo password prompt)
+//! fails at once instead of being stopped by SIGTTIN while the run waits forever. Standard
+//! input is never inherited.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -47,23 +50,92 @@ impl Tail {
     }
 }
 
+/// A line of output longer than this keeps its first and last `MAX_LINE / 2` bytes, with a
+/// note of what was cut: memory stays bounded whatever a process prints (one 256 MB line
+/// without a newline took 1 GB before).
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// One line being read, bounded: the head, and a tail that keeps the most recent bytes.
+#[derive(Default)]
+struct LongLine {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    cut: usize,
+}
+
+impl LongLine {
+    fn push(&mut self, mut bytes: &[u8]) {
+        let half = MAX_LINE / 2;
+        if self.head.len() < half {
+            let n = (half - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+        }
+        self.tail.extend_from_slice(bytes);
+        if self.tail.len() > 2 * half {
+            let drop = self.tail.len() - half;
+            self.tail.drain(..drop);
+            self.cut += drop;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head.is_empty()
+    }
+
+    /// The line as kept; `take`s it, leaving an empty line.
+    fn take(&mut self) -> Vec<u8> {
+        let half = MAX_LINE / 2;
+        if self.tail.len() > half {
+            let drop = self.tail.len() - half;
+            self.tail.drain(..drop);
+            self.cut += drop;
+        }
+        let mut out = std::mem::take(&mut self.head);
+        if self.cut > 0 {
+            // Cut on a character boundary is not guaranteed; lossy decoding shows U+FFFD.
+            out.extend_from_slice(
+                format!("[… {} bytes of this line truncated …]", self.cut).as_bytes(),
+            );
+        }
+        out.append(&mut self.tail);
+        self.cut = 0;
+        out
+    }
+}
+
 async fn pump<R: AsyncRead + Unpin>(r: R, stream: &'static str, ctx: CallCtx) -> Tail {
     let mut reader = BufReader::new(r);
     let mut tail = Tail::default();
-    let mut line = Vec::new();
+    let mut line = LongLine::default();
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                tail.push(&line);
-                let text = String::from_utf8_lossy(&line);
-                ctx.progress
-                    .line(stream, text.trim_end_matches(['\n', '\r']));
-            }
+        let buf = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(b) => b,
+        };
+        let (part, ends) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        line.push(part);
+        let n = part.len();
+        reader.consume(n);
+        if ends {
+            emit(&mut line, &mut tail, stream, &ctx);
         }
     }
+    if !line.is_empty() {
+        emit(&mut line, &mut tail, stream, &ctx);
+    }
     tail
+}
+
+fn emit(line: &mut LongLine, tail: &mut Tail, stream: &'static str, ctx: &CallCtx) {
+    let bytes = line.take();
+    tail.push(&bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    ctx.progress
+        .line(stream, text.trim_end_matches(['\n', '\r']));
 }
 
 fn signal_group(pgid: i32, sig: i32) {
@@ -122,8 +194,17 @@ impl ShellBackend for ProcessShell {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(true);
+        // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent; it
+        // cannot fail in a freshly forked child, which leads no process group yet.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         if let Some(cwd) = &req.cwd {
             cmd.current_dir(cwd);
         }

@@ -53,8 +53,12 @@ struct Row {
 /// Is this YAML file a drill? (Unreadable files that say `kind: Drill` count, so their
 /// problems are reported rather than skipped.)
 fn is_drill(path: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(path) else {
-        return false;
+    // Bounded: the path may be `/dev/zero`. A file over the limit counts, so that the
+    // checker reports it (file-too-large).
+    let bytes = match crate::files::read_limited(path, crate::files::MAX_FILE_BYTES) {
+        Ok(Some(b)) => b,
+        Ok(None) => return true,
+        Err(_) => return false,
     };
     match crate::yaml::parse(&path.display().to_string(), &bytes) {
         Ok(doc) => doc.value.get("kind").and_then(Value::as_str) == Some("Drill"),
@@ -80,7 +84,7 @@ fn find(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
             continue;
         }
         out.extend(
-            crate::cli::yaml_files(p)
+            crate::files::yaml_files(p)
                 .into_iter()
                 .filter(|f| is_drill(f)),
         );

@@ -37,6 +37,16 @@ pub struct VirtualClock {
     now: Mutex<DateTime<Utc>>,
 }
 
+/// `t + d`, saturating at the end of time: no duration may overflow the clock's arithmetic
+/// (durations are bounded at `check`, see `model::MAX_DURATION`; this holds whatever reaches
+/// the runner).
+pub fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 impl VirtualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
         VirtualClock {
@@ -47,10 +57,7 @@ impl VirtualClock {
     pub fn advance(&self, d: Duration) {
         let mut now = self.now.lock().expect("clock lock");
         // Saturates: a drill of a runbook with an absurd wait must not crash the engine.
-        *now = chrono::Duration::from_std(d)
-            .ok()
-            .and_then(|d| now.checked_add_signed(d))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        *now = later(*now, d);
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use super::clock::{stamp, Clock};
 use super::events::{Envelope, Event, JOURNAL_VERSION};
@@ -179,8 +179,16 @@ impl Emitter {
 /// is durable the run creates `<run dir>/paused-<seq>` and waits until that file is removed.
 /// A test can then SIGKILL the process at an exact event boundary, or change the world (fill
 /// the disk) and let it go on.
+///
+/// Compiled into debug builds only (the builds `cargo test` runs): a release binary has no
+/// such hook, so the variable cannot make a production run block (see docs/reliability.md).
+#[cfg(not(debug_assertions))]
+fn pause_hook(_written: std::ops::RangeInclusive<u64>, _run_dir: &Path) {}
+
+/// See above: the debug build's hook.
+#[cfg(debug_assertions)]
 fn pause_hook(written: std::ops::RangeInclusive<u64>, run_dir: &Path) {
-    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     let at = AT.get_or_init(|| {
         std::env::var("RUNBOOK_TEST_PAUSE_AFTER")
             .ok()

@@ -35,12 +35,30 @@ impl Journal {
     /// Opens an existing journal to append to it (resume). A torn last line is cut off first,
     /// so that every line of the file stays a whole JSON document.
     pub fn reopen(path: &Path) -> io::Result<Journal> {
-        let bytes = std::fs::read(path)?;
-        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-            let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-            let f = OpenOptions::new().write(true).open(path)?;
-            f.set_len(keep as u64)?;
-            f.sync_all()?;
+        let len = std::fs::metadata(path)?.len();
+        if len > 0 {
+            // Find the last newline from the end, a block at a time: the file is not read
+            // whole (it may be large, see `read`).
+            use std::io::{Read as _, Seek, SeekFrom};
+            let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+            let mut end = len;
+            let mut keep = 0;
+            let mut block = vec![0u8; 64 * 1024];
+            while end > 0 {
+                let start = end.saturating_sub(block.len() as u64);
+                let n = (end - start) as usize;
+                f.seek(SeekFrom::Start(start))?;
+                f.read_exact(&mut block[..n])?;
+                if let Some(p) = block[..n].iter().rposition(|b| *b == b'\n') {
+                    keep = start + p as u64 + 1;
+                    break;
+                }
+                end = start;
+            }
+            if keep != len {
+                f.set_len(keep)?;
+                f.sync_all()?;
+            }
         }
         let file = OpenOptions::new().append(true).open(path)?;
         Ok(Journal {
@@ -103,10 +121,44 @@ pub struct Read {
     pub bad_lines: Vec<(usize, String)>,
 }
 
-/// Reads a journal, tolerating a torn last line.
+/// The longest journal line read back. The engine's own events are far shorter (a step's
+/// output is cut to 1 MiB per stream, and even escaped as JSON stays under this); a longer line
+/// means a damaged or hostile file, and reading it would cost its length in memory.
+pub const MAX_LINE: usize = 32 * 1024 * 1024;
+
+/// Reads a journal, tolerating a torn last line. Reads line by line, each bounded by
+/// [`MAX_LINE`]: a longer line is an error that names it.
 pub fn read(path: &Path) -> io::Result<Read> {
-    let bytes = std::fs::read(path)?;
-    Ok(parse(&bytes))
+    use std::io::{BufRead, Read as _};
+    let mut r = io::BufReader::new(File::open(path)?);
+    let mut out = Read::default();
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let n = (&mut r)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        let whole = line.last() == Some(&b'\n');
+        if !whole && line.len() > MAX_LINE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "line {number} of {} is longer than {} MiB, which no journal event is; \
+                     the file is damaged or not a journal",
+                    path.display(),
+                    MAX_LINE >> 20
+                ),
+            ));
+        }
+        let at_end = !whole && r.fill_buf()?.is_empty();
+        parse_line(&mut out, number, &String::from_utf8_lossy(&line), at_end);
+    }
+    Ok(out)
 }
 
 /// Parses journal bytes.
@@ -116,25 +168,22 @@ pub fn parse(bytes: &[u8]) -> Read {
     let ends_whole = text.ends_with('\n') || text.is_empty();
     let lines: Vec<&str> = text.split_terminator('\n').collect();
     for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Envelope>(line) {
-            Ok(e) => out.events.push(e),
-            Err(err) => {
-                if i + 1 == lines.len() && !ends_whole {
-                    out.truncated = true;
-                } else {
-                    out.bad_lines.push((i + 1, err.to_string()));
-                }
-            }
-        }
-    }
-    if !ends_whole && !out.truncated && !lines.is_empty() {
-        // The last line parsed but had no newline: the write finished, the newline did not.
-        out.truncated = false;
+        parse_line(&mut out, i + 1, line, i + 1 == lines.len() && !ends_whole);
     }
     out
+}
+
+/// One line (number `number`); `torn` when it is the last and has no newline: such a line
+/// that does not parse is a write cut by a crash, which readers tolerate.
+fn parse_line(out: &mut Read, number: usize, line: &str, torn: bool) {
+    if line.trim().is_empty() {
+        return;
+    }
+    match serde_json::from_str::<Envelope>(line) {
+        Ok(e) => out.events.push(e),
+        Err(_) if torn => out.truncated = true,
+        Err(err) => out.bad_lines.push((number, err.to_string())),
+    }
 }
 
 /// Finds a journal from a run id or a path (a journal file or a run directory).

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::actions::{self, Env};
-use super::clock::{millis_between, stamp, Clock};
+use super::clock::{later, millis_between, stamp, Clock};
 use super::context::{bound, observe, steps_read, steps_read_in, RunContext};
 use super::emitter::Emitter;
 use super::events::{Check, Event, Phase, RunOutcome, RunbookInfo, StepOutcome};
@@ -971,18 +971,14 @@ impl Runner {
                 }
             }
             let a0 = self.clock.now();
-            let poll_deadline = step
-                .until
-                .as_ref()
-                .map(|u| a0 + chrono::Duration::from_std(u.timeout).unwrap_or_default());
+            let poll_deadline = step.until.as_ref().map(|u| later(a0, u.timeout));
             let mut polls = 0;
             let mut fatal = false;
             let mut captured: Vec<(String, Value)> = vec![];
             let ok = loop {
                 polls += 1;
                 let p0 = self.clock.now();
-                let deadline =
-                    timeout.map(|t| p0 + chrono::Duration::from_std(t).unwrap_or_default());
+                let deadline = timeout.map(|t| later(p0, t));
                 let cctx = CallCtx {
                     step: sid.to_string(),
                     attempt,
@@ -1118,8 +1114,7 @@ impl Runner {
                 // Poll again if the budget allows.
                 match (&step.until, poll_deadline) {
                     (Some(u), Some(pd)) => {
-                        let next = self.clock.now()
-                            + chrono::Duration::from_std(u.interval).unwrap_or_default();
+                        let next = later(self.clock.now(), u.interval);
                         if next > pd {
                             let e = error.take().unwrap_or_else(|| "verify did not hold".into());
                             error = Some(format!(

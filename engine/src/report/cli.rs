@@ -67,9 +67,15 @@ fn report(a: &ReportArgs) -> Result<(), ReportError> {
                 message: "--template renders Markdown; drop --format or name the output .md".into(),
             });
         }
-        let src = std::fs::read_to_string(t).map_err(|e| ReportError::Template {
+        let bytes = crate::files::read_input(t, "a report template").map_err(|message| {
+            ReportError::Template {
+                name: t.display().to_string(),
+                message,
+            }
+        })?;
+        let src = String::from_utf8(bytes).map_err(|_| ReportError::Template {
             name: t.display().to_string(),
-            message: format!("cannot read it: {e}"),
+            message: "it is not UTF-8 text".into(),
         })?;
         opts.template = Some((t.display().to_string(), src));
     }
@@ -78,8 +84,14 @@ fn report(a: &ReportArgs) -> Result<(), ReportError> {
     })?;
     let text = super::render(&path, &opts)?;
     match &a.output {
-        Some(out) => super::write(out, &text),
+        Some(out) => super::write(out, &text, &path),
         None => {
+            // On a terminal, nothing from the journal may move the cursor or rewrite a line.
+            let text = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                crate::term::visible(&text)
+            } else {
+                std::borrow::Cow::Borrowed(text.as_str())
+            };
             let mut stdout = std::io::stdout().lock();
             match stdout
                 .write_all(text.as_bytes())

@@ -61,6 +61,11 @@ pub enum ReportError {
     Template { name: String, message: String },
     #[error("cannot tell the report format from `{path}`: name it .md, .json or .html, or pass --format")]
     UnknownFormat { path: String },
+    #[error(
+        "refusing to write the report over the journal {path}: the journal is the run's one \
+         record; name the report e.g. report.md (-o {dir}/report.md)"
+    )]
+    OverJournal { path: String, dir: String },
     #[error("cannot write the report {path}: {source}")]
     Write {
         path: String,
@@ -159,11 +164,24 @@ fn output(
 }
 
 /// Writes a report file, creating its directory.
-pub fn write(out: &Path, text: &str) -> Result<(), ReportError> {
+/// Writes a report to `out`, refusing to overwrite a journal: any file named
+/// `journal.jsonl`, or the file of `journal` itself under another name (a symlink, a hard
+/// link: compared by device and inode).
+pub fn write(out: &Path, text: &str, journal: &Path) -> Result<(), ReportError> {
     let err = |source| ReportError::Write {
         path: out.display().to_string(),
         source,
     };
+    if is_journal(out, journal) {
+        let dir = out
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        return Err(ReportError::OverJournal {
+            path: out.display().to_string(),
+            dir: dir.display().to_string(),
+        });
+    }
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
@@ -190,7 +208,19 @@ pub fn write_for_journal_with(
     let mut opts = Options::new(format);
     opts.redactor = redactor.clone();
     let text = render(journal, &opts).map_err(|e| e.to_string())?;
-    write(out, &text).map_err(|e| e.to_string())
+    write(out, &text, journal).map_err(|e| e.to_string())
+}
+
+/// Whether writing to `out` would overwrite a journal (see [`write`]).
+fn is_journal(out: &Path, journal: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if out.file_name() == Some(std::ffi::OsStr::new(crate::exec::journal::FILE_NAME)) {
+        return true;
+    }
+    match (std::fs::metadata(out), std::fs::metadata(journal)) {
+        (Ok(o), Ok(j)) => o.dev() == j.dev() && o.ino() == j.ino(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

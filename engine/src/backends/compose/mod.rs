@@ -79,9 +79,68 @@ fn parse<T: DeserializeOwned>(verb: &str, args: &Value) -> Result<T, ActionError
         .map_err(|e| invalid(format!("the arguments of `{verb}` after rendering: {e}")))
 }
 
+/// Why `argv` is not a Compose CLI, if it is not. The verb a step names (`ps`, `down`) sets its
+/// safety class and what `plan` shows, so the backend's `command` must be a Compose CLI that
+/// the verb is appended to, and nothing else: `[docker-compose]`, `[podman-compose]`, or
+/// `docker`, `podman` or `nerdctl` (any directory) followed by `compose` as the last element,
+/// with only `--context X`, `-c X`, `--host X`, `-H X`, `--config X` or `--flag=value`
+/// between them. Anything else (a wrapper script, `sh -c`, `ssh host`, a flag that would make
+/// `docker` run another subcommand) is refused, at `check` and again after rendering.
+pub fn cli_problem(argv: &[String]) -> Option<String> {
+    const PLUGIN_HOSTS: &[&str] = &["docker", "podman", "nerdctl"];
+    const STANDALONE: &[&str] = &["docker-compose", "podman-compose"];
+    const VALUED: &[&str] = &["--context", "-c", "--host", "-H", "--config"];
+    let name = |s: &str| {
+        std::path::Path::new(s)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let expected = "a Compose CLI: [docker, compose], [podman, compose], [nerdctl, compose], \
+                    [docker-compose] or [podman-compose]";
+    let Some((program, rest)) = argv.split_first() else {
+        return Some(format!("`command` is empty; expected {expected}"));
+    };
+    let program_name = name(program);
+    if STANDALONE.contains(&program_name.as_str()) {
+        return (!rest.is_empty()).then(|| {
+            format!("`{program_name}` takes no arguments here (the step's verb follows it); expected {expected}")
+        });
+    }
+    if !PLUGIN_HOSTS.contains(&program_name.as_str()) {
+        return Some(format!(
+            "`{program}` is not a Compose CLI, so a step's verb would not say what runs; expected {expected}"
+        ));
+    }
+    let mut i = 0;
+    while i < rest.len() {
+        let a = rest[i].as_str();
+        if a == "compose" {
+            return (i + 1 != rest.len()).then(|| {
+                format!("nothing may follow `compose` in `command` (the step's verb does); expected {expected}")
+            });
+        }
+        if VALUED.contains(&a) && i + 1 < rest.len() {
+            i += 2;
+        } else if a.starts_with("--") && a.contains('=') {
+            i += 1;
+        } else {
+            return Some(format!(
+                "`{a}` in `command` before `compose`: only --context, --host, --config (with a value) may go there; expected {expected}"
+            ));
+        }
+    }
+    Some(format!(
+        "`{program_name}` without `compose` is not a Compose CLI; expected {expected}"
+    ))
+}
+
 impl ComposeCli {
     async fn cli(&self, spec: &ComposeBackendSpec) -> Result<Vec<String>, ActionError> {
         if !spec.command.is_empty() {
+            if let Some(why) = cli_problem(&spec.command) {
+                return Err(invalid(why));
+            }
             return Ok(spec.command.clone());
         }
         self.detected.get_or_try_init(detect).await.cloned()

@@ -58,10 +58,7 @@ pub struct Call<'a> {
 
 /// `t + d`, saturating: durations come from drill files, and no input may overflow the clock.
 pub fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(d)
-        .ok()
-        .and_then(|d| t.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    crate::exec::clock::later(t, d)
 }
 
 /// A call the world has no script for: loud, and not worth retrying.
