@@ -735,6 +735,9 @@ fn backend_kind(b: &BackendSpec) -> Vec<&'static str> {
     if b.shell.is_some() {
         k.push("shell");
     }
+    if b.prometheus.is_some() {
+        k.push("prometheus");
+    }
     k
 }
 
@@ -745,7 +748,7 @@ fn check_backends(cx: &mut Ctx, spec: &RunbookSpec, scope: &Scope) {
         if kinds.len() != 1 {
             cx.key_err(
                 &ptr,
-                format!("backend `{name}` must have exactly one of `kubernetes`, `http`, `compose`, `shell` (found {})", kinds.len()),
+                format!("backend `{name}` must have exactly one of `kubernetes`, `http`, `compose`, `shell`, `prometheus` (found {})", kinds.len()),
                 "backend-kind",
             )
             .help = Some("give each backend its own name".into());
@@ -778,6 +781,11 @@ fn check_backends(cx: &mut Ctx, spec: &RunbookSpec, scope: &Scope) {
                             .into(),
                     );
                 }
+            }
+        }
+        if let Some(p) = &b.prometheus {
+            if let Some(t) = &p.timeout {
+                cx.duration(&format!("{ptr}/prometheus/timeout"), t);
             }
         }
     }
@@ -1033,14 +1041,20 @@ fn single_equals(src: &str) -> bool {
 fn action_fields_of(s: &StepSpec) -> Vec<&'static str> {
     let mut v = vec![];
     macro_rules! has { ($($f:ident),*) => { $( if s.$f.is_some() { v.push(stringify!($f)); } )* } }
-    has!(shell, http, kubernetes, compose, confirm, manual, input, wait, assert, call);
+    has!(
+        shell, http, kubernetes, compose, confirm, manual, input, wait, assert, call, prometheus,
+        analysis
+    );
     v
 }
 
 fn undo_fields_of(s: &UndoSpec) -> Vec<&'static str> {
     let mut v = vec![];
     macro_rules! has { ($($f:ident),*) => { $( if s.$f.is_some() { v.push(stringify!($f)); } )* } }
-    has!(shell, http, kubernetes, compose, confirm, manual, input, wait, assert, call);
+    has!(
+        shell, http, kubernetes, compose, confirm, manual, input, wait, assert, call, prometheus,
+        analysis
+    );
     v
 }
 
@@ -1157,6 +1171,33 @@ fn check_step(
             "verify-kind",
         )
         .help = Some("use an `assert` step to check earlier captures".into());
+    }
+
+    let analysis_pass = matches!(action.kind, ActionKind::Analysis { .. })
+        && body.get("on_inconclusive").and_then(Value::as_str) == Some("pass");
+    if s.on_inconclusive == Some(spec::OnInconclusive::Pass) || analysis_pass {
+        let p = if analysis_pass {
+            format!("{ptr}/{field}/on_inconclusive")
+        } else {
+            format!("{ptr}/on_inconclusive")
+        };
+        cx.warn(
+            &p,
+            "`on_inconclusive: pass` lets no data (an empty result, NaN) count as a pass",
+            "inconclusive-pass",
+        )
+        .help = Some(
+            "prefer `fail` (the default) or `ask`; a verification that cannot see the system proves nothing"
+                .into(),
+        );
+    }
+    if s.on_inconclusive.is_some() && s.verify.is_empty() {
+        cx.key_err(
+            &format!("{ptr}/on_inconclusive"),
+            "`on_inconclusive` applies to `verify`, but this step has no `verify`",
+            "inconclusive-without-verify",
+        )
+        .help = Some("an `analysis` step takes `on_inconclusive` inside `analysis:`".into());
     }
 
     let timeout = s
@@ -1366,7 +1407,10 @@ fn check_undo(
         return None;
     }
     let field = fields[0];
-    if matches!(field, "confirm" | "input" | "assert" | "call") {
+    if matches!(
+        field,
+        "confirm" | "input" | "assert" | "call" | "prometheus" | "analysis"
+    ) {
         cx.key_err(
             &format!("{ptr}/{field}"),
             format!("`{field}` cannot be an undo action"),
@@ -1666,6 +1710,63 @@ fn check_action(
             resolve_backend(cx, spec, ptr, "compose", backend_name, false);
             ActionKind::Compose { verb: verbs[0] }
         }
+        "prometheus" => {
+            resolve_backend(cx, spec, ptr, "prometheus", backend_name, false);
+            if let Some(r) = body.get("range") {
+                if let Some(l) = r.get("last").and_then(Value::as_str) {
+                    if !template::is_template(l) {
+                        cx.duration(&format!("{ptr}/range/last"), l)?;
+                    }
+                }
+                if let Some(st) = r.get("step").and_then(Value::as_str) {
+                    if !template::is_template(st) {
+                        cx.duration(&format!("{ptr}/range/step"), st)?;
+                    }
+                }
+            }
+            ActionKind::Prometheus
+        }
+        "analysis" => {
+            resolve_backend(cx, spec, ptr, "prometheus", backend_name, false);
+            let a: spec::AnalysisAction = serde_json::from_value(body.clone()).ok()?;
+            let interval = cx.duration(&format!("{ptr}/interval"), &a.interval)?;
+            if a.failed_checks == 0 || a.checks == 0 {
+                cx.key_err(
+                    ptr,
+                    "`checks` and `failed_checks` must be at least 1",
+                    "analysis",
+                );
+                return None;
+            }
+            if a.metrics.is_empty() {
+                cx.key_err(ptr, "an analysis needs at least one metric", "analysis")
+                    .help =
+                    Some("`metrics: [ { name: success-rate, query: \"...\", min: 99 } ]`".into());
+                return None;
+            }
+            let mut names = HashSet::new();
+            for (i, m) in a.metrics.iter().enumerate() {
+                if m.min.is_none() && m.max.is_none() {
+                    cx.key_err(
+                        &format!("{ptr}/metrics/{i}"),
+                        format!("metric `{}` has neither `min` nor `max`", m.name),
+                        "analysis",
+                    )
+                    .help = Some(
+                        "a metric without bounds can never fail a check: add `min:` or `max:`"
+                            .into(),
+                    );
+                }
+                if !names.insert(m.name.clone()) {
+                    cx.key_err(
+                        &format!("{ptr}/metrics/{i}"),
+                        format!("two metrics are named `{}`", m.name),
+                        "analysis",
+                    );
+                }
+            }
+            ActionKind::Analysis { interval }
+        }
         "confirm" => ActionKind::Confirm,
         "manual" => ActionKind::Manual,
         "input" => {
@@ -1853,8 +1954,13 @@ fn check_action(
         ActionKind::Kubernetes { .. }
         | ActionKind::Compose { .. }
         | ActionKind::Http
+        | ActionKind::Prometheus
+        | ActionKind::Analysis { .. }
         | ActionKind::Shell => {
-            let k = kind.field();
+            let k = match kind.field() {
+                "analysis" => "prometheus",
+                other => other,
+            };
             backend_name.map(str::to_string).or_else(|| {
                 let of_kind: Vec<&String> = spec
                     .backends

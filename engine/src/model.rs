@@ -117,6 +117,12 @@ pub enum ActionKind {
     Wait(Option<Duration>),
     Assert,
     Call(Arc<Runbook>),
+    /// A PromQL query (instant, or range when the body has `range`).
+    Prometheus,
+    /// A canary analysis: one check every `interval`.
+    Analysis {
+        interval: Duration,
+    },
 }
 
 impl ActionKind {
@@ -133,6 +139,8 @@ impl ActionKind {
             ActionKind::Wait(_) => "wait",
             ActionKind::Assert => "assert",
             ActionKind::Call(_) => "call",
+            ActionKind::Prometheus => "prometheus",
+            ActionKind::Analysis { .. } => "analysis",
         }
     }
 

@@ -167,7 +167,7 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
-/// A named target. Exactly one of `kubernetes`, `http`, `compose` or `shell`.
+/// A named target. Exactly one of `kubernetes`, `http`, `compose`, `shell` or `prometheus`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSpec {
@@ -183,6 +183,27 @@ pub struct BackendSpec {
     /// Working directory and environment for `shell` steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<ShellBackendSpec>,
+    /// A Prometheus query API, for `prometheus` and `analysis` steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusBackendSpec>,
+}
+
+/// A Prometheus server (or any server with its HTTP query API, `/api/v1/query`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusBackendSpec {
+    /// Base URL of the server, e.g. `http://prometheus.monitoring:9090` (a template).
+    pub url: String,
+    /// Headers sent with every query (templates; use `secrets.*` for tokens). Never sent to
+    /// another origin: a redirect off the server's origin is refused.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, String>,
+    /// Per-query timeout, e.g. `10s` (default 30s). Also sent to Prometheus as `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// PEM file of an extra CA to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 /// A Kubernetes cluster, resolved like kubectl does (`KUBECONFIG`, `~/.kube/config`, in-cluster).
@@ -376,6 +397,13 @@ macro_rules! action_fields {
             /// Run another runbook file, its steps journaled under this step.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub call: Option<CallAction>,
+            /// Query Prometheus (read-only). The result has `value`, `series`, `empty`, `query`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub prometheus: Option<PrometheusAction>,
+            /// Canary analysis: query metrics every `interval`, fail after `failed_checks`
+            /// failed checks, pass after `checks` checks (read-only).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub analysis: Option<AnalysisAction>,
         }
     };
 }
@@ -426,7 +454,101 @@ action_fields! {
         /// Keep going when this step fails (its failure is still reported).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         pub continue_on_failure: bool,
+        /// What an inconclusive verification (no data, NaN, several series where one was
+        /// expected) means once the poll budget is spent: `fail` (default), `ask` the operator,
+        /// or `pass` (flagged by `check --strict`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub on_inconclusive: Option<OnInconclusive>,
     }
+}
+
+/// What an inconclusive verification or check counts as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInconclusive {
+    /// A failure (default): no data never passes.
+    #[default]
+    Fail,
+    /// Ask the operator whether to go on (a CI run without an answer fails).
+    Ask,
+    /// A pass. Flagged by `check --strict`: say why in the step's description.
+    Pass,
+}
+
+impl OnInconclusive {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnInconclusive::Fail => "fail",
+            OnInconclusive::Ask => "ask",
+            OnInconclusive::Pass => "pass",
+        }
+    }
+}
+
+/// A PromQL query: instant (the value now), or over a range when `range` is given.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusAction {
+    /// A prometheus backend (optional when the runbook has exactly one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// The PromQL expression (a template; journaled as sent).
+    pub query: String,
+    /// A range query over the last `last`, one point every `step`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<PromRangeSpec>,
+}
+
+/// The window of a range query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromRangeSpec {
+    /// How far back, e.g. `15m`.
+    pub last: String,
+    /// Resolution, e.g. `1m` (default: a 60th of `last`, at least 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+}
+
+/// A canary analysis (Flagger-style): every `interval` one check queries each metric; a check
+/// fails when a metric is out of its bounds (or has no data, unless `on_inconclusive` says
+/// otherwise). The step fails at `failed_checks` failed checks and passes after `checks` checks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisAction {
+    /// A prometheus backend (optional when the runbook has exactly one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// Time between checks, e.g. `1m`.
+    pub interval: String,
+    /// Fail the step when this many checks have failed (>= 1).
+    #[schemars(range(min = 1, max = 1000))]
+    pub failed_checks: u32,
+    /// Pass after this many checks with fewer failures (>= 1).
+    #[schemars(range(min = 1, max = 1000))]
+    pub checks: u32,
+    /// The metrics every check reads.
+    pub metrics: Vec<AnalysisMetric>,
+    /// A metric with no data (or NaN, or several series): `fail` counts the check as failed
+    /// (default, as Flagger), `ask` pauses for the operator (as Argo), `pass` ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_inconclusive: Option<OnInconclusive>,
+}
+
+/// One metric of an analysis: a query giving one value, and its bounds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisMetric {
+    /// Name shown in the journal, the report and drills (`metrics:` of a drill match it).
+    pub name: String,
+    /// PromQL giving exactly one series (a template).
+    pub query: String,
+    /// Smallest acceptable value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Largest acceptable value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
 }
 
 action_fields! {
@@ -941,6 +1063,8 @@ pub const ACTION_KINDS: &[&str] = &[
     "wait",
     "assert",
     "call",
+    "prometheus",
+    "analysis",
 ];
 
 /// The verbs of a `kubernetes:` action.

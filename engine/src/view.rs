@@ -463,6 +463,7 @@ impl EventSink for TerminalView {
                     ok,
                     checks,
                     poll,
+                    polling,
                     ..
                 } => {
                     if !ok {
@@ -472,18 +473,55 @@ impl EventSink for TerminalView {
                             .map(|c| {
                                 let obs: Vec<String> =
                                     c.observed.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                                if obs.is_empty() {
+                                let mut t = if obs.is_empty() {
                                     c.that.clone()
                                 } else {
                                     format!("{} ({})", c.that, obs.join(", "))
+                                };
+                                if c.verdict() == crate::exec::verdict::Verdict::Inconclusive {
+                                    t = format!(
+                                        "no data for {t}: {}",
+                                        c.reason.as_deref().unwrap_or("no value")
+                                    );
                                 }
+                                t
                             })
                             .collect();
-                        i.log(
-                            &ts,
-                            &format!("  {step}: poll {poll}: not yet: {}", failing.join("; ")),
-                        );
+                        // Only a step that polls has polls to count.
+                        let lead = if *polling {
+                            format!("poll {poll}: not yet")
+                        } else {
+                            "verify".to_string()
+                        };
+                        i.log(&ts, &format!("  {step}: {lead}: {}", failing.join("; ")));
                     }
+                }
+                Event::AnalysisCheck {
+                    step,
+                    check,
+                    verdict,
+                    metrics,
+                    failed,
+                } => {
+                    let vals: Vec<String> = metrics
+                        .iter()
+                        .map(|m| {
+                            let v = m
+                                .value
+                                .map(crate::backends::prometheus::value_text)
+                                .or(m.text.clone())
+                                .unwrap_or_else(|| "no value".into());
+                            format!("{}={v} {}", m.name, m.verdict.as_str())
+                        })
+                        .collect();
+                    i.log(
+                        &ts,
+                        &format!(
+                            "  {step}: check {check}: {} ({}); {failed} failed",
+                            verdict.as_str(),
+                            vals.join(", ")
+                        ),
+                    );
                 }
                 Event::Capture { step, name, value } => {
                     if i.style == Style::Plain {

@@ -345,3 +345,152 @@ pub fn journal_text(run: &Run) -> String {
         .and_then(|d| std::fs::read_to_string(d.join("journal.jsonl")).ok())
         .unwrap_or_default()
 }
+
+/// The real Prometheus of the test environment (tests/env/prom-up.sh), if it is up: its URL
+/// (`RUNBOOK_TEST_PROMETHEUS_URL`) and the directory of its file-based targets
+/// (`RUNBOOK_TEST_PROMETHEUS_TARGETS`).
+pub fn prometheus() -> Option<TestEnv> {
+    let Some(vars) = vars_for(
+        "RUNBOOK_TESTENV_PROM",
+        &[
+            "RUNBOOK_TEST_PROMETHEUS_URL",
+            "RUNBOOK_TEST_PROMETHEUS_TARGETS",
+        ],
+    ) else {
+        return absent(
+            "Prometheus",
+            "RUNBOOK_TESTENV_PROM is not 1 and env.sh has no Prometheus",
+        );
+    };
+    let url = vars
+        .get("RUNBOOK_TEST_PROMETHEUS_URL")
+        .cloned()
+        .unwrap_or_default();
+    let addr = url.trim_start_matches("http://").to_string();
+    if !answers(&addr) {
+        return absent(
+            "Prometheus",
+            &format!(
+                "nothing answers on {addr}{}",
+                daemon_report(&["prometheus"])
+            ),
+        );
+    }
+    Some(TestEnv { vars })
+}
+
+/// A metrics endpoint on loopback whose text the test sets, scraped by the test
+/// environment's Prometheus (every second) for as long as it lives. Every series it exposes
+/// carries the label `test="<name>"`, so tests never read each other's series.
+pub struct Exporter {
+    pub name: String,
+    pub addr: std::net::SocketAddr,
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    target_file: PathBuf,
+    prom_url: String,
+}
+
+impl Exporter {
+    pub fn start(env: &TestEnv, prefix: &str) -> Exporter {
+        use std::io::{Read, Write};
+        let name = unique(prefix);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let t2 = text.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut c) = conn else { continue };
+                let t3 = t2.clone();
+                std::thread::spawn(move || {
+                    let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                    let mut buf = [0u8; 8192];
+                    let mut req = Vec::new();
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match c.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let body = t3.lock().unwrap().clone();
+                    let _ = write!(
+                        c,
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        let dir = PathBuf::from(env.var("RUNBOOK_TEST_PROMETHEUS_TARGETS"));
+        let target_file = dir.join(format!("{name}.json"));
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(
+            &tmp,
+            format!(r#"[{{"targets":["{addr}"],"labels":{{"test":"{name}"}}}}]"#),
+        )
+        .unwrap();
+        // Renamed into place: Prometheus never reads a half-written file.
+        std::fs::rename(&tmp, &target_file).unwrap();
+        Exporter {
+            name,
+            addr,
+            text,
+            target_file,
+            prom_url: env.var("RUNBOOK_TEST_PROMETHEUS_URL").to_string(),
+        }
+    }
+
+    /// Sets the exposition text (Prometheus text format), e.g. `rb_rate 0.002\n`.
+    pub fn set(&self, text: &str) {
+        *self.text.lock().unwrap() = text.to_string();
+    }
+
+    /// Waits until Prometheus answers `query` (an instant query) with a result for which
+    /// `ok` holds (the `data.result` array), and returns it. Panics after 60 s with the last
+    /// answer: Prometheus scrapes every second, so this only waits for a scrape or two.
+    pub fn wait_for(&self, query: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..600 {
+            last = prom_query(&self.prom_url, query);
+            if ok(&last["data"]["result"]) {
+                return last["data"]["result"].clone();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("Prometheus never answered `{query}` as expected; last answer: {last}");
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.target_file);
+    }
+}
+
+/// An instant query against Prometheus's HTTP API (a plain HTTP/1.0 GET).
+pub fn prom_query(prom_url: &str, query: &str) -> Value {
+    use std::io::{Read, Write};
+    let addr = prom_url.trim_start_matches("http://").trim_end_matches('/');
+    let enc: String = query
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return Value::Null;
+    };
+    let _ = write!(
+        s,
+        "GET /api/v1/query?query={enc} HTTP/1.0\r\nHost: {addr}\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null)
+}

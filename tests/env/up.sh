@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # tests/env/up.sh: one entry point for the integration-test backends.
 #
-#   tests/env/up.sh [k8s] [compose]      (no argument: both)
+#   tests/env/up.sh [k8s] [compose] [prom]   (no argument: all three)
 #
 # k8s:     tests/env/k8s-build.sh (builds once, cached afterwards) + tests/env/k8s-up.sh
 # compose: tests/env/compose-up.sh
+# prom:    tests/env/prom-up.sh (a real Prometheus scraping the tests' loopback exporters)
 # Each part is idempotent: what is already up is left running and only reported.
 #
 # Writes $RUNBOOK_TESTENV/env.sh, to be sourced by test runs, with every export of the
@@ -16,13 +17,14 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/lib.sh"
 
-want_k8s=0 want_compose=0
-[ $# -gt 0 ] || set -- k8s compose
+want_k8s=0 want_compose=0 want_prom=0
+[ $# -gt 0 ] || set -- k8s compose prom
 for a in "$@"; do
   case $a in
     k8s) want_k8s=1 ;;
     compose) want_compose=1 ;;
-    *) die "usage: $0 [k8s] [compose]" ;;
+    prom) want_prom=1 ;;
+    *) die "usage: $0 [k8s] [compose] [prom]" ;;
   esac
 done
 
@@ -32,6 +34,8 @@ T0=$(date +%s.%N)
 rm -f "$TE/env.sh"
 # The build first and alone: it may run apt-get, and two apt-gets at once fail on apt's lock.
 [ "$want_k8s" = 0 ] || "$HERE/k8s-build.sh"
+# Prometheus too may run apt-get: before the parallel part, and it starts in about a second.
+if [ "$want_prom" = 1 ]; then "$HERE/prom-up.sh" >/dev/null || die "failed: prom-up.sh (log in $TE/run/prometheus.log)"; fi
 # Then both stacks in parallel (saves the ~1-3 s of compose-up while kube-apiserver boots).
 # Their exports go to k8s.env / compose.env. On failure, wait for the other one all the same,
 # so a caller's `trap down.sh EXIT` never races with a start still in progress.
@@ -49,7 +53,7 @@ if [ -n "$cpid" ]; then wait "$cpid" || failed+=' compose-up.sh'; fi
 {
   echo "# written by tests/env/up.sh: source it to reach the test backends"
   echo "export RUNBOOK_TESTENV=$TE"
-  for f in "$TE/k8s.env" "$TE/compose.env"; do [ ! -f "$f" ] || cat "$f"; done
+  for f in "$TE/k8s.env" "$TE/compose.env" "$TE/prom.env"; do [ ! -f "$f" ] || cat "$f"; done
 } >"$TE/env.sh.tmp"
 mv "$TE/env.sh.tmp" "$TE/env.sh"
 log "up in $(elapsed "$T0") s; source $TE/env.sh"

@@ -4,6 +4,7 @@
 pub mod compose;
 pub mod http;
 pub mod kubernetes;
+pub mod prometheus;
 pub mod shell;
 
 use std::fmt;
@@ -226,16 +227,18 @@ pub struct Backends {
     pub http: Arc<dyn HttpBackend>,
     pub kubernetes: Arc<dyn KubernetesBackend>,
     pub compose: Arc<dyn ComposeBackend>,
+    pub prometheus: Arc<dyn prometheus::PrometheusBackend>,
 }
 
 impl Backends {
-    /// The real backends: processes, HTTP, the Kubernetes API, the Compose CLI.
+    /// The real backends: processes, HTTP, the Kubernetes API, the Compose CLI, Prometheus.
     pub fn real(overrides: kubernetes::Overrides) -> Self {
         Backends {
             shell: Arc::new(shell::ProcessShell),
             http: Arc::new(http::ReqwestHttp::default()),
             kubernetes: Arc::new(kubernetes::KubeBackend::new(overrides)),
             compose: Arc::new(compose::ComposeCli::default()),
+            prometheus: Arc::new(prometheus::PromHttp::default()),
         }
     }
 }

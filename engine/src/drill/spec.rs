@@ -119,6 +119,71 @@ pub struct WorldSpec {
     /// Commands: the first rule whose `match` and `when` hold answers a `shell` step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shell: Vec<ShellRuleSpec>,
+    /// Prometheus: the first rule whose `match` and `when` hold answers a query (of a
+    /// `prometheus` step, or a metric of an `analysis` step).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricRuleSpec>,
+}
+
+/// Scripted metrics: what a query gives over virtual time.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricRuleSpec {
+    /// The query as sent (`*` matches any run of characters), or the `name` of an analysis
+    /// metric.
+    #[serde(rename = "match")]
+    pub matches: String,
+    /// Only while the world is in this state (as for HTTP rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<WorldStateSpec>,
+    /// The answer over virtual time since the drill started: the last point whose `at` has
+    /// passed answers. A single point may be written without a list.
+    pub values: OneOrMany<MetricPointSpec>,
+}
+
+/// What a query gives from `at` on: one `value`, several `series`, or `no_data`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricPointSpec {
+    /// From this much virtual time after the drill starts (default `0s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// One series with this value: a number, or `NaN`, `+Inf`, `-Inf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<MetricValue>,
+    /// Several series (labels and value each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<Vec<MetricSeriesSpec>>,
+    /// No series at all (an empty vector), as when the metric is not scraped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_data: bool,
+}
+
+/// One series of a scripted answer.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricSeriesSpec {
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub labels: IndexMap<String, String>,
+    pub value: MetricValue,
+}
+
+/// A sample value: a number, or the text `NaN`, `+Inf` or `-Inf`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum MetricValue {
+    Number(f64),
+    Text(String),
+}
+
+impl MetricValue {
+    /// The value, or None for text that is not `NaN`, `+Inf` or `-Inf`.
+    pub fn to_f64(&self) -> Option<f64> {
+        match self {
+            MetricValue::Number(n) => Some(*n),
+            MetricValue::Text(t) => crate::backends::prometheus::parse_value(t.trim()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -568,6 +633,7 @@ pub enum BackendKind {
     Http,
     Kubernetes,
     Compose,
+    Prometheus,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::backends::prometheus::{PromQuery, PromRange, PromTarget};
 use crate::backends::{
     ActionError, Backends, CallCtx, ErrorKind, HttpRequest, Output, ShellRequest,
 };
@@ -84,6 +85,8 @@ fn action_def(kind: &ActionKind) -> Option<&'static str> {
         ActionKind::Manual => "ManualAction",
         ActionKind::Input => "InputAction",
         ActionKind::Call(_) => "CallAction",
+        ActionKind::Prometheus => "PrometheusAction",
+        ActionKind::Analysis { .. } => "AnalysisAction",
         ActionKind::Wait(_) | ActionKind::Assert => return None,
     })
 }
@@ -247,6 +250,36 @@ pub fn summary(kind: &ActionKind, body: &Value, rb: &Runbook) -> String {
             child.name(),
             body.get("runbook").and_then(Value::as_str).unwrap_or("")
         ),
+        ActionKind::Prometheus => {
+            let q = body.get("query").and_then(Value::as_str).unwrap_or("");
+            match body.get("range") {
+                Some(r) => format!(
+                    "prometheus range query `{q}` over the last {}",
+                    r.get("last").map(value_text).unwrap_or_default()
+                ),
+                None => format!("prometheus query `{q}`"),
+            }
+        }
+        ActionKind::Analysis { interval } => {
+            let names: Vec<String> = body
+                .get("metrics")
+                .and_then(Value::as_array)
+                .map(|m| {
+                    m.iter()
+                        .map(|x| x.get("name").map(value_text).unwrap_or_default())
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "analysis of {} every {} ({} checks, fails at {} failed)",
+                names.join(", "),
+                fmt_duration(*interval),
+                body.get("checks").map(value_text).unwrap_or_default(),
+                body.get("failed_checks")
+                    .map(value_text)
+                    .unwrap_or_default()
+            )
+        }
     }
 }
 
@@ -558,10 +591,89 @@ pub async fn execute(
                 _ = ctx.cancel.cancelled() => Err(ActionError::new(ErrorKind::Cancelled, "wait interrupted")),
             }
         }
+        ActionKind::Prometheus => {
+            let a: spec::PrometheusAction = serde_json::from_value(real.clone()).map_err(|e| {
+                ActionError::new(
+                    ErrorKind::Invalid,
+                    format!("prometheus action after rendering: {e}"),
+                )
+            })?;
+            let target = prom_target(backend, env, ctx)?;
+            let range = match &a.range {
+                None => None,
+                Some(r) => {
+                    let last = parse_duration(&r.last).map_err(|e| {
+                        ActionError::new(ErrorKind::Invalid, format!("`range.last`: {e}"))
+                    })?;
+                    let step = match &r.step {
+                        Some(s) => parse_duration(s).map_err(|e| {
+                            ActionError::new(ErrorKind::Invalid, format!("`range.step`: {e}"))
+                        })?,
+                        None => (last / 60).max(Duration::from_secs(1)),
+                    };
+                    if step.is_zero() {
+                        return Err(ActionError::new(
+                            ErrorKind::Invalid,
+                            "`range.step` must be more than zero",
+                        ));
+                    }
+                    Some(PromRange { last, step })
+                }
+            };
+            let q = PromQuery {
+                query: a.query.clone(),
+                range,
+                name: None,
+            };
+            query_prometheus(env, &target, &q, ctx).await
+        }
         other => Err(ActionError::new(
             ErrorKind::Invalid,
             format!("`{}` is not executed by a backend", other.field()),
         )),
+    }
+}
+
+/// The rendered Prometheus backend of an action.
+pub fn prom_target(
+    backend: Option<&str>,
+    env: &Env<'_>,
+    ctx: &CallCtx,
+) -> Result<PromTarget, ActionError> {
+    let b = backend
+        .and_then(|b| env.backends_real.get(b))
+        .and_then(|b| b.prometheus.clone())
+        .ok_or_else(|| ActionError::new(ErrorKind::Invalid, "no prometheus backend"))?;
+    Ok(PromTarget {
+        url: b.url.clone(),
+        headers: b
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        timeout: b
+            .timeout
+            .as_deref()
+            .and_then(|t| parse_duration(t).ok())
+            .or(env.step_timeout),
+        ca_file: b.ca_file.as_ref().map(|c| resolve(&ctx.base_dir, c)),
+    })
+}
+
+/// Runs one query; the result is the typed shape of `prometheus::result_json`. A failed query
+/// keeps the query as sent in its message and its result.
+pub async fn query_prometheus(
+    env: &Env<'_>,
+    target: &PromTarget,
+    q: &PromQuery,
+    ctx: &CallCtx,
+) -> Result<Output, ActionError> {
+    match env.backends.prometheus.query(target, q, ctx).await {
+        Ok(answer) => Ok(crate::backends::prometheus::result_json(q, &answer).into()),
+        Err(e) => {
+            let r = json!({ "query": q.query, "error": e.message });
+            Err(e.with_result(r))
+        }
     }
 }
 

@@ -157,6 +157,7 @@ impl Emitter {
             Event::AttemptStarted { step, .. }
             | Event::AttemptFinished { step, .. }
             | Event::VerifyEvaluated { step, .. }
+            | Event::AnalysisCheck { step, .. }
             | Event::Capture { step, .. }
             | Event::StepFinished { step, .. } => !self.read_only.contains(step),
             _ => true,

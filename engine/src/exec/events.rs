@@ -109,6 +109,41 @@ pub struct Check {
     pub observed: serde_json::Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// pass, fail or inconclusive (journals written before it had only `ok`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::exec::verdict::Verdict>,
+    /// Why the check is inconclusive: no data (with the query as sent), NaN, several series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Check {
+    pub fn verdict(&self) -> crate::exec::verdict::Verdict {
+        use crate::exec::verdict::Verdict;
+        self.verdict.unwrap_or(if self.ok {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        })
+    }
+}
+
+/// One metric read by an analysis check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricReading {
+    pub name: String,
+    /// The query as sent.
+    pub query: String,
+    /// The value read (`null` when there was none, or it was NaN/±Inf: see `text`).
+    pub value: Option<f64>,
+    /// The value as Prometheus wrote it (`NaN`, `+Inf`), or why there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    pub verdict: crate::exec::verdict::Verdict,
 }
 
 /// Runbook identity recorded when a run starts.
@@ -219,6 +254,22 @@ pub enum Event {
         poll: u32,
         ok: bool,
         checks: Vec<Check>,
+        /// pass, fail or inconclusive.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verdict: Option<crate::exec::verdict::Verdict>,
+        /// Whether the step polls (`until`): the view numbers polls only then.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        polling: bool,
+    },
+    /// One check of an `analysis` step: every metric's query, value and verdict.
+    AnalysisCheck {
+        step: String,
+        /// 1-based.
+        check: u32,
+        verdict: crate::exec::verdict::Verdict,
+        metrics: Vec<MetricReading>,
+        /// Failed checks so far (inconclusive ones included when they count as failed).
+        failed: u32,
     },
     Capture {
         step: String,
@@ -279,6 +330,7 @@ impl Event {
             Event::AttemptStarted { .. } => "attempt_started",
             Event::AttemptFinished { .. } => "attempt_finished",
             Event::VerifyEvaluated { .. } => "verify_evaluated",
+            Event::AnalysisCheck { .. } => "analysis_check",
             Event::Capture { .. } => "capture",
             Event::WorldChanged { .. } => "world_changed",
             Event::StepFinished { .. } => "step_finished",

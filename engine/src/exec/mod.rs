@@ -10,3 +10,4 @@ pub mod journal;
 pub mod redact;
 pub mod resume;
 pub mod runner;
+pub mod verdict;

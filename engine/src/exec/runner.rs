@@ -19,9 +19,10 @@ use super::emitter::Emitter;
 use super::events::{Check, Event, Phase, RunOutcome, RunbookInfo, StepOutcome};
 use super::gate::{Answer, Decision, GateKind, GateRequest, Gatekeeper, ManualReply, Reply};
 use super::resume::ResumeState;
+use super::verdict::{self, Verdict};
 use crate::backends::{ActionError, Backends, CallCtx, ErrorKind, Output, Progress};
 use crate::model::{fmt_duration, ActionKind, Retry, Runbook, Step, Undo};
-use crate::spec::{BackendSpec, RollbackStrategy, Safety};
+use crate::spec::{BackendSpec, OnInconclusive, RollbackStrategy, Safety};
 use crate::template;
 
 /// Who runs, why, and with what.
@@ -93,6 +94,9 @@ pub struct Runner {
     operator: String,
     /// Secrets and env for called runbooks when the run is isolated from the host.
     isolated: Option<(IndexMap<String, String>, Map<String, Value>)>,
+    /// Set by `attempts` when an inconclusive verification needs the operator's answer
+    /// (`on_inconclusive: ask`) and none can be given: the hint to show.
+    needs_answer: Option<String>,
 }
 
 impl Runner {
@@ -118,6 +122,7 @@ impl Runner {
             resume: None,
             operator: String::new(),
             isolated: None,
+            needs_answer: None,
         }
     }
 
@@ -830,6 +835,8 @@ impl Runner {
                     attempt: 1,
                     poll: 1,
                     ok,
+                    verdict: Some(checks_verdict(&checks)),
+                    polling: false,
                     checks: checks.clone(),
                 });
                 self.emit(Event::AttemptFinished {
@@ -865,15 +872,36 @@ impl Runner {
                     )
                     .await;
             }
+            ActionKind::Analysis { interval } => {
+                return self
+                    .run_analysis(step, sid, phase, frame, &rendered.real, *interval, started)
+                    .await;
+            }
             ActionKind::Confirm | ActionKind::Manual | ActionKind::Input => {
                 unreachable!("gates return above")
             }
             _ => {}
         }
 
+        self.needs_answer = None;
         let (ok, attempts, last, err) = self
             .attempts(step, sid, frame, &rendered.real, &step.retry, step.timeout)
             .await;
+        if let Some(hint) = self.needs_answer.take() {
+            frame
+                .ctx
+                .set_step_field(&step.id, "outcome", json!("failed"));
+            self.step_done(
+                sid,
+                phase,
+                started,
+                attempts,
+                StepOutcome::NeedsAnswer,
+                None,
+                Some(format!("needs an answer: {hint}")),
+            );
+            return StepEnd::NeedsAnswer(hint);
+        }
         if let Some(r) = &last {
             frame
                 .ctx
@@ -975,6 +1003,9 @@ impl Runner {
             let mut polls = 0;
             let mut fatal = false;
             let mut captured: Vec<(String, Value)> = vec![];
+            // The verdict of the last evaluation that did not pass (None: an error).
+            let mut last_verdict: Option<Verdict> = None;
+            let mut captured_if_passed: Vec<(String, Value)> = vec![];
             let ok = loop {
                 polls += 1;
                 let p0 = self.clock.now();
@@ -1020,6 +1051,7 @@ impl Runner {
                         }
                         last = e.result.clone().or(last.take());
                         error = Some(e.message.clone());
+                        last_verdict = None;
                         if e.kind == ErrorKind::Cancelled || self.cancel.is_cancelled() {
                             fatal = true;
                             break false;
@@ -1068,15 +1100,35 @@ impl Runner {
                             match template::eval(expr, &with_caps) {
                                 Ok(v) => caps.push((name, v)),
                                 Err(e) => {
-                                    cap_err = Some(format!("capture `{name}` = `{expr}`: {e}"))
+                                    let undefined = e.contains("undefined");
+                                    cap_err = Some((
+                                        format!("capture `{name}` = `{expr}`: {e}"),
+                                        undefined,
+                                    ))
                                 }
                             }
                         }
                         for (name, v) in caps {
                             with_caps["steps"][&step.id][name] = v;
                         }
-                        if let Some(e) = cap_err {
-                            error = Some(e);
+                        if let Some((e, undefined)) = cap_err {
+                            // A capture that reads a value that is not there (no series, a
+                            // missing field) has no data: inconclusive, not a crash.
+                            if undefined {
+                                let why = last
+                                    .as_ref()
+                                    .and_then(crate::backends::prometheus::why_no_value)
+                                    .unwrap_or(e);
+                                error = Some(if why.starts_with("no data") {
+                                    why
+                                } else {
+                                    format!("no data: {why}")
+                                });
+                                last_verdict = Some(Verdict::Inconclusive);
+                            } else {
+                                error = Some(e);
+                                last_verdict = None;
+                            }
                             if poll_deadline.is_none() {
                                 break false;
                             }
@@ -1087,21 +1139,35 @@ impl Runner {
                             break true;
                         } else {
                             let shown = last.as_ref().map(|r| self.emitter.redactor().value(r));
-                            let ctx_display =
+                            let mut ctx_display =
                                 frame.ctx.display_reading(shown.as_ref(), only.as_ref());
+                            // The step's own captures are shown as observed values too (the
+                            // measured rate, not only the threshold it is compared with).
+                            for name in step.spec.capture.keys() {
+                                let v = &with_caps["steps"][&step.id][name];
+                                ctx_display["steps"][&step.id][name] =
+                                    self.emitter.redactor().value(v);
+                            }
                             let checks = evaluate(&step.spec.verify, &with_caps, &ctx_display);
                             let all = checks.iter().all(|c| c.ok);
+                            let v = checks_verdict(&checks);
                             self.emit(Event::VerifyEvaluated {
                                 step: sid.to_string(),
                                 attempt,
                                 poll: polls,
                                 ok: all,
+                                verdict: Some(v),
+                                polling: step.until.is_some(),
                                 checks: checks.clone(),
                             });
                             if all {
                                 error = None;
                                 captured = captures_of(step, &with_caps);
                                 break true;
+                            }
+                            last_verdict = Some(v);
+                            if v == Verdict::Inconclusive {
+                                captured_if_passed = captures_of(step, &with_caps);
                             }
                             error = Some(failed_checks_message(&checks));
                             false
@@ -1117,14 +1183,23 @@ impl Runner {
                         let next = later(self.clock.now(), u.interval);
                         if next > pd {
                             let e = error.take().unwrap_or_else(|| "verify did not hold".into());
+                            let still = if last_verdict == Some(Verdict::Inconclusive) {
+                                "still no data"
+                            } else {
+                                "still failing"
+                            };
                             error = Some(format!(
-                                "{e} — still failing after {} of polling ({polls} polls)",
+                                "{e} — {still} after {} of polling ({polls} polls)",
                                 fmt_duration(u.timeout)
                             ));
                             break false;
                         }
+                        let why = error
+                            .as_deref()
+                            .map(|e| format!(": {}", first_chars(e, 240)))
+                            .unwrap_or_default();
                         self.progress.status(&format!(
-                            "poll {polls}: not yet; next in {}",
+                            "poll {polls}: not yet{why}; next in {}",
                             fmt_duration(u.interval)
                         ));
                         if !self.sleep(u.interval).await {
@@ -1135,6 +1210,36 @@ impl Runner {
                     _ => break false,
                 }
             };
+            // No data at the end of the budget: what the author chose it to mean.
+            let mut ok = ok;
+            if !ok && !fatal && last_verdict == Some(Verdict::Inconclusive) {
+                match step.spec.on_inconclusive.unwrap_or_default() {
+                    OnInconclusive::Fail => {}
+                    OnInconclusive::Pass => {
+                        self.progress.status(&format!(
+                            "`{sid}`: no data, counted as passed (on_inconclusive: pass)"
+                        ));
+                        ok = true;
+                        error = None;
+                        captured = std::mem::take(&mut captured_if_passed);
+                    }
+                    OnInconclusive::Ask => {
+                        let why = error.clone().unwrap_or_default();
+                        match self.ask_inconclusive(step, sid, &why) {
+                            Some(true) => {
+                                ok = true;
+                                error = None;
+                                captured = std::mem::take(&mut captured_if_passed);
+                            }
+                            Some(false) => {
+                                error = Some(format!("{why} (the operator did not accept it)"));
+                                fatal = true;
+                            }
+                            None => fatal = true,
+                        }
+                    }
+                }
+            }
             let duration_ms = millis_between(a0, self.clock.now());
             let shown = last
                 .as_ref()
@@ -1178,6 +1283,245 @@ impl Runner {
             }
         }
         (false, attempt, last, error)
+    }
+
+    /// A canary analysis: `checks` checks, one every `interval`, each reading every metric
+    /// once; the step fails when `failed_checks` checks have failed, and passes after `checks`.
+    /// Each check is journaled with every metric's query as sent, value and verdict.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_analysis(
+        &mut self,
+        step: &Step,
+        sid: &str,
+        phase: Phase,
+        frame: &mut Frame,
+        real: &Value,
+        interval: Duration,
+        started: DateTime<Utc>,
+    ) -> StepEnd {
+        let a: crate::spec::AnalysisAction = match serde_json::from_value(real.clone()) {
+            Ok(a) => a,
+            Err(e) => return self.step_failed(sid, phase, started, 0, format!("analysis: {e}")),
+        };
+        let on_inc = a.on_inconclusive.unwrap_or_default();
+        let rb = frame.rb.clone();
+        self.emit(Event::AttemptStarted {
+            step: sid.to_string(),
+            attempt: 1,
+            of: 1,
+        });
+        let mut failed = 0u32;
+        let mut history: Vec<Value> = vec![];
+        let mut outcome: Result<(), String> = Ok(());
+        for check in 1..=a.checks {
+            if check > 1 && !self.sleep(interval).await {
+                outcome = Err("interrupted".into());
+                break;
+            }
+            let cctx = CallCtx {
+                step: sid.to_string(),
+                attempt: check,
+                deadline: step
+                    .timeout
+                    .map(|t| self.clock.now() + chrono::Duration::from_std(t).unwrap_or_default()),
+                clock: self.clock.clone(),
+                cancel: self.cancel.clone(),
+                progress: self.progress.clone(),
+                run_dir: self.run_dir.clone(),
+                base_dir: rb.dir(),
+            };
+            let env = Env {
+                rb: &rb,
+                backends_real: &frame.backends_real,
+                backends: &self.backends,
+                input_env: vec![],
+                step_timeout: step.timeout,
+            };
+            let target = match actions::prom_target(step.action.backend.as_deref(), &env, &cctx) {
+                Ok(t) => t,
+                Err(e) => {
+                    outcome = Err(e.message);
+                    break;
+                }
+            };
+            let mut readings = vec![];
+            for m in &a.metrics {
+                let q = crate::backends::prometheus::PromQuery {
+                    query: m.query.clone(),
+                    range: None,
+                    name: Some(m.name.clone()),
+                };
+                let (value, text) = match self.backends.prometheus.query(&target, &q, &cctx).await {
+                    Ok(ans) => match ans.series.len() {
+                        0 => (None, Some("no data".to_string())),
+                        1 => {
+                            let v = ans.series[0].last();
+                            let t = v
+                                .filter(|x| !x.is_finite())
+                                .map(crate::backends::prometheus::value_text);
+                            (v, t)
+                        }
+                        n => (None, Some(format!("{n} series where one was expected"))),
+                    },
+                    Err(e) => (None, Some(format!("query failed: {}", e.message))),
+                };
+                let verdict = verdict::within(value, m.min, m.max);
+                readings.push(super::events::MetricReading {
+                    name: m.name.clone(),
+                    query: m.query.clone(),
+                    value: value.filter(|v| v.is_finite()),
+                    text,
+                    min: m.min,
+                    max: m.max,
+                    verdict,
+                });
+            }
+            let v = Verdict::all(readings.iter().map(|r| r.verdict));
+            let counts = match v {
+                Verdict::Pass => false,
+                Verdict::Fail => true,
+                Verdict::Inconclusive => match on_inc {
+                    OnInconclusive::Fail => true,
+                    OnInconclusive::Pass => false,
+                    OnInconclusive::Ask => {
+                        let why = format!("check {check}: {}", readings_text(&readings));
+                        match self.ask_inconclusive(step, sid, &why) {
+                            Some(yes) => !yes,
+                            None => {
+                                let hint = self.needs_answer.take().unwrap_or_default();
+                                self.emit(Event::AnalysisCheck {
+                                    step: sid.to_string(),
+                                    check,
+                                    verdict: v,
+                                    metrics: readings,
+                                    failed,
+                                });
+                                self.step_done(
+                                    sid,
+                                    phase,
+                                    started,
+                                    1,
+                                    StepOutcome::NeedsAnswer,
+                                    None,
+                                    Some(format!("needs an answer: {hint}")),
+                                );
+                                return StepEnd::NeedsAnswer(hint);
+                            }
+                        }
+                    }
+                },
+            };
+            if counts {
+                failed += 1;
+            }
+            let text = readings_text(&readings);
+            history.push(json!({ "check": check, "verdict": v.as_str(), "metrics": readings }));
+            self.emit(Event::AnalysisCheck {
+                step: sid.to_string(),
+                check,
+                verdict: v,
+                metrics: readings,
+                failed,
+            });
+            self.progress.status(&format!(
+                "check {check} of {}: {} ({text}); {failed} failed of {} allowed",
+                a.checks,
+                v.as_str(),
+                a.failed_checks
+            ));
+            if failed >= a.failed_checks {
+                let no_data = if v == Verdict::Inconclusive {
+                    " (no data)"
+                } else {
+                    ""
+                };
+                outcome = Err(format!(
+                    "analysis failed: {failed} failed checks of {check} (limit {}); last check{no_data}: {text}",
+                    a.failed_checks
+                ));
+                break;
+            }
+        }
+        let result = json!({ "checks": history.len(), "failed": failed, "history": history });
+        let ok = outcome.is_ok();
+        self.emit(Event::AttemptFinished {
+            step: sid.to_string(),
+            attempt: 1,
+            ok,
+            error: outcome.as_ref().err().cloned(),
+            duration_ms: millis_between(started, self.clock.now()),
+            polls: history.len() as u32,
+            result: bound(&result),
+        });
+        frame.ctx.set_step_field(&step.id, "result", bound(&result));
+        frame.ctx.set_step_field(
+            &step.id,
+            "outcome",
+            json!(if ok { "succeeded" } else { "failed" }),
+        );
+        if self.cancel.is_cancelled() {
+            self.step_done(
+                sid,
+                phase,
+                started,
+                1,
+                StepOutcome::Aborted,
+                None,
+                Some("interrupted by a signal (Ctrl-C or SIGTERM)".into()),
+            );
+            return StepEnd::Interrupted;
+        }
+        match outcome {
+            Ok(()) => {
+                self.step_done(sid, phase, started, 1, StepOutcome::Succeeded, None, None);
+                StepEnd::Done
+            }
+            Err(e) => self.step_failed(sid, phase, started, 1, e),
+        }
+    }
+
+    /// Asks the operator whether a verification without data may count as passed
+    /// (`on_inconclusive: ask`). Some(yes?), or None when no answer can be given (the hint is
+    /// left in `needs_answer`).
+    fn ask_inconclusive(&mut self, step: &Step, sid: &str, why: &str) -> Option<bool> {
+        let prompt = format!(
+            "`{}` cannot tell whether it worked: {why}. Count it as passed and go on?",
+            step.title
+        );
+        let req = GateRequest {
+            step: sid.to_string(),
+            title: step.title.clone(),
+            kind: GateKind::Confirm,
+            prompt: prompt.clone(),
+            safety: step.safety,
+            action: "accept a verification with no data".into(),
+        };
+        self.emit(Event::GateAsked {
+            step: sid.to_string(),
+            gate: "inconclusive".into(),
+            prompt,
+        });
+        match self.gate.decide(&req) {
+            Ok(Decision::Answered { answer, via }) => {
+                self.emit(Event::GateAnswered {
+                    step: sid.to_string(),
+                    gate: "inconclusive".into(),
+                    answer: answer.text(),
+                    by: self.operator.clone(),
+                    via,
+                    note: None,
+                });
+                Some(matches!(answer, Answer::Reply(Reply::Yes)))
+            }
+            Ok(Decision::NeedsAnswer { hint }) | Ok(Decision::Invalid(hint)) => {
+                self.needs_answer = Some(format!("{why}; {hint}"));
+                None
+            }
+            Err(e) => {
+                self.needs_answer = Some(format!("{why}; the prompt failed: {e}"));
+                None
+            }
+        }
     }
 
     /// Sleeps on the run's clock; false when interrupted.
@@ -1505,19 +1849,23 @@ fn evaluate(conds: &[crate::spec::ConditionSpec], real: &Value, display: &Value)
     conds
         .iter()
         .map(|c| {
-            let (ok, error) = match template::eval_bool(&c.that, real) {
-                Ok(b) => (b, None),
-                Err(e) => (false, Some(e)),
-            };
+            let ev = verdict::evaluate(&c.that, real);
             Check {
                 that: c.that.clone(),
-                ok,
+                ok: ev.verdict == Verdict::Pass,
                 message: c.message.as_ref().map(|m| render_text(m, display)),
                 observed: observe(&c.that, display),
-                error,
+                error: ev.error,
+                verdict: Some(ev.verdict),
+                reason: ev.reason,
             }
         })
         .collect()
+}
+
+/// The verdict of a set of checks.
+fn checks_verdict(checks: &[Check]) -> Verdict {
+    Verdict::all(checks.iter().map(Check::verdict))
 }
 
 fn observed_text(obs: &Map<String, Value>) -> String {
@@ -1525,6 +1873,41 @@ fn observed_text(obs: &Map<String, Value>) -> String {
         .map(|(k, v)| format!("{k} = {}", short_json(v)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `success-rate = 92 (min 99): fail, p99-ms = no data: inconclusive`
+fn readings_text(rs: &[super::events::MetricReading]) -> String {
+    rs.iter()
+        .map(|r| {
+            let v = match (r.value, &r.text) {
+                (Some(v), _) => crate::backends::prometheus::value_text(v),
+                (None, Some(t)) => t.clone(),
+                (None, None) => "no value".into(),
+            };
+            let mut bounds = vec![];
+            if let Some(m) = r.min {
+                bounds.push(format!("min {m}"));
+            }
+            if let Some(m) = r.max {
+                bounds.push(format!("max {m}"));
+            }
+            format!(
+                "{} = {v} ({}): {}",
+                r.name,
+                bounds.join(", "),
+                r.verdict.as_str()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn first_chars(s: &str, n: usize) -> String {
+    if s.chars().count() > n {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 fn short_json(v: &Value) -> String {
@@ -1542,6 +1925,15 @@ fn failed_checks_message(checks: &[Check]) -> String {
         .filter(|c| !c.ok)
         .map(|c| {
             let label = c.message.clone().unwrap_or_else(|| format!("`{}`", c.that));
+            if c.verdict() == Verdict::Inconclusive {
+                let why = c.reason.clone().unwrap_or_else(|| "no value".into());
+                let why = if why.starts_with("no data") {
+                    why
+                } else {
+                    format!("no data: {why}")
+                };
+                return format!("verify inconclusive: {label}: {why}");
+            }
             let mut s = format!("verify failed: {label}");
             if !c.observed.is_empty() {
                 s.push_str(&format!(" (observed {})", observed_text(&c.observed)));

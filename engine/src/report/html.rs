@@ -443,6 +443,9 @@ fn step(h: &mut String, s: &StepReport) {
         li("World change", format!("<code>{}</code>", esc(w)));
     }
     h.push_str("</ul>\n");
+    if let Some(a) = &s.analysis {
+        analysis(h, a);
+    }
     if !s.rendered.is_empty() {
         let _ = writeln!(
             h,
@@ -459,6 +462,120 @@ fn step(h: &mut String, s: &StepReport) {
         let _ = writeln!(h, "<p>Output{cut}:</p>\n<pre>{}</pre>", esc(&o.text));
     }
     h.push_str("</article>\n");
+}
+
+/// The checks of an analysis: a table, and a small chart of each metric over the checks
+/// with its bounds (inline SVG; no script).
+fn analysis(h: &mut String, a: &super::model::AnalysisTable) {
+    h.push_str(
+        "<p>Analysis checks:</p>\n<table class=\"analysis\">\n<tr><th>check</th><th>time</th>",
+    );
+    for m in &a.metrics {
+        let _ = write!(h, "<th>{}</th>", esc(m));
+    }
+    h.push_str("<th>verdict</th><th>failed so far</th></tr>\n");
+    for r in &a.rows {
+        let _ = write!(h, "<tr><td>{}</td><td>{}</td>", r.check, esc(&r.at));
+        for v in &r.values {
+            let _ = write!(h, "<td>{}</td>", esc(v));
+        }
+        let _ = writeln!(
+            h,
+            "<td class=\"{}\">{}</td><td>{}</td></tr>",
+            esc(&r.verdict),
+            esc(&r.verdict),
+            r.failed
+        );
+    }
+    h.push_str("</table>\n");
+    let (w, ht, pad) = (360.0_f64, 80.0_f64, 6.0_f64);
+    let n = a.rows.len();
+    for (i, name) in a.metrics.iter().enumerate() {
+        let nums: Vec<Option<f64>> = a
+            .rows
+            .iter()
+            .map(|r| {
+                r.numbers
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .filter(|v| v.is_finite())
+            })
+            .collect();
+        let (min_b, max_b) = a.bounds.get(i).copied().unwrap_or((None, None));
+        let mut lo = f64::INFINITY;
+        let mut hi = f64::NEG_INFINITY;
+        for v in nums.iter().flatten().copied().chain(min_b).chain(max_b) {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        if !lo.is_finite() || !hi.is_finite() {
+            continue;
+        }
+        if hi - lo < 1e-9 {
+            hi += 1.0;
+            lo -= 1.0;
+        }
+        let x = |k: usize| pad + (w - 2.0 * pad) * (k as f64) / ((n.max(2) - 1) as f64);
+        let y = |v: f64| pad + (ht - 2.0 * pad) * (1.0 - (v - lo) / (hi - lo));
+        let _ = write!(
+            h,
+            "<figure class=\"analysis-chart\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{ht}\" viewBox=\"0 0 {w} {ht}\" role=\"img\" aria-label=\"{}\">",
+            esc(name)
+        );
+        for b in [min_b, max_b].into_iter().flatten() {
+            let _ = write!(
+                h,
+                "<line x1=\"{pad}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#b00\" stroke-dasharray=\"4 3\"/>",
+                w - pad,
+                y(b),
+                y(b)
+            );
+        }
+        let pts: Vec<String> = nums
+            .iter()
+            .enumerate()
+            .filter_map(|(k, v)| v.map(|v| format!("{:.1},{:.1}", x(k), y(v))))
+            .collect();
+        if pts.len() > 1 {
+            let _ = write!(
+                h,
+                "<polyline fill=\"none\" stroke=\"#036\" stroke-width=\"1.5\" points=\"{}\"/>",
+                pts.join(" ")
+            );
+        }
+        for (k, (v, r)) in nums.iter().zip(&a.rows).enumerate() {
+            let color = match r.verdict.as_str() {
+                "pass" => "#080",
+                "fail" => "#b00",
+                _ => "#888",
+            };
+            match v {
+                Some(v) => {
+                    let _ = write!(
+                        h,
+                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"><title>check {}: {}</title></circle>",
+                        x(k),
+                        y(*v),
+                        r.check,
+                        esc(r.values.get(i).map(String::as_str).unwrap_or(""))
+                    );
+                }
+                // No data: a hollow mark at the bottom.
+                None => {
+                    let _ = write!(
+                        h,
+                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"none\" stroke=\"{color}\"><title>check {}: {}</title></circle>",
+                        x(k),
+                        ht - pad,
+                        r.check,
+                        esc(r.values.get(i).map(String::as_str).unwrap_or(""))
+                    );
+                }
+            }
+        }
+        let _ = writeln!(h, "</svg><figcaption>{}</figcaption></figure>", esc(name));
+    }
 }
 
 #[cfg(test)]

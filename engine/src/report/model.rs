@@ -201,6 +201,9 @@ pub struct StepReport {
     pub gates: Vec<Gate>,
     pub captures: Vec<NameValue>,
     pub verification: Option<Verification>,
+    /// The checks of an `analysis` step, in order.
+    #[serde(default)]
+    pub analysis: Option<AnalysisTable>,
     /// Changes to a drill's simulated world, compact JSON each.
     pub world: Vec<String>,
     pub output: Option<OutputTail>,
@@ -239,6 +242,29 @@ pub struct Verification {
     pub summary: String,
     /// The last evaluation of each condition.
     pub checks: Vec<CheckLine>,
+}
+
+/// The series of checks of a canary analysis: one row per check, one column per metric.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct AnalysisTable {
+    /// Metric names, with their bounds: `success-rate (min 99)`.
+    pub metrics: Vec<String>,
+    pub bounds: Vec<(Option<f64>, Option<f64>)>,
+    pub rows: Vec<AnalysisRow>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnalysisRow {
+    pub check: u32,
+    pub at: String,
+    /// pass, fail or inconclusive.
+    pub verdict: String,
+    /// Each metric's value as text (`92`, `NaN`, `no data`), in `metrics` order.
+    pub values: Vec<String>,
+    /// Each metric's value as a number, when it had one (for the chart).
+    pub numbers: Vec<Option<f64>>,
+    /// Failed checks so far.
+    pub failed: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -180,6 +180,45 @@ impl Builder {
                     checks: checks.clone(),
                 });
             }
+            Event::AnalysisCheck {
+                step,
+                check,
+                verdict,
+                metrics,
+                failed,
+            } => {
+                let at = self.stamp(t).clock;
+                let s = self.step_mut(step, "main");
+                let table = s.analysis.get_or_insert_with(AnalysisTable::default);
+                if table.metrics.is_empty() {
+                    for m in metrics {
+                        let mut b = vec![];
+                        if let Some(x) = m.min {
+                            b.push(format!("min {x}"));
+                        }
+                        if let Some(x) = m.max {
+                            b.push(format!("max {x}"));
+                        }
+                        table.metrics.push(format!("{} ({})", m.name, b.join(", ")));
+                        table.bounds.push((m.min, m.max));
+                    }
+                }
+                table.rows.push(AnalysisRow {
+                    check: *check,
+                    at,
+                    verdict: verdict.as_str().to_string(),
+                    values: metrics
+                        .iter()
+                        .map(|m| match (m.value, &m.text) {
+                            (Some(v), _) => crate::backends::prometheus::value_text(v),
+                            (None, Some(t)) => t.clone(),
+                            (None, None) => "no value".into(),
+                        })
+                        .collect(),
+                    numbers: metrics.iter().map(|m| m.value).collect(),
+                    failed: *failed,
+                });
+            }
             Event::Capture { step, name, value } => {
                 let s = self.step_mut(step, "main");
                 s.captures.push(NameValue {
@@ -354,6 +393,7 @@ pub(super) fn new_step(id: &str, phase: &str) -> StepReport {
         gates: vec![],
         captures: vec![],
         verification: None,
+        analysis: None,
         world: vec![],
         output: None,
     }

@@ -31,8 +31,22 @@ impl Builder {
         let n = polls.len() as u32;
         let chain = value_chains(&polls);
         let count = plural(u64::from(n), "poll", "polls");
+        let no_data = last
+            .checks
+            .iter()
+            .any(|c| c.verdict() == crate::exec::verdict::Verdict::Inconclusive);
         let summary = if ok {
             format!("{chain} after {count}, {}", duration(spent))
+        } else if ended && no_data {
+            let why = last
+                .checks
+                .iter()
+                .find_map(|c| c.reason.clone())
+                .unwrap_or_else(|| "no value".into());
+            format!(
+                "{chain} — still no data after {count}, {} ({why})",
+                duration(spent)
+            )
         } else if ended {
             format!("{chain} — still failing after {count}, {}", duration(spent))
         } else {
@@ -87,6 +101,14 @@ fn value_chains(polls: &[Poll]) -> String {
             }
         }
     }
+    // The measured values, not the thresholds they are compared with: inputs and env are
+    // left out when anything else was observed.
+    if keys
+        .iter()
+        .any(|k| !k.starts_with("inputs.") && !k.starts_with("env."))
+    {
+        keys.retain(|k| !k.starts_with("inputs.") && !k.starts_with("env."));
+    }
     if keys.is_empty() {
         // Nothing observed (a constant expression): say which conditions held each time.
         let marks: Vec<&str> = polls
@@ -107,7 +129,16 @@ fn value_chains(polls: &[Poll]) -> String {
                     p.checks
                         .iter()
                         .find_map(|c| c.observed.get(k))
-                        .map(|v| value_text(v, 40))
+                        .map(|v| match v {
+                            serde_json::Value::Null => "no data".to_string(),
+                            v => value_text(v, 40),
+                        })
+                        .or_else(|| {
+                            p.checks
+                                .iter()
+                                .any(|c| c.verdict() == crate::exec::verdict::Verdict::Inconclusive)
+                                .then(|| "no data".to_string())
+                        })
                 })
                 .collect();
             let vals: Vec<&str> = vals.iter().map(String::as_str).collect();

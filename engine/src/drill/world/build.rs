@@ -13,6 +13,7 @@ use super::deployment::{Container, Deployment, Revision, Rollout, Template};
 use super::faults::{Effect, Fault, Faults, Trigger};
 use super::http::{HttpResponse, HttpRule};
 use super::kube::{object_key, Cluster};
+use super::metrics::{MetricRule, Point};
 use super::shell::{ShellResponse, ShellRule};
 use super::State;
 use crate::diag::did_you_mean;
@@ -108,6 +109,7 @@ pub fn build(spec: &DrillSpec, start: DateTime<Utc>) -> (State, Vec<Problem>) {
         compose: Projects::default(),
         http: vec![],
         shell: vec![],
+        metrics: vec![],
         faults: Faults::default(),
         pending: vec![],
     };
@@ -239,6 +241,72 @@ pub fn build(spec: &DrillSpec, start: DateTime<Utc>) -> (State, Vec<Problem>) {
             responses,
             effect: r.effect.clone(),
             used: 0,
+        });
+    }
+    for (i, r) in spec.world.metrics.iter().enumerate() {
+        let ptr = format!("/world/metrics/{i}");
+        if let Some(w) = &r.when {
+            state_keys(&st, w, &format!("{ptr}/when"), &mut p);
+        }
+        let mut points = vec![];
+        for (j, pt) in r.values.to_vec().iter().enumerate() {
+            let pp = match &r.values {
+                crate::drill::spec::OneOrMany::One(_) => format!("{ptr}/values"),
+                crate::drill::spec::OneOrMany::Many(_) => format!("{ptr}/values/{j}"),
+            };
+            let at = p.duration(&format!("{pp}/at"), pt.at.as_deref(), Duration::ZERO);
+            let given = usize::from(pt.value.is_some())
+                + usize::from(pt.series.is_some())
+                + usize::from(pt.no_data);
+            if given != 1 {
+                p.add(
+                    &pp,
+                    "a metric point needs exactly one of `value`, `series` or `no_data: true`",
+                    Some("e.g. `{ at: 3m, value: 99.6 }`, `{ at: 8m, no_data: true }`, `{ value: NaN }`".into()),
+                );
+                continue;
+            }
+            let bad_value = |p: &mut Problems, ptr: &str, v: &crate::drill::spec::MetricValue| {
+                let f = v.to_f64();
+                if f.is_none() {
+                    p.add(
+                        ptr,
+                        "a metric value is a number, `NaN`, `+Inf` or `-Inf`",
+                        None,
+                    );
+                }
+                f
+            };
+            let point = if pt.no_data {
+                Point::NoData
+            } else if let Some(v) = &pt.value {
+                match bad_value(&mut p, &format!("{pp}/value"), v) {
+                    Some(f) => Point::Series(vec![(BTreeMap::new(), f)]),
+                    None => continue,
+                }
+            } else {
+                let mut out = vec![];
+                for (k, s) in pt.series.iter().flatten().enumerate() {
+                    if let Some(f) = bad_value(&mut p, &format!("{pp}/series/{k}/value"), &s.value)
+                    {
+                        out.push((
+                            s.labels
+                                .iter()
+                                .map(|(a, b)| (a.clone(), b.clone()))
+                                .collect(),
+                            f,
+                        ));
+                    }
+                }
+                Point::Series(out)
+            };
+            points.push((at, point));
+        }
+        points.sort_by_key(|(t, _)| *t);
+        st.metrics.push(MetricRule {
+            pattern: r.matches.clone(),
+            when: r.when.clone(),
+            points,
         });
     }
     for (i, r) in spec.world.shell.iter().enumerate() {

@@ -8,6 +8,7 @@ pub mod deployment;
 pub mod faults;
 pub mod http;
 pub mod kube;
+pub mod metrics;
 pub mod pattern;
 pub mod predicate;
 pub mod shell;
@@ -21,6 +22,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
+use crate::backends::prometheus::{
+    parse_answer, PromAnswer, PromQuery, PromTarget, PrometheusBackend,
+};
 use crate::backends::{
     ActionError, Backends, CallCtx, ComposeBackend, ErrorKind, HttpBackend, HttpRequest,
     KubernetesBackend, Output, ShellBackend, ShellRequest,
@@ -82,6 +86,7 @@ impl World {
             http: Arc::new(self.clone()),
             kubernetes: Arc::new(self.clone()),
             compose: Arc::new(self.clone()),
+            prometheus: Arc::new(self.clone()),
         }
     }
 
@@ -241,6 +246,33 @@ pub fn diff(before: &Snapshot, after: &Snapshot) -> Option<Value> {
 
 #[cfg(test)]
 mod tests;
+
+#[async_trait]
+impl PrometheusBackend for World {
+    async fn query(
+        &self,
+        _target: &PromTarget,
+        q: &PromQuery,
+        ctx: &CallCtx,
+    ) -> Result<PromAnswer, ActionError> {
+        let what = match &q.range {
+            None => format!("prometheus query `{}`", q.query),
+            Some(r) => format!(
+                "prometheus range query `{}` over the last {}",
+                q.query,
+                fmt_duration(r.last)
+            ),
+        };
+        let out = self
+            .handle(BackendKind::Prometheus, ctx, &what, |st, c| {
+                metrics::query(st, q, c)
+            })
+            .await?;
+        // The script answers in Prometheus's wire format; the real client's parser reads it.
+        let body = serde_json::to_vec(&out.result).unwrap_or_default();
+        parse_answer(200, &body)
+    }
+}
 
 #[async_trait]
 impl ShellBackend for World {

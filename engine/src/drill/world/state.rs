@@ -21,6 +21,7 @@ pub struct State {
     pub compose: Projects,
     pub http: Vec<HttpRule>,
     pub shell: Vec<ShellRule>,
+    pub metrics: Vec<super::metrics::MetricRule>,
     pub faults: Faults,
     /// Scripted effects waiting for their time, in the order they were scheduled.
     pub pending: Vec<(DateTime<Utc>, EffectSpec)>,
