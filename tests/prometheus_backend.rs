@@ -169,7 +169,11 @@ fn nan_is_inconclusive_not_a_pass() {
     let v = of_kind(&ev, "verify_evaluated");
     assert_eq!(v[0]["verdict"], "inconclusive");
     let err = step_error(&ev, "recovered");
-    assert!(err.contains("no data"), "{err}");
+    assert!(err.contains("verify inconclusive"), "{err}");
+    assert!(
+        err.contains("NaN, not a number"),
+        "NaN is not reported as no series: {err}"
+    );
 }
 
 #[test]
@@ -379,4 +383,73 @@ fn canary_without_data_fails_by_default_and_asks_when_told_to() {
     let (out, ev) = run_rb(dir.path(), &ask, &["--answer", "canary=yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
     assert_eq!(of_kind(&ev, "analysis_check").len(), 8);
+}
+
+/// A one-shot HTTP server on loopback answering every request with `reply`; returns its
+/// address and the requests it saw.
+fn raw_server(reply: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut buf = [0u8; 4096];
+            let n = c.read(&mut buf).unwrap_or(0);
+            s2.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let _ = c.write_all(reply.as_bytes());
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn headers_never_follow_a_redirect_to_another_origin() {
+    // No Prometheus needed: a server that redirects to another port (another origin).
+    let (other, other_seen) =
+        raw_server("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".into());
+    let (first, _) = raw_server(format!(
+        "HTTP/1.1 302 Found\r\nlocation: http://{other}/api/v1/query\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let text_rb = format!(
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{ name: redirect, title: Redirect }}
+secrets:
+  token: {{ env: PROM_TOKEN }}
+backends:
+  metrics: {{ prometheus: {{ url: "http://{first}", headers: {{ Authorization: "Bearer {{{{ secrets.token }}}}" }} }} }}
+steps:
+  - id: q
+    prometheus: {{ query: up }}
+"#
+    );
+    write(dir.path(), "rb.yaml", &text_rb);
+    let out = runbook(dir.path())
+        .env("PROM_TOKEN", "s3cr3t-token")
+        .args([
+            "run",
+            "rb.yaml",
+            "--non-interactive",
+            "--reason",
+            "t",
+            "--journal-dir",
+            "runs",
+        ])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        other_seen.lock().unwrap().is_empty(),
+        "the other origin was reached"
+    );
+    let ev = events(&journal_path(&dir.path().join("runs")));
+    let err = step_error(&ev, "q");
+    assert!(err.contains("redirects to another origin"), "{err}");
+    assert!(!err.contains("s3cr3t-token"));
 }

@@ -84,6 +84,19 @@ impl Step {
         ) || self.safety == Safety::Terminal
     }
 
+    /// May it ask the operator whether a verification without data counts as passed
+    /// (`on_inconclusive: ask`, on the step or in its `analysis`)?
+    pub fn asks_on_inconclusive(&self) -> bool {
+        self.spec.on_inconclusive == Some(crate::spec::OnInconclusive::Ask)
+            || (matches!(self.action.kind, ActionKind::Analysis { .. })
+                && self
+                    .action
+                    .body
+                    .get("on_inconclusive")
+                    .and_then(Value::as_str)
+                    == Some("ask"))
+    }
+
     /// Does it change anything outside the engine?
     pub fn is_mutating(&self) -> bool {
         self.safety > Safety::ReadOnly

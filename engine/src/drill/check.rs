@@ -375,7 +375,7 @@ fn asking_ids(rb: &Runbook, prefix: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for s in rb.steps.iter().chain(&rb.on_failure) {
         let id = format!("{prefix}{}", s.id);
-        if s.is_gate() {
+        if s.is_gate() || s.asks_on_inconclusive() {
             out.insert(id.clone());
         }
         if let ActionKind::Call(child) = &s.action.kind {

@@ -1927,11 +1927,6 @@ fn failed_checks_message(checks: &[Check]) -> String {
             let label = c.message.clone().unwrap_or_else(|| format!("`{}`", c.that));
             if c.verdict() == Verdict::Inconclusive {
                 let why = c.reason.clone().unwrap_or_else(|| "no value".into());
-                let why = if why.starts_with("no data") {
-                    why
-                } else {
-                    format!("no data: {why}")
-                };
                 return format!("verify inconclusive: {label}: {why}");
             }
             let mut s = format!("verify failed: {label}");

@@ -84,7 +84,7 @@ fn absence(name: &str, value: Option<&Value>, ctx: &Value) -> Option<String> {
             .and_then(crate::backends::prometheus::why_no_value)
     };
     match value {
-        None => Some(prom(name).unwrap_or_else(|| format!("`{name}` is absent"))),
+        None => Some(prom(name).unwrap_or_else(|| format!("no data: `{name}` is absent"))),
         Some(Value::Null) => {
             Some(prom(name).unwrap_or_else(|| format!("`{name}` has no value (null or NaN)")))
         }
@@ -130,7 +130,7 @@ pub fn evaluate(that: &str, ctx: &Value) -> Evaluated {
             reason: Some(
                 ctx.get("result")
                     .and_then(crate::backends::prometheus::why_no_value)
-                    .unwrap_or_else(|| format!("a value it reads is absent ({e})")),
+                    .unwrap_or_else(|| format!("no data: a value it reads is absent ({e})")),
             ),
             error: Some(e),
         },

@@ -1,0 +1,151 @@
+//! Drills with scripted metrics (tests/fixtures/drills/metrics): the canary `analysis` step
+//! over virtual time — recovering after three failed checks, staying bad, no data failing by
+//! default or asking the operator — with the same verdict code as a real run; the report's
+//! table of checks and the HTML chart.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/drills/metrics")
+        .canonicalize()
+        .unwrap()
+}
+
+fn drill(dir: &Path, name: &str) -> (std::process::Output, Vec<Value>, PathBuf) {
+    let rd = dir.join(name);
+    let out = runbook(dir)
+        .arg("drill")
+        .arg(fixtures().join(format!("{name}.yaml")))
+        .arg("--report-dir")
+        .arg(&rd)
+        .output()
+        .unwrap();
+    let run = std::fs::read_dir(&rd)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let ev = events(&run.join("journal.jsonl"));
+    (out, ev, run)
+}
+
+#[test]
+fn every_metrics_drill_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = runbook(dir.path())
+        .arg("drill")
+        .arg(fixtures())
+        .output()
+        .unwrap();
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{so}{se}");
+    assert!(so.contains("5 drills: 5 passed"), "{so}");
+}
+
+#[test]
+fn a_canary_recovering_after_three_failed_checks_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, ev, run) = drill(dir.path(), "recovers");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let checks = of_kind(&ev, "analysis_check");
+    let verdicts: Vec<&str> = checks
+        .iter()
+        .map(|c| c["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        verdicts,
+        ["fail", "fail", "fail", "pass", "pass", "pass", "pass", "pass", "pass", "pass"]
+    );
+    assert_eq!(checks[0]["metrics"][0]["name"], "success-rate");
+    assert_eq!(checks[0]["metrics"][0]["value"], 92.0);
+    assert!(checks[0]["metrics"][0]["query"]
+        .as_str()
+        .unwrap()
+        .contains("http_requests_total"));
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains("| 3 | 00:02:00 | 92 | 420 | fail | 3 |"),
+        "{md}"
+    );
+    // The HTML report draws each metric over the checks, with its bound.
+    let html = runbook(dir.path())
+        .args(["report", "--format", "html"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&html.stdout);
+    assert!(page.contains("class=\"analysis-chart\""), "{page}");
+    assert!(page.contains("<polyline"), "a line through the values");
+    assert!(
+        page.contains("stroke-dasharray"),
+        "the bound as a dashed line"
+    );
+}
+
+#[test]
+fn a_canary_that_stays_bad_fails_at_failed_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, ev, _) = drill(dir.path(), "stays-bad");
+    let checks = of_kind(&ev, "analysis_check");
+    assert_eq!(checks.len(), 5);
+    assert_eq!(checks[4]["failed"], 5);
+    assert_eq!(checks[4]["metrics"][1]["verdict"], "fail");
+}
+
+#[test]
+fn no_data_and_nan_fail_the_checks_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, ev, _) = drill(dir.path(), "no-data-fails");
+    let checks = of_kind(&ev, "analysis_check");
+    let v: Vec<(&str, &str)> = checks
+        .iter()
+        .map(|c| {
+            (
+                c["verdict"].as_str().unwrap(),
+                c["metrics"][1]["text"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        v,
+        [
+            ("pass", "-"),
+            ("pass", "-"),
+            ("inconclusive", "no data"),
+            ("inconclusive", "no data"),
+            ("inconclusive", "NaN"),
+            ("inconclusive", "NaN"),
+            ("inconclusive", "NaN"),
+        ]
+    );
+    let fin = of_kind(&ev, "step_finished");
+    let err = fin[0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("5 failed checks of 7") && err.contains("no data"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_data_asks_the_operator_when_told_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, ev, _) = drill(dir.path(), "no-data-asks");
+    let asked = of_kind(&ev, "gate_asked");
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0]["gate"], "inconclusive");
+    assert_eq!(of_kind(&ev, "step_finished")[0]["outcome"], "needs-answer");
+    let (_, ev, _) = drill(dir.path(), "no-data-accepted");
+    assert_eq!(
+        of_kind(&ev, "gate_answered").len(),
+        10,
+        "one answer per check without data"
+    );
+    assert_eq!(of_kind(&ev, "step_finished")[0]["outcome"], "succeeded");
+}
