@@ -823,7 +823,7 @@ impl Runner {
                 let real = frame.ctx.real(None);
                 let conds: Vec<crate::spec::ConditionSpec> =
                     serde_json::from_value(step.action.body.clone()).unwrap_or_default();
-                let checks = evaluate(&conds, &real, &display);
+                let checks = evaluate(&conds, &real, &display, None);
                 let ok = checks.iter().all(|c| c.ok);
                 self.emit(Event::AttemptStarted {
                     step: sid.to_string(),
@@ -1148,7 +1148,12 @@ impl Runner {
                                 ctx_display["steps"][&step.id][name] =
                                     self.emitter.redactor().value(v);
                             }
-                            let checks = evaluate(&step.spec.verify, &with_caps, &ctx_display);
+                            let checks = evaluate(
+                                &step.spec.verify,
+                                &with_caps,
+                                &ctx_display,
+                                Some(&step.id),
+                            );
                             let all = checks.iter().all(|c| c.ok);
                             let v = checks_verdict(&checks);
                             self.emit(Event::VerifyEvaluated {
@@ -1845,11 +1850,16 @@ fn captures_of(step: &Step, with_caps: &Value) -> Vec<(String, Value)> {
 }
 
 /// Evaluates conditions; observed values come from the display context (secrets masked).
-fn evaluate(conds: &[crate::spec::ConditionSpec], real: &Value, display: &Value) -> Vec<Check> {
+fn evaluate(
+    conds: &[crate::spec::ConditionSpec],
+    real: &Value,
+    display: &Value,
+    own: Option<&str>,
+) -> Vec<Check> {
     conds
         .iter()
         .map(|c| {
-            let ev = verdict::evaluate(&c.that, real);
+            let ev = verdict::evaluate(&c.that, real, own);
             Check {
                 that: c.that.clone(),
                 ok: ev.verdict == Verdict::Pass,

@@ -74,11 +74,14 @@ fn tests_presence(src: &str) -> bool {
 }
 
 /// Why reading `name` gives no usable value, if it does not: for a Prometheus result, the
-/// backend's own words (no data, NaN, several series), with the query as sent.
-fn absence(name: &str, value: Option<&Value>, ctx: &Value) -> Option<String> {
-    // The Prometheus result this name reads, e.g. `result.value`.
+/// backend's own words (no data, NaN, several series), with the query as sent. `own` is the
+/// step whose result `result` is: its captures (`steps.<own>.x`) come from that result too.
+fn absence(name: &str, value: Option<&Value>, ctx: &Value, own: Option<&str>) -> Option<String> {
+    // The Prometheus result this name reads, e.g. `result.value` or the step's own capture.
     let prom = |path: &str| -> Option<String> {
-        path.starts_with("result.")
+        let from_result = path.starts_with("result.")
+            || own.is_some_and(|o| path.starts_with(&format!("steps.{o}.")));
+        from_result
             .then(|| ctx.get("result"))
             .flatten()
             .and_then(crate::backends::prometheus::why_no_value)
@@ -92,8 +95,9 @@ fn absence(name: &str, value: Option<&Value>, ctx: &Value) -> Option<String> {
     }
 }
 
-/// Evaluates one condition against the context.
-pub fn evaluate(that: &str, ctx: &Value) -> Evaluated {
+/// Evaluates one condition against the context; `own` is the id of the step whose `result`
+/// the context holds (None for `assert`).
+pub fn evaluate(that: &str, ctx: &Value, own: Option<&str>) -> Evaluated {
     if !tests_presence(that) {
         if let Ok(names) = template::expr_refs(that) {
             for name in names {
@@ -102,7 +106,7 @@ pub fn evaluate(that: &str, ctx: &Value) -> Evaluated {
                     continue;
                 }
                 let v = template::eval(&name, ctx).ok();
-                if let Some(reason) = absence(&name, v.as_ref(), ctx) {
+                if let Some(reason) = absence(&name, v.as_ref(), ctx, own) {
                     return Evaluated {
                         verdict: Verdict::Inconclusive,
                         reason: Some(reason),
@@ -173,16 +177,19 @@ mod tests {
         let e = evaluate(
             "steps.r.rate < 0.01",
             &json!({"steps": {"r": {"rate": null}}}),
+            Some("r"),
         );
         assert_eq!(e.verdict, Verdict::Inconclusive);
         let e = evaluate(
             "steps.r.rate < 0.01",
             &json!({"steps": {"r": {"rate": 0.043}}}),
+            Some("r"),
         );
         assert_eq!(e.verdict, Verdict::Fail);
         let e = evaluate(
             "steps.r.rate < 0.01",
             &json!({"steps": {"r": {"rate": 0.001}}}),
+            Some("r"),
         );
         assert_eq!(e.verdict, Verdict::Pass);
     }
@@ -191,16 +198,16 @@ mod tests {
     fn missing_field_and_empty_list_are_inconclusive() {
         let ctx = json!({"result": {"json": {"items": []}}});
         assert_eq!(
-            evaluate("result.json.items[0].status == 'ok'", &ctx).verdict,
+            evaluate("result.json.items[0].status == 'ok'", &ctx, None).verdict,
             Verdict::Inconclusive
         );
         assert_eq!(
-            evaluate("result.json.phase == 'done'", &ctx).verdict,
+            evaluate("result.json.phase == 'done'", &ctx, None).verdict,
             Verdict::Inconclusive
         );
         // Asking about absence is an answer.
         assert_eq!(
-            evaluate("result.json.phase is not defined", &ctx).verdict,
+            evaluate("result.json.phase is not defined", &ctx, None).verdict,
             Verdict::Pass
         );
     }
@@ -208,7 +215,7 @@ mod tests {
     #[test]
     fn prometheus_absence_says_no_data_with_the_query() {
         let ctx = json!({"result": {"query": "sum(up)", "count": 0, "empty": true, "series": []}});
-        let e = evaluate("result.value < 0.01", &ctx);
+        let e = evaluate("result.value < 0.01", &ctx, None);
         assert_eq!(e.verdict, Verdict::Inconclusive);
         assert!(e.reason.unwrap().contains("no data"));
     }
