@@ -621,6 +621,21 @@ fn the_pause_hook_is_a_debug_build_only_test_hook() {
             std::thread::sleep(Duration::from_millis(20));
         };
         std::fs::remove_file(marker).unwrap();
+    } else {
+        // The release binary must not pause: fail at once if it does.
+        while child.try_wait().unwrap().is_none() {
+            let paused = std::fs::read_dir(dir.path().join("runs"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.path().join("paused-1").exists());
+            if paused {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the release binary obeyed RUNBOOK_TEST_PAUSE_AFTER");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));

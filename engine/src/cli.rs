@@ -953,8 +953,11 @@ pub fn init_logging(verbose: u8, format: LogFormat) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("runbook={level}")));
+    // Colours only for a terminal that wants them. Field values are escaped by
+    // tracing-subscriber itself (>= 0.3.20 writes control characters in them escaped).
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(color())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => b.json().try_init(),

@@ -148,9 +148,8 @@ pub fn read(path: &Path) -> io::Result<Read> {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "line {number} of {} is longer than {} MiB, which no journal event is; \
-                     the file is damaged or not a journal",
-                    path.display(),
+                    "line {number} is longer than {} MiB, which no journal event is; the file \
+                     is damaged or not a journal",
                     MAX_LINE >> 20
                 ),
             ));
