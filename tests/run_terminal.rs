@@ -281,6 +281,16 @@ fn errors_and_drill_output_show_escapes() {
     assert_eq!(screen.title, "");
     line_with(&screen, "\\x1b]0;pwned\\x07\\x1b[2J");
 
+    // A usage error quotes the command line.
+    let out = runbook(dir.path())
+        .args(["plan", "rb.yaml", "--format", "x\x1b]0;pwned\x07"])
+        .output()
+        .unwrap();
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!out.stderr.contains(&0x1b), "{err}");
+    assert!(err.contains("invalid value 'x"), "{err}");
+
     // A drill file whose name holds escapes, and which is not a valid drill.
     let drills = dir.path().join("drills");
     write(

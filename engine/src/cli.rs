@@ -967,7 +967,17 @@ pub fn init_logging(verbose: u8, format: LogFormat) {
 
 /// Runs the CLI; returns the exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        // Help and version are ours: shown as clap styles them.
+        Err(e) if !e.use_stderr() => e.exit(),
+        // A usage error quotes the command line, which may hold any byte: shown through the
+        // sanitiser (`eprint!` is term.rs's), without clap's colours.
+        Err(e) => {
+            eprint!("{}", e.render());
+            return e.exit_code();
+        }
+    };
     init_logging(cli.verbose, cli.log_format);
     crate::backends::http::install_crypto_provider();
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -101,8 +101,6 @@ macro_rules! eprintln {
     () => { $crate::term::err(::std::format_args!("\n")) };
     ($($a:tt)*) => { $crate::term::err(::std::format_args!("{}\n", ::std::format_args!($($a)*))) };
 }
-// Unused today; defined so that a future `eprint!` goes through the sanitiser too.
-#[allow(unused_macros)]
 macro_rules! eprint {
     ($($a:tt)*) => { $crate::term::err(::std::format_args!($($a)*)) };
 }

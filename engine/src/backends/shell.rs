@@ -104,6 +104,22 @@ impl LongLine {
     }
 }
 
+/// Makes the child lead a session of its own (setsid): its own process group, which a
+/// timeout or an interrupt kills whole, and no controlling terminal, so that opening
+/// `/dev/tty` fails instead of stopping the child (and the run) on SIGTTIN.
+pub fn own_session(cmd: &mut Command) {
+    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent; it cannot
+    // fail in a freshly forked child, which leads no process group yet.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 async fn pump<R: AsyncRead + Unpin>(r: R, stream: &'static str, ctx: CallCtx) -> Tail {
     let mut reader = BufReader::new(r);
     let mut tail = Tail::default();
@@ -195,16 +211,7 @@ impl ShellBackend for ProcessShell {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent; it
-        // cannot fail in a freshly forked child, which leads no process group yet.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        own_session(&mut cmd);
         if let Some(cwd) = &req.cwd {
             cmd.current_dir(cwd);
         }

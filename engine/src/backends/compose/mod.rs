@@ -46,6 +46,7 @@ async fn runs(argv: &[&str]) -> bool {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
+    super::shell::own_session(&mut cmd);
     let Ok(mut child) = cmd.spawn() else {
         return false;
     };
