@@ -13,8 +13,34 @@ use common::*;
 use serde_json::json;
 
 /// Characters that URL encoders treat differently (space, `/`, `+`, `=`, `&`), so each
-/// encoding gives a distinct string.
-const SECRET: &str = "s3cr3t Tok3n/with+chars=&more";
+/// encoding gives a distinct string; `ö` so that JSON may escape it (`\u00f6`).
+const SECRET: &str = "s3cr3t Tök3n/with+chars=&more";
+
+/// A multi-line secret (a private key), printed by a step line by line.
+const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\nVJTUt9Us8cKjMzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZH\n-----END PRIVATE KEY-----";
+
+/// Base64 of `user:secret` style values, with the secret at each of the three alignments
+/// (offset 0, 1 and 2 in a group of three bytes): each answer of the server echoes one.
+const BASIC_USERS: [&str; 3] = ["ab:", "abc:", "abcd:"];
+
+/// The characters of the base64 of `prefix + secret` that come from the secret alone.
+fn base64_core(prefix: &str, secret: &str) -> String {
+    let enc = base64::engine::general_purpose::STANDARD_NO_PAD.encode(format!("{prefix}{secret}"));
+    let (k, n) = (prefix.len(), secret.len());
+    enc[(8 * k).div_ceil(6)..(8 * (k + n)) / 6].to_string()
+}
+
+/// What a server that escapes more than serde writes: `\u0026` for `&`, `\/` for `/`,
+/// `\u00f6` for `ö`, `\u003d` for `=`.
+fn json_escaped_by_others() -> Vec<String> {
+    vec![
+        SECRET
+            .replace('&', "\\u0026")
+            .replace('/', "\\/")
+            .replace('ö', "\\u00f6"),
+        SECRET.replace('=', "\\u003d").replace('ö', "\\u00F6"),
+    ]
+}
 
 fn forms() -> Vec<(&'static str, String)> {
     use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
@@ -51,7 +77,30 @@ fn forms() -> Vec<(&'static str, String)> {
                 .trim_matches('"')
                 .to_string(),
         ),
+        ("upper-cased by a capture", SECRET.to_uppercase()),
+        ("reversed by a capture", SECRET.chars().rev().collect()),
+        (
+            "sliced by a capture",
+            SECRET.chars().skip(2).take(14).collect(),
+        ),
     ]
+    .into_iter()
+    .chain(
+        BASIC_USERS
+            .iter()
+            .map(|u| ("base64 of user:secret", base64_core(u, SECRET))),
+    )
+    .chain(
+        json_escaped_by_others()
+            .into_iter()
+            .map(|j| ("JSON-escaped by another encoder", j)),
+    )
+    .chain(
+        PEM.lines()
+            .filter(|l| !l.starts_with("-----"))
+            .map(|l| ("a line of the PEM secret", l.to_string())),
+    )
+    .collect()
 }
 
 fn assert_clean(what: &str, text: &str) {
@@ -78,6 +127,7 @@ metadata: {{ name: secretive, title: Uses a token, description: "token in every 
 secrets:
   token: {{ env: TEST_TOKEN }}
   filed: {{ file: token.txt }}
+  pem: {{ file: key.pem }}
 env: [API_TOKEN]
 backends:
   api: {{ http: {{ base_url: "{url}", headers: {{ Authorization: "Bearer {{{{ secrets.token }}}}" }} }} }}
@@ -87,7 +137,13 @@ preconditions:
 steps:
   - id: call
     http: {{ backend: api, request: {{ method: POST, path: /echo, json: {{ token: "{{{{ secrets.token }}}}" }} }} }}
-    capture: {{ echoed: "result.body", kind: "result.headers['content-type']" }}
+    capture:
+      echoed: "result.body"
+      kind: "result.headers['content-type']"
+      up: "secrets.token | upper"
+      rev: "secrets.token | reverse"
+      part: "secrets.token[2:16]"
+      shouted: "result.json.you_sent | upper"
     verify:
       - that: "result.status == 200"
         message: "server said {{{{ result.body }}}}"
@@ -95,6 +151,20 @@ steps:
   - id: from-file
     safety: read-only
     shell: {{ argv: ["echo", "{{{{ secrets.filed }}}}"] }}
+  - id: derived
+    safety: read-only
+    shell: {{ argv: ["echo", "{{{{ steps.call.up }}}}", "{{{{ steps.call.rev }}}}", "{{{{ steps.call.part }}}}", "{{{{ steps.call.shouted }}}}"] }}
+  - id: pem
+    safety: read-only
+    shell: {{ script: 'cat key.pem' }}
+  - id: other-encoders
+    safety: read-only
+    http: {{ request: {{ url: "{url}/escaped" }} }}
+    capture: {{ raw: "result.body" }}
+  - id: basic
+    safety: read-only
+    shell:
+      argv: ["sh", "-c", "for u in ab: abc: abcd:; do printf '%s%s' \"$u\" \"$1\" | base64 -w0; echo; done; cat escaped.json", "x", "{{{{ secrets.token }}}}"]
   - id: from-env
     safety: read-only
     shell: {{ script: 'echo "$API_TOKEN"; echo "$API_TOKEN" | base64' }}
@@ -120,16 +190,33 @@ on_failure:
 
 fn setup() -> (Server, tempfile::TempDir) {
     let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
+    let basic: Vec<String> = BASIC_USERS
+        .iter()
+        .map(|u| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}{SECRET}"))
+            )
+        })
+        .collect();
+    let escaped = format!(
+        r#"{{"echo": ["{}"], "basic": {}}}"#,
+        json_escaped_by_others().join(r#"", ""#),
+        serde_json::to_string(&basic).unwrap()
+    );
     let srv = Server::start(vec![
         (
             "/echo",
             vec![Reply::json(200, json!({"you_sent": SECRET, "b64": b64}))],
         ),
         ("/q", vec![Reply::json(200, json!({"ok": true}))]),
+        ("/escaped", vec![Reply::raw(200, &escaped)]),
     ]);
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "rb.yaml", &runbook_text(&srv.url("")));
     write(dir.path(), "token.txt", &format!("{SECRET}\n"));
+    write(dir.path(), "key.pem", &format!("{PEM}\n"));
+    write(dir.path(), "escaped.json", &escaped);
     (srv, dir)
 }
 
@@ -246,4 +333,80 @@ fn secret_never_reaches_any_report_format() {
         assert_clean(&format!("runbook report --format {ext}"), &o);
         assert_clean(&format!("runbook report --format {ext} (stderr)"), &e);
     }
+}
+
+#[test]
+fn secret_never_reaches_a_drill_report_journal_or_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let basic: Vec<String> = BASIC_USERS
+        .iter()
+        .map(|u| base64::engine::general_purpose::STANDARD.encode(format!("{u}{SECRET}")))
+        .collect();
+    // A simulated server that echoes the secret in every form another encoder might use.
+    let body = format!(
+        r#"{{"plain": "{SECRET}", "escaped": ["{}"], "basic": {}, "pem": {}}}"#,
+        json_escaped_by_others().join(r#"", ""#),
+        serde_json::to_string(&basic).unwrap(),
+        serde_json::to_string(PEM).unwrap(),
+    );
+    write(
+        dir.path(),
+        "rb.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: drilled, title: Secrets in a drill }
+secrets:
+  token: { env: DRILL_TOKEN }
+  pem: { env: DRILL_PEM }
+steps:
+  - id: call
+    safety: read-only
+    http: { request: { url: "https://api.drill/echo", headers: { Authorization: "Bearer {{ secrets.token }}" } } }
+    capture:
+      body: "result.body"
+      up: "secrets.token | upper"
+      rev: "secrets.token | reverse"
+      part: "secrets.token[2:16]"
+  - id: again
+    safety: read-only
+    http: { request: { url: "https://api.drill/echo", headers: { X-Up: "{{ steps.call.up }}", X-Rev: "{{ steps.call.rev }}", X-Part: "{{ steps.call.part }}" } } }
+    verify:
+      - that: "result.status == 200"
+        message: "got {{ result.body }} for {{ steps.call.up }}"
+"#,
+    );
+    let q = |s: &str| serde_json::to_string(s).unwrap();
+    write(
+        dir.path(),
+        "drill.yaml",
+        &format!(
+            "apiVersion: runbook/v1\nkind: Drill\nmetadata: {{ name: drilled-secrets }}\nrunbook: rb.yaml\noperator: drill-bot\nsecrets: {{ token: {}, pem: {} }}\nworld:\n  http:\n    - match: {{ url: \"https://api.drill/echo\" }}\n      respond: {{ status: 200, body: {} }}\n",
+            q(SECRET),
+            q(PEM),
+            q(&body)
+        ),
+    );
+    let out = runbook(dir.path())
+        .args(["drill", "drill.yaml", "--report-dir", "out"])
+        .output()
+        .unwrap();
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{o}{e}");
+    assert_clean("drill stdout", &o);
+    assert_clean("drill stderr", &e);
+    let mut files = 0;
+    let mut stack = vec![dir.path().join("out")];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let t = std::fs::read_to_string(&p).unwrap_or_default();
+                assert_clean(&p.display().to_string(), &t);
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 2, "the drill wrote its report and journal");
 }

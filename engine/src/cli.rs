@@ -717,18 +717,6 @@ pub fn reason_for(
     Ok(None)
 }
 
-/// Secrets too short to mask safely are refused from redaction; say so before running.
-pub fn warn_short_secrets(secrets: &indexmap::IndexMap<String, String>) {
-    for (name, v) in secrets {
-        if !v.is_empty() && v.chars().count() < crate::exec::redact::MIN_SECRET_LEN {
-            eprintln!(
-                "warning: secret `{name}` is shorter than {} characters; it cannot be masked in output without masking ordinary text",
-                crate::exec::redact::MIN_SECRET_LEN
-            );
-        }
-    }
-}
-
 pub async fn cmd_run(a: RunArgs) -> i32 {
     if let Some(world) = &a.world {
         return crate::drill::training::run(&a, world).await;
@@ -757,7 +745,6 @@ pub async fn cmd_run(a: RunArgs) -> i32 {
             return exit::INVALID;
         }
     };
-    warn_short_secrets(&secrets);
     let interactive = is_interactive(a.common.non_interactive);
     let reason = match reason_for(
         &rb,

@@ -99,6 +99,7 @@ pub fn plan_context(rb: &Runbook, inputs: &IndexMap<String, Value>) -> RunContex
             .collect(),
         run: Map::new(),
         steps: Map::new(),
+        tainted: Default::default(),
     };
     for k in ["id", "operator", "reason", "started_at", "host"] {
         ctx.run.insert(k.into(), json!(format!("<run.{k}>")));

@@ -237,6 +237,31 @@ pub struct HttpBackendSpec {
     /// PEM file of an extra CA to trust.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// Which redirects to follow (default `same-origin`). A redirect not followed is the
+    /// step's result: its status and `Location`, and the step fails unless `expect_status`
+    /// or `verify` accepts it.
+    #[serde(default, skip_serializing_if = "is_default_follow")]
+    pub follow_redirects: FollowRedirects,
+}
+
+fn is_default_follow(f: &FollowRedirects) -> bool {
+    *f == FollowRedirects::default()
+}
+
+/// Which HTTP redirects a backend follows. Whatever the setting, a redirect is never followed
+/// when it would change the method (a POST turned into a GET), go from `https` to `http`, or
+/// send a body that holds a secret to another origin; headers that hold a secret are never
+/// sent to another origin, and no request carries a `Referer`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FollowRedirects {
+    /// None: a 3xx answer is the step's result.
+    Never,
+    /// Only to the same origin (scheme, host and port) as the request (default).
+    #[default]
+    SameOrigin,
+    /// To any origin, without the headers that hold a secret.
+    Any,
 }
 
 /// A docker compose project, driven through the Compose CLI.
@@ -614,7 +639,8 @@ pub struct HttpAction {
     /// The request: method, `url` or `path`, query, headers, body.
     pub request: HttpRequestSpec,
     /// Statuses that count as success. Default: any status when the step has `verify`
-    /// (the verification decides), otherwise 200-399.
+    /// (the verification decides), otherwise 200-299 (a redirect that was not followed is
+    /// not a success).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expect_status: Vec<u16>,
 }

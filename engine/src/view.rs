@@ -652,6 +652,10 @@ impl Progress for TerminalView {
         });
     }
 
+    fn secret(&self, value: &str) {
+        self.redactor_add(value);
+    }
+
     fn status(&self, message: &str) {
         self.with(|i| {
             if i.style == Style::Plain {

@@ -76,11 +76,12 @@ pub fn run_id(events: &[Value]) -> String {
     events[0]["run_id"].as_str().unwrap().to_string()
 }
 
-/// A scripted response: status and body.
-#[derive(Clone, Debug)]
+/// A scripted response: status, body and extra headers.
+#[derive(Clone, Debug, Default)]
 pub struct Reply {
     pub status: u16,
     pub body: String,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -88,6 +89,25 @@ impl Reply {
         Reply {
             status,
             body: v.to_string(),
+            headers: vec![],
+        }
+    }
+
+    /// A body given as it goes on the wire (JSON escapes chosen by the test).
+    pub fn raw(status: u16, body: &str) -> Self {
+        Reply {
+            status,
+            body: body.to_string(),
+            headers: vec![],
+        }
+    }
+
+    /// A redirect to `location`.
+    pub fn redirect(status: u16, location: &str) -> Self {
+        Reply {
+            status,
+            body: String::new(),
+            headers: vec![("location".into(), location.to_string())],
         }
     }
 }
@@ -99,7 +119,9 @@ type Routes = Vec<(String, VecDeque<Reply>)>;
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub method: String,
+    /// The path as received (percent-encoded as it was sent).
     pub path: String,
+    pub query: Option<String>,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -146,6 +168,7 @@ impl Server {
                         seen.lock().unwrap().push(Seen {
                             method: parts.method.to_string(),
                             path: parts.uri.path().to_string(),
+                            query: parts.uri.query().map(str::to_string),
                             headers: parts
                                 .headers
                                 .iter()
@@ -172,12 +195,15 @@ impl Server {
                         let reply = reply.unwrap_or(Reply {
                             status: 404,
                             body: "no route".into(),
+                            headers: vec![],
                         });
-                        axum::response::Response::builder()
+                        let mut b = axum::response::Response::builder()
                             .status(reply.status)
-                            .header("content-type", "application/json")
-                            .body(axum::body::Body::from(reply.body))
-                            .unwrap()
+                            .header("content-type", "application/json");
+                        for (k, v) in &reply.headers {
+                            b = b.header(k.as_str(), v.as_str());
+                        }
+                        b.body(axum::body::Body::from(reply.body)).unwrap()
                     }
                 });
                 axum::serve(listener, app).await.unwrap();

@@ -101,6 +101,9 @@ pub trait Progress: Send + Sync {
     fn line(&self, stream: &str, line: &str);
     /// A status message, e.g. `waiting for 2 of 3 updated replicas`.
     fn status(&self, message: &str);
+    /// A value learnt during the run that must be masked from now on (a called runbook's
+    /// secret, a capture derived from a secret).
+    fn secret(&self, _value: &str) {}
 }
 
 /// Discards progress.
@@ -166,6 +169,12 @@ pub struct HttpRequest {
     pub body: Option<Vec<u8>>,
     pub timeout: Option<Duration>,
     pub ca_file: Option<PathBuf>,
+    /// Which redirects to follow (`http::redirect_hop` decides each one).
+    pub follow_redirects: crate::spec::FollowRedirects,
+    /// Names of the headers whose values hold a secret: never sent to another origin.
+    pub secret_headers: Vec<String>,
+    /// Whether the body holds a secret: never sent to another origin.
+    pub body_holds_secret: bool,
 }
 
 #[async_trait]

@@ -220,21 +220,6 @@ pub struct PromHttp {
     clients: Mutex<HashMap<Option<PathBuf>, reqwest::Client>>,
 }
 
-/// Follows a redirect only within the origin of the first request: the headers (tokens)
-/// must never reach another host, port or scheme.
-fn same_origin_redirects() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let first = attempt.previous().first().map(|u| u.origin());
-        if attempt.previous().len() >= 10 {
-            attempt.error("too many redirects")
-        } else if first.as_ref() == Some(&attempt.url().origin()) {
-            attempt.follow()
-        } else {
-            attempt.stop()
-        }
-    })
-}
-
 impl PromHttp {
     fn client(&self, ca: Option<&PathBuf>) -> Result<reqwest::Client, ActionError> {
         install_crypto_provider();
@@ -242,10 +227,9 @@ impl PromHttp {
         if let Some(c) = clients.get(&ca.cloned()) {
             return Ok(c.clone());
         }
-        let mut b = reqwest::Client::builder()
-            .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
-            .redirect(same_origin_redirects())
-            .connect_timeout(Duration::from_secs(10));
+        // No redirect followed by reqwest and no Referer: `send_following` applies the HTTP
+        // backend's redirect policy.
+        let mut b = super::http::client_builder().connect_timeout(Duration::from_secs(10));
         if let Some(path) = ca {
             let pem = std::fs::read(path).map_err(|e| {
                 ActionError::new(
@@ -449,14 +433,25 @@ impl PrometheusBackend for PromHttp {
                 "/api/v1/query"
             }
         );
-        let mut rb = client.get(url).timeout(timeout);
-        for (k, v) in &target.headers {
-            rb = rb.header(k, v);
-        }
+        // Same origin only, and every header counts as holding a secret (they carry tokens).
+        let secret_headers: Vec<String> = target.headers.iter().map(|(k, _)| k.clone()).collect();
+        let send = super::http::send_following(
+            &client,
+            super::http::Outgoing {
+                method: "GET",
+                url,
+                headers: &target.headers,
+                body: None,
+                timeout,
+                follow: super::http::FollowRedirects::SameOrigin,
+                secret_headers: &secret_headers,
+                body_holds_secret: false,
+            },
+        );
         let mut resp = tokio::select! {
-            r = rb.send() => r.map_err(|e| {
-                let kind = if e.is_timeout() { ErrorKind::Timeout } else if e.is_builder() { ErrorKind::Invalid } else { ErrorKind::Transport };
-                ActionError::new(kind, format!("GET {shown}: {}", chain(&e)))
+            r = send => r.map(|x| x.response).map_err(|e| {
+                let kind = if e.error.is_timeout() { ErrorKind::Timeout } else if e.error.is_builder() { ErrorKind::Invalid } else { ErrorKind::Transport };
+                ActionError::new(kind, format!("GET {shown}: {}", chain(&e.error)))
             })?,
             _ = ctx.cancel.cancelled() => return Err(ActionError::new(ErrorKind::Cancelled, "query cancelled")),
         };

@@ -13,7 +13,7 @@ use crate::backends::{
 };
 use crate::model::{fmt_duration, parse_duration, Action, ActionKind, Runbook};
 use crate::spec::{self, BackendSpec};
-use crate::template;
+use crate::template::{self, UrlStart};
 
 /// An action with its templates rendered: `real` goes to the backend, `display` is shown.
 #[derive(Debug, Clone)]
@@ -30,8 +30,28 @@ pub fn render(action: &Action, real_ctx: &Value, display_ctx: &Value) -> Result<
         (ActionKind::Shell, Some(m)) => m.remove("script"),
         _ => None,
     };
+    // URLs render apart: a value never changes their shape (`template::render_url`).
+    let mut urls = vec![];
+    if let (ActionKind::Http, Some(req)) = (
+        &action.kind,
+        body.get_mut("request").and_then(Value::as_object_mut),
+    ) {
+        for (field, start) in [("url", UrlStart::Url), ("path", UrlStart::Path)] {
+            if let Some(Value::String(src)) = req.remove(field) {
+                urls.push((field, start, src));
+            }
+        }
+    }
     let mut real = template::render_value(&body, real_ctx)?;
     let mut display = template::render_value(&body, display_ctx)?;
+    for (field, start, src) in urls {
+        let r =
+            template::render_url(&src, real_ctx, start).map_err(|e| format!("`{field}`: {e}"))?;
+        let d = template::render_url(&src, display_ctx, start)
+            .map_err(|e| format!("`{field}`: {e}"))?;
+        real["request"][field] = Value::String(r);
+        display["request"][field] = Value::String(d);
+    }
     if let Some(def) = action_def(&action.kind) {
         spec::coerce_to_schema(def, &mut real);
         spec::coerce_to_schema(def, &mut display);
@@ -93,8 +113,17 @@ fn action_def(kind: &ActionKind) -> Option<&'static str> {
 
 /// Renders a backend's settings (templates over inputs, secrets, env).
 pub fn render_backend(spec: &BackendSpec, ctx: &Value) -> Result<BackendSpec, String> {
-    let v = serde_json::to_value(spec).map_err(|e| e.to_string())?;
+    let mut v = serde_json::to_value(spec).map_err(|e| e.to_string())?;
+    let base = v
+        .pointer_mut("/http/base_url")
+        .map(Value::take)
+        .and_then(|b| b.as_str().map(str::to_string));
     let mut r = template::render_value(&v, ctx)?;
+    if let Some(b) = base {
+        r["http"]["base_url"] = Value::String(
+            template::render_url(&b, ctx, UrlStart::Url).map_err(|e| format!("`base_url`: {e}"))?,
+        );
+    }
     spec::coerce_to_schema("BackendSpec", &mut r);
     serde_json::from_value(r).map_err(|e| format!("backend settings after rendering: {e}"))
 }
@@ -398,6 +427,8 @@ pub struct Env<'a> {
     pub backends: &'a Backends,
     pub input_env: Vec<(String, String)>,
     pub step_timeout: Option<Duration>,
+    /// The run's secrets: an HTTP header or body that holds one never goes to another origin.
+    pub redactor: &'a crate::exec::redact::Redactor,
 }
 
 /// Runs a rendered action on its backend. `step_has_verify` changes what an HTTP status means.
@@ -497,6 +528,14 @@ pub async fn execute(
                 (None, Some(b)) => Some(b.as_bytes().to_vec()),
                 _ => None,
             };
+            let secret_headers = headers
+                .iter()
+                .filter(|(_, v)| env.redactor.holds_secret(v))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let body_holds_secret = body
+                .as_deref()
+                .is_some_and(|b| env.redactor.holds_secret(&String::from_utf8_lossy(b)));
             let timeout = backend_spec
                 .timeout
                 .as_deref()
@@ -517,6 +556,9 @@ pub async fn execute(
                     .ca_file
                     .as_ref()
                     .map(|c| resolve(&ctx.base_dir, c)),
+                follow_redirects: backend_spec.follow_redirects,
+                secret_headers,
+                body_holds_secret,
             };
             let out = env.backends.http.send(&req, ctx).await?;
             let status = out
@@ -527,7 +569,7 @@ pub async fn execute(
             let ok = if !a.expect_status.is_empty() {
                 a.expect_status.contains(&status)
             } else {
-                step_has_verify || (200..400).contains(&status)
+                step_has_verify || (200..300).contains(&status)
             };
             if ok {
                 Ok(out)
@@ -535,17 +577,29 @@ pub async fn execute(
                 let body = out.result.get("body").and_then(Value::as_str).unwrap_or("");
                 let snippet: String = body.chars().take(200).collect();
                 let expected = if a.expect_status.is_empty() {
-                    "200-399".to_string()
+                    "200-299".to_string()
                 } else {
                     format!("{:?}", a.expect_status)
                 };
+                let detail = match out.result.get("redirect") {
+                    Some(r) => format!(
+                        "a redirect to {} that was not followed: {}",
+                        r["location"].as_str().unwrap_or_default(),
+                        r["reason"].as_str().unwrap_or_default()
+                    ),
+                    None => snippet.trim().to_string(),
+                };
+                let at = out
+                    .result
+                    .get("url")
+                    .and_then(Value::as_str)
+                    .map(|u| format!(" (redirected to {u})"))
+                    .unwrap_or_default();
                 Err(ActionError::new(
                     ErrorKind::Failed,
                     format!(
-                        "{} {} returned {status} (expected {expected}): {}",
-                        req.method,
-                        req.url,
-                        snippet.trim()
+                        "{} {}{at} returned {status} (expected {expected}): {detail}",
+                        req.method, req.url,
                     ),
                 )
                 .with_result(out.result))

@@ -2,7 +2,7 @@
 //! and `result` inside captures and verifications. Two views of the same context: the real
 //! one (secrets in clear, only ever handed to backends) and the display one (secrets `***`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
@@ -20,6 +20,9 @@ pub struct RunContext {
     pub run: Map<String, Value>,
     /// step id -> { capture names..., outcome, result, attempts, value, note }
     pub steps: Map<String, Value>,
+    /// Captures derived from a secret (`steps.<id>.<name>`): secrets themselves, `***` in the
+    /// display view.
+    pub tainted: BTreeSet<(String, String)>,
 }
 
 impl RunContext {
@@ -53,6 +56,7 @@ impl RunContext {
             env: self.env.clone(),
             run: self.run.clone(),
             steps: self.steps_in(only),
+            tainted: self.tainted.clone(),
         }
     }
 
@@ -98,7 +102,15 @@ impl RunContext {
             ),
         );
         m.insert("secrets".into(), Value::Object(secrets));
-        m.insert("steps".into(), Value::Object(self.steps_in(only)));
+        let mut steps = self.steps_in(only);
+        if mask {
+            for (step, name) in &self.tainted {
+                if let Some(v) = steps.get_mut(step).and_then(|s| s.get_mut(name)) {
+                    *v = Value::String(MASK.to_string());
+                }
+            }
+        }
+        m.insert("steps".into(), Value::Object(steps));
         m.insert("run".into(), Value::Object(self.run.clone()));
         m.insert("env".into(), Value::Object(self.env.clone()));
         if let Some(r) = result {

@@ -169,9 +169,41 @@ impl Emitter {
             return env;
         }
         const TAGS: &[&str] = &["event", "outcome", "phase", "via", "run_id", "ts"];
-        let v = serde_json::to_value(&env).expect("events serialize");
-        serde_json::from_value(self.redactor.value_keeping(&v, TAGS))
-            .expect("redaction keeps the event's shape")
+        let Ok(v) = serde_json::to_value(&env) else {
+            return env;
+        };
+        if let Ok(e) = serde_json::from_value(self.redactor.value_keeping(&v, TAGS, true)) {
+            return e;
+        }
+        // A secret equal to one of the event's own field names (`step`) turned a field into
+        // `***`. `run` refuses such secrets, but a called runbook's or a drill's may get here:
+        // mask the values and leave the field names, never panic.
+        if let Ok(e) = serde_json::from_value(self.redactor.value_keeping(&v, TAGS, false)) {
+            return e;
+        }
+        // Cannot happen (only string contents changed); if it did, every text goes.
+        serde_json::from_value(mask_all(&v, TAGS)).unwrap_or(env)
+    }
+}
+
+/// `v` with every string but the `keep` fields' replaced by the mask.
+fn mask_all(v: &serde_json::Value, keep: &[&str]) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(_) => Value::String(super::redact::MASK.into()),
+        Value::Array(a) => Value::Array(a.iter().map(|x| mask_all(x, keep)).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| {
+                    if keep.contains(&k.as_str()) {
+                        (k.clone(), x.clone())
+                    } else {
+                        (k.clone(), mask_all(x, keep))
+                    }
+                })
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -255,5 +287,28 @@ mod tests {
             via: crate::exec::events::AnswerVia::AnswerFlag,
             note: None,
         }));
+    }
+
+    #[test]
+    fn a_secret_equal_to_a_field_name_never_panics_and_is_masked_in_values() {
+        let clock: Arc<dyn Clock> = Arc::new(super::super::clock::SystemClock);
+        let (sink, seen) = {
+            let c = Collect::default();
+            (c.clone(), c.0)
+        };
+        let mut e = Emitter::new(
+            None,
+            Redactor::new(["step".to_string()]),
+            clock,
+            "r".into(),
+            0,
+        );
+        e.add_sink(Box::new(sink));
+        e.emit(started("step", "read-only")).unwrap();
+        let got = seen.lock().unwrap();
+        match &got[0].event {
+            Event::StepStarted { step, .. } => assert_eq!(step, "***"),
+            other => panic!("{other:?}"),
+        }
     }
 }

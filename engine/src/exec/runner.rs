@@ -97,6 +97,8 @@ pub struct Runner {
     /// Set by `attempts` when an inconclusive verification needs the operator's answer
     /// (`on_inconclusive: ask`) and none can be given: the hint to show.
     needs_answer: Option<String>,
+    /// Captures of the step running now found derived from a secret (step id, name).
+    tainted_now: Vec<(String, String)>,
 }
 
 impl Runner {
@@ -123,11 +125,25 @@ impl Runner {
             operator: String::new(),
             isolated: None,
             needs_answer: None,
+            tainted_now: vec![],
         }
     }
 
     pub fn emitter(&self) -> &Emitter {
         &self.emitter
+    }
+
+    /// Masks `value` (and every string in it) from now on, in the journal and on the terminal.
+    fn add_secret(&mut self, value: &Value) {
+        match value {
+            Value::String(v) => {
+                self.emitter.redactor_mut().add(v);
+                self.progress.secret(v);
+            }
+            Value::Array(a) => a.iter().for_each(|x| self.add_secret(x)),
+            Value::Object(m) => m.values().for_each(|x| self.add_secret(x)),
+            _ => {}
+        }
     }
 
     fn emit(&mut self, e: Event) {
@@ -154,6 +170,7 @@ impl Runner {
             env: cfg.env.clone(),
             run: Map::new(),
             steps: Map::new(),
+            tainted: Default::default(),
         };
         ctx.run.insert("id".into(), json!(run_id));
         ctx.run.insert("operator".into(), json!(cfg.operator));
@@ -209,6 +226,21 @@ impl Runner {
             backends_real,
             prefix: String::new(),
         };
+
+        // Every value whose destination is known now can travel there (a header without a
+        // line break, a URL value that keeps the URL's shape): checked before any step runs.
+        if cfg.resume.is_none() {
+            let problems = super::preflight::check(&rb, &frame.ctx);
+            if !problems.is_empty() {
+                return self.finish(
+                    started,
+                    RunOutcome::Failed,
+                    None,
+                    Some(problems.join("\n")),
+                    None,
+                );
+            }
+        }
 
         // Preconditions: evaluated once, at the start (a resumed run already passed them).
         if cfg.resume.is_none() {
@@ -910,6 +942,8 @@ impl Runner {
         frame
             .ctx
             .set_step_field(&step.id, "attempts", json!(attempts));
+        // Captures derived from a secret show as `***` from now on.
+        frame.ctx.tainted.extend(self.tainted_now.drain(..));
         if self.cancel.is_cancelled() {
             self.step_done(
                 sid,
@@ -1006,6 +1040,8 @@ impl Runner {
             // The verdict of the last evaluation that did not pass (None: an error).
             let mut last_verdict: Option<Verdict> = None;
             let mut captured_if_passed: Vec<(String, Value)> = vec![];
+            // Captures derived from a secret, with the value they show instead.
+            let mut tainted: IndexMap<String, Value> = IndexMap::new();
             let ok = loop {
                 polls += 1;
                 let p0 = self.clock.now();
@@ -1026,6 +1062,7 @@ impl Runner {
                     backends: &self.backends,
                     input_env: frame.ctx.input_env(),
                     step_timeout: timeout,
+                    redactor: self.emitter.redactor(),
                 };
                 let has_verify = !step.spec.verify.is_empty();
                 let res = with_timeout(
@@ -1092,13 +1129,32 @@ impl Runner {
                             ids.insert(step.id.clone());
                         }
                         let mut with_caps = frame.ctx.real_reading(Some(&result), only.as_ref());
+                        // The same context without secrets (masked, and masked in the result):
+                        // a capture whose value differs there is derived from a secret.
+                        let without_secrets = (!step.spec.capture.is_empty()).then(|| {
+                            self.emitter
+                                .redactor()
+                                .value(&frame.ctx.display_reading(Some(&result), only.as_ref()))
+                        });
                         last = Some(result);
                         // Captures must evaluate; verify reads them as `steps.<self>.<name>` too.
                         let mut cap_err = None;
                         let mut caps = Vec::new();
+                        tainted.clear();
                         for (name, expr) in &step.spec.capture {
                             match template::eval(expr, &with_caps) {
-                                Ok(v) => caps.push((name, v)),
+                                Ok(v) => {
+                                    let shown = without_secrets
+                                        .as_ref()
+                                        .and_then(|c| template::eval(expr, c).ok());
+                                    if shown.as_ref() != Some(&v) {
+                                        tainted.insert(
+                                            name.clone(),
+                                            shown.unwrap_or_else(|| json!(super::redact::MASK)),
+                                        );
+                                    }
+                                    caps.push((name, v))
+                                }
                                 Err(e) => {
                                     let undefined = e.contains("undefined");
                                     cap_err = Some((
@@ -1253,12 +1309,23 @@ impl Runner {
             // A successful attempt and its captures are one journal write: a journaled success
             // then always comes with its captures, and `resume` can complete the step from the
             // journal alone instead of running it again.
+            // A capture derived from a secret is a secret: masked from now on, and journaled as
+            // it shows without the secret (its value may be too short to mask).
+            for (name, value) in &captured {
+                if tainted.contains_key(name) {
+                    self.add_secret(value);
+                    self.tainted_now.push((step.id.clone(), name.clone()));
+                }
+            }
             let mut batch: Vec<Event> = captured
                 .into_iter()
-                .map(|(name, value)| Event::Capture {
-                    step: sid.to_string(),
-                    name,
-                    value: bound(&value),
+                .map(|(name, value)| {
+                    let value = tainted.get(&name).cloned().unwrap_or(value);
+                    Event::Capture {
+                        step: sid.to_string(),
+                        name,
+                        value: bound(&value),
+                    }
                 })
                 .collect();
             batch.push(Event::AttemptFinished {
@@ -1595,7 +1662,7 @@ impl Runner {
             },
         };
         for v in secrets.values() {
-            self.emitter.redactor_mut().add(v);
+            self.add_secret(&Value::String(v.clone()));
         }
         let ctx = RunContext {
             inputs,
@@ -1611,6 +1678,7 @@ impl Runner {
             },
             run: frame.ctx.run.clone(),
             steps: Map::new(),
+            tainted: Default::default(),
         };
         let backends_real = match render_backends(&child, &ctx) {
             Ok(b) => b,
@@ -1993,6 +2061,17 @@ pub fn load_secrets(rb: &Runbook) -> Result<IndexMap<String, String>, String> {
         };
         match v {
             Some(v) => {
+                // A value that cannot be masked safely would leak, or mask ordinary text.
+                if let Some(why) = crate::exec::redact::weakness(&v) {
+                    let from = match (&s.env, &s.file) {
+                        (Some(var), _) => format!(" (the environment variable {var})"),
+                        (_, Some(f)) => format!(" (the file {f})"),
+                        _ => String::new(),
+                    };
+                    missing.push(format!(
+                        "secret `{name}`{from} cannot be masked in output safely: {why}; use a longer, random value"
+                    ));
+                }
                 out.insert(name.clone(), v);
             }
             None if !s.required => {
