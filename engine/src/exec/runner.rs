@@ -1408,6 +1408,7 @@ impl Runner {
                 backends: &self.backends,
                 input_env: vec![],
                 step_timeout: step.timeout,
+                redactor: self.emitter.redactor(),
             };
             let target = match actions::prom_target(step.action.backend.as_deref(), &env, &cctx) {
                 Ok(t) => t,
