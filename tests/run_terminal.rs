@@ -748,6 +748,10 @@ fn symlink_loops_are_walked_once() {
     assert_eq!(out.status.code(), Some(0), "{o}{e}");
     let all = format!("{o}{e}");
     assert!(all.contains("1 file"), "{all}");
+    // Named twice (a directory and a file in it): checked once.
+    let out = run(&["check", "rbs", "rbs/a/b/up/a/b/x.yaml"]);
+    let (o, e) = text(&out);
+    assert!(format!("{o}{e}").contains("1 file"), "{o}{e}");
     let out = run(&["list", "rbs"]);
     let (o, _) = text(&out);
     assert_eq!(o.lines().filter(|l| l.contains(" x")).count(), 1, "{o}");

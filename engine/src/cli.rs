@@ -215,14 +215,13 @@ pub fn cmd_check(a: CheckArgs) -> i32 {
     } else {
         a.paths
     };
-    let mut files = vec![];
     for p in &paths {
         if !p.exists() {
             eprintln!("error: {} does not exist", p.display());
             return exit::INVALID;
         }
-        files.extend(yaml_files(p));
     }
+    let files = crate::files::yaml_files_of(&paths);
     let mut all: Vec<Diagnostic> = vec![];
     let (mut errors, mut warnings) = (0, 0);
     let color = color();

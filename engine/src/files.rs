@@ -86,6 +86,25 @@ pub fn yaml_files(p: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// [`yaml_files`] of several paths, each file once (by device and inode) even when two paths
+/// reach it (`check dir dir/a.yaml`, a symlink next to its target), in the order given.
+pub fn yaml_files_of(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut seen = HashSet::new();
+    let mut out = vec![];
+    for p in paths {
+        for f in yaml_files(p) {
+            let fresh = match std::fs::metadata(&f) {
+                Ok(m) => seen.insert((m.dev(), m.ino())),
+                Err(_) => true,
+            };
+            if fresh {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +120,8 @@ mod tests {
         std::os::unix::fs::symlink(root.join("a/b/x.yaml"), root.join("a/y.yaml")).unwrap();
         let found = yaml_files(root);
         assert_eq!(found.len(), 1, "{found:?}");
+        let twice = yaml_files_of(&[root.to_path_buf(), root.join("a/y.yaml")]);
+        assert_eq!(twice.len(), 1, "{twice:?}");
     }
 
     #[test]
