@@ -322,9 +322,10 @@ fn check_rejects_control_characters_in_runbook_text() {
         .unwrap();
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("rb.yaml:5:10"), "{err}");
+    // At the escape itself, not the start of the string.
+    assert!(err.contains("rb.yaml:5:18"), "{err}");
     assert!(err.contains("U+001B"), "{err}");
-    assert!(err.contains("rb.yaml:8:24"), "{err}");
+    assert!(err.contains("rb.yaml:8:28"), "{err}");
     assert!(err.contains("U+009B"), "{err}");
     assert!(err.contains("control-character"), "{err}");
     assert!(!out.stderr.contains(&0x1b), "{err}");

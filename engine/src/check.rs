@@ -99,8 +99,8 @@ pub fn check_bytes(file: &str, path: &Path, bytes: &[u8]) -> Report {
             return report;
         }
     };
-    let controls = control_characters(file, &doc);
     let text = report.source.clone().unwrap_or_default();
+    let controls = control_characters(file, &text, &doc);
     let kind = doc.value.get("kind").and_then(Value::as_str).unwrap_or("");
     if kind == "Drill" {
         let (drill, diags) = crate::drill::check::check_drill(file, path, &text, &doc);
@@ -126,9 +126,10 @@ pub fn check_bytes(file: &str, path: &Path, bytes: &[u8]) -> Report {
 /// nor Unicode bidirectional controls. YAML lets a double-quoted string write any of them
 /// (`"\e[2J"`); shown on the operator's terminal, they could clear it or rewrite a prompt.
 /// (The terminal shows them escaped anyway, see `term.rs`; this says so where they are written.)
-fn control_characters(file: &str, doc: &yaml::Located) -> Vec<Diagnostic> {
+fn control_characters(file: &str, text: &str, doc: &yaml::Located) -> Vec<Diagnostic> {
     fn walk(
         file: &str,
+        text: &str,
         doc: &yaml::Located,
         v: &Value,
         ptr: &mut String,
@@ -139,10 +140,10 @@ fn control_characters(file: &str, doc: &yaml::Located) -> Vec<Diagnostic> {
                 .enumerate()
                 .find(|(_, c)| crate::term::is_unsafe(*c))
         };
-        let diag = |loc, what: String, (at, c): (usize, char)| {
+        let diag = |loc: Loc, what: String, (at, c): (usize, char)| {
             Diagnostic::error(
                 file,
-                loc,
+                char_loc(text, loc, at),
                 format!(
                     "{what} holds the control character U+{:04X} ({}) at character {}",
                     c as u32,
@@ -178,7 +179,7 @@ fn control_characters(file: &str, doc: &yaml::Located) -> Vec<Diagnostic> {
                 for (i, item) in items.iter().enumerate() {
                     let len = ptr.len();
                     ptr.push_str(&format!("/{i}"));
-                    walk(file, doc, item, ptr, out);
+                    walk(file, text, doc, item, ptr, out);
                     ptr.truncate(len);
                 }
             }
@@ -194,7 +195,7 @@ fn control_characters(file: &str, doc: &yaml::Located) -> Vec<Diagnostic> {
                             hit,
                         ));
                     }
-                    walk(file, doc, item, ptr, out);
+                    walk(file, text, doc, item, ptr, out);
                     ptr.truncate(len);
                 }
             }
@@ -202,8 +203,49 @@ fn control_characters(file: &str, doc: &yaml::Located) -> Vec<Diagnostic> {
         }
     }
     let mut out = vec![];
-    walk(file, doc, &doc.value, &mut String::new(), &mut out);
+    walk(file, text, doc, &doc.value, &mut String::new(), &mut out);
     out
+}
+
+/// Where the `at`-th character of the scalar written at `start` is, when the scalar is on one
+/// line: plain, single-quoted, or double-quoted with its escapes (`\e` is one character of
+/// the value, two of the source). Otherwise the scalar's start.
+fn char_loc(text: &str, start: Loc, at: usize) -> Loc {
+    let Some(line) = text.lines().nth((start.line as usize).saturating_sub(1)) else {
+        return start;
+    };
+    let src: Vec<char> = line
+        .chars()
+        .skip((start.col as usize).saturating_sub(1))
+        .collect();
+    let (mut i, quote) = match src.first() {
+        Some('"') => (1, Some('"')),
+        Some('\'') => (1, Some('\'')),
+        Some(_) => (0, None),
+        None => return start,
+    };
+    let mut n = 0;
+    while i < src.len() {
+        let c = src[i];
+        if n == at {
+            return Loc::new(start.line, start.col + i as u32);
+        }
+        let width = match (quote, c) {
+            (Some('"'), '"') => return start,
+            (Some('"'), '\\') => match src.get(i + 1) {
+                Some('x') => 4,
+                Some('u') => 6,
+                Some('U') => 10,
+                _ => 2,
+            },
+            (Some('\''), '\'') if src.get(i + 1) == Some(&'\'') => 2,
+            (Some('\''), '\'') => return start,
+            _ => 1,
+        };
+        i += width;
+        n += 1;
+    }
+    start
 }
 
 /// Loads a runbook, failing with its diagnostics when it has errors.
@@ -1901,7 +1943,11 @@ fn check_action(
                     return None;
                 }
             };
-            cx.diags.extend(control_characters(&child_file, &child_doc));
+            cx.diags.extend(control_characters(
+                &child_file,
+                &String::from_utf8_lossy(&bytes),
+                &child_doc,
+            ));
             let child_text = String::from_utf8_lossy(&bytes).to_string();
             stack.push(canon);
             let (child, diags) =
