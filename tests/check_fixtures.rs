@@ -181,3 +181,153 @@ fn endless_input_is_cut_off() {
         );
     }
 }
+
+/// Each error of `runbook check` on `fixture`, as `line:col message` (the first line of each
+/// diagnostic), for the direct assertions below.
+fn errors_of(fixture: &str) -> Vec<String> {
+    let out = runbook(&["check", "--format", "json", fixture]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("stdout is JSON");
+    v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["severity"] == "error")
+        .map(|d| {
+            format!(
+                "{}:{} {}",
+                d["line"],
+                d["column"],
+                d["message"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn schema_errors_do_not_hide_the_semantic_errors_of_the_same_file() {
+    let errors = errors_of("tests/fixtures/invalid/schema-and-semantic.yaml");
+    let has = |at: &str, text: &str| {
+        assert!(
+            errors.iter().any(|e| e.starts_with(at) && e.contains(text)),
+            "no `{text}` at {at}:\n{errors:#?}"
+        )
+    };
+    // Schema errors ...
+    has("10:20 ", "`int` is not a valid value");
+    has("13:14 ", "`confirm` takes a mapping");
+    has("15:13 ", "`terminall` is not a valid value");
+    has("20:7 ", "unknown field `json`");
+    has("27:23 ", "`120` is not a duration");
+    has("29:13 ", "`manual` takes a mapping");
+    // ... and, in the same run, the semantic ones, including inside the values the schema
+    // errors were about (the confirm's prompt, the misplaced `json`, the manual's text).
+    has("13:33 ", "undefined input `plan_ID`");
+    has("20:53 ", "`run.operater` does not exist");
+    has("24:71 ", "undefined input `plan`");
+    has("26:34 ", "expression syntax error");
+    has("29:40 ", "undefined step `rollbak`");
+    // Each once, and no cascade: `type: int` is read as `integer`, so its default `3` fits.
+    assert_eq!(errors.len(), 12, "{errors:#?}");
+    assert!(!errors.iter().any(|e| e.contains("default does not fit")));
+}
+
+#[test]
+fn a_number_where_a_duration_goes_says_which_duration_to_write() {
+    let errors = errors_of("tests/fixtures/invalid/duration-without-unit.yaml");
+    for (at, n) in [
+        ("7:16", 15),
+        ("10:11", 30),
+        ("12:14", 10),
+        ("13:34", 2),
+        ("17:23", 120),
+        ("17:38", 5),
+    ] {
+        let want = format!("{at} `{n}` is not a duration: write `{n}s`");
+        assert!(errors.contains(&want), "no `{want}`:\n{errors:#?}");
+    }
+    assert_eq!(errors.len(), 6, "{errors:#?}");
+    let out = runbook(&["check", "tests/fixtures/invalid/duration-without-unit.yaml"]);
+    assert!(!out.stderr.contains("quote"), "{}", out.stderr);
+    assert!(!out.stderr.contains("must be"), "{}", out.stderr);
+}
+
+#[test]
+fn shell_placeholders_name_the_template_to_write() {
+    let errors = errors_of("tests/fixtures/invalid/shell-placeholders.yaml");
+    let want = [
+        "14:35 `$PLAN_ID` is shell syntax, which is not expanded here: write `{{ inputs.plan_id }}`",
+        "19:15 `${ORCH_URL}` is shell syntax, which is not expanded here: write `{{ env.ORCH_URL }}`",
+        "20:43 `$TOKEN` is shell syntax, which is not expanded here: write `{{ secrets.token }}`",
+        "21:22 `${OPERATOR}` is shell syntax, which is not expanded here: write `{{ env.OPERATOR }}`",
+    ];
+    assert_eq!(errors, want);
+    // `$5` is not a placeholder, and a script's `$VARIABLES` are the shell's.
+    let out = runbook(&[
+        "check",
+        "--format",
+        "json",
+        "tests/fixtures/invalid/shell-placeholders.yaml",
+    ]);
+    assert!(
+        out.stdout
+            .contains("add `OPERATOR` to the runbook's `env:` list first"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn text_where_a_mapping_goes_says_which_key_it_belongs_under() {
+    let out = runbook(&["check", "tests/fixtures/invalid/text-for-mapping.yaml"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("text-for-mapping.yaml:9:14"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains(
+        "put the text under `prompt:`, e.g. `confirm: { prompt: \"Restart the worker?\" }`"
+    ));
+    assert!(
+        out.stderr.contains("text-for-mapping.yaml:14:13"),
+        "{}",
+        out.stderr
+    );
+    assert!(out
+        .stderr
+        .contains("`manual` takes a mapping, not text: write `manual: { instructions: ... }`"));
+}
+
+#[test]
+fn a_key_one_level_off_says_where_it_goes() {
+    let out = runbook(&["check", "tests/fixtures/invalid/key-one-level-off.yaml"]);
+    assert_eq!(out.code, 2);
+    for (at, help) in [
+        (
+            "11:7",
+            "`json` belongs one level down, in `steps[0].http.request`: move it under `request:`",
+        ),
+        (
+            "15:7",
+            "`method` belongs one level down, in `steps[1].http.request`: move it under `request:`",
+        ),
+        (
+            "17:7",
+            "`verify` belongs one level up, in `steps[1]`: move it out of `steps[1].http`",
+        ),
+    ] {
+        assert!(
+            out.stderr.contains(&format!("key-one-level-off.yaml:{at}")),
+            "{at}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(help), "{help}: {}", out.stderr);
+    }
+    // The `request` the keys belong in is not reported missing as well.
+    assert!(
+        !out.stderr.contains("missing field `request`"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("4 errors"), "{}", out.stderr);
+}

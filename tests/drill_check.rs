@@ -237,3 +237,40 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+#[test]
+fn run_placeholders_are_only_the_runs_values_where_they_are_replaced() {
+    let (code, d) = check(&fixture("invalid/run-placeholders.yaml"));
+    assert_eq!(code, 2, "{d:#?}");
+    let world: Vec<(u64, u64, &str)> = d
+        .iter()
+        .filter(|x| x["code"] == "drill-world")
+        .map(|x| {
+            (
+                x["line"].as_u64().unwrap(),
+                x["column"].as_u64().unwrap(),
+                x["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // `{{ inputs.plan }}` in `match.json` and `{{ run.host }}` in an answer are not run
+    // values; a placeholder in the URL (a glob) is never replaced. `{{ run.operator }}` is fine.
+    assert_eq!(world.len(), 3, "{world:#?}");
+    assert!(
+        world
+            .iter()
+            .any(|(l, _, m)| *l == 9 && m.contains("not `{{ inputs.plan }}`")),
+        "{world:#?}"
+    );
+    assert!(
+        world.iter().any(|(l, _, m)| *l == 9
+            && m.contains("`url`, `headers` and `body` of a `match` are literal text")),
+        "{world:#?}"
+    );
+    assert!(
+        world
+            .iter()
+            .any(|(l, _, m)| *l == 10 && m.contains("not `{{ run.host }}`")),
+        "{world:#?}"
+    );
+}

@@ -140,3 +140,87 @@ fn the_world_must_be_a_valid_drill() {
     assert_eq!(code, 2);
     assert!(out.contains("has errors; nothing was run"), "{out}");
 }
+
+/// The built-in `control-plane-rollback` drills match the operator and reason the runbook
+/// sends with `{{ run.operator }}` / `{{ run.reason }}`, so training works with any of them,
+/// including a reason that looks like a placeholder or a glob (it is compared as data).
+#[test]
+fn control_plane_drills_train_with_any_operator_and_reason() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let runbook_file = root.join("runbooks/control-plane-rollback.yaml");
+    for (drill, answers) in [
+        (
+            "rollback-plan",
+            &[
+                "triage=done",
+                "approve_rollback=yes",
+                "rollback_plan=yes",
+                "nodes=done",
+                "evidence=done",
+                "tell=done",
+            ][..],
+        ),
+        (
+            "halt-stage",
+            &[
+                "triage=done",
+                "approve_halt=yes",
+                "halt_stage=yes",
+                "nodes=skipped",
+                "evidence=done",
+                "tell=done",
+            ][..],
+        ),
+        (
+            "ha-failover",
+            &[
+                "triage=done",
+                "approve_failover=yes",
+                "evidence=done",
+                "tell=done",
+            ][..],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let world = root.join(format!(
+            "runbooks/drills/control-plane-rollback/{drill}.yaml"
+        ));
+        let mut cmd = runbook(dir.path());
+        cmd.arg("run")
+            .arg(&runbook_file)
+            .arg("--world")
+            .arg(&world)
+            .args([
+                "--fast",
+                "--non-interactive",
+                "--operator",
+                "trainee.42@example.org",
+                "--reason",
+                "practice {{ run.operator }} * session",
+                "--journal-dir",
+                "runs",
+            ]);
+        for a in answers {
+            cmd.args(["--answer", a]);
+        }
+        let o = cmd.output().unwrap();
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{drill}:\n{out}{err}");
+        let evs = events(&journal_path(&dir.path().join("runs")));
+        let finished = of_kind(&evs, "run_finished");
+        assert_eq!(finished[0]["outcome"], "succeeded", "{drill}: {err}");
+        // The request carried the trainee's values, and the world's audit trail named them.
+        let sent = of_kind(&evs, "step_started")
+            .into_iter()
+            .filter_map(|e| {
+                e["rendered"]["request"]["json"]["operator"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect::<Vec<_>>();
+        assert!(
+            sent.contains(&"trainee.42@example.org".to_string()),
+            "{drill}: {sent:?}"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::diag::{did_you_mean, Diagnostic, Loc};
 use crate::model::{parse_duration, Action, ActionKind, Retry, Runbook, Step, Undo, Until};
-use crate::schema::{prune_unknown, runbook_validator};
+use crate::schema::{prune_unknown, runbook_validator, schema_check};
 use crate::spec::{self, BackendSpec, RetrySpec, RunbookSpec, Safety, StepSpec, UndoSpec};
 use crate::template;
 use crate::yaml::{self, Located};
@@ -356,7 +356,21 @@ struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
     doc: &'a Located,
+    /// The document as checked past its schema errors (see `schema::SchemaCheck`); locations
+    /// still come from `doc`.
+    value: &'a Value,
     diags: Vec<Diagnostic>,
+}
+
+/// Takes the value at `ptr` out of its mapping (a list item or the root stays).
+fn remove_at(v: &mut Value, ptr: &str) {
+    let Some((parent, key)) = ptr.rsplit_once('/') else {
+        return;
+    };
+    let key = key.replace("~1", "/").replace("~0", "~");
+    if let Some(m) = v.pointer_mut(parent).and_then(Value::as_object_mut) {
+        m.remove(&key);
+    }
 }
 
 impl Reports for Ctx<'_> {
@@ -374,7 +388,7 @@ impl Ctx<'_> {
         let number = |x: &str| !x.is_empty() && x.chars().all(|c| c.is_ascii_digit() || c == '.');
         let msg = match humantime::parse_duration(t) {
             _ if t.is_empty() => "a duration cannot be empty".to_string(),
-            _ if number(t) => format!("`{t}` has no unit"),
+            _ if number(t) => format!("`{t}` is not a duration: write `{t}s`"),
             Ok(_) | Err(humantime::DurationError::NumberOverflow) => format!(
                 "`{t}` is too long: durations are limited to {}",
                 crate::model::MAX_DURATION_TEXT
@@ -389,11 +403,8 @@ impl Ctx<'_> {
             Ok(_) | Err(humantime::DurationError::NumberOverflow)
         ) {
             "a wait, timeout or delay that long cannot be meant; write a shorter one".to_string()
-        } else if number(t) {
-            format!("write the unit after the number, e.g. `{t}s` or `{t}m`")
         } else {
-            "write a number and a unit, e.g. `30s`, `5m`, `1h30m` (units: ms, s, m, h, d, w)"
-                .to_string()
+            crate::model::DURATION_HELP.to_string()
         };
         let quoted = self.quoted_at(ptr);
         self.err(ptr, msg, "duration")
@@ -477,23 +488,29 @@ pub fn check_runbook_doc(
     stack: &mut Vec<PathBuf>,
 ) -> (Option<Runbook>, Vec<Diagnostic>) {
     let (schema, validator) = runbook_validator();
+    let checked = schema_check(file, doc, schema, validator);
+    let schema_ok = checked.diagnostics.is_empty();
+
+    // Keep checking past schema errors: on the document as it reads with the suggested fixes
+    // made and unknown keys pruned, or failing that with the other offending values taken out,
+    // so that one run reports reference and template problems too.
+    let mut value = checked.repaired;
+    let mut spec: Option<RunbookSpec> = serde_json::from_value(value.clone()).ok();
+    if spec.is_none() && !schema_ok {
+        for ptr in &checked.unfixed {
+            remove_at(&mut value, ptr);
+        }
+        prune_unknown(&mut value, schema);
+        spec = serde_json::from_value(value.clone()).ok();
+    }
     let mut cx = Ctx {
         file,
         text,
         doc,
-        diags: schema_diagnostics(file, doc, schema, validator),
+        value: &value,
+        diags: checked.diagnostics,
     };
-    let schema_ok = cx.diags.is_empty();
-
-    // Keep checking past schema errors whenever the document still deserializes (unknown keys
-    // pruned), so that one run reports reference and template problems too.
-    let spec: Option<RunbookSpec> = if schema_ok {
-        serde_json::from_value(doc.value.clone()).ok()
-    } else {
-        let mut pruned = doc.value.clone();
-        prune_unknown(&mut pruned, schema);
-        serde_json::from_value(pruned).ok()
-    };
+    let schema_diags = cx.diags.len();
     let Some(spec) = spec else {
         if schema_ok {
             cx.err(
@@ -576,6 +593,18 @@ pub fn check_runbook_doc(
             }
         }
     }
+
+    // One problem, one report: a later stage's error where the schema already reported one
+    // is the same cause seen again.
+    let (schema_part, rest) = cx.diags.split_at(schema_diags);
+    let at: HashSet<(u32, u32)> = schema_part.iter().map(|d| (d.line, d.column)).collect();
+    let rest: Vec<Diagnostic> = rest
+        .iter()
+        .filter(|d| !at.contains(&(d.line, d.column)))
+        .cloned()
+        .collect();
+    cx.diags.truncate(schema_diags);
+    cx.diags.extend(rest);
 
     let mttr_target = spec
         .metadata
@@ -797,7 +826,7 @@ fn check_backends(cx: &mut Ctx, spec: &RunbookSpec, scope: &Scope) {
         }
         // Backend fields are templates over inputs, secrets and env (not steps: backends are
         // resolved before the first step).
-        let body = cx.doc.value.pointer(&ptr).cloned().unwrap_or(Value::Null);
+        let body = cx.value.pointer(&ptr).cloned().unwrap_or(Value::Null);
         let mut strings = vec![];
         template::strings_in(&body, &ptr, &mut strings);
         for (p, s) in strings {
@@ -1009,6 +1038,7 @@ fn check_template(
     usage: Usage,
     position: Option<usize>,
 ) {
+    shell_placeholders(cx, scope, ptr, src);
     match template::template_refs(src) {
         Ok(refs) => check_refs(cx, scope, ptr, src, &refs, usage, position),
         Err(e) => {
@@ -1023,6 +1053,69 @@ fn check_template(
                 .with_help("templates use `{{ expression }}`, e.g. `{{ inputs.namespace }}`"),
             );
         }
+    }
+}
+
+/// `${NAME}` and `$NAME` in the literal text of a template: shell syntax, which nothing here
+/// expands (argv runs without a shell, URLs and prompts are sent as written). Reported with the
+/// template to write instead. `$name` in lowercase that names nothing declared is left alone
+/// (a price, a regex's `$`, a jq path).
+fn shell_placeholders(cx: &mut Ctx, scope: &Scope, ptr: &str, src: &str) {
+    for (offset, written, name) in template::shell_placeholders(src) {
+        let braced = written.starts_with("${");
+        let lower = name.to_ascii_lowercase();
+        let input = scope
+            .inputs
+            .iter()
+            .find(|i| i.eq_ignore_ascii_case(&name))
+            .copied();
+        let env = scope.env.iter().find(|e| **e == name).copied();
+        let secret = scope
+            .secrets
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(&name))
+            .copied();
+        let shouty = name.chars().any(|c| c.is_ascii_uppercase())
+            && !name.chars().any(|c| c.is_ascii_lowercase());
+        if !(braced || shouty || input.is_some() || env.is_some() || secret.is_some()) {
+            continue;
+        }
+        let (write, why) = if let Some(i) = input {
+            (
+                format!("{{{{ inputs.{i} }}}}"),
+                format!("`{i}` is a declared input"),
+            )
+        } else if let Some(e) = env {
+            (
+                format!("{{{{ env.{e} }}}}"),
+                format!("`{e}` is declared under `env:`"),
+            )
+        } else if let Some(s) = secret {
+            (
+                format!("{{{{ secrets.{s} }}}}"),
+                format!("`{s}` is a declared secret"),
+            )
+        } else {
+            (
+                format!("{{{{ env.{name} }}}}"),
+                format!(
+                    "add `{name}` to the runbook's `env:` list first (only declared variables are visible), or declare an input `{lower}` and write `{{{{ inputs.{lower} }}}}`"
+                ),
+            )
+        };
+        let (loc, len) = cx.loc_in_value(ptr, &written, Some(offset));
+        cx.diags.push(
+            Diagnostic::error(
+                cx.file,
+                loc,
+                format!("`{written}` is shell syntax, which is not expanded here: write `{write}`"),
+            )
+            .with_code("shell-placeholder")
+            .with_len(len)
+            .with_help(format!(
+                "templates use `{{{{ ... }}}}`; {why}. For a literal `$`, write `{{{{ '{written}' }}}}`"
+            )),
+        );
     }
 }
 
@@ -1132,7 +1225,6 @@ fn check_step(
     }
     let field = fields[0];
     let body = cx
-        .doc
         .value
         .pointer(&format!("{ptr}/{field}"))
         .cloned()

@@ -241,6 +241,10 @@ pub fn fmt_duration(d: Duration) -> String {
 pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 pub const MAX_DURATION_TEXT: &str = "366 days (`366d`)";
 
+/// How to write a duration, for diagnostics.
+pub const DURATION_HELP: &str =
+    "a duration is a number with its unit, e.g. `30s`, `5m`, `1h30m` (units: ms, s, m, h, d, w)";
+
 /// Parses `45s`, `15m`, `1h30m`, `250ms`, `1h 30m`, up to [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s.trim()) {

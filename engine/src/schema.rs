@@ -49,23 +49,18 @@ impl Violation {
 }
 
 /// JSON type names a `type` error expected, in schema terms (`integer`, `object`, ...).
+/// `null` (the "absent" of an optional field) is left out when another type is allowed.
 fn type_names(kind: &jsonschema::error::TypeKind) -> Vec<&'static str> {
-    let debug = format!("{kind:?}");
-    [
-        "Null", "Boolean", "Integer", "Number", "String", "Array", "Object",
-    ]
-    .into_iter()
-    .filter(|t| debug.contains(t))
-    .map(|t| match t {
-        "Null" => "null",
-        "Boolean" => "boolean",
-        "Integer" => "integer",
-        "Number" => "number",
-        "String" => "string",
-        "Array" => "array",
-        _ => "object",
-    })
-    .collect()
+    use jsonschema::error::TypeKind;
+    let all: Vec<&'static str> = match kind {
+        TypeKind::Single(t) => vec![t.as_str()],
+        TypeKind::Multiple(set) => set.iter().map(|t| t.as_str()).collect(),
+    };
+    if all.len() > 1 {
+        all.into_iter().filter(|t| *t != "null").collect()
+    } else {
+        all
+    }
 }
 
 fn violations(e: jsonschema::ValidationError<'static>, out: &mut Vec<Violation>) {
@@ -152,7 +147,96 @@ pub fn schema_diagnostics(
     schema: &Value,
     validator: &jsonschema::Validator,
 ) -> Vec<Diagnostic> {
+    schema_check(file, doc, schema, validator).diagnostics
+}
+
+/// A schema check: the diagnostics, and the document as it reads once each suggested fix is
+/// made and every other offending value is taken out, so that the later stages can still
+/// check the rest of the file (one run of `check` reports both kinds of problem, and a
+/// problem the schema reported does not come back as a cascade).
+pub struct SchemaCheck {
+    pub diagnostics: Vec<Diagnostic>,
+    /// The document with the fixes made (`interval: 5` → `"5s"`, `confirm: "text"` →
+    /// `{ prompt: "text" }`, a key moved to where it belongs) and unknown keys pruned.
+    pub repaired: Value,
+    /// Where the violations without a fix are; removing them may let the rest deserialize.
+    pub unfixed: Vec<String>,
+}
+
+/// A fix the diagnostic suggests, made on the repaired document.
+enum Fix {
+    Set(String, Value),
+    Move { from: String, to: String },
+}
+
+/// Fields whose value is a duration (`30s`, `5m`): a bare number there lacks its unit.
+const DURATION_FIELDS: &[&str] = &[
+    "timeout",
+    "interval",
+    "delay",
+    "max_delay",
+    "wait",
+    "mttr_target",
+    "takes",
+    "after",
+    "within",
+    "at",
+];
+
+/// Is `ptr` a duration field of its object (a declared property, not a map entry)?
+fn is_duration_field(schema: &Value, ptr: &str) -> bool {
+    let Some((parent, key)) = ptr.rsplit_once('/') else {
+        return false;
+    };
+    DURATION_FIELDS.contains(&key) && allowed_keys(schema, parent).iter().any(|k| k == key)
+}
+
+/// The one required text field of the object expected at `ptr` (`prompt` for `confirm`,
+/// `instructions` for `manual`), when a string was written in its place.
+fn single_text_field(schema: &Value, ptr: &str) -> Option<String> {
+    let s = deref(schema, &schema_at(schema, ptr)?);
+    let required: Vec<&str> = s
+        .get("required")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let [only] = required.as_slice() else {
+        return None;
+    };
+    let prop = deref(schema, s.get("properties")?.get(*only)?);
+    (prop.get("type").and_then(Value::as_str) == Some("string")).then(|| only.to_string())
+}
+
+/// Where a key that is unknown at `ptr` belongs one level away: a child object of `ptr` that
+/// has it (`json` beside `request` goes into `request`), or the object holding `ptr`
+/// (`verify` inside `http` goes to the step). The pointer of the object it belongs in.
+fn one_level_off(schema: &Value, doc: &Value, ptr: &str, key: &str) -> Option<String> {
+    for child in allowed_keys(schema, ptr) {
+        let cp = format!("{ptr}/{}", yaml::pointer_segment(&child));
+        if allowed_keys(schema, &cp).iter().any(|k| k == key) {
+            // A child that is there but not a mapping is not where it goes.
+            if doc.pointer(&cp).is_none_or(Value::is_object) {
+                return Some(cp);
+            }
+        }
+    }
+    let (parent, _) = ptr.rsplit_once('/')?;
+    (doc.pointer(parent).is_some_and(Value::is_object)
+        && allowed_keys(schema, parent).iter().any(|k| k == key))
+    .then(|| parent.to_string())
+}
+
+/// Validates `doc`, with the repaired document (see `SchemaCheck`).
+pub fn schema_check(
+    file: &str,
+    doc: &Located,
+    schema: &Value,
+    validator: &jsonschema::Validator,
+) -> SchemaCheck {
     use jsonschema::error::ValidationErrorKind as K;
+    let mut fixes: Vec<Fix> = Vec::new();
+    let mut unfixed: Vec<String> = Vec::new();
     let mut found = Vec::new();
     for e in validator.iter_errors(&doc.value) {
         violations(e.to_owned(), &mut found);
@@ -176,12 +260,15 @@ pub fn schema_diagnostics(
             Violation::NotOneOf {
                 instance, options, ..
             } => {
-                out.push(not_one_of(file, doc, &ptr, &what, &instance, &options));
+                let d = not_one_of(file, doc, &ptr, &what, &instance, &options);
+                settle(&mut fixes, &mut unfixed, &ptr, &instance, &options);
+                out.push(d);
                 continue;
             }
             Violation::NotOfTypes {
                 instance, types, ..
             } => {
+                unfixed.push(ptr.clone());
                 // `IntOrTemplate`: a number, or a template that renders to one.
                 let int_or_template =
                     types.len() == 2 && types.contains(&"integer") && types.contains(&"string");
@@ -222,14 +309,31 @@ pub fn schema_diagnostics(
                 for key in unexpected {
                     let kp = format!("{ptr}/{}", yaml::pointer_segment(key));
                     let loc = doc.key_loc(&kp);
-                    let mut d =
+                    let d =
                         Diagnostic::error(file, loc, format!("unknown field `{key}` in {what}"))
                             .with_code("unknown-field")
                             .with_len(key.chars().count())
                             .with_label("not a field here");
-                    d = match did_you_mean(key, allowed.iter().map(String::as_str)) {
-                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                        None => d.with_help(format!("expected one of: {}", list(&allowed))),
+                    let d = if let Some(to) = one_level_off(schema, &doc.value, &ptr, key) {
+                        let there = describe_pointer(&to);
+                        let help = if to.len() > ptr.len() {
+                            let child = to.rsplit('/').next().unwrap_or_default();
+                            format!("`{key}` belongs one level down, in {there}: move it under `{child}:`")
+                        } else {
+                            format!(
+                                "`{key}` belongs one level up, in {there}: move it out of {what}"
+                            )
+                        };
+                        fixes.push(Fix::Move {
+                            from: kp.clone(),
+                            to: format!("{to}/{}", yaml::pointer_segment(key)),
+                        });
+                        d.with_label(format!("belongs in {there}")).with_help(help)
+                    } else {
+                        match did_you_mean(key, allowed.iter().map(String::as_str)) {
+                            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                            None => d.with_help(format!("expected one of: {}", list(&allowed))),
+                        }
                     };
                     out.push(d);
                 }
@@ -241,9 +345,17 @@ pub fn schema_diagnostics(
                     keys.iter()
                         .any(|k| did_you_mean(k, [prop.as_str()]).is_some())
                 });
-                if explained {
+                // So does a key written one level up that belongs in it.
+                let moved_in = unknown_at.get(&ptr).is_some_and(|keys| {
+                    let cp = format!("{ptr}/{}", yaml::pointer_segment(&prop));
+                    keys.iter().any(|k| {
+                        one_level_off(schema, &doc.value, &ptr, k).as_deref() == Some(cp.as_str())
+                    })
+                });
+                if explained || moved_in {
                     continue;
                 }
+                unfixed.push(ptr.clone());
                 let loc = if ptr.is_empty() {
                     Loc::new(1, 1)
                 } else {
@@ -269,10 +381,59 @@ pub fn schema_diagnostics(
                     })
                     .unwrap_or_default();
                 out.push(not_one_of(file, doc, &ptr, &what, e.instance(), &opts));
+                settle(&mut fixes, &mut unfixed, &ptr, e.instance(), &opts);
             }
             K::Type { kind } => {
-                let expected: Vec<String> = type_names(kind).iter().map(|t| yaml_type(t)).collect();
-                let first = type_names(kind).first().copied().unwrap_or("value");
+                let names = type_names(kind);
+                let instance = e.instance();
+                if names.contains(&"string")
+                    && (instance.is_number() || instance.is_boolean())
+                    && is_duration_field(schema, &ptr)
+                {
+                    // `interval: 5`: a duration without its unit, not a YAML typing problem.
+                    let n = instance.to_string();
+                    fixes.push(Fix::Set(ptr.clone(), Value::String(format!("{n}s"))));
+                    out.push(
+                        Diagnostic::error(
+                            file,
+                            doc.value_loc(&ptr),
+                            format!("`{n}` is not a duration: write `{n}s`"),
+                        )
+                        .with_code("duration")
+                        .with_len(scalar_len(instance))
+                        .with_help(crate::model::DURATION_HELP),
+                    );
+                    continue;
+                }
+                if names == ["object"] {
+                    if let (Some(text), Some(field)) =
+                        (instance.as_str(), single_text_field(schema, &ptr))
+                    {
+                        // `confirm: "Roll back?"`: the text goes in the mapping's one field.
+                        let key = ptr.rsplit('/').next().unwrap_or_default().to_string();
+                        fixes.push(Fix::Set(
+                            ptr.clone(),
+                            serde_json::json!({ field.clone(): text }),
+                        ));
+                        out.push(
+                            Diagnostic::error(
+                                file,
+                                doc.value_loc(&ptr),
+                                format!("`{key}` takes a mapping, not text: write `{key}: {{ {field}: ... }}`"),
+                            )
+                            .with_code("type")
+                            .with_len(scalar_len(instance) + 2)
+                            .with_help(format!(
+                                "put the text under `{field}:`, e.g. `{key}: {{ {field}: {} }}`",
+                                short_quoted(text)
+                            )),
+                        );
+                        continue;
+                    }
+                }
+                unfixed.push(ptr.clone());
+                let expected: Vec<String> = names.iter().map(|t| yaml_type(t)).collect();
+                let first = names.first().copied().unwrap_or("value");
                 out.push(
                     Diagnostic::error(
                         file,
@@ -293,8 +454,10 @@ pub fn schema_diagnostics(
                     .as_str()
                     .map_or_else(|| expected_value.to_string(), str::to_string)];
                 out.push(not_one_of(file, doc, &ptr, &what, e.instance(), &opts));
+                settle(&mut fixes, &mut unfixed, &ptr, e.instance(), &opts);
             }
             K::Pattern { pattern } => {
+                unfixed.push(ptr.clone());
                 out.push(
                     Diagnostic::error(
                         file,
@@ -312,6 +475,7 @@ pub fn schema_diagnostics(
                 );
             }
             K::Minimum { limit } | K::Maximum { limit } => {
+                unfixed.push(ptr.clone());
                 let bound = if matches!(e.kind(), K::Minimum { .. }) {
                     "at least"
                 } else {
@@ -329,6 +493,7 @@ pub fn schema_diagnostics(
                 );
             }
             _ => {
+                unfixed.push(ptr.clone());
                 out.push(
                     Diagnostic::error(file, doc.value_loc(&ptr), format!("{what}: {e}"))
                         .with_code("schema")
@@ -337,7 +502,87 @@ pub fn schema_diagnostics(
             }
         }
     }
-    out
+    let mut repaired = doc.value.clone();
+    if out.is_empty() {
+        // Nothing to repair (and pruning walks the schema for every node: not for free).
+        return SchemaCheck {
+            diagnostics: out,
+            repaired,
+            unfixed,
+        };
+    }
+    for f in fixes {
+        match f {
+            Fix::Set(ptr, v) => {
+                if let Some(slot) = repaired.pointer_mut(&ptr) {
+                    *slot = v;
+                }
+            }
+            Fix::Move { from, to } => {
+                let Some((parent, key)) = from.rsplit_once('/') else {
+                    continue;
+                };
+                let key = key.replace("~1", "/").replace("~0", "~");
+                let taken = repaired
+                    .pointer_mut(parent)
+                    .and_then(Value::as_object_mut)
+                    .and_then(|m| m.remove(&key));
+                if let Some(v) = taken {
+                    insert_at(&mut repaired, &to, v);
+                }
+            }
+        }
+    }
+    prune_unknown(&mut repaired, schema);
+    SchemaCheck {
+        diagnostics: out,
+        repaired,
+        unfixed,
+    }
+}
+
+/// Sets the value at `ptr`, creating the mapping that holds it when it is missing (a key
+/// moved into `request:` that the author had not written yet). Keeps a value already there.
+fn insert_at(doc: &mut Value, ptr: &str, v: Value) {
+    let Some((parent, key)) = ptr.rsplit_once('/') else {
+        return;
+    };
+    let key = key.replace("~1", "/").replace("~0", "~");
+    if doc.pointer(parent).is_none() {
+        insert_at(doc, parent, Value::Object(Default::default()));
+    }
+    if let Some(m) = doc.pointer_mut(parent).and_then(Value::as_object_mut) {
+        m.entry(key).or_insert(v);
+    }
+}
+
+/// A short string as YAML would show it in a suggestion.
+fn short_quoted(s: &str) -> String {
+    let one: String = s.chars().take(40).collect();
+    let more = if s.chars().count() > 40 { "…" } else { "" };
+    format!("\"{}{more}\"", one.replace('"', "\\\""))
+}
+
+/// A value outside a closed list is replaced by the option the diagnostic suggests (so that
+/// `type: int` checks the input's `default` as an integer, not as a string), or is unfixed.
+fn settle(
+    fixes: &mut Vec<Fix>,
+    unfixed: &mut Vec<String>,
+    ptr: &str,
+    got: &Value,
+    options: &[String],
+) {
+    let shown = got.as_str().map_or_else(|| got.to_string(), str::to_string);
+    // Only a near-certain reading (`int` → `integer`, `on_failure` → `on-failure`): a guess
+    // (`FETCH` → `PATCH`) would check something the author did not write.
+    let norm = |x: &str| x.to_ascii_lowercase().replace(['-', '_'], "");
+    let sure = did_you_mean(&shown, options.iter().map(String::as_str)).filter(|s| {
+        norm(s) == norm(&shown) || (shown.len() >= 3 && norm(s).starts_with(&norm(&shown)))
+    });
+    match sure {
+        Some(s) => fixes.push(Fix::Set(ptr.to_string(), Value::String(s.to_string()))),
+        None => unfixed.push(ptr.to_string()),
+    }
 }
 
 /// "`x` is not a valid value for `y`", with the closest option suggested.

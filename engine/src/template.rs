@@ -42,6 +42,60 @@ pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%") || s.contains("{#")
 }
 
+/// Shell-style placeholders (`${NAME}`, `$NAME`) in the literal text of a template, outside
+/// `{{ }}`, `{% %}` and `{# #}`: (character offset, the text as written, NAME). `$$` and `\$`
+/// are not placeholders.
+pub fn shell_placeholders(src: &str) -> Vec<(usize, String, String)> {
+    let chars: Vec<char> = src.chars().collect();
+    let mut out = vec![];
+    let mut i = 0;
+    let ident_start = |c: char| c.is_ascii_alphabetic() || c == '_';
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    while i < chars.len() {
+        let c = chars[i];
+        // Skip template tags: their content is an expression, not literal text.
+        if c == '{' && matches!(chars.get(i + 1), Some('{' | '%' | '#')) {
+            let close = match chars[i + 1] {
+                '{' => '}',
+                other => other,
+            };
+            let mut j = i + 2;
+            while j + 1 < chars.len() && !(chars[j] == close && chars[j + 1] == '}') {
+                j += 1;
+            }
+            i = j + 2;
+            continue;
+        }
+        if c == '$' && !(i > 0 && matches!(chars[i - 1], '$' | '\\')) {
+            if chars.get(i + 1) == Some(&'{') {
+                let start = i + 2;
+                let mut j = start;
+                while j < chars.len() && ident(chars[j]) {
+                    j += 1;
+                }
+                if j > start && ident_start(chars[start]) && chars.get(j) == Some(&'}') {
+                    let name: String = chars[start..j].iter().collect();
+                    out.push((i, format!("${{{name}}}"), name));
+                    i = j + 1;
+                    continue;
+                }
+            } else if chars.get(i + 1).is_some_and(|c| ident_start(*c)) {
+                let start = i + 1;
+                let mut j = start;
+                while j < chars.len() && ident(chars[j]) {
+                    j += 1;
+                }
+                let name: String = chars[start..j].iter().collect();
+                out.push((i, format!("${name}"), name));
+                i = j;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
 /// A syntax error, with the character offset within the source text where it was found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntaxError {
@@ -384,6 +438,19 @@ pub fn strings_in(v: &Value, base: &str, out: &mut Vec<(String, String)>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn shell_placeholders_are_found_in_literal_text_only() {
+        let found: Vec<(usize, String)> =
+            shell_placeholders("${A}/x/$b_1 {{ '$C' }} $$D \\$E $5 ${ not} é$F")
+                .into_iter()
+                .map(|(o, w, _)| (o, w))
+                .collect();
+        assert_eq!(
+            found,
+            vec![(0, "${A}".into()), (7, "$b_1".into()), (43, "$F".into())]
+        );
+    }
 
     #[test]
     fn single_expression_keeps_type() {

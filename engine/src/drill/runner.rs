@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::model::Drill;
+use super::world::run_values::RunValues;
 use super::world::World;
 use crate::backends::NoProgress;
 use crate::exec::clock::{Clock, VirtualClock};
@@ -45,8 +46,14 @@ pub const REPORT_NAME: &str = "report.md";
 /// the one an earlier `runbook drill` left there); otherwise events are kept in memory only.
 pub async fn run(drill: &Drill, journal_dir: Option<&Path>) -> Result<DrillRun, String> {
     let clock = Arc::new(VirtualClock::new(drill.start));
-    let world = World::new(drill.world.clone());
     let id = run_id(drill);
+    let mut state = drill.world.clone();
+    state.bind_run(&RunValues {
+        id: id.clone(),
+        operator: drill.operator.clone(),
+        reason: drill.reason.clone(),
+    });
+    let world = World::new(state);
     let journal = journal_dir.map(|d| fresh_journal(d, &id)).transpose()?;
     let journal_path = journal.as_ref().map(|j| j.path().to_path_buf());
     // Simulated backends write no files; the runner still wants a run directory.

@@ -368,7 +368,9 @@ pub struct HttpMatchSpec {
     /// The request body as text, with `*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
-    /// JSON the request body must contain (objects may have more keys).
+    /// JSON the request body must contain (objects may have more keys). A string
+    /// `"{{ run.operator }}"`, `"{{ run.reason }}"` or `"{{ run.id }}"` stands for the run's
+    /// value (the drill's, or the trainee's in training).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json: Option<Value>,
 }
@@ -379,10 +381,11 @@ pub struct HttpResponseSpec {
     /// Default 200.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// A JSON body (sets `content-type: application/json`).
+    /// A JSON body (sets `content-type: application/json`). `{{ run.operator }}`,
+    /// `{{ run.reason }}` and `{{ run.id }}` in its strings are the run's values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json: Option<Value>,
-    /// A text body.
+    /// A text body (`{{ run.operator }}`, `{{ run.reason }}`, `{{ run.id }}` are replaced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]

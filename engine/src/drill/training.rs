@@ -11,6 +11,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::check::stand_ins;
+use super::world::run_values::RunValues;
 use super::world::World;
 use crate::check::{self, Checked};
 use crate::cli::{
@@ -122,10 +123,18 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
     } else {
         Arc::new(SystemClock)
     };
+    let operator = a.common.operator.clone().unwrap_or_else(default_operator);
+    let run_id = new_run_id(rb.name(), now);
     let mut state = drill.world.clone();
     state.rebase(now);
+    // The world answers with this run's operator and reason where the drill says
+    // `{{ run.operator }}` / `{{ run.reason }}`: training works with any of them.
+    state.bind_run(&RunValues {
+        id: run_id.clone(),
+        operator: operator.clone(),
+        reason: reason.clone().unwrap_or_default(),
+    });
     let world = World::new(state);
-    let run_id = new_run_id(rb.name(), now);
     let journal = match Journal::create(&a.common.journal_dir, &run_id) {
         Ok(j) => j,
         Err(e) => {
@@ -143,7 +152,7 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
         if a.fast { "virtual time" } else { "real time" }
     );
     let cfg = RunConfig {
-        operator: a.common.operator.clone().unwrap_or_else(default_operator),
+        operator,
         reason,
         mode: "training".into(),
         inputs,

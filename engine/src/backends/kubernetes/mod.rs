@@ -10,7 +10,7 @@ mod fake_api_tests;
 mod objects;
 mod preview;
 mod rollout;
-mod status;
+pub mod status;
 mod verbs;
 mod workload;
 

@@ -218,6 +218,7 @@ pub fn build(spec: &DrillSpec, start: DateTime<Utc>) -> (State, Vec<Problem>) {
                 }
             })
             .collect();
+        run_placeholders(&ptr, r, &mut p);
         if responses.is_empty() {
             p.add(
                 &format!("{ptr}/respond"),
@@ -657,4 +658,52 @@ fn fault(st: &State, f: &FaultSpec, ptr: &str, p: &mut Problems) -> Option<Fault
         }
     };
     Some(Fault { trigger, effect })
+}
+
+/// `{{ run.* }}` placeholders of an HTTP rule: only `run.operator`, `run.reason` and `run.id`,
+/// and only where they are replaced (`match.json`, answers' `json` and `body`).
+fn run_placeholders(ptr: &str, r: &crate::drill::spec::HttpRuleSpec, p: &mut Problems) {
+    use super::run_values::{problems, strings};
+    let mut bound: Vec<(String, &str)> = vec![];
+    if let Some(j) = &r.matches.json {
+        strings(j, &format!("{ptr}/match/json"), &mut bound);
+    }
+    let answers = r.respond.to_vec();
+    for (j, a) in answers.iter().enumerate() {
+        let rp = respond_ptr(ptr, &r.respond, j);
+        if let Some(v) = &a.json {
+            strings(v, &format!("{rp}/json"), &mut bound);
+        }
+        if let Some(b) = a.body.as_deref().filter(|b| b.contains("{{")) {
+            bound.push((format!("{rp}/body"), b));
+        }
+    }
+    for (at, s) in bound {
+        for (_, why) in problems(s) {
+            p.add(
+                &at,
+                why,
+                Some("write the value itself, or one of the run's values the runbook sends".into()),
+            );
+        }
+    }
+    let mut literal: Vec<(String, &str)> = vec![(format!("{ptr}/match/url"), &r.matches.url)];
+    literal.extend(r.matches.headers.iter().map(|(k, v)| {
+        (
+            format!("{ptr}/match/headers/{}", crate::yaml::pointer_segment(k)),
+            v.as_str(),
+        )
+    }));
+    if let Some(b) = &r.matches.body {
+        literal.push((format!("{ptr}/match/body"), b));
+    }
+    for (at, s) in literal {
+        if s.contains("{{") {
+            p.add(
+                &at,
+                "`{{ ... }}` is not replaced here: `url`, `headers` and `body` of a `match` are literal text with `*` globs",
+                Some("match a run value in the request's JSON body with `match.json`, or use `*` here".into()),
+            );
+        }
+    }
 }

@@ -127,6 +127,27 @@ impl Deployment {
         }
     }
 
+    /// When the status next changes while a rollout runs: the next replica updated, or the
+    /// progress deadline of a stuck rollout. None once it is complete.
+    pub fn next_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let st = self.status(now);
+        if st.complete {
+            return None;
+        }
+        let ro = &self.rollout;
+        if ro.stuck {
+            return Some(super::later(ro.started, self.progress_deadline));
+        }
+        // `updated` is floor(replicas × elapsed / takes): the next one lands at
+        // takes × (updated + 1) / replicas.
+        // Rounding may put that at or before `now`: never ask to look again sooner than 1 ms
+        // later, or the wait would not advance the clock.
+        let r = self.replicas.max(1);
+        let next = ro.takes.mul_f64(f64::from(st.updated + 1) / f64::from(r));
+        let soonest = super::later(now, std::time::Duration::from_millis(1));
+        Some(super::later(ro.started, next).max(soonest))
+    }
+
     /// Records a new revision for a changed template and starts its rollout, as the
     /// Deployment controller does: a template equal to an old revision moves that revision
     /// to the top under a new number.
@@ -259,23 +280,25 @@ impl Deployment {
         let since = stamp(self.rollout.started);
         let min_ready = self.replicas - self.replicas / 4;
         let available = st.available >= min_ready;
+        // The API server's words, naming the new ReplicaSet.
+        let rs = replicaset_name(self, &self.template);
         let (progressing, reason, message) = if st.deadline_exceeded {
             (
                 "False",
                 "ProgressDeadlineExceeded",
-                "ReplicaSet has timed out progressing.".to_string(),
+                format!("ReplicaSet \"{rs}\" has timed out progressing."),
             )
         } else if st.complete {
             (
                 "True",
                 "NewReplicaSetAvailable",
-                "ReplicaSet has successfully progressed.".to_string(),
+                format!("ReplicaSet \"{rs}\" has successfully progressed."),
             )
         } else {
             (
                 "True",
                 "ReplicaSetUpdated",
-                "ReplicaSet is progressing.".to_string(),
+                format!("ReplicaSet \"{rs}\" is progressing."),
             )
         };
         status.insert(

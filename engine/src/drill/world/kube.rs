@@ -10,9 +10,10 @@ use serde_json::{json, Map, Value};
 use super::deployment::{replicaset_name, set_env, Container, Deployment};
 use super::pattern::selector_matches;
 use super::{later, unscripted, Call, Reply, Snapshot, State};
+use crate::backends::kubernetes::status::status_of;
 use crate::backends::{ActionError, ErrorKind};
 use crate::exec::clock::stamp;
-use crate::spec::{IntOrTemplate, KubernetesBackendSpec};
+use crate::spec::{IntOrTemplate, KubernetesBackendSpec, WorkloadKind};
 /// Deployments by `namespace/name`, other objects by `namespace/Kind/name`.
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
@@ -594,40 +595,20 @@ fn rollout_status(d: &Deployment, now: DateTime<Utc>) -> Result<Reply, ActionErr
             ),
         ));
     }
-    let st = d.status(now);
-    if st.complete {
-        return Ok(Reply::ok(d.to_json(now)));
+    // The object as the API would show it now, read by the real backend's own rules: the
+    // same words ("Waiting for deployment \"web\" rollout to finish: 1 out of 3 new replicas
+    // have been updated..."), the same failure at the progress deadline.
+    let obj = d.to_json(now);
+    let (message, done) =
+        status_of(WorkloadKind::Deployment, &obj).map_err(|e| e.with_result(obj.clone()))?;
+    if done {
+        return Ok(Reply::ok(obj));
     }
-    if st.deadline_exceeded {
-        return Err(ActionError::new(
-            ErrorKind::Failed,
-            format!(
-                "deployment \"{}\" exceeded its progress deadline: the pods of revision {} never became ready ({} out of {} new replicas updated)",
-                d.name,
-                d.revision(),
-                st.updated,
-                d.replicas
-            ),
-        )
-        .with_result(d.to_json(now)));
-    }
-    let why = if st.updated < d.replicas {
-        format!(
-            "waiting for deployment \"{}\" rollout to finish: {} out of {} new replicas have been updated",
-            d.name, st.updated, d.replicas
-        )
-    } else {
-        format!(
-            "waiting for deployment \"{}\" rollout to finish: {} of {} updated replicas are available",
-            d.name, st.available, d.replicas
-        )
-    };
-    let wait = if d.rollout.stuck {
-        d.progress_deadline
-    } else {
-        d.rollout.takes
-    };
-    Ok(Reply::WaitUntil(later(d.rollout.started, wait), why))
+    // Look again when the status next changes, so progress shows as it happens.
+    let at = d
+        .next_change(now)
+        .unwrap_or_else(|| later(now, std::time::Duration::from_secs(1)));
+    Ok(Reply::WaitUntil(at, message))
 }
 
 fn list(st: &State, kind: &str, ns: &str, args: &Value, c: &Call) -> Result<Reply, ActionError> {

@@ -11,6 +11,7 @@ pub mod kube;
 pub mod metrics;
 pub mod pattern;
 pub mod predicate;
+pub mod run_values;
 pub mod shell;
 pub mod state;
 
@@ -38,7 +39,9 @@ pub use state::State;
 /// What a simulated operation says: an answer after some time, or "look again at `t`".
 pub enum Reply {
     Answer(Result<Value, ActionError>, Duration),
-    /// Not finished (a rollout in progress): ask again at this time. The text says why.
+    /// Not finished (a rollout in progress): ask again at this time. The text says where it
+    /// stands, in the real backend's words; past the attempt's deadline the call fails with
+    /// "the rollout did not finish within …" as the real one does.
     WaitUntil(DateTime<Utc>, String),
 }
 
@@ -115,6 +118,7 @@ impl World {
         F: FnMut(&mut State, &Call) -> Reply + Send,
     {
         let before = self.lock().snapshot();
+        let started = ctx.clock.now();
         let mut first = true;
         loop {
             let now = ctx.clock.now();
@@ -176,7 +180,11 @@ impl World {
                     if deadline.is_some() {
                         let e = ActionError::new(
                             ErrorKind::Timeout,
-                            format!("{what}: the attempt's time limit passed while waiting: {why}"),
+                            // The real backend's words (`backends/kubernetes/status.rs`).
+                            format!(
+                                "{what}: the rollout did not finish within {}: {why}",
+                                fmt_duration((until - started).to_std().unwrap_or_default())
+                            ),
                         );
                         return Err(self.finish_err(&before, e));
                     }

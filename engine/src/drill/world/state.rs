@@ -9,6 +9,7 @@ use super::compose::Projects;
 use super::faults::Faults;
 use super::http::HttpRule;
 use super::kube::Cluster;
+use super::run_values::{self, RunValues};
 use super::shell::ShellRule;
 use super::Snapshot;
 use crate::drill::spec::EffectSpec;
@@ -89,6 +90,24 @@ impl State {
         }
         for (t, _) in &mut self.pending {
             *t += delta;
+        }
+    }
+
+    /// Puts the run's values in place of the `{{ run.* }}` placeholders of the HTTP script
+    /// (see `run_values`): once, before the run starts.
+    pub fn bind_run(&mut self, run: &RunValues) {
+        for rule in &mut self.http {
+            if let Some(j) = rule.json.as_mut() {
+                run_values::bind(j, run);
+            }
+            for r in &mut rule.responses {
+                if let Some(j) = r.json.as_mut() {
+                    run_values::bind(j, run);
+                }
+                if let Some(b) = r.body.as_mut() {
+                    *b = run_values::bind_str(b, run);
+                }
+            }
         }
     }
 

@@ -178,9 +178,11 @@ async fn rollout_status_waits_on_the_virtual_clock_and_respects_the_deadline() {
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Timeout);
+    // The real backend's words: "the rollout did not finish within 20s: Waiting for ...".
     assert!(
-        e.message
-            .contains("waiting for deployment \"web\" rollout to finish"),
+        e.message.contains(
+            "the rollout did not finish within 20s: Waiting for deployment \"web\" rollout to finish: 1 out of 3 new replicas have been updated..."
+        ),
         "{}",
         e.message
     );
@@ -643,4 +645,44 @@ async fn delayed_effects_land_on_time_and_show_in_the_diff_of_the_call_that_sees
         out.world_diff.unwrap()["kubernetes deployment prod/web"]["image"],
         json!({"from": "web:v3", "to": "web:v1"})
     );
+}
+
+/// Status messages an action reported, in order.
+#[derive(Default)]
+struct Statuses(std::sync::Mutex<Vec<String>>);
+
+impl crate::backends::Progress for Statuses {
+    fn line(&self, _: &str, _: &str) {}
+    fn status(&self, message: &str) {
+        self.0.lock().unwrap().push(message.to_string());
+    }
+}
+
+#[tokio::test]
+async fn a_rollout_reports_each_replica_updated_on_the_virtual_clock() {
+    let (w, clock) = world(DEPLOYMENT);
+    let c = ctx(&clock, "set", 1, None);
+    kube(
+        &w,
+        &c,
+        "set_image",
+        json!({"name": "web", "image": "web:v3"}),
+    )
+    .await
+    .unwrap();
+    let seen = Arc::new(Statuses::default());
+    let mut c = ctx(&clock, "wait", 1, None);
+    c.progress = seen.clone();
+    kube(&w, &c, "rollout_status", json!({"name": "web"}))
+        .await
+        .unwrap();
+    let seen = seen.0.lock().unwrap().clone();
+    let want: Vec<String> = (0..3)
+        .map(|n| format!("Waiting for deployment \"web\" rollout to finish: {n} out of 3 new replicas have been updated..."))
+        .collect();
+    assert_eq!(
+        seen, want,
+        "one message per replica, as `kubectl rollout status` says it"
+    );
+    assert_eq!(secs(&clock), 45, "15s per replica of the 45s rollout");
 }
