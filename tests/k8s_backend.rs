@@ -429,3 +429,140 @@ async fn the_built_in_rollback_runbook_rolls_back_a_real_deployment() {
             .iter()
             .any(|(k, v)| k == "authorization" && v == &format!("Bearer {token}"))));
 }
+
+/// The words of a rollout in progress, as `rollout_status` reports them (kubectl's), with the
+/// numbers taken out: the shape both the real backend and the drill world must use.
+fn rollout_shapes(stderr: &str) -> Vec<String> {
+    let numbers = regex::Regex::new(r"\d+").unwrap();
+    stderr
+        .lines()
+        .filter_map(|l| l.split_once("… ").map(|(_, m)| m.trim().to_string()))
+        .filter(|m| m.contains("rollout") || m.contains("spec update"))
+        .map(|m| numbers.replace_all(&m, "N").into_owned())
+        .collect()
+}
+
+/// Contract: the drill world's `rollout_status` reports progress in the same words as the
+/// real backend against the real API server, and, on the virtual clock, each replica as it
+/// is updated ("1 out of 3 new replicas have been updated...").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_simulated_rollout_reports_progress_in_the_real_backends_words() {
+    let Some((env, ns, _guard, journals)) = setup("rb-progress") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tail = r#"  - id: to_v2
+    kubernetes:
+      set_image: {name: web, image: "flowengine:v1.1.0"}
+    no_undo: test
+  - id: rolled
+    timeout: 120s
+    kubernetes:
+      rollout_status: {name: web}
+"#;
+    let real = dir.path().join("real.yaml");
+    std::fs::write(
+        &real,
+        format!(
+            r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{name: progress, title: Progress}}
+backends:
+  cluster:
+    kubernetes: {{namespace: {ns}}}
+steps:
+  - id: ns
+    kubernetes:
+      apply: {{manifest: {{apiVersion: v1, kind: Namespace, metadata: {{name: {ns}}}}}}}
+    no_undo: test
+  - id: deploy
+    kubernetes:
+      apply:
+        manifest:
+          apiVersion: apps/v1
+          kind: Deployment
+          metadata: {{name: web}}
+          spec:
+            replicas: 3
+            selector: {{matchLabels: {{app: web}}}}
+            template:
+              metadata: {{labels: {{app: web}}}}
+              spec: {{containers: [{{name: app, image: "flowengine:v1.0.0"}}]}}
+    no_undo: test
+  - id: created
+    timeout: 120s
+    kubernetes:
+      rollout_status: {{name: web}}
+{tail}"#
+        ),
+    )
+    .unwrap();
+    let r = run(&env, &real, journals.path(), &[], &[], &[]);
+    r.assert_ok();
+    let real_shapes = rollout_shapes(&r.stderr);
+
+    let simulated = dir.path().join("simulated.yaml");
+    std::fs::write(
+        &simulated,
+        format!(
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{name: progress, title: Progress}}\nbackends:\n  cluster:\n    kubernetes: {{namespace: prod}}\nsteps:\n{tail}"
+        ),
+    )
+    .unwrap();
+    let drill = dir.path().join("drill.yaml");
+    std::fs::write(
+        &drill,
+        "apiVersion: runbook/v1\nkind: Drill\nmetadata: {name: progress}\nrunbook: simulated.yaml\nworld:\n  kubernetes:\n    deployments:\n      - { namespace: prod, name: web, container: app, replicas: 3, revisions: [\"flowengine:v1.0.0\"], rollout: { takes: 45s } }\nexpect: { outcome: succeeded }\n",
+    )
+    .unwrap();
+    let o = common::runbook(dir.path())
+        .args([
+            "run",
+            "simulated.yaml",
+            "--world",
+            "drill.yaml",
+            "--fast",
+            "--non-interactive",
+        ])
+        .args(["--reason", "contract", "--journal-dir", "runs"])
+        .output()
+        .unwrap();
+    let (_, sim_err) = common::text(&o);
+    assert_eq!(o.status.code(), Some(0), "{sim_err}");
+    let sim_shapes = rollout_shapes(&sim_err);
+
+    // On the virtual clock, every replica shows as it is updated.
+    for n in 0..3 {
+        let line = format!(
+            "Waiting for deployment \"web\" rollout to finish: {n} out of 3 new replicas have been updated..."
+        );
+        assert!(sim_err.contains(&line), "no `{line}`:\n{sim_err}");
+    }
+    // Every message the simulator gives is one the real backend gives, word for word but
+    // the numbers; the real one (fast here: the fake kubelet readies pods in ~0.5 s) shows
+    // at least the first of them.
+    let progress = "Waiting for deployment \"web\" rollout to finish: N out of N new replicas have been updated...";
+    assert!(
+        real_shapes.iter().any(|s| s == progress),
+        "the real backend reported {real_shapes:#?}\n{}",
+        r.stderr
+    );
+    let known = [
+        progress,
+        "Waiting for deployment spec update to be observed...",
+        "Waiting for deployment \"web\" rollout to finish: N old replicas are pending termination...",
+        "Waiting for deployment \"web\" rollout to finish: N of N updated replicas are available...",
+    ];
+    for s in real_shapes.iter().chain(&sim_shapes) {
+        assert!(
+            known.contains(&s.as_str()),
+            "unexpected rollout message `{s}`"
+        );
+    }
+    for s in &sim_shapes {
+        assert!(
+            real_shapes.contains(s) || s == progress,
+            "`{s}` only in the simulator: {real_shapes:#?}"
+        );
+    }
+}
