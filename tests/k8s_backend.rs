@@ -531,6 +531,7 @@ steps:
     assert_eq!(o.status.code(), Some(0), "{sim_err}");
     let sim_shapes = rollout_shapes(&sim_err);
 
+    eprintln!("real: {real_shapes:#?}\nsimulated: {sim_shapes:#?}");
     // On the virtual clock, every replica shows as it is updated.
     for n in 0..3 {
         let line = format!(
