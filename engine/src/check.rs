@@ -1593,6 +1593,41 @@ fn check_undo(
     })
 }
 
+/// Reports an argument the backends would reject, found in the literal text (an empty
+/// `image`, a `set_env` with neither `set` nor `unset`), at the field or the verb. The same
+/// validation runs on the rendered arguments before every call, real or simulated. False
+/// when there was one.
+fn literal_arg_error(
+    cx: &mut Ctx,
+    ptr: &str,
+    verb: &str,
+    args: &Value,
+    err: Option<crate::backends::calls::ArgError>,
+    code: &'static str,
+) -> bool {
+    let Some(e) = err.filter(|e| !e.shape) else {
+        return true;
+    };
+    let at = args.get(e.field).filter(|_| !e.field.is_empty());
+    if at
+        .and_then(Value::as_str)
+        .is_some_and(template::is_template)
+    {
+        // Known only once rendered; checked then.
+        return true;
+    }
+    let field_ptr = match at {
+        Some(_) => format!("{ptr}/{verb}/{}", e.field),
+        None => format!("{ptr}/{verb}"),
+    };
+    if at.is_some() {
+        cx.err(&field_ptr, format!("{code}.{verb}: {}", e.message), code);
+    } else {
+        cx.key_err(&field_ptr, format!("{code}.{verb}: {}", e.message), code);
+    }
+    false
+}
+
 /// Picks the backend an action uses and checks that it is of the right kind.
 fn resolve_backend(
     cx: &mut Ctx,
@@ -1811,15 +1846,9 @@ fn check_action(
                 return None;
             }
             resolve_backend(cx, spec, ptr, "kubernetes", backend_name, false);
-            if let Some(a) = body.get("apply") {
-                if a.get("manifest").is_some() == a.get("file").is_some() {
-                    cx.key_err(
-                        &format!("{ptr}/apply"),
-                        "`apply` needs exactly one of `manifest` or `file`",
-                        "kubernetes",
-                    );
-                    return None;
-                }
+            let args = crate::backends::KubeCall::from_args(verbs[0], &body[verbs[0]]).err();
+            if !literal_arg_error(cx, ptr, verbs[0], &body[verbs[0]], args, "kubernetes") {
+                return None;
             }
             ActionKind::Kubernetes { verb: verbs[0] }
         }
@@ -1842,6 +1871,10 @@ fn check_action(
                 return None;
             }
             resolve_backend(cx, spec, ptr, "compose", backend_name, false);
+            let args = crate::backends::ComposeCall::from_args(verbs[0], &body[verbs[0]]).err();
+            if !literal_arg_error(cx, ptr, verbs[0], &body[verbs[0]], args, "compose") {
+                return None;
+            }
             ActionKind::Compose { verb: verbs[0] }
         }
         "prometheus" => {

@@ -14,7 +14,7 @@ use crate::check::{self, Checked};
 use crate::diag::Diagnostic;
 use crate::exec::clock::{Clock, SystemClock};
 use crate::exec::emitter::Emitter;
-use crate::exec::events::{AnswerVia, RunOutcome};
+use crate::exec::events::{AnswerVia, RunMode, RunOutcome};
 use crate::exec::gate::{self, GateKind, Gatekeeper, Prompter};
 use crate::exec::journal::{self, Journal};
 use crate::exec::redact::Redactor;
@@ -627,7 +627,7 @@ pub async fn execute(p: Prepared) -> i32 {
     let mut runner = Runner::new(
         p.backends, p.clock, gate, emitter, progress, cancel, run_dir,
     );
-    let simulated = p.cfg.mode == "training";
+    let simulated = p.cfg.mode == RunMode::Training;
     let res: RunResult = runner.run(p.rb.clone(), p.cfg).await;
     if let Some(why) = runner.emitter().broken() {
         eprintln!("error: {why}; the run stopped before changing anything else");
@@ -770,9 +770,9 @@ pub async fn cmd_run(a: RunArgs) -> i32 {
         operator: a.common.operator.clone().unwrap_or_else(default_operator),
         reason,
         mode: if interactive {
-            "interactive".into()
+            RunMode::Interactive
         } else {
-            "non-interactive".into()
+            RunMode::NonInteractive
         },
         inputs,
         secrets,
@@ -884,9 +884,9 @@ pub async fn cmd_resume(a: ResumeArgs) -> i32 {
         operator: a.common.operator.clone().unwrap_or_else(default_operator),
         reason: state.reason.clone(),
         mode: if interactive {
-            "interactive".into()
+            RunMode::Interactive
         } else {
-            "non-interactive".into()
+            RunMode::NonInteractive
         },
         inputs,
         secrets,

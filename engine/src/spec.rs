@@ -346,6 +346,12 @@ impl Default for IntOrTemplate {
     }
 }
 
+impl std::fmt::Display for Safety {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Safety {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -583,6 +583,7 @@ impl EventSink for TerminalView {
                     step,
                     title,
                     rendered,
+                    ..
                 } => {
                     i.log(&ts, &format!("↺ undo {step}: {title}"));
                     let d = describe(rendered);

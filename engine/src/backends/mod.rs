@@ -1,6 +1,7 @@
 //! The backend boundary: one small trait per kind of target. The runner only talks to the
 //! world through these; real backends, the drill simulator and test doubles implement them.
 
+pub mod calls;
 pub mod compose;
 pub mod http;
 pub mod kubernetes;
@@ -17,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+pub use self::calls::{ComposeCall, ComposeVerb, KubeCall, KubeVerb};
 use crate::exec::clock::Clock;
 use crate::spec::{ComposeBackendSpec, KubernetesBackendSpec};
 
@@ -186,13 +188,12 @@ pub trait HttpBackend: Send + Sync {
 
 #[async_trait]
 pub trait KubernetesBackend: Send + Sync {
-    /// Runs one verb (`get`, `set_image`, `rollout_undo`, ...) with its rendered arguments
-    /// (the verb's field of the `kubernetes:` action). The result is shaped like the API object.
+    /// Runs one verb (`get`, `set_image`, `rollout_undo`, ...) with its rendered, validated
+    /// arguments. The result is shaped like the API object.
     async fn call(
         &self,
         target: &KubernetesBackendSpec,
-        verb: &str,
-        args: &Value,
+        call: &KubeCall,
         ctx: &CallCtx,
     ) -> Result<Output, ActionError>;
 
@@ -210,12 +211,11 @@ pub trait KubernetesBackend: Send + Sync {
 
 #[async_trait]
 pub trait ComposeBackend: Send + Sync {
-    /// Runs one verb (`ps`, `up`, `set_image`, ...) with its rendered arguments.
+    /// Runs one verb (`ps`, `up`, `set_image`, ...) with its rendered, validated arguments.
     async fn call(
         &self,
         target: &ComposeBackendSpec,
-        verb: &str,
-        args: &Value,
+        call: &ComposeCall,
         ctx: &CallCtx,
     ) -> Result<Output, ActionError>;
 }

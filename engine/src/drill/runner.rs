@@ -14,7 +14,7 @@ use super::world::World;
 use crate::backends::NoProgress;
 use crate::exec::clock::{Clock, VirtualClock};
 use crate::exec::emitter::{Collect, Emitter};
-use crate::exec::events::{AnswerVia, Envelope};
+use crate::exec::events::{AnswerVia, Envelope, RunMode};
 use crate::exec::gate::Gatekeeper;
 use crate::exec::journal::{Journal, FILE_NAME};
 use crate::exec::redact::Redactor;
@@ -83,7 +83,7 @@ pub async fn run(drill: &Drill, journal_dir: Option<&Path>) -> Result<DrillRun, 
     let cfg = RunConfig {
         operator: drill.operator.clone(),
         reason: Some(drill.reason.clone()),
-        mode: "drill".into(),
+        mode: RunMode::Drill,
         inputs: drill.inputs.clone(),
         secrets: drill.secrets.clone(),
         env: drill.env.clone(),

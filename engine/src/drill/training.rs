@@ -19,7 +19,7 @@ use crate::cli::{
     print_report, reason_for, Prepared, RunArgs,
 };
 use crate::exec::clock::{Clock, SystemClock, VirtualClock};
-use crate::exec::events::AnswerVia;
+use crate::exec::events::{AnswerVia, RunMode};
 use crate::exec::journal::Journal;
 use crate::exec::runner::RunConfig;
 use crate::exit;
@@ -154,7 +154,7 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
     let cfg = RunConfig {
         operator,
         reason,
-        mode: "training".into(),
+        mode: RunMode::Training,
         inputs,
         secrets,
         env: env.into_iter().collect::<serde_json::Map<String, Value>>(),

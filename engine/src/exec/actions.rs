@@ -610,20 +610,16 @@ pub async fn execute(
                 .and_then(|b| env.backends_real.get(b))
                 .and_then(|b| b.kubernetes.clone())
                 .unwrap_or_default();
-            env.backends
-                .kubernetes
-                .call(&target, verb, &real[*verb], ctx)
-                .await
+            let call = crate::backends::KubeCall::parse(verb, &real[*verb])?;
+            env.backends.kubernetes.call(&target, &call, ctx).await
         }
         ActionKind::Compose { verb } => {
             let target = backend
                 .and_then(|b| env.backends_real.get(b))
                 .and_then(|b| b.compose.clone())
                 .unwrap_or_default();
-            env.backends
-                .compose
-                .call(&target, verb, &real[*verb], ctx)
-                .await
+            let call = crate::backends::ComposeCall::parse(verb, &real[*verb])?;
+            env.backends.compose.call(&target, &call, ctx).await
         }
         ActionKind::Wait(d) => {
             let d = match d {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::clock::{stamp, Clock};
-use super::events::{Envelope, Event, JOURNAL_VERSION};
+use super::events::{Envelope, Event, Safety, JOURNAL_VERSION};
 use super::journal::Journal;
 use super::redact::Redactor;
 
@@ -137,29 +137,33 @@ impl Emitter {
         result
     }
 
-    /// Whether an event must be durable (fsync'd) before the run goes on. Every event is,
-    /// except those of a read-only step: such a step changes nothing, so losing its lines to
-    /// a power cut costs only running it again on resume. They are written at once (a killed
-    /// process loses nothing) and made durable by the next sync, which always comes before
-    /// anything that changes the world (the next mutating step's events, a gate, an undo, the
-    /// end of the run). This keeps a run of N read-only checks from paying N × 4 fsyncs.
+    /// Whether an event must be durable (fsync'd) before the run goes on: one sync per
+    /// change. Every line is written at once (a killed process loses nothing); what a power
+    /// cut could lose is only what no sync has covered yet. The sync that matters precedes
+    /// each change to the world: a mutating step's `attempt_started` is fsync'd, and with it
+    /// every line before it (its `step_started`, the previous step's end). The events after
+    /// the change (`attempt_finished`, `verify_evaluated`, captures, `step_finished`) become
+    /// durable at the next sync, which always comes before the next change (the next mutating
+    /// attempt, a gate, an undo, the end of the run). A power cut in between leaves an
+    /// attempt in flight, which `resume` treats as possibly done and asks about. A read-only
+    /// step changes nothing, so none of its events syncs: losing them costs only running it
+    /// again on resume. Every other event (gates, undo, run start and end) syncs.
     fn needs_sync(&mut self, e: &Event) -> bool {
         match e {
             Event::StepStarted { step, safety, .. } => {
-                if safety == "read-only" {
+                if *safety == Safety::ReadOnly {
                     self.read_only.insert(step.clone());
-                    false
                 } else {
                     self.read_only.remove(step);
-                    true
                 }
+                false
             }
-            Event::AttemptStarted { step, .. }
-            | Event::AttemptFinished { step, .. }
-            | Event::VerifyEvaluated { step, .. }
-            | Event::AnalysisCheck { step, .. }
-            | Event::Capture { step, .. }
-            | Event::StepFinished { step, .. } => !self.read_only.contains(step),
+            Event::AttemptStarted { step, .. } => !self.read_only.contains(step),
+            Event::AttemptFinished { .. }
+            | Event::VerifyEvaluated { .. }
+            | Event::AnalysisCheck { .. }
+            | Event::Capture { .. }
+            | Event::StepFinished { .. } => false,
             _ => true,
         }
     }
@@ -245,12 +249,12 @@ mod tests {
     use super::*;
     use crate::exec::events::Phase;
 
-    fn started(step: &str, safety: &str) -> Event {
+    fn started(step: &str, safety: Safety) -> Event {
         Event::StepStarted {
             step: step.into(),
             title: String::new(),
             action: "shell".into(),
-            safety: safety.into(),
+            safety,
             phase: Phase::Main,
             rendered: serde_json::Value::Null,
         }
@@ -265,27 +269,51 @@ mod tests {
     }
 
     #[test]
-    fn only_read_only_steps_defer_their_sync() {
+    fn one_sync_per_change() {
         let clock: Arc<dyn Clock> = Arc::new(super::super::clock::SystemClock);
         let mut e = Emitter::new(None, Redactor::default(), clock, "r".into(), 0);
-        assert!(!e.needs_sync(&started("check", "read-only")));
+        let finished = |step: &str| Event::StepFinished {
+            step: step.into(),
+            outcome: crate::exec::events::StepOutcome::Succeeded,
+            phase: Phase::Main,
+            duration_ms: 0,
+            attempts: 1,
+            error: None,
+            note: None,
+        };
+        // A read-only step: nothing of it syncs.
+        assert!(!e.needs_sync(&started("check", Safety::ReadOnly)));
         assert!(!e.needs_sync(&attempt("check")));
-        // A mutating step: every event of it is durable before the run goes on.
-        assert!(e.needs_sync(&started("scale", "idempotent")));
-        assert!(e.needs_sync(&attempt("scale")));
-        assert!(e.needs_sync(&started("undo", "reversible")));
+        assert!(!e.needs_sync(&finished("check")));
+        // A mutating step: only the attempt's start, which precedes the change, syncs (and
+        // makes the lines before it durable); what follows waits for the next sync.
+        for (i, safety) in [Safety::Idempotent, Safety::Reversible, Safety::Terminal]
+            .into_iter()
+            .enumerate()
+        {
+            let id = format!("m{i}");
+            assert!(!e.needs_sync(&started(&id, safety)));
+            assert!(e.needs_sync(&attempt(&id)));
+            assert!(!e.needs_sync(&finished(&id)));
+        }
         // An id seen read-only before and started again as mutating (a nested runbook's
-        // step, a resumed run) is synced.
-        assert!(e.needs_sync(&started("check", "terminal")));
+        // step, a resumed run) syncs before its change.
+        assert!(!e.needs_sync(&started("check", Safety::Terminal)));
         assert!(e.needs_sync(&attempt("check")));
-        // Gates and the end of a run always are.
+        // Gates, undo and the end of a run always do.
         assert!(e.needs_sync(&Event::GateAnswered {
             step: "check".into(),
-            gate: "confirm".into(),
+            gate: crate::exec::events::Gate::Confirm,
             answer: "yes".into(),
             by: "op".into(),
             via: crate::exec::events::AnswerVia::AnswerFlag,
             note: None,
+        }));
+        assert!(e.needs_sync(&Event::UndoStarted {
+            step: "m1".into(),
+            title: String::new(),
+            action: "shell".into(),
+            rendered: serde_json::Value::Null,
         }));
     }
 

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::spec::Safety;
+
 /// Journal format version, written in every line as `"v"`.
 pub const JOURNAL_VERSION: u32 = 1;
 
@@ -80,6 +82,72 @@ impl RunOutcome {
             RunOutcome::Aborted => crate::exit::ABORTED,
             RunOutcome::NeedsAnswer => crate::exit::NEEDS_ANSWER,
         }
+    }
+}
+
+/// Why a run asked the operator: the kind of gate, as journaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    Confirm,
+    Manual,
+    Input,
+    /// A step of safety `terminal`.
+    Terminal,
+    /// Resuming a run whose step may have run.
+    Resume,
+    /// A verification that had no data to judge: accept it anyway?
+    Inconclusive,
+}
+
+impl Gate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gate::Confirm => "confirm",
+            Gate::Manual => "manual",
+            Gate::Input => "input",
+            Gate::Terminal => "terminal",
+            Gate::Resume => "resume",
+            Gate::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+impl std::fmt::Display for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a run was started: at a terminal, unattended, as a drill, or as training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunMode {
+    Interactive,
+    NonInteractive,
+    Drill,
+    Training,
+}
+
+impl RunMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Interactive => "interactive",
+            RunMode::NonInteractive => "non-interactive",
+            RunMode::Drill => "drill",
+            RunMode::Training => "training",
+        }
+    }
+
+    /// Against a drill's simulated world rather than real systems.
+    pub fn simulated(self) -> bool {
+        matches!(self, RunMode::Drill | RunMode::Training)
+    }
+}
+
+impl std::fmt::Display for RunMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -178,8 +246,7 @@ pub enum Event {
         reason: Option<String>,
         host: String,
         engine_version: String,
-        /// `interactive`, `non-interactive`, `drill` or `training`.
-        mode: String,
+        mode: RunMode,
     },
     RunResumed {
         operator: String,
@@ -202,7 +269,7 @@ pub enum Event {
         title: String,
         /// `shell`, `http`, `kubernetes.set_image`, ...
         action: String,
-        safety: String,
+        safety: Safety,
         phase: Phase,
         /// The action as rendered, secrets shown as `***`.
         rendered: Value,
@@ -217,13 +284,12 @@ pub enum Event {
     },
     GateAsked {
         step: String,
-        /// `confirm`, `manual`, `input`, `terminal`, `resume`.
-        gate: String,
+        gate: Gate,
         prompt: String,
     },
     GateAnswered {
         step: String,
-        gate: String,
+        gate: Gate,
         answer: String,
         by: String,
         via: AnswerVia,
@@ -295,6 +361,10 @@ pub enum Event {
     UndoStarted {
         step: String,
         title: String,
+        /// The undo's action (`shell`, `kubernetes.set_image`, ...); empty in journals
+        /// written before it was recorded.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        action: String,
         rendered: Value,
     },
     UndoFinished {

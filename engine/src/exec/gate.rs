@@ -27,12 +27,18 @@ pub enum GateKind {
 
 impl GateKind {
     pub fn name(&self) -> &'static str {
+        self.journaled().as_str()
+    }
+
+    /// The gate as the journal records it.
+    pub fn journaled(&self) -> crate::exec::events::Gate {
+        use crate::exec::events::Gate;
         match self {
-            GateKind::Confirm => "confirm",
-            GateKind::Terminal => "terminal",
-            GateKind::Manual => "manual",
-            GateKind::Input(_) => "input",
-            GateKind::Resume => "resume",
+            GateKind::Confirm => Gate::Confirm,
+            GateKind::Terminal => Gate::Terminal,
+            GateKind::Manual => Gate::Manual,
+            GateKind::Input(_) => Gate::Input,
+            GateKind::Resume => Gate::Resume,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
-use super::events::{Event, Phase, RunOutcome, StepOutcome};
+use super::events::{Event, Phase, RunMode, RunOutcome, StepOutcome};
 use super::journal;
 
 /// The state of an unfinished run, replayed from its journal.
@@ -17,7 +17,8 @@ pub struct ResumeState {
     pub sha256: String,
     pub operator: String,
     pub reason: Option<String>,
-    pub mode: String,
+    /// `None` until the journal's `run_started` is read.
+    pub mode: Option<RunMode>,
     pub started_at: String,
     pub inputs: IndexMap<String, Value>,
     /// Main-phase steps that finished (succeeded, skipped, or failed-but-continued).
@@ -69,7 +70,7 @@ impl ResumeState {
                     s.sha256 = runbook.sha256.clone();
                     s.operator = operator.clone();
                     s.reason = reason.clone();
-                    s.mode = mode.clone();
+                    s.mode = Some(*mode);
                     s.started_at = env.ts.clone();
                     if let Value::Object(m) = inputs {
                         s.inputs = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -145,10 +146,10 @@ impl ResumeState {
 
     /// Can this run be resumed? Finished runs (succeeded, failed) cannot.
     pub fn resumable(&self) -> Result<(), String> {
-        if matches!(self.mode.as_str(), "training" | "drill") {
+        if let Some(mode) = self.mode.filter(|m| m.simulated()) {
             return Err(format!(
-                "it ran against a drill's simulated world ({} mode); resuming would continue against real systems. Start it again with `runbook run {} --world <drill>`",
-                self.mode, self.runbook_path
+                "it ran against a drill's simulated world ({mode} mode); resuming would continue against real systems. Start it again with `runbook run {} --world <drill>`",
+                self.runbook_path
             ));
         }
         match self.ended {

@@ -16,7 +16,7 @@ use super::actions::{self, Env};
 use super::clock::{later, millis_between, stamp, Clock};
 use super::context::{bound, observe, steps_read, steps_read_in, RunContext};
 use super::emitter::Emitter;
-use super::events::{Check, Event, Phase, RunOutcome, RunbookInfo, StepOutcome};
+use super::events::{Check, Event, Gate, Phase, RunMode, RunOutcome, RunbookInfo, StepOutcome};
 use super::gate::{Answer, Decision, GateKind, GateRequest, Gatekeeper, ManualReply, Reply};
 use super::resume::ResumeState;
 use super::verdict::{self, Verdict};
@@ -31,7 +31,7 @@ pub struct RunConfig {
     pub operator: String,
     pub reason: Option<String>,
     /// `interactive`, `non-interactive`, `drill`, `training`.
-    pub mode: String,
+    pub mode: RunMode,
     pub inputs: IndexMap<String, Value>,
     pub secrets: IndexMap<String, String>,
     pub env: Map<String, Value>,
@@ -212,7 +212,7 @@ impl Runner {
                 reason: cfg.reason.clone(),
                 host: cfg.host.clone(),
                 engine_version: env!("CARGO_PKG_VERSION").to_string(),
-                mode: cfg.mode.clone(),
+                mode: cfg.mode,
             });
         }
 
@@ -473,14 +473,14 @@ impl Runner {
         };
         self.emit(Event::GateAsked {
             step: sid.to_string(),
-            gate: "resume".into(),
+            gate: Gate::Resume,
             prompt: req.prompt.clone(),
         });
         match self.gate.decide(&req) {
             Ok(Decision::Answered { answer, via }) => {
                 self.emit(Event::GateAnswered {
                     step: sid.to_string(),
-                    gate: "resume".into(),
+                    gate: Gate::Resume,
                     answer: answer.text(),
                     by: self.operator.clone(),
                     via,
@@ -651,7 +651,7 @@ impl Runner {
                     step: sid.to_string(),
                     title: step.title.clone(),
                     action: step.action.kind.label(),
-                    safety: step.safety.as_str().into(),
+                    safety: step.safety,
                     phase,
                     rendered: Value::Null,
                 });
@@ -676,7 +676,7 @@ impl Runner {
             step: sid.to_string(),
             title: step.title.clone(),
             action: step.action.kind.label(),
-            safety: step.safety.as_str().into(),
+            safety: step.safety,
             phase,
             rendered: rendered.display.clone(),
         });
@@ -732,7 +732,7 @@ impl Runner {
             };
             self.emit(Event::GateAsked {
                 step: sid.to_string(),
-                gate: kind.name().into(),
+                gate: kind.journaled(),
                 prompt,
             });
             let decision = match self.gate.decide(&req) {
@@ -783,7 +783,7 @@ impl Runner {
             };
             self.emit(Event::GateAnswered {
                 step: sid.to_string(),
-                gate: kind.name().into(),
+                gate: kind.journaled(),
                 answer: answer.text(),
                 by: self.operator.clone(),
                 via,
@@ -853,10 +853,21 @@ impl Runner {
             ActionKind::Assert => {
                 let display = frame.ctx.display(None);
                 let real = frame.ctx.real(None);
-                let conds: Vec<crate::spec::ConditionSpec> =
-                    serde_json::from_value(step.action.body.clone()).unwrap_or_default();
-                let checks = evaluate(&conds, &real, &display, None);
-                let ok = checks.iter().all(|c| c.ok);
+                // A body that does not read as conditions proves nothing: it fails closed.
+                let (checks, malformed) = match serde_json::from_value::<
+                    Vec<crate::spec::ConditionSpec>,
+                >(step.action.body.clone())
+                {
+                    Ok(conds) if conds.is_empty() => {
+                        (vec![], Some("the assert has no conditions".to_string()))
+                    }
+                    Ok(conds) => (evaluate(&conds, &real, &display, None), None),
+                    Err(e) => (
+                        vec![],
+                        Some(format!("the assert's conditions do not deserialize: {e}")),
+                    ),
+                };
+                let ok = malformed.is_none() && checks.iter().all(|c| c.ok);
                 self.emit(Event::AttemptStarted {
                     step: sid.to_string(),
                     attempt: 1,
@@ -867,7 +878,10 @@ impl Runner {
                     attempt: 1,
                     poll: 1,
                     ok,
-                    verdict: Some(checks_verdict(&checks)),
+                    verdict: Some(match malformed {
+                        Some(_) => Verdict::Fail,
+                        None => checks_verdict(&checks),
+                    }),
                     polling: false,
                     checks: checks.clone(),
                 });
@@ -875,7 +889,7 @@ impl Runner {
                     step: sid.to_string(),
                     attempt: 1,
                     ok,
-                    error: None,
+                    error: malformed.clone(),
                     duration_ms: 0,
                     polls: 1,
                     result: Value::Null,
@@ -889,7 +903,8 @@ impl Runner {
                     self.step_done(sid, phase, started, 1, StepOutcome::Succeeded, None, None);
                     return StepEnd::Done;
                 }
-                return self.step_failed(sid, phase, started, 1, failed_checks_message(&checks));
+                let why = malformed.unwrap_or_else(|| failed_checks_message(&checks));
+                return self.step_failed(sid, phase, started, 1, why);
             }
             ActionKind::Call(child) => {
                 return self
@@ -1571,14 +1586,14 @@ impl Runner {
         };
         self.emit(Event::GateAsked {
             step: sid.to_string(),
-            gate: "inconclusive".into(),
+            gate: Gate::Inconclusive,
             prompt,
         });
         match self.gate.decide(&req) {
             Ok(Decision::Answered { answer, via }) => {
                 self.emit(Event::GateAnswered {
                     step: sid.to_string(),
-                    gate: "inconclusive".into(),
+                    gate: Gate::Inconclusive,
                     answer: answer.text(),
                     by: self.operator.clone(),
                     via,
@@ -1742,6 +1757,7 @@ impl Runner {
                     self.emit(Event::UndoStarted {
                         step: entry.step.clone(),
                         title: entry.undo.title.clone(),
+                        action: entry.undo.action.kind.label(),
                         rendered: Value::Null,
                     });
                     self.emit(Event::UndoFinished {
@@ -1756,6 +1772,7 @@ impl Runner {
             self.emit(Event::UndoStarted {
                 step: entry.step.clone(),
                 title: entry.undo.title.clone(),
+                action: entry.undo.action.kind.label(),
                 rendered: rendered.display.clone(),
             });
             let (ok, error) = match &entry.undo.action.kind {
@@ -1776,7 +1793,7 @@ impl Runner {
                     };
                     self.emit(Event::GateAsked {
                         step: undo_id.clone(),
-                        gate: "manual".into(),
+                        gate: Gate::Manual,
                         prompt,
                     });
                     match self.gate.decide(&req) {
@@ -1787,7 +1804,7 @@ impl Runner {
                             };
                             self.emit(Event::GateAnswered {
                                 step: undo_id.clone(),
-                                gate: "manual".into(),
+                                gate: Gate::Manual,
                                 answer: answer.text(),
                                 by: self.operator.clone(),
                                 via,

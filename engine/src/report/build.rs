@@ -209,7 +209,7 @@ impl Builder {
                 self.r.run.operator = operator.clone();
                 self.r.run.reason = reason.clone().filter(|r| !r.trim().is_empty());
                 self.r.run.host = host.clone();
-                self.r.run.mode = mode.clone();
+                self.r.run.mode = mode.to_string();
                 self.r.run.engine_version = engine_version.clone();
                 if let Value::Object(m) = inputs {
                     self.r.run.inputs = m

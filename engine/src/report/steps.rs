@@ -27,7 +27,7 @@ impl Builder {
                 s.title = title.clone();
                 s.phase = phase_name(*phase).into();
                 s.action = action.clone();
-                s.safety = safety.clone();
+                s.safety = safety.as_str().into();
                 s.state = StepState::InFlight;
                 s.summary = text::action_summary(action, rendered);
                 (s.rendered, s.rendered_lang) = pretty(rendered);
@@ -73,7 +73,7 @@ impl Builder {
                 let asked = self.stamp(t);
                 let s = self.step_mut(step, "main");
                 s.gates.push(Gate {
-                    kind: gate.clone(),
+                    kind: gate.to_string(),
                     prompt: prompt.clone(),
                     asked,
                     answer: None,
@@ -291,6 +291,7 @@ impl Builder {
             Event::UndoStarted {
                 step,
                 title,
+                action,
                 rendered,
             } => {
                 let id = format!("{step}.undo");
@@ -298,7 +299,12 @@ impl Builder {
                 let s = self.step_mut(&id, "undo");
                 s.title = title.clone();
                 s.phase = "undo".into();
-                s.action = action_of(title, rendered);
+                s.action = if action.is_empty() {
+                    // Journals written before `undo_started` recorded the action.
+                    action_of(title, rendered)
+                } else {
+                    action.clone()
+                };
                 s.safety = "reversible".into();
                 s.state = StepState::InFlight;
                 s.summary = text::action_summary(&s.action, rendered);

@@ -12,18 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use self::project::Project;
 use super::shell::ProcessShell;
 use super::{
-    ActionError, CallCtx, ComposeBackend, ErrorKind, NoProgress, Output, ShellBackend, ShellRequest,
+    ActionError, CallCtx, ComposeBackend, ComposeCall, ErrorKind, NoProgress, Output, ShellBackend,
+    ShellRequest,
 };
-use crate::spec::{
-    ComposeBackendSpec, ComposeDown, ComposeLogs, ComposeServices, ComposeSetImage, ComposeUp,
-    COMPOSE_VERBS,
-};
+use crate::spec::{ComposeBackendSpec, ComposeSetImage};
 
 /// Lines of logs when `tail` is not given.
 const DEFAULT_TAIL: u32 = 100;
@@ -67,17 +64,6 @@ async fn detect() -> Result<Vec<String>, ActionError> {
     Err(invalid(
         "no Compose CLI here: neither `docker compose` (the v2 plugin) nor `docker-compose` runs; install one, or set the backend's `command` (e.g. [podman, compose])",
     ))
-}
-
-fn parse<T: DeserializeOwned>(verb: &str, args: &Value) -> Result<T, ActionError> {
-    // An action with no arguments (`ps: {}` or `ps:`) renders to an empty object or null.
-    let args = if args.is_null() {
-        json!({})
-    } else {
-        args.clone()
-    };
-    serde_json::from_value(args)
-        .map_err(|e| invalid(format!("the arguments of `{verb}` after rendering: {e}")))
 }
 
 /// Why `argv` is not a Compose CLI, if it is not. The verb a step names (`ps`, `down`) sets its
@@ -223,10 +209,10 @@ impl ComposeCli {
     async fn run(
         &self,
         spec: &ComposeBackendSpec,
-        verb: &str,
-        args: &Value,
+        call: &ComposeCall,
         ctx: &CallCtx,
     ) -> Result<Value, ActionError> {
+        let verb = call.verb().as_str();
         let cli = self.cli(spec).await?;
         let project = Project::new(spec, &ctx.base_dir, &ctx.run_dir);
         let ovr = overrides::all(&project.override_dir);
@@ -234,9 +220,8 @@ impl ComposeCli {
             head.extend(list.iter().cloned());
             head
         };
-        let argv: Vec<String> = match verb {
-            "ps" => {
-                let a: ComposeServices = parse(verb, args)?;
+        let argv: Vec<String> = match call {
+            ComposeCall::Ps(a) => {
                 let argv = services(
                     &a.services,
                     vec![
@@ -256,12 +241,10 @@ impl ComposeCli {
                 }
                 return Ok(r);
             }
-            "pull" | "restart" | "stop" => {
-                let a: ComposeServices = parse(verb, args)?;
+            ComposeCall::Pull(a) | ComposeCall::Restart(a) | ComposeCall::Stop(a) => {
                 services(&a.services, vec![verb.into()])
             }
-            "up" => {
-                let a: ComposeUp = parse(verb, args)?;
+            ComposeCall::Up(a) => {
                 let mut head = vec!["up".to_string()];
                 if a.detach.unwrap_or(true) {
                     head.push("-d".into());
@@ -271,31 +254,22 @@ impl ComposeCli {
                 }
                 services(&a.services, head)
             }
-            "down" => {
-                let a: ComposeDown = parse(verb, args)?;
+            ComposeCall::Down(a) => {
                 let mut v = vec!["down".to_string()];
                 if a.volumes {
                     v.push("-v".into());
                 }
                 v
             }
-            "logs" => {
-                let a: ComposeLogs = parse(verb, args)?;
+            ComposeCall::Logs(a) => {
                 let tail = a.tail.unwrap_or(DEFAULT_TAIL).to_string();
                 services(
                     &a.services,
                     vec!["logs".into(), "--no-color".into(), "--tail".into(), tail],
                 )
             }
-            "set_image" => {
-                let a: ComposeSetImage = parse(verb, args)?;
-                return self.set_image(&cli, &project, &a, ctx).await;
-            }
-            other => {
-                return Err(invalid(format!(
-                    "unknown verb `{other}`; the verbs are: {}",
-                    COMPOSE_VERBS.join(", ")
-                )))
+            ComposeCall::SetImage(a) => {
+                return self.set_image(&cli, &project, a, ctx).await;
             }
         };
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -311,9 +285,6 @@ impl ComposeCli {
         a: &ComposeSetImage,
         ctx: &CallCtx,
     ) -> Result<Value, ActionError> {
-        if a.service.trim().is_empty() || a.image.trim().is_empty() {
-            return Err(invalid("set_image needs a `service` and an `image`"));
-        }
         let dir = &project.override_dir;
         let own = overrides::path(dir, &a.service);
         // What the user's files (with the other services' overrides) say, without ours.
@@ -404,11 +375,11 @@ impl ComposeBackend for ComposeCli {
     async fn call(
         &self,
         target: &ComposeBackendSpec,
-        verb: &str,
-        args: &Value,
+        call: &ComposeCall,
         ctx: &CallCtx,
     ) -> Result<Output, ActionError> {
-        self.run(target, verb, args, ctx)
+        let verb = call.verb();
+        self.run(target, call, ctx)
             .await
             .map(Output::from)
             .map_err(|mut e| {

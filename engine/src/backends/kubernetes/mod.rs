@@ -19,13 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use self::errors::invalid;
 use self::objects::ObjRef;
-use super::{expand_home, ActionError, CallCtx, ErrorKind, KubernetesBackend, Output};
-use crate::spec::{IntOrTemplate, KubeObjectRef, KubernetesBackendSpec, WorkloadKind, KUBE_VERBS};
+use super::{expand_home, ActionError, CallCtx, ErrorKind, KubeCall, KubernetesBackend, Output};
+use crate::spec::{KubeObjectRef, KubernetesBackendSpec, WorkloadKind};
 
 /// `--context` / `--namespace` given on the command line win over the runbook's backend.
 #[derive(Debug, Clone, Default)]
@@ -192,47 +191,6 @@ fn with_source(mut e: ActionError, source: &str) -> ActionError {
     e
 }
 
-fn unknown_verb(verb: &str) -> ActionError {
-    invalid(format!(
-        "unknown verb `{verb}`; the verbs are: {}",
-        KUBE_VERBS.join(", ")
-    ))
-}
-
-/// Reads a verb's arguments. Templates may render numbers where strings are expected
-/// (`set: {PORT: "{{ inputs.port }}"}`), so scalar values of `set` maps become strings.
-fn parse<T: DeserializeOwned>(verb: &str, args: &Value) -> Result<T, ActionError> {
-    let mut a = args.clone();
-    if let Some(set) = a.get_mut("set").and_then(Value::as_object_mut) {
-        for v in set.values_mut() {
-            match v {
-                Value::Number(_) | Value::Bool(_) => *v = Value::String(v.to_string()),
-                _ => {}
-            }
-        }
-    }
-    if let Some(Value::Array(unset)) = a.get_mut("unset") {
-        for v in unset.iter_mut() {
-            if !v.is_string() {
-                *v = Value::String(v.to_string());
-            }
-        }
-    }
-    serde_json::from_value(a)
-        .map_err(|e| invalid(format!("the arguments of `{verb}` after rendering: {e}")))
-}
-
-/// A number that may have come from a template (`"{{ inputs.replicas }}"` renders to `"3"`).
-fn int_of(field: &str, v: &IntOrTemplate) -> Result<i64, ActionError> {
-    match v {
-        IntOrTemplate::Int(n) => Ok(*n),
-        IntOrTemplate::Template(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| invalid(format!("`{field}` must be a whole number, got `{s}`"))),
-    }
-}
-
 /// Names the verb and the cluster in every error; bounds the call by the step's deadline.
 async fn guarded<F>(verb: &str, ctx: &CallCtx, fut: F) -> Result<Value, ActionError>
 where
@@ -265,13 +223,12 @@ impl KubernetesBackend for KubeBackend {
     async fn call(
         &self,
         target: &KubernetesBackendSpec,
-        verb: &str,
-        args: &Value,
+        call: &KubeCall,
         ctx: &CallCtx,
     ) -> Result<Output, ActionError> {
-        guarded(verb, ctx, async {
+        guarded(call.verb().as_str(), ctx, async {
             let s = self.session(target, Some(&ctx.base_dir)).await?;
-            let call = verbs::prepare(&s, verb, args, ctx.clock.now(), &ctx.base_dir);
+            let call = verbs::prepare(&s, call, ctx.clock.now(), &ctx.base_dir);
             match call.await {
                 Ok(call) => verbs::run(&s, call, ctx).await,
                 Err(e) => Err(e),
@@ -289,9 +246,10 @@ impl KubernetesBackend for KubeBackend {
         args: &Value,
     ) -> Option<String> {
         let res = async {
+            let call = KubeCall::parse(verb, args)?;
             let s = self.session(target, None).await?;
             // `plan` passes `apply.file` absolute; nothing else here reads files.
-            let call = verbs::prepare(&s, verb, args, chrono::Utc::now(), Path::new("."));
+            let call = verbs::prepare(&s, &call, chrono::Utc::now(), Path::new("."));
             match call.await {
                 Ok(call) => preview::describe_live(&s, call).await,
                 Err(e) => Err(e),
@@ -307,43 +265,5 @@ impl KubernetesBackend for KubeBackend {
             Ok(Err(e)) => format!("the step would fail: {}", e.message),
             Err(_) => "cannot read the cluster: no answer within 30s".into(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spec::{KubeScaleSpec, KubeSetEnvSpec};
-    use serde_json::json;
-
-    #[test]
-    fn rendered_numbers_become_the_strings_the_spec_expects() {
-        let a: KubeSetEnvSpec = parse(
-            "set_env",
-            &json!({"name": "web", "set": {"PORT": 8080, "DEBUG": true}, "unset": [1]}),
-        )
-        .unwrap();
-        assert_eq!(a.set["PORT"], "8080");
-        assert_eq!(a.set["DEBUG"], "true");
-        assert_eq!(a.unset, vec!["1"]);
-        let e = parse::<KubeScaleSpec>("scale", &json!({"name": "web"})).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Invalid);
-        assert!(
-            e.message
-                .starts_with("the arguments of `scale` after rendering: missing field `replicas`"),
-            "{}",
-            e.message
-        );
-    }
-
-    #[test]
-    fn replicas_may_come_from_a_template() {
-        assert_eq!(
-            int_of("replicas", &IntOrTemplate::Template(" 3".into())).unwrap(),
-            3
-        );
-        assert_eq!(int_of("replicas", &IntOrTemplate::Int(0)).unwrap(), 0);
-        let e = int_of("replicas", &IntOrTemplate::Template("three".into())).unwrap_err();
-        assert_eq!(e.message, "`replicas` must be a whole number, got `three`");
     }
 }

@@ -9,12 +9,10 @@ use serde_json::{json, Value};
 use super::discovery::Resource;
 use super::errors::invalid;
 use super::objects::{self, Changes, ObjRef};
-use super::{int_of, parse, rollout, status, unknown_verb, workload, Session};
-use crate::backends::{ActionError, CallCtx};
-use crate::spec::{
-    KubeApplySpec, KubeListSpec, KubeMetaSpec, KubeObjectRef, KubeScaleSpec, KubeSetEnvSpec,
-    KubeSetImageSpec, KubeUndoSpec, KubeWorkloadRef, WorkloadKind,
-};
+use super::{rollout, status, workload, Session};
+use crate::backends::calls::int_of;
+use crate::backends::{ActionError, CallCtx, KubeCall, KubeVerb};
+use crate::spec::{KubeObjectRef, KubeWorkloadRef, WorkloadKind};
 
 /// Edits an object's JSON in place and says what it changed.
 pub type EditFn = Box<dyn FnMut(&mut Value) -> Result<Changes, ActionError> + Send>;
@@ -49,19 +47,19 @@ pub enum Call {
     },
 }
 
-/// Resolves a verb's arguments. `now` stamps restarts; `base_dir` anchors `apply.file`.
+/// Resolves a verb's objects. `now` stamps restarts; `base_dir` anchors `apply.file`. The
+/// arguments were validated by `KubeCall::parse`, as they are for the drill world.
 pub async fn prepare(
     s: &Session,
-    verb: &str,
-    args: &Value,
+    call: &KubeCall,
     now: DateTime<Utc>,
     base_dir: &Path,
 ) -> Result<Call, ActionError> {
-    let workload_ref = |a: KubeWorkloadRef| s.workload(a.kind, &a.name, a.namespace.as_deref());
-    Ok(match verb {
-        "scale" => {
-            let a: KubeScaleSpec = parse(verb, args)?;
-            let n = int_of("replicas", &a.replicas)?;
+    let workload_ref = |a: &KubeWorkloadRef| s.workload(a.kind, &a.name, a.namespace.as_deref());
+    let int = |f, v| int_of(f, v).map_err(|e| invalid(e.message));
+    Ok(match call {
+        KubeCall::Scale(a) => {
+            let n = int("replicas", &a.replicas)?;
             let (target, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
             let what = target.what();
             Call::Edit {
@@ -69,57 +67,47 @@ pub async fn prepare(
                 edit: Box::new(move |v| workload::scale(v, &what, kind, n)),
             }
         }
-        "set_image" => {
-            let a: KubeSetImageSpec = parse(verb, args)?;
-            if a.image.trim().is_empty() {
-                return Err(invalid("`image` is empty"));
-            }
+        KubeCall::SetImage(a) => {
             // `container: "{{ inputs.container }}"` with an empty input means "the only one".
-            let container = a.container.filter(|c| !c.is_empty());
+            let container = a.container.clone().filter(|c| !c.is_empty());
+            let image = a.image.clone();
             let (target, _) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
             let what = target.what();
             Call::Edit {
                 target,
                 edit: Box::new(move |v| {
-                    workload::set_image(v, &what, container.as_deref(), &a.image)
+                    workload::set_image(v, &what, container.as_deref(), &image)
                 }),
             }
         }
-        "set_env" => {
-            let a: KubeSetEnvSpec = parse(verb, args)?;
-            if a.set.is_empty() && a.unset.is_empty() {
-                return Err(invalid("set_env needs `set` or `unset`"));
-            }
-            let container = a.container.filter(|c| !c.is_empty());
+        KubeCall::SetEnv(a) => {
+            let container = a.container.clone().filter(|c| !c.is_empty());
+            let (set, unset) = (a.set.clone(), a.unset.clone());
             let (target, _) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
             let what = target.what();
             Call::Edit {
                 target,
                 edit: Box::new(move |v| {
-                    workload::set_env(v, &what, container.as_deref(), &a.set, &a.unset)
+                    workload::set_env(v, &what, container.as_deref(), &set, &unset)
                 }),
             }
         }
-        "rollout_restart" | "pause" | "resume" => {
-            let (target, kind) = workload_ref(parse(verb, args)?)?;
+        KubeCall::RolloutRestart(a) | KubeCall::Pause(a) | KubeCall::Resume(a) => {
+            let (target, kind) = workload_ref(a)?;
             let what = target.what();
             // kubectl writes the time in RFC 3339 with seconds.
             let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            let verb = verb.to_string();
+            let verb = call.verb();
             Call::Edit {
                 target,
-                edit: Box::new(move |v| match verb.as_str() {
-                    "pause" => workload::set_paused(v, &what, kind, true),
-                    "resume" => workload::set_paused(v, &what, kind, false),
+                edit: Box::new(move |v| match verb {
+                    KubeVerb::Pause => workload::set_paused(v, &what, kind, true),
+                    KubeVerb::Resume => workload::set_paused(v, &what, kind, false),
                     _ => workload::restart(v, &what, kind, &stamp),
                 }),
             }
         }
-        "annotate" | "label" => {
-            let a: KubeMetaSpec = parse(verb, args)?;
-            if a.set.is_empty() && a.unset.is_empty() {
-                return Err(invalid(format!("{verb} needs `set` or `unset`")));
-            }
+        KubeCall::Annotate(a) | KubeCall::Label(a) => {
             let target = s
                 .object(&KubeObjectRef {
                     kind: a.kind.clone(),
@@ -128,28 +116,25 @@ pub async fn prepare(
                     namespace: a.namespace.clone(),
                 })
                 .await?;
-            let field = if verb == "label" {
+            let field = if call.verb() == KubeVerb::Label {
                 "labels"
             } else {
                 "annotations"
             };
+            let (set, unset) = (a.set.clone(), a.unset.clone());
             Call::Edit {
                 target,
-                edit: Box::new(move |v| Ok(objects::edit_meta(v, field, &a.set, &a.unset))),
+                edit: Box::new(move |v| Ok(objects::edit_meta(v, field, &set, &unset))),
             }
         }
-        "get" => Call::Get(s.object(&parse(verb, args)?).await?),
-        "delete" => Call::Delete(s.object(&parse(verb, args)?).await?),
-        "list" => {
-            let a: KubeListSpec = parse(verb, args)?;
-            Call::List {
-                res: s.resource(&a.kind, a.api_version.as_deref()).await?,
-                namespace: s.ns(a.namespace.as_deref()),
-                selector: a.selector.filter(|s| !s.trim().is_empty()),
-            }
-        }
-        "apply" => {
-            let a: KubeApplySpec = parse(verb, args)?;
+        KubeCall::Get(a) => Call::Get(s.object(a).await?),
+        KubeCall::Delete(a) => Call::Delete(s.object(a).await?),
+        KubeCall::List(a) => Call::List {
+            res: s.resource(&a.kind, a.api_version.as_deref()).await?,
+            namespace: s.ns(a.namespace.as_deref()),
+            selector: a.selector.clone().filter(|s| !s.trim().is_empty()),
+        },
+        KubeCall::Apply(a) => {
             let mut docs = vec![];
             for doc in objects::manifests(a.manifest.as_ref(), a.file.as_deref(), base_dir)? {
                 docs.push((apply_target(s, &doc).await?, doc));
@@ -158,16 +143,16 @@ pub async fn prepare(
                 docs,
                 manager: a
                     .field_manager
+                    .clone()
                     .unwrap_or_else(|| objects::FIELD_MANAGER.into()),
                 force: a.force,
             }
         }
-        "rollout_undo" => {
-            let a: KubeUndoSpec = parse(verb, args)?;
+        KubeCall::RolloutUndo(a) => {
             let to = a
                 .to_revision
                 .as_ref()
-                .map(|t| int_of("to_revision", t))
+                .map(|t| int("to_revision", t))
                 .transpose()?;
             let (target, kind) = s.workload(a.kind, &a.name, a.namespace.as_deref())?;
             // The revisions are read once; a write that conflicts re-reads only the workload.
@@ -180,15 +165,14 @@ pub async fn prepare(
                 edit: Box::new(move |v| rollout::plan_undo(v, &what, kind, &revs, to)),
             }
         }
-        "rollout_history" => {
-            let (target, kind) = workload_ref(parse(verb, args)?)?;
+        KubeCall::RolloutHistory(a) => {
+            let (target, kind) = workload_ref(a)?;
             Call::History { target, kind }
         }
-        "rollout_status" => {
-            let (target, kind) = workload_ref(parse(verb, args)?)?;
+        KubeCall::RolloutStatus(a) => {
+            let (target, kind) = workload_ref(a)?;
             Call::Status { target, kind }
         }
-        other => return Err(unknown_verb(other)),
     })
 }
 

@@ -175,9 +175,16 @@ fn dispatch(
         }
     };
     let project = st.compose.0.get_mut(&pname).expect("checked above");
-    let selected = selected(project, args, c)?;
     let run = Cli::new(target, &pname);
+    let selected = selected(project, &run, verb, args)?;
     let takes = project.takes;
+    // Past the attempt's deadline the real backend kills the compose CLI: the same error, and
+    // (a simplification) nothing changed.
+    if let Some(rem) = c.ctx.remaining().filter(|rem| *rem < takes) {
+        if !matches!(verb, "ps" | "logs") {
+            return Ok(Reply::Answer(Err(run.timed_out(verb, &selected, rem)), rem));
+        }
+    }
     let flag = |on: bool, f: &str| on.then(|| f.to_string());
     match verb {
         "ps" => {
@@ -207,7 +214,7 @@ fn dispatch(
         "pull" => {
             for n in &selected {
                 let image = project.services[n].configured.clone();
-                run.pull(project, &image, &["pull"], &selected)?;
+                run.pull(project, &image, &["pull"], &selected, true)?;
             }
             Ok(Reply::Answer(
                 Ok(run.ok(&["pull"], &selected, takes)),
@@ -224,7 +231,7 @@ fn dispatch(
                 .collect();
             for n in &selected {
                 let configured = project.services[n].configured.clone();
-                run.pull(project, &configured, &head, &selected)?;
+                run.pull(project, &configured, &head, &selected, false)?;
                 let state = project.started(&configured);
                 let s = project.services.get_mut(n).expect("selected");
                 let running = matches!(s.state, ServiceState::Running | ServiceState::Restarting);
@@ -268,8 +275,8 @@ fn dispatch(
                 let started = project.started(&image);
                 let s = project.services.get_mut(n).expect("selected");
                 if s.state == ServiceState::Absent {
-                    let why = format!("service \"{n}\" has no container to {verb}");
-                    return Err(run.failed(&[verb], &selected, &why));
+                    // Compose stops and restarts the containers there are: none is no error.
+                    continue;
                 }
                 s.state = if verb == "stop" {
                     ServiceState::Exited
@@ -310,11 +317,13 @@ fn dispatch(
                 .unwrap_or_default()
                 .to_string();
             if !project.services.contains_key(&service) {
-                let known: Vec<String> = project.services.keys().cloned().collect();
-                return Err(unscripted(
-                    c.what,
+                // The real backend's words (it reads the services from `config`, sorted).
+                let mut known: Vec<&str> = project.services.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                return Err(ActionError::new(
+                    ErrorKind::Invalid,
                     format!(
-                        "no service `{service}` in project `{pname}` (it has: {})",
+                        "the compose project has no service `{service}`; its services: {}",
                         known.join(", ")
                     ),
                 ));
@@ -323,7 +332,7 @@ fn dispatch(
             // is recreated at once; a failed pull leaves everything as it was.
             let head = ["up", "-d", "--no-deps"];
             let one = [service.clone()];
-            run.pull(project, &image, &head, &one)?;
+            run.pull(project, &image, &head, &one, false)?;
             let started = project.started(&image);
             let s = project.services.get_mut(&service).expect("checked above");
             let previous = std::mem::replace(&mut s.configured, image.clone());
@@ -397,13 +406,34 @@ impl Cli {
         .with_result(r)
     }
 
+    /// Fetches an image: `pull` always asks the registry; `up` and `set_image` only when the
+    /// image is not present locally (compose's default `pull_policy: missing`).
+    /// The CLI killed at the deadline, reported as the real backend does.
+    fn timed_out(&self, verb: &str, services: &[String], ran: Duration) -> ActionError {
+        let shown = format!("{} {verb}", self.cli.join(" "));
+        let mut r = self.ok(&[verb], services, ran);
+        r["exit_code"] = Value::Null;
+        ActionError::new(
+            ErrorKind::Timeout,
+            format!(
+                "`{shown}` timed out after {}; its process group was killed",
+                crate::model::fmt_duration(ran)
+            ),
+        )
+        .with_result(r)
+    }
+
     fn pull<S: AsRef<str>>(
         &self,
         project: &mut Project,
         image: &str,
         head: &[S],
         services: &[String],
+        explicit: bool,
     ) -> Result<(), ActionError> {
+        if !explicit && project.pulled.contains(image) {
+            return Ok(());
+        }
         if project.unpullable.iter().any(|u| u == image) {
             let why = format!(
                 "pull access denied for {image}, repository does not exist or may require 'docker login'"
@@ -416,7 +446,12 @@ impl Cli {
 }
 
 /// The services an action names (all when it names none); unknown names are an error.
-fn selected(project: &Project, args: &Value, c: &Call) -> Result<Vec<String>, ActionError> {
+fn selected(
+    project: &Project,
+    run: &Cli,
+    verb: &str,
+    args: &Value,
+) -> Result<Vec<String>, ActionError> {
     let named: Vec<String> = args
         .get("services")
         .and_then(Value::as_array)
@@ -432,14 +467,8 @@ fn selected(project: &Project, args: &Value, c: &Call) -> Result<Vec<String>, Ac
     }
     for n in &named {
         if !project.services.contains_key(n) {
-            let known: Vec<&str> = project.services.keys().map(String::as_str).collect();
-            return Err(unscripted(
-                c.what,
-                format!(
-                    "no service `{n}` in the project (it has: {})",
-                    known.join(", ")
-                ),
-            ));
+            // As compose says it, exiting 1.
+            return Err(run.failed(&[verb], &named, &format!("no such service: {n}")));
         }
     }
     Ok(named)

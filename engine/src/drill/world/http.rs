@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::pattern::{glob, pick, subset, Counted};
 use super::predicate::holds;
 use super::{unscripted, Call, Reply, State};
+use crate::backends::http::DEFAULT_TIMEOUT;
 use crate::backends::{ActionError, ErrorKind, HttpRequest};
 use crate::drill::spec::{EffectSpec, WorldStateSpec};
 
@@ -100,11 +101,23 @@ pub fn send(st: &mut State, req: &HttpRequest, c: &Call) -> Reply {
     if let Some(effect) = rule.effect.clone() {
         st.schedule(&effect, c.now);
     }
+    // As the real client: the request's own timeout (default 30s), cut to the attempt's.
+    let limit = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let limit = c.ctx.remaining().map_or(limit, |rem| rem.min(limit));
+    if resp.takes > limit {
+        return Reply::Answer(
+            Err(ActionError::new(
+                ErrorKind::Timeout,
+                format!("{}: {}: operation timed out", c.what, sending(req)),
+            )),
+            limit,
+        );
+    }
     if let Some(e) = &resp.error {
         return Reply::Answer(
             Err(ActionError::new(
                 ErrorKind::Transport,
-                format!("{}: {e}", c.what),
+                format!("{}: {}: {e}", c.what, sending(req)),
             )),
             resp.takes,
         );
@@ -134,4 +147,9 @@ pub fn send(st: &mut State, req: &HttpRequest, c: &Call) -> Reply {
         })),
         resp.takes,
     )
+}
+
+/// How the real client (reqwest) words a request that did not get an answer.
+fn sending(req: &HttpRequest) -> String {
+    format!("error sending request for url ({})", req.url)
 }

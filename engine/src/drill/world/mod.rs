@@ -27,8 +27,8 @@ use crate::backends::prometheus::{
     parse_answer, PromAnswer, PromQuery, PromTarget, PrometheusBackend,
 };
 use crate::backends::{
-    ActionError, Backends, CallCtx, ComposeBackend, ErrorKind, HttpBackend, HttpRequest,
-    KubernetesBackend, Output, ShellBackend, ShellRequest,
+    ActionError, Backends, CallCtx, ComposeBackend, ComposeCall, ErrorKind, HttpBackend,
+    HttpRequest, KubeCall, KubernetesBackend, Output, ShellBackend, ShellRequest,
 };
 use crate::model::fmt_duration;
 use crate::spec::{ComposeBackendSpec, KubernetesBackendSpec};
@@ -205,6 +205,13 @@ impl World {
     }
 }
 
+/// Every error of the real Kubernetes and compose backends starts with `kubernetes.<verb>: `
+/// or `compose.<verb>: `; so do the world's.
+fn prefixed(mut e: ActionError, prefix: &str) -> ActionError {
+    e.message = format!("{prefix}: {}", e.message);
+    e
+}
+
 fn cancelled(what: &str) -> ActionError {
     ActionError::new(ErrorKind::Cancelled, format!("{what}: interrupted"))
 }
@@ -309,15 +316,16 @@ impl KubernetesBackend for World {
     async fn call(
         &self,
         target: &KubernetesBackendSpec,
-        verb: &str,
-        args: &Value,
+        call: &KubeCall,
         ctx: &CallCtx,
     ) -> Result<Output, ActionError> {
-        let what = kube::describe(target, verb, args);
+        let (verb, args) = (call.verb().as_str(), call.args());
+        let what = kube::describe(target, verb, &args);
         self.handle(BackendKind::Kubernetes, ctx, &what, |st, c| {
-            kube::call(st, target, verb, args, c)
+            kube::call(st, target, verb, &args, c)
         })
         .await
+        .map_err(|e| prefixed(e, &format!("kubernetes.{verb}")))
     }
 }
 
@@ -326,14 +334,15 @@ impl ComposeBackend for World {
     async fn call(
         &self,
         target: &ComposeBackendSpec,
-        verb: &str,
-        args: &Value,
+        call: &ComposeCall,
         ctx: &CallCtx,
     ) -> Result<Output, ActionError> {
-        let what = compose::describe(target, verb, args);
+        let (verb, args) = (call.verb().as_str(), call.args());
+        let what = compose::describe(target, verb, &args);
         self.handle(BackendKind::Compose, ctx, &what, |st, c| {
-            compose::call(st, target, verb, args, c)
+            compose::call(st, target, verb, &args, c)
         })
         .await
+        .map_err(|e| prefixed(e, &format!("compose.{verb}")))
     }
 }

@@ -11,6 +11,7 @@ use super::{unscripted, Call, Reply, State};
 use crate::backends::{ActionError, ErrorKind, ShellRequest};
 use crate::drill::spec::{EffectSpec, WorldStateSpec};
 use crate::exec::actions::shell_quote;
+use crate::model::fmt_duration;
 
 #[derive(Debug, Clone)]
 pub struct ShellResponse {
@@ -89,6 +90,25 @@ pub fn run(st: &mut State, req: &ShellRequest, c: &Call) -> Reply {
     if let Some(effect) = rule.effect.clone() {
         st.schedule(&effect, c.now);
     }
+    let program = req.argv.first().map(String::as_str).unwrap_or_default();
+    // Past the attempt's deadline the real backend kills the process group: the same error,
+    // with what the process printed so far (nothing: a scripted answer comes whole).
+    if let Some(rem) = c.ctx.remaining().filter(|rem| *rem < resp.takes) {
+        let result = json!({
+            "exit_code": null,
+            "stdout": "",
+            "stderr": "",
+            "duration_ms": rem.as_millis() as u64,
+        });
+        let msg = format!(
+            "`{program}` timed out after {}; its process group was killed",
+            fmt_duration(rem)
+        );
+        return Reply::Answer(
+            Err(ActionError::new(ErrorKind::Timeout, msg).with_result(result)),
+            rem,
+        );
+    }
     let mut result = json!({
         "exit_code": resp.exit,
         "stdout": resp.stdout,
@@ -106,7 +126,6 @@ pub fn run(st: &mut State, req: &ShellRequest, c: &Call) -> Reply {
     if allowed.contains(&resp.exit) {
         return Reply::Answer(Ok(result), resp.takes);
     }
-    let program = req.argv.first().map(String::as_str).unwrap_or_default();
     let last = resp.stderr.trim().lines().last().unwrap_or("");
     let msg = if last.is_empty() {
         format!("`{program}` exited with code {}", resp.exit)

@@ -73,7 +73,8 @@ async fn kube(
     verb: &str,
     args: Value,
 ) -> Result<crate::backends::Output, crate::backends::ActionError> {
-    KubernetesBackend::call(w, &kube_target(), verb, &args, c).await
+    let call = crate::backends::KubeCall::parse(verb, &args)?;
+    KubernetesBackend::call(w, &kube_target(), &call, c).await
 }
 
 #[tokio::test]
@@ -471,7 +472,10 @@ world:
     let t = ComposeBackendSpec::default();
     let call = |verb: &'static str, args: Value| {
         let (w, t, c) = (w.clone(), t.clone(), c.clone());
-        async move { ComposeBackend::call(&w, &t, verb, &args, &c).await }
+        async move {
+            let call = crate::backends::ComposeCall::parse(verb, &args)?;
+            ComposeBackend::call(&w, &t, &call, &c).await
+        }
     };
     // set_image recreates the service at once and says what ran before, for the undo.
     let out = call("set_image", json!({"service": "orch", "image": "orch:v1"}))
@@ -538,7 +542,7 @@ world:
         .unwrap_err();
     assert_eq!(
         e.message,
-        "`docker compose up` exited with code 1: container phoenix-orch-1 is unhealthy"
+        "compose.up: `docker compose up` exited with code 1: container phoenix-orch-1 is unhealthy"
     );
     assert!(
         e.world_diff.is_some(),
@@ -564,12 +568,16 @@ world:
         call("ps", json!({})).await.unwrap().result["services"],
         json!([])
     );
-    assert!(call("restart", json!({"services": ["db"]})).await.is_err());
-    assert!(call("up", json!({"services": ["nope"]}))
-        .await
-        .unwrap_err()
-        .message
-        .contains("no service `nope`"));
+    // As compose does: restarting what has no container is no error, and changes nothing.
+    let out = call("restart", json!({"services": ["db"]})).await.unwrap();
+    assert!(out.world_diff.is_none());
+    assert_eq!(
+        call("up", json!({"services": ["nope"]}))
+            .await
+            .unwrap_err()
+            .message,
+        "compose.up: `docker compose up` exited with code 1: no such service: nope"
+    );
 }
 
 #[tokio::test]
@@ -583,7 +591,10 @@ async fn error_faults_hit_the_named_step_and_attempt_only() {
         .unwrap_err();
     assert_eq!(
         (e.kind, e.message.as_str()),
-        (ErrorKind::Transport, "connection refused (injected fault)")
+        (
+            ErrorKind::Transport,
+            "kubernetes.get: connection refused (injected fault)"
+        )
     );
     assert!(e.retryable());
     kube(&w, &ctx(&clock, "undo", 2, None), "get", get.clone())
