@@ -172,7 +172,11 @@ impl Emitter {
         if self.redactor.is_empty() {
             return env;
         }
-        const TAGS: &[&str] = &["event", "outcome", "phase", "via", "run_id", "ts"];
+        // The typed tags: a secret that happens to equal `read-only` or `confirm` must not turn
+        // them into `***` (they would no longer read back as their enums).
+        const TAGS: &[&str] = &[
+            "event", "outcome", "phase", "via", "run_id", "ts", "safety", "gate", "mode",
+        ];
         let Ok(v) = serde_json::to_value(&env) else {
             return env;
         };
@@ -318,6 +322,25 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_equal_to_a_typed_tag_keeps_the_event_readable() {
+        let clock: Arc<dyn Clock> = Arc::new(super::super::clock::SystemClock);
+        let mut e = Emitter::new(
+            None,
+            Redactor::new(["read-only".to_string(), "confirm".to_string()]),
+            clock,
+            "r".into(),
+            0,
+        );
+        e.emit(started("s", Safety::ReadOnly)).unwrap();
+        e.emit(Event::GateAsked {
+            step: "s".into(),
+            gate: crate::exec::events::Gate::Confirm,
+            prompt: "confirm it".into(),
+        })
+        .unwrap();
+    }
+
+    #[test]
     fn a_secret_equal_to_a_field_name_never_panics_and_is_masked_in_values() {
         let clock: Arc<dyn Clock> = Arc::new(super::super::clock::SystemClock);
         let (sink, seen) = {
@@ -332,7 +355,7 @@ mod tests {
             0,
         );
         e.add_sink(Box::new(sink));
-        e.emit(started("step", "read-only")).unwrap();
+        e.emit(started("step", Safety::ReadOnly)).unwrap();
         let got = seen.lock().unwrap();
         match &got[0].event {
             Event::StepStarted { step, .. } => assert_eq!(step, "***"),
