@@ -423,6 +423,7 @@ async fn http_answers_like_a_real_server() {
             vec![common::Reply {
                 status: 503,
                 body: "unavailable".into(),
+                headers: vec![],
             }],
         ),
     ]);
