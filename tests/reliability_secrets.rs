@@ -119,6 +119,29 @@ fn assert_clean(what: &str, text: &str) {
     }
 }
 
+/// Every string in a journal, decoded from its JSON: a form escaped in the file (`\\u0026`
+/// written as `\\\\u0026`) is scanned as the text a reader of the journal gets.
+fn journal_strings(journal: &str) -> String {
+    fn walk(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Object(m) => m.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    for line in journal.lines() {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            walk(&v, &mut out);
+        }
+    }
+    out
+}
+
 fn runbook_text(url: &str) -> String {
     format!(
         r#"apiVersion: runbook/v1
@@ -164,7 +187,7 @@ steps:
   - id: basic
     safety: read-only
     shell:
-      argv: ["sh", "-c", "for u in ab: abc: abcd:; do printf '%s%s' \"$u\" \"$1\" | base64 -w0; echo; done; cat escaped.json", "x", "{{{{ secrets.token }}}}"]
+      argv: ["sh", "-c", "for u in ab: abc: abcd:; do printf '%s%s' \"$u\" \"$1\" | base64 -w0; echo; done; cat escaped.json; cat escaped.txt", "x", "{{{{ secrets.token }}}}"]
   - id: from-env
     safety: read-only
     shell: {{ script: 'echo "$API_TOKEN"; echo "$API_TOKEN" | base64' }}
@@ -217,6 +240,12 @@ fn setup() -> (Server, tempfile::TempDir) {
     write(dir.path(), "token.txt", &format!("{SECRET}\n"));
     write(dir.path(), "key.pem", &format!("{PEM}\n"));
     write(dir.path(), "escaped.json", &escaped);
+    // One form a line, as a step that prints a server's answer shows it.
+    write(
+        dir.path(),
+        "escaped.txt",
+        &json_escaped_by_others().join("\n"),
+    );
     (srv, dir)
 }
 
@@ -255,6 +284,10 @@ fn secret_never_reaches_the_terminal_logs_journal_or_error_messages() {
         assert_clean(&format!("stderr {what}"), &e);
         let journal = std::fs::read_to_string(journal_path(&dir.path().join(&jd))).unwrap();
         assert_clean(&format!("journal {what}"), &journal);
+        assert_clean(
+            &format!("journal {what}, decoded"),
+            &journal_strings(&journal),
+        );
         // The failures happened, and their messages are there, masked.
         assert!(e.contains("exited with code 3"), "{e}");
         assert!(
@@ -404,6 +437,7 @@ steps:
             } else {
                 let t = std::fs::read_to_string(&p).unwrap_or_default();
                 assert_clean(&p.display().to_string(), &t);
+                assert_clean(&format!("{}, decoded", p.display()), &journal_strings(&t));
                 files += 1;
             }
         }
