@@ -19,10 +19,15 @@ fn chromium() -> Option<PathBuf> {
         if std::env::var_os("CI").is_some() {
             panic!("{msg}; CI must run the HTML report test");
         }
-        eprintln!(
-            "\n{}\nSKIPPED report_html: {msg}\n{}\n",
-            "!".repeat(72),
-            "!".repeat(72)
+        // Not `eprintln!` (captured by the harness): shown in a plain `cargo test` run.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!(
+                "\n{}\nSKIPPED report_html: {msg}\n{}\n",
+                "!".repeat(72),
+                "!".repeat(72)
+            )
+            .as_bytes(),
         );
     }
     found

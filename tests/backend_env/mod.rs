@@ -74,7 +74,13 @@ fn absent(what: &str, why: &str) -> Option<TestEnv> {
     if std::env::var_os("CI").is_some() {
         panic!("CI is set, so this test may not skip: {msg}");
     }
-    eprintln!("\n!!!!!!!!!! SKIPPED: {msg} !!!!!!!!!!\n");
+    // Written to the process's stderr, not through `eprintln!`: the test harness captures
+    // that one and shows it only for failing tests or with `--nocapture`, so a skip would be
+    // silent. This line shows in a plain `cargo test` run.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("\n!!!!!!!!!! SKIPPED: {msg} !!!!!!!!!!\n").as_bytes(),
+    );
     None
 }
 
