@@ -37,8 +37,11 @@ pub fn render(action: &Action, real_ctx: &Value, display_ctx: &Value) -> Result<
         body.get_mut("request").and_then(Value::as_object_mut),
     ) {
         for (field, start) in [("url", UrlStart::Url), ("path", UrlStart::Path)] {
-            if let Some(Value::String(src)) = req.remove(field) {
-                urls.push((field, start, src));
+            // Left in place (as null) so the field keeps its position in the body.
+            if let Some(v) = req.get_mut(field).filter(|v| v.is_string()) {
+                if let Value::String(src) = v.take() {
+                    urls.push((field, start, src));
+                }
             }
         }
     }
