@@ -149,3 +149,40 @@ fn no_data_asks_the_operator_when_told_to() {
     );
     assert_eq!(of_kind(&ev, "step_finished")[0]["outcome"], "succeeded");
 }
+
+#[test]
+fn a_failed_verification_shows_the_measured_latency_not_only_the_target() {
+    // Issue 12 item 5: timeout-recovery's latency-persists used to say only
+    // "observed inputs.p95_target_seconds = 120".
+    let dir = tempfile::tempdir().unwrap();
+    let drill = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../runbooks/drills/timeout-recovery/latency-persists.yaml");
+    let rd = dir.path().join("rd");
+    let out = runbook(dir.path())
+        .arg("drill")
+        .arg(&drill)
+        .arg("--report-dir")
+        .arg(&rd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let run = std::fs::read_dir(&rd)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let ev = events(&run.join("journal.jsonl"));
+    let fin = of_kind(&ev, "step_finished");
+    let err = fin
+        .iter()
+        .find(|e| e["step"] == "p95_recovered")
+        .and_then(|e| e["error"].as_str())
+        .unwrap();
+    assert!(err.contains("steps.p95_recovered.seconds = 144.0"), "{err}");
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains("verification failed: steps.p95\\_recovered.seconds 144.0 → 144.0"),
+        "the report's chain shows the measured values, not the threshold: {md}"
+    );
+}

@@ -157,6 +157,11 @@ pub struct MetricPointSpec {
     /// No series at all (an empty vector), as when the metric is not scraped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_data: bool,
+    /// Instead of `at`: answer this many queries with this point, then go on to the next (as
+    /// HTTP answers do). A point without `times` answers for ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub times: Option<u32>,
 }
 
 /// One series of a scripted answer.

@@ -1158,6 +1158,22 @@ impl Runner {
                         tainted.clear();
                         for (name, expr) in &step.spec.capture {
                             match template::eval(expr, &with_caps) {
+                                // `rate: result.value` of a Prometheus answer that is NaN or
+                                // has no series: no data, never a `null` that a later
+                                // comparison would silently accept.
+                                Ok(Value::Null)
+                                    if expr.contains("result.value")
+                                        && !verdict::tests_presence(expr)
+                                        && last
+                                            .as_ref()
+                                            .and_then(crate::backends::prometheus::why_no_value)
+                                            .is_some() =>
+                                {
+                                    cap_err = Some((
+                                        format!("capture `{name}` = `{expr}`: no value"),
+                                        true,
+                                    ))
+                                }
                                 Ok(v) => {
                                     let shown = without_secrets
                                         .as_ref()
@@ -1188,12 +1204,10 @@ impl Runner {
                             if undefined {
                                 let why = last
                                     .as_ref()
-                                    .and_then(crate::backends::prometheus::why_no_value)
-                                    .unwrap_or(e);
-                                error = Some(if why.starts_with("no data") {
-                                    why
-                                } else {
-                                    format!("no data: {why}")
+                                    .and_then(crate::backends::prometheus::why_no_value);
+                                error = Some(match why {
+                                    Some(w) => format!("{w}, read by {e}"),
+                                    None => format!("no data: {e}"),
                                 });
                                 last_verdict = Some(Verdict::Inconclusive);
                             } else {

@@ -57,7 +57,7 @@ pub struct Evaluated {
 
 /// Does the expression handle absence itself (`is defined`, `is none`, `default`)? Then a
 /// missing or null value is what it asks about, and its answer stands.
-fn tests_presence(src: &str) -> bool {
+pub fn tests_presence(src: &str) -> bool {
     let s: String = src.split_whitespace().collect::<Vec<_>>().join(" ");
     [
         "is defined",

@@ -303,11 +303,24 @@ pub fn build(spec: &DrillSpec, start: DateTime<Utc>) -> (State, Vec<Problem>) {
             };
             points.push((at, point));
         }
-        points.sort_by_key(|(t, _)| *t);
+        let pts = r.values.to_vec();
+        let counted = pts.iter().any(|pt| pt.times.is_some());
+        if counted && pts.iter().any(|pt| pt.at.is_some()) {
+            p.add(
+                &format!("{ptr}/values"),
+                "a metric rule answers by time (`at`) or by count (`times`), not both",
+                None,
+            );
+        }
+        if !counted {
+            points.sort_by_key(|(t, _)| *t);
+        }
         st.metrics.push(MetricRule {
             pattern: r.matches.clone(),
             when: r.when.clone(),
+            counted: counted.then(|| pts.iter().map(|pt| pt.times).collect()),
             points,
+            used: 0,
         });
     }
     for (i, r) in spec.world.shell.iter().enumerate() {

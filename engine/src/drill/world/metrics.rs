@@ -28,8 +28,21 @@ pub enum Point {
 pub struct MetricRule {
     pub pattern: String,
     pub when: Option<WorldStateSpec>,
-    /// `(since the drill started, point)`, in the order written (sorted by time when built).
+    /// `(since the drill started, point)`, sorted by time; or, when `counted`, in order with
+    /// the number of queries each answers.
     pub points: Vec<(Duration, Point)>,
+    /// `times` of each point when the rule answers by count, not by time.
+    pub counted: Option<Vec<Option<u32>>>,
+    /// Queries answered so far (counted rules).
+    pub used: u32,
+}
+
+struct Times(Option<u32>);
+
+impl super::pattern::Counted for Times {
+    fn times(&self) -> Option<u32> {
+        self.0
+    }
 }
 
 impl MetricRule {
@@ -38,8 +51,16 @@ impl MetricRule {
     }
 
     /// The point due `since` after the start: the last one whose time has come. Before the
-    /// first point, there is no data.
+    /// first point, there is no data. A counted rule gives its next point.
     fn at(&self, since: Duration) -> &Point {
+        if let Some(times) = &self.counted {
+            let t: Vec<Times> = times.iter().map(|n| Times(*n)).collect();
+            let used = self.used.saturating_sub(1);
+            let i = super::pattern::pick(&t, used)
+                .map(|p| t.iter().position(|x| std::ptr::eq(x, p)).unwrap_or(0))
+                .unwrap_or(self.points.len().saturating_sub(1));
+            return self.points.get(i).map(|p| &p.1).unwrap_or(&Point::NoData);
+        }
         self.points
             .iter()
             .rev()
@@ -58,12 +79,20 @@ fn unix(t: DateTime<Utc>) -> f64 {
 }
 
 /// Answers a query from the script, as Prometheus's HTTP API would (`{"status":"success",...}`).
-pub fn query(st: &State, q: &PromQuery, c: &Call) -> Reply {
-    let Some(rule) = st
-        .metrics
-        .iter()
-        .find(|r| r.matches(q) && r.when.as_ref().is_none_or(|w| holds(st, w, c.now)))
-    else {
+pub fn query(st: &mut State, q: &PromQuery, c: &Call) -> Reply {
+    let found = st.metrics.iter().position(|r| {
+        r.matches(q)
+            && r.when.as_ref().is_none_or(|w| holds(st, w, c.now))
+            && r.counted.as_ref().is_none_or(|t| {
+                let t: Vec<Times> = t.iter().map(|n| Times(*n)).collect();
+                super::pattern::pick(&t, r.used).is_some()
+            })
+    });
+    if let Some(i) = found {
+        st.metrics[i].used += 1;
+    }
+    let st: &State = st;
+    let Some(rule) = found.map(|i| &st.metrics[i]) else {
         let near = st.metrics.iter().any(|r| r.matches(q));
         let why = if near {
             "a `metrics` rule matches this query, but its `when` does not hold now"
