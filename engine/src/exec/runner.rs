@@ -1205,10 +1205,29 @@ impl Runner {
                                 let why = last
                                     .as_ref()
                                     .and_then(crate::backends::prometheus::why_no_value);
-                                error = Some(match why {
+                                let reason = match why {
                                     Some(w) => format!("{w}, read by {e}"),
                                     None => format!("no data: {e}"),
+                                };
+                                // Journaled like any evaluation: its verdict and why.
+                                self.emit(Event::VerifyEvaluated {
+                                    step: sid.to_string(),
+                                    attempt,
+                                    poll: polls,
+                                    ok: false,
+                                    verdict: Some(Verdict::Inconclusive),
+                                    polling: step.until.is_some(),
+                                    checks: vec![Check {
+                                        that: e.split(": ").next().unwrap_or(&e).to_string(),
+                                        ok: false,
+                                        message: None,
+                                        observed: Map::new(),
+                                        error: None,
+                                        verdict: Some(Verdict::Inconclusive),
+                                        reason: Some(reason.clone()),
+                                    }],
                                 });
+                                error = Some(format!("verify inconclusive: {reason}"));
                                 last_verdict = Some(Verdict::Inconclusive);
                             } else {
                                 error = Some(e);
