@@ -87,3 +87,409 @@ steps:
     assert_eq!(answers[1]["note"], "posted in #ops");
     assert_eq!(of_kind(&ev, "run_finished")[0]["outcome"], "succeeded");
 }
+
+/// A run in a pseudo-terminal of 80 columns, its output read back through a terminal emulator
+/// (vt100): what the operator sees, after cursor moves, line clears and wrapping.
+struct Pty {
+    s: expectrl::session::OsSession,
+    raw: Vec<u8>,
+}
+
+const COLS: u16 = 80;
+const ROWS: u16 = 400;
+
+impl Pty {
+    fn spawn(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Pty {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.current_dir(dir)
+            .env_remove("CI")
+            .env("NO_COLOR", "1")
+            .env("TERM", "xterm")
+            .env("RUNBOOK_OPERATOR", "alice")
+            .args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut s = Session::spawn(cmd).expect("spawn in a pty");
+        s.get_process_mut()
+            .set_window_size(COLS, ROWS)
+            .expect("window size");
+        s.set_expect_timeout(Some(Duration::from_secs(60)));
+        Pty { s, raw: vec![] }
+    }
+
+    /// Waits for `needle` in the output, keeping every byte.
+    fn until(&mut self, needle: &str) {
+        let c = self
+            .s
+            .expect(needle)
+            .unwrap_or_else(|e| panic!("waiting for {needle:?}: {e}\n{}", self.screen()));
+        self.raw.extend_from_slice(c.before());
+        for m in c.matches() {
+            self.raw.extend_from_slice(m);
+        }
+    }
+
+    fn send(&mut self, keys: &str) {
+        // Let the prompt draw itself before keys arrive.
+        std::thread::sleep(Duration::from_millis(300));
+        self.s.send(keys).unwrap();
+    }
+
+    fn finish(&mut self) {
+        self.until_eof();
+    }
+
+    fn until_eof(&mut self) {
+        let c = self.s.expect(expectrl::Eof).unwrap();
+        self.raw.extend_from_slice(c.before());
+        for m in c.matches() {
+            self.raw.extend_from_slice(m);
+        }
+    }
+
+    /// The screen's rows, as a terminal shows them.
+    fn rows(&self) -> Vec<String> {
+        let size = |n| std::num::NonZeroU16::new(n).expect("not zero");
+        let mut p = vt100::Parser::new(size(ROWS), size(COLS), 0);
+        p.process(&self.raw);
+        p.screen().rows(0, COLS).collect()
+    }
+
+    fn screen(&self) -> String {
+        self.rows().join("\n").trim_end().to_string()
+    }
+
+    /// The screen with wrapped lines joined, for phrases that may wrap.
+    fn flat(&self) -> String {
+        self.rows()
+            .iter()
+            .map(|r| r.trim())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Items 1 and 3 (issue 12): the rollback's confirmation shows the change it guards as it will
+/// be made (the revision and image read from the world, as `plan --live` does), its class and
+/// its undo, and what each answer does; `skip` then leaves the rollback out.
+#[test]
+fn the_rollback_confirmation_shows_its_change_and_skip_leaves_it_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let rb = root().join("runbooks/k8s-rollback.yaml");
+    let drill = root().join("runbooks/drills/k8s-rollback/recovers.yaml");
+    let mut t = Pty::spawn(
+        dir.path(),
+        &[
+            "run",
+            rb.to_str().unwrap(),
+            "--world",
+            drill.to_str().unwrap(),
+            "--fast",
+            "--reason",
+            "practice",
+            "--journal-dir",
+            "runs",
+            "--answer",
+            "metrics=done",
+            "--answer",
+            "tell=done",
+            "--answer",
+            "record=done",
+            "--answer",
+            "escalate=done",
+        ],
+        &[],
+    );
+    t.until("Your answer");
+    let flat = t.flat();
+    for want in [
+        "? Confirm the rollback [reversible]",
+        "Only `yes` lets this change run:",
+        "[reversible] undo — Roll back to the previous revision",
+        "live: Deployment prod/flowengine: pod template of revision 1; image: flowengine:v1.1.0 → v1.0.0",
+        "undo: Put back the revision that was running before the rollback",
+        "yes make the change: run `undo`",
+        "no stop the run here and change nothing more",
+        "skip do not run `undo`; go on with the steps after it",
+        "abort stop the run and undo what it has changed so far",
+    ] {
+        assert!(flat.contains(want), "missing {want:?} in:\n{}", t.screen());
+    }
+    // `pin` and `pin_container` will not run (strategy undo): not shown as changes.
+    assert!(!flat.contains("[reversible] pin"), "{}", t.screen());
+    // From the default (no), one down is skip.
+    t.send("\x1b[B");
+    t.send("\r");
+    t.finish();
+    let flat = t.flat();
+    assert!(
+        flat.contains("undo skipped: `approve` was answered skip"),
+        "{}",
+        t.screen()
+    );
+    let ev = events(&journal_path(&dir.path().join("runs")));
+    assert!(
+        of_kind(&ev, "world_changed").is_empty(),
+        "skip changed the world:\n{}",
+        t.screen()
+    );
+    let answers = of_kind(&ev, "gate_answered");
+    assert_eq!(answers[0]["step"], "approve");
+    assert_eq!(answers[0]["answer"], "skip");
+}
+
+/// Item 3: a confirmation before a terminal change and an HTTP POST shows the class of the
+/// change (terminal), the argv, the method, URL and JSON body, and "cannot be undone"; the
+/// terminal step then asks for its own answer, and `no` there changes nothing.
+#[test]
+fn a_confirmation_shows_argv_json_body_and_cannot_be_undone() {
+    let srv = Server::start(vec![(
+        "/api/flags",
+        vec![Reply::json(200, serde_json::json!({}))],
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        &format!(
+            r#"apiVersion: runbook/v1
+kind: Runbook
+metadata:
+  name: wipe
+  title: Wipe the cache
+steps:
+  - id: approve
+    confirm: {{ prompt: "Wipe the cache?" }}
+  - id: flag
+    http:
+      request:
+        method: POST
+        url: "{}"
+        json: {{ flag: maintenance, on: true }}
+    undo:
+      title: Turn maintenance off
+      http:
+        request: {{ method: POST, url: "{}", json: {{ flag: maintenance, on: false }} }}
+  - id: wipe
+    safety: terminal
+    shell: {{ argv: ["touch", "wiped"] }}
+"#,
+            srv.url("/api/flags"),
+            srv.url("/api/flags")
+        ),
+    );
+    let mut t = Pty::spawn(
+        dir.path(),
+        &["run", "rb.yaml", "--journal-dir", "runs", "--reason", "x"],
+        &[],
+    );
+    t.until("Your answer");
+    let flat = t.flat();
+    let url = srv.url("/api/flags");
+    for want in [
+        "? approve [terminal] Wipe the cache?".to_string(),
+        "Only `yes` lets these 2 changes run:".to_string(),
+        format!("[reversible] flag POST {url}"),
+        r#"JSON body: {"flag":"maintenance","on":true}"#.to_string(),
+        format!("undo: Turn maintenance off (POST {url})"),
+        "[terminal] wipe touch wiped".to_string(),
+        "cannot be undone (terminal)".to_string(),
+    ] {
+        assert!(flat.contains(&want), "missing {want:?} in:\n{}", t.screen());
+    }
+    // yes at the confirmation, then the terminal step asks on its own: the default is no.
+    t.send("\x1b[A");
+    t.send("\r");
+    t.until("is TERMINAL: it cannot be undone");
+    t.until("Your answer [terminal]");
+    t.send("\r");
+    t.finish();
+    assert!(!dir.path().join("wiped").exists(), "{}", t.screen());
+    assert!(
+        t.flat().contains("the operator answered no at `wipe`"),
+        "{}",
+        t.screen()
+    );
+}
+
+/// Item 8: after a resume, steps keep their numbers, the summary covers the whole run and the
+/// final line gives the whole run's outcome and time.
+#[test]
+fn a_resumed_run_keeps_numbers_and_summarises_the_whole_run() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata:
+  name: four
+  title: Four steps
+steps:
+  - id: one
+    safety: read-only
+    shell: { argv: ["true"] }
+  - id: two
+    safety: read-only
+    shell: { argv: ["true"] }
+  - id: approve
+    confirm: { prompt: "Go on?" }
+  - id: four
+    shell: { argv: ["touch", "four"] }
+    no_undo: a test
+"#,
+    );
+    let o = runbook(dir.path())
+        .args([
+            "run",
+            "rb.yaml",
+            "--journal-dir",
+            "runs",
+            "--non-interactive",
+        ])
+        .args(["--answer", "approve=no"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o).1);
+    let id = run_id(&events(&journal_path(&dir.path().join("runs"))));
+    let mut t = Pty::spawn(dir.path(), &["resume", &id, "--journal-dir", "runs"], &[]);
+    t.until("Your answer");
+    t.send("\x1b[A");
+    t.send("\r");
+    t.finish();
+    let screen = t.screen();
+    assert!(screen.contains("▶ [3/4] approve"), "{screen}");
+    assert!(screen.contains("▶ [4/4] four"), "{screen}");
+    assert!(!screen.contains("[1/4]"), "{screen}");
+    // The summary has the steps of the first session too.
+    let table: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("step "))
+        .collect();
+    for step in ["one", "two", "approve", "four"] {
+        assert!(
+            table.iter().any(|l| l.starts_with(&format!("{step} "))),
+            "no row for {step}:\n{screen}"
+        );
+    }
+    assert!(
+        t.flat().contains(&format!("run {id} succeeded in"))
+            && t.flat().contains("since it first started"),
+        "{screen}"
+    );
+}
+
+/// Item 16: long lines wrap at word boundaries to the terminal's width; no spinner frame is
+/// left above a prompt; NO_COLOR leaves no colour codes, in training too.
+#[test]
+fn long_lines_wrap_at_words_and_no_spinner_sits_above_a_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let words: Vec<String> = (0..30).map(|n| format!("word{n:02}")).collect();
+    write(
+        dir.path(),
+        "rb.yaml",
+        &format!(
+            r#"apiVersion: runbook/v1
+kind: Runbook
+metadata:
+  name: wrap
+  title: Wrap
+steps:
+  - id: tell
+    title: Tell the team
+    manual: {{ instructions: "{}" }}
+"#,
+            words.join(" ")
+        ),
+    );
+    let mut t = Pty::spawn(
+        dir.path(),
+        &["run", "rb.yaml", "--journal-dir", "runs", "--reason", "x"],
+        &[],
+    );
+    t.until("mark the step");
+    // Give a spinner time to draw, were one left running.
+    std::thread::sleep(Duration::from_millis(500));
+    t.send("\r");
+    t.until("Note for the journal");
+    t.send("\r");
+    t.finish();
+    let rows = t.rows();
+    for w in &words {
+        assert!(
+            rows.iter().any(|r| r.split_whitespace().any(|x| x == w)),
+            "`{w}` was cut at the edge of the screen:\n{}",
+            t.screen()
+        );
+    }
+    assert!(
+        !rows.iter().any(|r| r.contains("Tell the team ·")),
+        "a spinner frame sits above the prompt:\n{}",
+        t.screen()
+    );
+    let raw = String::from_utf8_lossy(&t.raw);
+    assert!(
+        !regex_like_sgr(&raw),
+        "colour codes despite NO_COLOR:\n{raw:?}"
+    );
+}
+
+/// Item 16: training honours NO_COLOR, also for the drill's diagnostics.
+#[test]
+fn training_honours_no_color() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "drill.yaml",
+        "apiVersion: runbook/v1\nkind: Drill\nmetadata: { name: d }\nrunbook: missing.yaml\n",
+    );
+    let mut t = Pty::spawn(
+        dir.path(),
+        &[
+            "run",
+            "missing.yaml",
+            "--world",
+            "drill.yaml",
+            "--reason",
+            "x",
+        ],
+        &[],
+    );
+    t.finish();
+    let raw = String::from_utf8_lossy(&t.raw).into_owned();
+    assert!(raw.contains("error"), "{raw}");
+    assert!(
+        !regex_like_sgr(&raw),
+        "colour codes despite NO_COLOR: {raw:?}"
+    );
+}
+
+/// Does the text hold an SGR sequence that sets a colour or a style (`ESC [ ... m` other than
+/// a plain reset)?
+fn regex_like_sgr(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i + 1 < b.len() {
+        if b[i] == 0x1b && b[i + 1] == b'[' {
+            let mut j = i + 2;
+            while j < b.len() && (b[j].is_ascii_digit() || b[j] == b';') {
+                j += 1;
+            }
+            if j < b.len() && b[j] == b'm' && !matches!(&s[i + 2..j], "" | "0") {
+                return true;
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}

@@ -570,6 +570,28 @@ pub fn check_runbook_doc(
             } else {
                 scope.main_len + i
             };
+            if let Some(guards) = s.confirm.as_ref().and_then(|c| c.guards.as_ref()) {
+                let later: Vec<&str> = list[i + 1..].iter().map(|l| l.id.as_str()).collect();
+                for (j, g) in guards.iter().enumerate() {
+                    if later.contains(&g.as_str()) {
+                        continue;
+                    }
+                    let before = list[..i].iter().any(|l| &l.id == g);
+                    let help = if before {
+                        format!("`{g}` runs before this confirmation: a confirmation guards later steps only; move it after `{}`", s.id)
+                    } else if later.is_empty() {
+                        format!("no step follows `{}` in `{name}`", s.id)
+                    } else {
+                        format!("the steps after `{}`: {}", s.id, later.join(", "))
+                    };
+                    cx.err(
+                        &format!("{ptr}/confirm/guards/{j}"),
+                        format!("`guards` names `{g}`, which is not a later step of `{name}`"),
+                        "unknown-guarded-step",
+                    )
+                    .help = Some(help);
+                }
+            }
             let step = check_step(&mut cx, &spec, &scope, &ptr, s, position, path, stack);
             if let Some(step) = step {
                 if matches!(step.action.kind, ActionKind::Confirm) {

@@ -203,7 +203,8 @@ pub fn print_report(r: &check::Report, color: bool) -> (usize, usize) {
     (errors, warnings)
 }
 
-fn color() -> bool {
+/// Colour on stderr: only at a terminal, and never with `NO_COLOR` set (any value).
+pub fn color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
@@ -440,10 +441,64 @@ pub fn cmd_list(a: ListArgs) -> i32 {
 
 /// The login name: $RUNBOOK_OPERATOR, $USER, $LOGNAME, else "unknown".
 pub fn default_operator() -> String {
+    known_operator().unwrap_or_else(|| "unknown".to_string())
+}
+
+/// $RUNBOOK_OPERATOR, $USER or $LOGNAME, when one is set and not blank.
+fn known_operator() -> Option<String> {
     ["RUNBOOK_OPERATOR", "USER", "LOGNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
-        .unwrap_or_else(|| "unknown".to_string())
+        .map(|v| v.trim().to_string())
+}
+
+/// Why a run of this runbook must say who runs it, if it must: a P1/P2 runbook, or one with
+/// a terminal step (its answer is journaled with a name, and sent to APIs as `run.operator`).
+pub fn needs_identity(rb: &Runbook) -> Option<String> {
+    if let Some(sev @ (Severity::P1 | Severity::P2)) = rb.spec.metadata.severity {
+        return Some(format!("`{}` is a {sev:?} runbook", rb.name()));
+    }
+    (rb.max_safety() == crate::spec::Safety::Terminal)
+        .then(|| format!("`{}` has a terminal step", rb.name()))
+}
+
+/// Who runs: `--operator`, else $RUNBOOK_OPERATOR / $USER / $LOGNAME. A run that needs an
+/// identity (see `needs_identity`) asks for it at a terminal and, without one, refuses in CI
+/// naming the flag; any other run is journaled as "unknown".
+pub fn operator_for(rb: &Runbook, given: Option<String>, interactive: bool) -> Result<String, i32> {
+    if let Some(g) = given
+        .map(|g| g.trim().to_string())
+        .filter(|g| !g.is_empty())
+    {
+        return Ok(g);
+    }
+    if let Some(k) = known_operator() {
+        return Ok(k);
+    }
+    let Some(why) = needs_identity(rb) else {
+        return Ok("unknown".into());
+    };
+    if interactive {
+        let theme = dialoguer::theme::ColorfulTheme::default();
+        let name: String = dialoguer::Input::with_theme(&theme)
+            .with_prompt(format!(
+                "{why}: who is running it? (your name, as the journal and the report should show it)"
+            ))
+            .validate_with(|s: &String| {
+                if s.trim().is_empty() {
+                    Err("a name is needed")
+                } else {
+                    Ok(())
+                }
+            })
+            .interact_text()
+            .map_err(|_| exit::ABORTED)?;
+        return Ok(name.trim().to_string());
+    }
+    eprintln!(
+        "error: {why}: a run needs to know who runs it, and $USER, $LOGNAME and $RUNBOOK_OPERATOR are empty; pass --operator <name> (or set RUNBOOK_OPERATOR)"
+    );
+    Err(exit::INVALID)
 }
 
 pub fn hostname() -> String {
@@ -604,6 +659,12 @@ pub async fn execute(p: Prepared) -> i32 {
         }
     }
     let view = TerminalView::new(p.style, redactor.clone(), &p.rb);
+    if p.cfg.resume.is_some() {
+        // The summary and the final line cover the whole run, not only this session.
+        if let Ok(read) = journal::read(p.journal.path()) {
+            view.replay(&read.events);
+        }
+    }
     let prompter: Option<Box<dyn Prompter>> = if p.interactive {
         Some(Box::new(crate::prompt::TerminalPrompter::new(view.clone())))
     } else {
@@ -633,6 +694,17 @@ pub async fn execute(p: Prepared) -> i32 {
         eprintln!("error: {why}; the run stopped before changing anything else");
     }
     eprintln!("journal: {}", journal_path.display());
+    let journal_dir = journal_path
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    if p.report.is_none() {
+        eprintln!(
+            "report: runbook report {} --journal-dir {journal_dir}",
+            p.run_id
+        );
+    }
     if let Some(path) = &p.report {
         match crate::report::write_for_journal_with(
             &journal_path,
@@ -650,6 +722,9 @@ pub async fn execute(p: Prepared) -> i32 {
                 "needs an answer: this was a training run; run it again and pass {}",
                 res.hint.clone().unwrap_or_default()
             );
+        }
+        RunOutcome::Aborted if res.abandoned => {
+            eprintln!("the run stopped and undid what it had changed; it cannot be resumed");
         }
         RunOutcome::Aborted if simulated => {}
         RunOutcome::NeedsAnswer => {
@@ -754,6 +829,10 @@ pub async fn cmd_run(a: RunArgs) -> i32 {
         Ok(r) => r,
         Err(c) => return c,
     };
+    let operator = match operator_for(&rb, a.common.operator.clone(), interactive) {
+        Ok(o) => o,
+        Err(c) => return c,
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (run_id, journal) =
         match create_journal(&a.common.journal_dir, || new_run_id(rb.name(), clock.now())) {
@@ -767,7 +846,7 @@ pub async fn cmd_run(a: RunArgs) -> i32 {
             }
         };
     let cfg = RunConfig {
-        operator: a.common.operator.clone().unwrap_or_else(default_operator),
+        operator,
         reason,
         mode: if interactive {
             RunMode::Interactive
@@ -880,8 +959,12 @@ pub async fn cmd_resume(a: ResumeArgs) -> i32 {
         }
     };
     let interactive = is_interactive(a.common.non_interactive);
+    let operator = match operator_for(&rb, a.common.operator.clone(), interactive) {
+        Ok(o) => o,
+        Err(c) => return c,
+    };
     let cfg = RunConfig {
-        operator: a.common.operator.clone().unwrap_or_else(default_operator),
+        operator,
         reason: state.reason.clone(),
         mode: if interactive {
             RunMode::Interactive

@@ -47,6 +47,16 @@ impl Runbook {
             .find(|s| s.id == id)
     }
 
+    /// The steps a confirm step guards, from the list (main or `on_failure`) it belongs to.
+    pub fn guarded_by(&self, confirm: &Step) -> Vec<&Step> {
+        for list in [&self.steps, &self.on_failure] {
+            if let Some(i) = list.iter().position(|s| s.id == confirm.id) {
+                return guarded_steps(list, i);
+            }
+        }
+        vec![]
+    }
+
     /// The directory relative paths inside the runbook resolve against. A bare file name
     /// (`runbook run undo.yaml`) has the empty path as its parent, which no process can start
     /// in: that is the current directory.
@@ -101,6 +111,36 @@ impl Step {
     pub fn is_mutating(&self) -> bool {
         self.safety > Safety::ReadOnly
     }
+}
+
+/// The steps a confirmation guards, for the confirm step at `idx` of `steps` (a runbook's
+/// main steps or its `on_failure` steps): its explicit `guards:` list, or else the changing
+/// steps (above read-only, terminal ones included) after it up to the next `confirm`,
+/// `manual` or `input` step. Only `yes` lets them run; `skip` skips them.
+pub fn guarded_steps(steps: &[Step], idx: usize) -> Vec<&Step> {
+    let Some(confirm) = steps.get(idx) else {
+        return vec![];
+    };
+    if !matches!(confirm.action.kind, ActionKind::Confirm) {
+        return vec![];
+    }
+    if let Some(ids) = confirm.action.body.get("guards").and_then(Value::as_array) {
+        let ids: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();
+        return steps[idx + 1..]
+            .iter()
+            .filter(|s| ids.contains(&s.id.as_str()))
+            .collect();
+    }
+    steps[idx + 1..]
+        .iter()
+        .take_while(|s| {
+            !matches!(
+                s.action.kind,
+                ActionKind::Confirm | ActionKind::Manual | ActionKind::Input
+            )
+        })
+        .filter(|s| s.is_mutating())
+        .collect()
 }
 
 /// An action: which kind, which backend, and its body (the YAML subtree, templates unrendered).

@@ -222,6 +222,17 @@ fn plan_step(rb: &Runbook, s: &Step, ctx: &RunContext, prefix: &str) -> PlannedS
             prompt: String::new(),
             safety: s.safety,
             action: summary.clone(),
+            guarded: rb
+                .guarded_by(s)
+                .into_iter()
+                .map(|g| crate::exec::gate::Guarded {
+                    step: format!("{prefix}{}", g.id),
+                    title: g.title.clone(),
+                    safety: g.safety,
+                    change: vec![],
+                    undo: String::new(),
+                })
+                .collect(),
         };
         let what = if s.safety == Safety::Terminal
             && !matches!(

@@ -39,25 +39,30 @@ impl Prompter for TerminalPrompter {
         self.view.println("");
         match &req.kind {
             GateKind::Confirm | GateKind::Terminal | GateKind::Resume => {
-                if matches!(req.kind, GateKind::Terminal) {
-                    self.view.println(&format!(
-                        "  ⚠ `{}` is TERMINAL: it cannot be undone.",
-                        req.step
-                    ));
-                    self.view.println(&format!("    {}", req.action));
+                for line in gate_lines(req) {
+                    self.view.println(&line);
                 }
-                let items = ["yes", "no", "skip", "abort"];
-                let prompt = shown(&format!("{} [{}]", req.prompt.trim(), req.safety.as_str()));
+                // The answers' meanings are printed above (wrapped to the terminal); the
+                // choices stay one short word each so that the menu never wraps.
+                let meanings = req.meanings();
+                let items: Vec<String> = meanings
+                    .iter()
+                    .map(|(r, _)| Answer::Reply(*r).text())
+                    .collect();
+                let prompt = match req.kind {
+                    GateKind::Resume => {
+                        shown(&format!("{} [{}]", req.prompt.trim(), req.safety.as_str()))
+                    }
+                    _ => format!("Your answer [{}]", req.guarded_safety().as_str()),
+                };
                 let pick = Select::with_theme(&theme)
                     .with_prompt(prompt)
-                    .items(items)
+                    .items(&items)
                     .default(1)
                     .interact_opt()
                     .map_err(to_io)?;
                 Ok(Answer::Reply(match pick {
-                    Some(0) => Reply::Yes,
-                    Some(1) => Reply::No,
-                    Some(2) => Reply::Skip,
+                    Some(i) if i < meanings.len() => meanings[i].0,
                     _ => Reply::Abort,
                 }))
             }
@@ -125,4 +130,59 @@ impl Prompter for TerminalPrompter {
             .interact_text()
             .map_err(to_io)
     }
+}
+
+/// The text shown above a confirmation's answers: the question, then each change it guards
+/// with its safety class, the change as it will be made, and its undo.
+pub fn gate_lines(req: &GateRequest) -> Vec<String> {
+    let mut out = vec![];
+    match req.kind {
+        GateKind::Resume => {}
+        GateKind::Terminal => out.push(format!(
+            "  ⚠ `{}` is TERMINAL: it cannot be undone.",
+            req.step
+        )),
+        _ => {
+            out.push(format!(
+                "  ? {} [{}]",
+                req.title,
+                req.guarded_safety().as_str()
+            ));
+            for l in req.prompt.trim().lines() {
+                out.push(format!("    {l}"));
+            }
+        }
+    }
+    if req.guarded.is_empty() && matches!(req.kind, GateKind::Confirm) {
+        out.push("    This confirmation guards no change.".into());
+    }
+    if matches!(req.kind, GateKind::Confirm) && !req.guarded.is_empty() {
+        out.push(format!(
+            "    Only `yes` lets {} run:",
+            if req.guarded.len() == 1 {
+                "this change".to_string()
+            } else {
+                format!("these {} changes", req.guarded.len())
+            }
+        ));
+    }
+    for g in &req.guarded {
+        let id = g.step.rsplit('/').next().unwrap_or(&g.step);
+        out.push(if g.title == id {
+            format!("    [{}] {}", g.safety.as_str(), g.step)
+        } else {
+            format!("    [{}] {} — {}", g.safety.as_str(), g.step, g.title)
+        });
+        for c in &g.change {
+            for l in c.lines() {
+                out.push(format!("        {l}"));
+            }
+        }
+        out.push(format!("        {}", g.undo));
+    }
+    out.push("    Answers:".into());
+    for (r, m) in req.meanings() {
+        out.push(format!("      {:<5}  {m}", Answer::Reply(r).text()));
+    }
+    out
 }

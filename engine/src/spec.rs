@@ -1030,12 +1030,18 @@ pub struct ComposeSetImage {
     pub image: String,
 }
 
-/// Stop and ask the operator yes or no; "no" aborts the run.
+/// Stop and ask the operator: yes lets the guarded changes run, skip leaves them out, no stops
+/// the run, abort stops it and undoes what it changed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmAction {
     /// The question, e.g. `Roll back {{ inputs.deployment }}?`.
     pub prompt: String,
+    /// The ids of the later steps this confirmation guards: only `yes` lets them run, `skip`
+    /// skips them. Default: the changing steps after it up to the next `confirm`, `manual`
+    /// or `input` step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guards: Option<Vec<String>>,
 }
 
 /// Something a human does outside the tool, then reports as done, skipped or failed.

@@ -36,6 +36,10 @@ struct Running {
     paused: bool,
     /// The backend's latest status (e.g. rollout progress), redacted.
     status: String,
+    /// The step's safety class, and the result of its last successful attempt: a read-only
+    /// step's result is shown when it ends.
+    safety: String,
+    result: Option<serde_json::Value>,
 }
 
 struct Row {
@@ -55,6 +59,12 @@ struct Inner {
     titles: HashMap<String, String>,
     total: usize,
     index: usize,
+    /// Each main step's number ([n/total]), from its place in the runbook: a resumed run
+    /// keeps the numbers of the first one.
+    numbers: HashMap<String, usize>,
+    /// A resumed run: when the run first started (its journal's first event), and how many
+    /// times it was resumed, for the final line.
+    first_ts: Option<String>,
     out: Box<dyn Write + Send>,
 }
 
@@ -92,6 +102,13 @@ impl TerminalView {
             titles: HashMap::new(),
             total: rb.steps.len(),
             index: 0,
+            numbers: rb
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(n, s)| (s.id.clone(), n + 1))
+                .collect(),
+            first_ts: None,
             out,
         })));
         if style == Style::Rich {
@@ -125,6 +142,48 @@ impl TerminalView {
         self.with(|i| i.println(line));
     }
 
+    /// Takes in the events of the run so far (a resumed run's journal) without printing
+    /// them: the summary table then covers the whole run, and the final line its whole
+    /// duration.
+    pub fn replay(&self, events: &[Envelope]) {
+        self.with(|i| {
+            i.first_ts = events.first().map(|e| e.ts.clone());
+            for e in events {
+                match &e.event {
+                    Event::StepStarted { step, title, .. } => {
+                        i.titles.insert(step.clone(), title.clone());
+                    }
+                    Event::StepSkipped { step, title, .. } => i.rows.push(Row {
+                        step: step.clone(),
+                        title: title.clone(),
+                        outcome: "skipped".into(),
+                        duration_ms: 0,
+                        attempts: 0,
+                    }),
+                    Event::StepFinished {
+                        step,
+                        outcome,
+                        duration_ms,
+                        attempts,
+                        ..
+                    } => {
+                        let title = i.titles.get(step).cloned().unwrap_or_default();
+                        // A step finished again after the resume replaces its earlier row.
+                        i.rows.retain(|r| &r.step != step);
+                        i.rows.push(Row {
+                            step: step.clone(),
+                            title,
+                            outcome: outcome.as_str().into(),
+                            duration_ms: *duration_ms,
+                            attempts: *attempts,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+
     /// Prints the table of steps, outcomes and durations.
     pub fn summary(&self) {
         self.with(|i| i.summary());
@@ -139,15 +198,21 @@ impl Inner {
         // Redacted first (a secret split by an escape would otherwise survive), then made
         // safe to show: this is the one way into the terminal for every line of a run.
         let line = crate::term::visible(&self.redactor.str(line)).into_owned();
+        // A guided run wraps long lines at word boundaries to the terminal's width, each
+        // continuation indented under the start of its text; CI logs keep one line each.
+        let text = match (self.style, terminal_width()) {
+            (Style::Rich, Some(w)) => wrap(&line, w),
+            _ => line,
+        };
         match self
             .running
             .as_ref()
             .filter(|r| !r.paused)
             .and_then(|r| r.bar.as_ref())
         {
-            Some(bar) => bar.println(line),
+            Some(bar) => bar.println(text),
             None => {
-                let _ = writeln!(self.out, "{line}");
+                let _ = writeln!(self.out, "{text}");
             }
         }
     }
@@ -334,7 +399,7 @@ impl EventSink for TerminalView {
                 } => {
                     let nested = step.contains('/');
                     if !nested {
-                        i.index += 1;
+                        i.index = i.numbers.get(step).copied().unwrap_or(i.index + 1);
                     }
                     i.titles.insert(step.clone(), title.clone());
                     let pos = if nested {
@@ -352,15 +417,7 @@ impl EventSink for TerminalView {
                     i.stop_bar();
                     let key = step.rsplit('/').next().unwrap_or(step).to_string();
                     let budget = i.budgets.get(&key).copied();
-                    let bar = (i.style == Style::Rich).then(|| {
-                        let b = ProgressBar::new_spinner();
-                        b.set_style(
-                            ProgressStyle::with_template("  {spinner} {msg}")
-                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                        );
-                        b.enable_steady_tick(Duration::from_millis(120));
-                        b
-                    });
+                    let bar = (i.style == Style::Rich).then(spinner);
                     i.running = Some(Running {
                         bar,
                         title: title.clone(),
@@ -370,6 +427,8 @@ impl EventSink for TerminalView {
                         budget,
                         paused: false,
                         status: String::new(),
+                        safety: safety.as_str().to_string(),
+                        result: None,
                     });
                     i.refresh();
                 }
@@ -379,8 +438,11 @@ impl EventSink for TerminalView {
                     reason,
                     ..
                 } => {
-                    i.index += 1;
+                    if !step.contains('/') {
+                        i.index = i.numbers.get(step).copied().unwrap_or(i.index + 1);
+                    }
                     i.log(&ts, &format!("↷ {step} skipped: {reason}"));
+                    i.rows.retain(|r| &r.step != step);
                     i.rows.push(Row {
                         step: step.clone(),
                         title: title.clone(),
@@ -399,12 +461,12 @@ impl EventSink for TerminalView {
                             ),
                         );
                     }
-                    // Hide the spinner while a prompt owns the terminal.
+                    // Clear the spinner while a prompt owns the terminal: a hidden one would
+                    // leave its last frame, frozen, above the question.
                     if let Some(r) = i.running.as_mut() {
                         r.paused = true;
-                        if let Some(b) = &r.bar {
-                            b.disable_steady_tick();
-                            b.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+                        if let Some(b) = r.bar.take() {
+                            b.finish_and_clear();
                         }
                     }
                 }
@@ -427,11 +489,11 @@ impl EventSink for TerminalView {
                             note.as_ref().map(|n| format!(" — {n}")).unwrap_or_default()
                         ),
                     );
+                    let rich = i.style == Style::Rich;
                     if let Some(r) = i.running.as_mut() {
                         r.paused = false;
-                        if let Some(b) = &r.bar {
-                            b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                            b.enable_steady_tick(Duration::from_millis(120));
+                        if rich && r.bar.is_none() {
+                            r.bar = Some(spinner());
                         }
                     }
                 }
@@ -450,8 +512,12 @@ impl EventSink for TerminalView {
                     ok,
                     error,
                     attempt,
+                    result,
                     ..
                 } => {
+                    if let Some(r) = i.running.as_mut().filter(|_| *ok) {
+                        r.result = Some(result.clone());
+                    }
                     if !ok {
                         if let Some(err) = error {
                             i.log(&ts, &format!("  {step}: attempt {attempt} failed: {err}"));
@@ -524,12 +590,10 @@ impl EventSink for TerminalView {
                     );
                 }
                 Event::Capture { step, name, value } => {
-                    if i.style == Style::Plain {
-                        i.log(
-                            &ts,
-                            &format!("  {step}.{name} = {}", short(&value.to_string())),
-                        );
-                    }
+                    i.log(
+                        &ts,
+                        &format!("  {step}.{name} = {}", short(&value.to_string())),
+                    );
                 }
                 Event::WorldChanged { step, diff } => {
                     // Simulated worlds only (training): show what the step changed.
@@ -555,6 +619,15 @@ impl EventSink for TerminalView {
                     note,
                     ..
                 } => {
+                    // What a read-only step read: the operator ran it to see it.
+                    let read = i
+                        .running
+                        .as_ref()
+                        .filter(|r| r.safety == "read-only")
+                        .filter(|_| *outcome == StepOutcome::Succeeded)
+                        .and_then(|r| r.result.as_ref())
+                        .map(result_lines)
+                        .unwrap_or_default();
                     i.stop_bar();
                     let title = i.titles.get(step).cloned().unwrap_or_default();
                     let tail = match (error, note) {
@@ -571,6 +644,10 @@ impl EventSink for TerminalView {
                             fmt_duration(Duration::from_millis(*duration_ms))
                         ),
                     );
+                    for l in read {
+                        i.log(&ts, &format!("    {l}"));
+                    }
+                    i.rows.retain(|r| &r.step != step);
                     i.rows.push(Row {
                         step: step.clone(),
                         title,
@@ -618,18 +695,36 @@ impl EventSink for TerminalView {
                     outcome,
                     duration_ms,
                     message,
+                    failed_step,
                     ..
                 } => {
                     i.stop_bar();
                     i.summary();
                     i.println("");
+                    // A resumed run: the whole run's time, from its first start.
+                    let whole = i.first_ts.as_deref().and_then(|first| {
+                        let a = chrono::DateTime::parse_from_rfc3339(first).ok()?;
+                        let b = chrono::DateTime::parse_from_rfc3339(&ts).ok()?;
+                        let ms = (b - a).num_milliseconds().max(0) as u64;
+                        Some(format!(
+                            "{} since it first started, this session {}",
+                            fmt_duration(Duration::from_secs(ms / 1000)),
+                            fmt_duration(Duration::from_millis(*duration_ms))
+                        ))
+                    });
                     i.log(
                         &ts,
                         &format!(
-                            "run {} {} in {}{}",
+                            "run {} {}{} in {}{}",
                             e.run_id,
                             outcome.as_str(),
-                            fmt_duration(Duration::from_millis(*duration_ms)),
+                            failed_step
+                                .as_ref()
+                                .map(|s| format!(" at `{s}`"))
+                                .unwrap_or_default(),
+                            whole.unwrap_or_else(|| fmt_duration(Duration::from_millis(
+                                *duration_ms
+                            ))),
                             message
                                 .as_ref()
                                 .map(|m| format!(": {m}"))
@@ -673,12 +768,127 @@ impl Progress for TerminalView {
     }
 }
 
+/// The width of the terminal on stderr, if it is one.
+fn terminal_width() -> Option<usize> {
+    console::Term::stderr()
+        .size_checked()
+        .map(|(_, w)| usize::from(w))
+        .filter(|w| *w >= 20)
+}
+
+/// Wraps a line at word boundaries to `width` columns. Continuation lines are indented to
+/// where the text starts (after the line's leading spaces and a leading marker such as
+/// `▶ [2/5]`, `│` or `-`, up to a third of the width); words longer than a line (URLs) are
+/// kept whole rather than cut.
+pub fn wrap(line: &str, width: usize) -> String {
+    if console::measure_text_width(line) <= width {
+        return line.to_string();
+    }
+    let lead = line.len() - line.trim_start().len();
+    let indent = " ".repeat((lead + 2).min(width / 3));
+    let opts = textwrap::Options::new(width)
+        .subsequent_indent(&indent)
+        .break_words(false)
+        .word_separator(textwrap::WordSeparator::AsciiSpace);
+    textwrap::wrap(line, opts).join("\n")
+}
+
+/// A running step's spinner (guided runs).
+fn spinner() -> ProgressBar {
+    let b = ProgressBar::new_spinner();
+    b.set_style(
+        ProgressStyle::with_template("  {spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    b.enable_steady_tick(Duration::from_millis(120));
+    b
+}
+
 fn short(s: &str) -> String {
     if s.chars().count() > 100 {
         format!("{}…", s.chars().take(100).collect::<String>())
     } else {
         s.to_string()
     }
+}
+
+/// What a read-only step's result says, in a few lines: the revisions of a rollout history,
+/// the status and start of an HTTP answer, the image and replicas of a workload, the names in
+/// a list. Nothing for results that say nothing more than "done".
+fn result_lines(result: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    if let Some(revs) = result.get("revisions").and_then(Value::as_array) {
+        let current = result.get("current_revision").and_then(Value::as_i64);
+        let mut out = vec![format!("{} revisions:", revs.len())];
+        for r in revs.iter().rev().take(10) {
+            let n = r.get("revision").and_then(Value::as_i64).unwrap_or(0);
+            let images: Vec<&str> = r
+                .get("images")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let cause = r
+                .get("change_cause")
+                .and_then(Value::as_str)
+                .map(|c| format!(" — {c}"))
+                .unwrap_or_default();
+            let mark = if Some(n) == current { " (current)" } else { "" };
+            out.push(short(&format!("  {n}: {}{cause}{mark}", images.join(", "))));
+        }
+        return out;
+    }
+    if let Some(status) = result.get("status").and_then(Value::as_u64) {
+        let body = result
+            .get("body")
+            .and_then(Value::as_str)
+            .map(|b| b.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default();
+        return vec![short(&format!("HTTP {status}: {body}"))];
+    }
+    if let Some(items) = result.get("items").and_then(Value::as_array) {
+        let names: Vec<&str> = items
+            .iter()
+            .filter_map(|o| o.pointer("/metadata/name").and_then(Value::as_str))
+            .collect();
+        return vec![short(&format!(
+            "{} found: {}",
+            items.len(),
+            names.join(", ")
+        ))];
+    }
+    if let (Some(kind), Some(name)) = (
+        result.get("kind").and_then(Value::as_str),
+        result.pointer("/metadata/name").and_then(Value::as_str),
+    ) {
+        let images: Vec<&str> = result
+            .pointer("/spec/template/spec/containers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.get("image").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut l = format!("{kind} {name}");
+        if !images.is_empty() {
+            l.push_str(&format!(": {}", images.join(", ")));
+        }
+        if let Some(rev) = result
+            .pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
+            .and_then(Value::as_str)
+        {
+            l.push_str(&format!(", revision {rev}"));
+        }
+        if let Some(want) = result.pointer("/spec/replicas").and_then(Value::as_u64) {
+            let avail = result
+                .pointer("/status/availableReplicas")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            l.push_str(&format!(", {avail}/{want} available"));
+        }
+        return vec![short(&l)];
+    }
+    vec![]
 }
 
 /// One line describing a rendered action, for the log.

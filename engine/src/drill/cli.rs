@@ -3,7 +3,6 @@
 //! every drill passes.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -116,7 +115,7 @@ pub async fn run(a: DrillArgs) -> i32 {
         return exit::INVALID;
     }
     let started = Instant::now();
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = crate::cli::color();
     let mut names: HashMap<String, String> = HashMap::new();
     let mut rows = vec![];
     for f in &files {

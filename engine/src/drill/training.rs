@@ -15,7 +15,7 @@ use super::world::run_values::RunValues;
 use super::world::World;
 use crate::check::{self, Checked};
 use crate::cli::{
-    default_operator, execute, hostname, is_interactive, load_or_report, new_run_id, parse_answers,
+    execute, hostname, is_interactive, load_or_report, new_run_id, operator_for, parse_answers,
     print_report, reason_for, Prepared, RunArgs,
 };
 use crate::exec::clock::{Clock, SystemClock, VirtualClock};
@@ -28,7 +28,7 @@ use crate::view::Style;
 
 pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
     let report = check::check_path(world_file);
-    let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let color = crate::cli::color();
     if report.has_errors() {
         print_report(&report, color);
         eprintln!(
@@ -116,6 +116,10 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
         Ok(r) => r,
         Err(c) => return c,
     };
+    let operator = match operator_for(&rb, a.common.operator.clone(), interactive) {
+        Ok(o) => o,
+        Err(c) => return c,
+    };
     // The journal keeps milliseconds; a virtual clock starting mid-millisecond would not.
     let now = Utc::now().trunc_subsecs(3);
     let clock: Arc<dyn Clock> = if a.fast {
@@ -123,7 +127,6 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
     } else {
         Arc::new(SystemClock)
     };
-    let operator = a.common.operator.clone().unwrap_or_else(default_operator);
     let run_id = new_run_id(rb.name(), now);
     let mut state = drill.world.clone();
     state.rebase(now);
@@ -163,7 +166,7 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
         forced: false,
         isolated: true,
     };
-    execute(Prepared {
+    let code = execute(Prepared {
         rb: Arc::new(rb),
         cfg,
         journal,
@@ -181,5 +184,17 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
         },
         report: a.common.report.clone(),
     })
-    .await
+    .await;
+    if code == exit::INTERRUPTED || code == exit::ABORTED {
+        // A training run is not resumed (its world lives in this process): say how to
+        // practise again.
+        eprintln!(
+            "training stopped; to practise again from the start: runbook run {} --world {}{} --journal-dir {}",
+            a.runbook.display(),
+            world_file.display(),
+            if a.fast { " --fast" } else { "" },
+            a.common.journal_dir.display()
+        );
+    }
+    code
 }

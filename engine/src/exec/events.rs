@@ -53,6 +53,18 @@ impl StepOutcome {
     }
 }
 
+/// Why a step was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipCause {
+    /// Its `when` was false: skipped by design.
+    Guard,
+    /// A confirmation that guards it was answered `skip`.
+    Answer,
+    /// The operator said on resume that it had completed before the interruption.
+    Resume,
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -247,6 +259,9 @@ pub enum Event {
         host: String,
         engine_version: String,
         mode: RunMode,
+        /// Times are virtual (a drill, or training with `--fast`): waits took no real time.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        virtual_time: bool,
     },
     RunResumed {
         operator: String,
@@ -281,6 +296,10 @@ pub enum Event {
         title: String,
         reason: String,
         phase: Phase,
+        /// Why it was skipped: by design (`when` was false), by an operator's answer, or on
+        /// resume (absent in journals written before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<SkipCause>,
     },
     GateAsked {
         step: String,

@@ -54,6 +54,79 @@ pub struct GateRequest {
     pub safety: Safety,
     /// A one-line description of the action the gate protects (secrets masked).
     pub action: String,
+    /// The changes a confirmation guards (or, for a terminal step, the step itself), in
+    /// order: what `yes` lets run and what `skip` leaves out.
+    pub guarded: Vec<Guarded>,
+}
+
+/// One change a gate guards, as it will be made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guarded {
+    pub step: String,
+    pub title: String,
+    pub safety: Safety,
+    /// The change as it will be made: argv, `METHOD url` and JSON body, the Kubernetes verb
+    /// and object, and what the live system says it will change (secrets masked).
+    pub change: Vec<String>,
+    /// How to undo it: the step's `undo`, or why it cannot be undone.
+    pub undo: String,
+}
+
+const ABORT: &str =
+    "stop the run and undo what it has changed so far (each finished step's undo, newest first)";
+
+impl GateRequest {
+    /// The safety class the gate is about: the riskiest change it guards (a confirmation
+    /// that guards nothing is read-only).
+    pub fn guarded_safety(&self) -> Safety {
+        self.guarded
+            .iter()
+            .map(|g| g.safety)
+            .max()
+            .unwrap_or(self.safety)
+            .max(self.safety)
+    }
+
+    /// What each answer does, shown with the question and in the needs-answer message.
+    /// One definition for the prompt, the flag hint and the docs (docs/runbook-format.md).
+    pub fn meanings(&self) -> Vec<(Reply, String)> {
+        let ids: Vec<String> = self
+            .guarded
+            .iter()
+            .map(|g| format!("`{}`", g.step))
+            .collect();
+        let what = if ids.is_empty() {
+            "nothing (it guards no change)".to_string()
+        } else {
+            ids.join(", ")
+        };
+        match self.kind {
+            GateKind::Resume => vec![
+                (Reply::Yes, "run the step again".into()),
+                (
+                    Reply::No,
+                    "stop the run here; nothing more is changed".into(),
+                ),
+                (
+                    Reply::Skip,
+                    "the step completed before the interruption: go on without running it".into(),
+                ),
+                (Reply::Abort, ABORT.into()),
+            ],
+            _ => vec![
+                (Reply::Yes, format!("make the change: run {what}")),
+                (
+                    Reply::No,
+                    "stop the run here and change nothing more; resuming the run asks again".into(),
+                ),
+                (
+                    Reply::Skip,
+                    format!("do not run {what}; go on with the steps after it"),
+                ),
+                (Reply::Abort, ABORT.into()),
+            ],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +240,8 @@ impl Gatekeeper {
                 Err(e) => Decision::Invalid(format!("--answer {}={raw}: {e}", req.step)),
             });
         }
+        // A confirmation's own class is read-only: `--yes` answers it even when it guards a
+        // terminal step, which then still asks for its own explicit answer.
         if self.yes && matches!(req.kind, GateKind::Confirm) && req.safety <= Safety::Reversible {
             return Ok(Decision::Answered {
                 answer: Answer::Reply(Reply::Yes),
@@ -188,12 +263,14 @@ impl Gatekeeper {
 pub fn hint(req: &GateRequest) -> String {
     let id = &req.step;
     match &req.kind {
-        GateKind::Confirm if req.safety <= Safety::Reversible => {
-            format!("--answer {id}=yes (or --yes for all confirmations up to reversible)")
-        }
-        GateKind::Confirm | GateKind::Terminal => {
-            format!("--answer {id}=yes (terminal: --yes is not enough; it needs its own answer)")
-        }
+        GateKind::Confirm if req.safety <= Safety::Reversible => format!(
+            "--answer {id}=yes (or --yes for all confirmations up to reversible){}",
+            others(req)
+        ),
+        GateKind::Confirm | GateKind::Terminal => format!(
+            "--answer {id}=yes (terminal: --yes is not enough; it needs its own answer){}",
+            others(req)
+        ),
         GateKind::Manual => format!("--answer {id}=done (or skipped / failed; add a note as done:<note>)"),
         GateKind::Input(spec) => format!(
             "--answer {id}=<{}>",
@@ -203,6 +280,24 @@ pub fn hint(req: &GateRequest) -> String {
             "--answer {id}=yes to run it again, --answer {id}=skip if it completed, --answer {id}=abort to stop"
         ),
     }
+}
+
+/// What a confirmation guards and what the other answers do, for the hint (the prompt shows
+/// the full meanings, `GateRequest::meanings`).
+fn others(req: &GateRequest) -> String {
+    let ids: Vec<String> = req
+        .guarded
+        .iter()
+        .map(|g| format!("`{}`", g.step))
+        .collect();
+    if ids.is_empty() {
+        return "; it guards no change".into();
+    }
+    format!(
+        "; it guards {}: =skip goes on without {}, =no stops here, =abort stops and undoes what the run changed",
+        ids.join(", "),
+        if ids.len() == 1 { "it" } else { "them" }
+    )
 }
 
 /// Parses a scripted answer for a gate.
@@ -252,6 +347,7 @@ mod tests {
             prompt: "ok?".into(),
             safety,
             action: "x".into(),
+            guarded: vec![],
         }
     }
 

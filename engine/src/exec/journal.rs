@@ -223,6 +223,7 @@ mod tests {
                 title: String::new(),
                 reason: "x".into(),
                 phase: crate::exec::events::Phase::Main,
+                cause: None,
             },
         }
     }

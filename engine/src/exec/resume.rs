@@ -30,6 +30,11 @@ pub struct ResumeState {
     /// In-flight steps whose last attempt is journaled as a success (with its captures): the
     /// action took effect and only `step_finished` is missing. Value: that attempt's number.
     pub succeeded_attempt: HashMap<String, u32>,
+    /// The answers given at gates (`confirm`, terminal steps), by step: a confirmation
+    /// answered `skip` keeps the steps it guards skipped after a resume.
+    pub answers: HashMap<String, String>,
+    /// The run undid its changes (an `abort` answer, or its rollback strategy).
+    pub rolled_back: bool,
     /// How the run ended, if it recorded an end.
     pub ended: Option<RunOutcome>,
     /// The last sequence number, so new events continue the numbering.
@@ -130,6 +135,10 @@ impl ResumeState {
                             .insert("note".into(), Value::String(n.clone()));
                     }
                 }
+                Event::UndoStarted { .. } => s.rolled_back = true,
+                Event::GateAnswered { step, answer, .. } => {
+                    s.answers.insert(step.clone(), answer.clone());
+                }
                 Event::RunFinished { outcome, .. } => s.ended = Some(*outcome),
                 _ => {}
             }
@@ -151,6 +160,12 @@ impl ResumeState {
                 "it ran against a drill's simulated world ({mode} mode); resuming would continue against real systems. Start it again with `runbook run {} --world <drill>`",
                 self.runbook_path
             ));
+        }
+        if self.rolled_back && self.ended.is_some() {
+            return Err(
+                "the run stopped and undid what it had changed (the operator answered abort); start a new run instead"
+                    .into(),
+            );
         }
         match self.ended {
             Some(RunOutcome::Succeeded) => {

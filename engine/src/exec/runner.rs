@@ -16,8 +16,12 @@ use super::actions::{self, Env};
 use super::clock::{later, millis_between, stamp, Clock};
 use super::context::{bound, observe, steps_read, steps_read_in, RunContext};
 use super::emitter::Emitter;
-use super::events::{Check, Event, Gate, Phase, RunMode, RunOutcome, RunbookInfo, StepOutcome};
-use super::gate::{Answer, Decision, GateKind, GateRequest, Gatekeeper, ManualReply, Reply};
+use super::events::{
+    Check, Event, Gate, Phase, RunMode, RunOutcome, RunbookInfo, SkipCause, StepOutcome,
+};
+use super::gate::{
+    Answer, Decision, GateKind, GateRequest, Gatekeeper, Guarded, ManualReply, Reply,
+};
 use super::resume::ResumeState;
 use super::verdict::{self, Verdict};
 use crate::backends::{ActionError, Backends, CallCtx, ErrorKind, Output, Progress};
@@ -54,6 +58,9 @@ pub struct RunResult {
     /// For needs-answer: the flag that would answer the gate.
     pub hint: Option<String>,
     pub duration: Duration,
+    /// The operator answered `abort`: the run stopped and undid its changes (it cannot be
+    /// resumed).
+    pub abandoned: bool,
 }
 
 /// One runbook being executed (the top one, or one entered through a `call` step).
@@ -77,6 +84,8 @@ enum StepEnd {
     Done,
     Failed(String),
     Aborted(String),
+    /// `abort` at a gate: stop and undo what the run changed so far.
+    Abandoned(String),
     NeedsAnswer(String),
     Interrupted,
 }
@@ -99,6 +108,8 @@ pub struct Runner {
     needs_answer: Option<String>,
     /// Captures of the step running now found derived from a secret (step id, name).
     tainted_now: Vec<(String, String)>,
+    /// Steps a confirmation answered `skip` guards: step id (with prefix) → the confirmation.
+    skipped_by: std::collections::HashMap<String, String>,
 }
 
 impl Runner {
@@ -126,6 +137,7 @@ impl Runner {
             isolated: None,
             needs_answer: None,
             tainted_now: vec![],
+            skipped_by: Default::default(),
         }
     }
 
@@ -213,6 +225,7 @@ impl Runner {
                 host: cfg.host.clone(),
                 engine_version: env!("CARGO_PKG_VERSION").to_string(),
                 mode: cfg.mode,
+                virtual_time: self.clock.is_virtual(),
             });
         }
 
@@ -293,6 +306,18 @@ impl Runner {
             StepEnd::Aborted(msg) => {
                 self.finish(started, RunOutcome::Aborted, failed_step, Some(msg), None)
             }
+            StepEnd::Abandoned(msg) => {
+                let msg = if strategy == RollbackStrategy::Never {
+                    format!("{msg}; the runbook's rollback_strategy is `never`: nothing was undone")
+                } else {
+                    self.rollback().await;
+                    msg
+                };
+                RunResult {
+                    abandoned: true,
+                    ..self.finish(started, RunOutcome::Aborted, failed_step, Some(msg), None)
+                }
+            }
             StepEnd::NeedsAnswer(hint) => {
                 let msg = format!(
                     "step `{}` needs an answer: pass {hint}",
@@ -361,6 +386,7 @@ impl Runner {
             failed_step,
             hint,
             duration: Duration::from_millis(duration_ms),
+            abandoned: false,
         }
     }
 
@@ -378,6 +404,7 @@ impl Runner {
             if let Some(r) = &self.resume {
                 if let Some(done) = r.done.get(&sid) {
                     let done = *done;
+                    let skip_answered = r.answers.get(&sid).map(String::as_str) == Some("skip");
                     for (k, v) in r.fields.get(&sid).cloned().unwrap_or_default() {
                         frame.ctx.set_step_field(&step.id, &k, v);
                     }
@@ -388,6 +415,11 @@ impl Runner {
                         if let Some(u) = &step.undo {
                             self.push_undo(&sid, u, frame);
                         }
+                    }
+                    if skip_answered && matches!(step.action.kind, ActionKind::Confirm) {
+                        // A confirmation answered `skip` before the interruption: what it
+                        // guards stays skipped.
+                        self.skip_guarded(&rb, step, &frame.prefix, &sid);
                     }
                     continue;
                 }
@@ -429,6 +461,7 @@ impl Runner {
                                         "the operator confirmed on resume that it had completed"
                                             .into(),
                                     phase,
+                                    cause: Some(SkipCause::Resume),
                                 });
                                 frame
                                     .ctx
@@ -470,6 +503,7 @@ impl Runner {
             ),
             safety: step.safety,
             action: step.action.kind.label(),
+            guarded: vec![],
         };
         self.emit(Event::GateAsked {
             step: sid.to_string(),
@@ -489,6 +523,9 @@ impl Runner {
                 match answer {
                     Answer::Reply(Reply::Yes) => Ok(true),
                     Answer::Reply(Reply::Skip) => Ok(false),
+                    Answer::Reply(Reply::Abort) => Err(StepEnd::Abandoned(format!(
+                        "the operator answered abort on resume at `{sid}`: the run stopped and undoes what it changed"
+                    ))),
                     _ => Err(StepEnd::Aborted(format!(
                         "the operator declined to re-run `{sid}`"
                     ))),
@@ -498,6 +535,118 @@ impl Runner {
             Ok(Decision::Invalid(m)) => Err(StepEnd::NeedsAnswer(m)),
             Err(e) => Err(StepEnd::Aborted(format!("prompt failed: {e}"))),
         }
+    }
+
+    /// Records that the steps `confirm` guards are not to run (it was answered `skip`).
+    /// Returns their ids.
+    fn skip_guarded(
+        &mut self,
+        rb: &Runbook,
+        confirm: &Step,
+        prefix: &str,
+        sid: &str,
+    ) -> Vec<String> {
+        let ids: Vec<String> = rb
+            .guarded_by(confirm)
+            .into_iter()
+            .map(|g| format!("{prefix}{}", g.id))
+            .collect();
+        for id in &ids {
+            self.skipped_by.insert(id.clone(), sid.to_string());
+        }
+        ids
+    }
+
+    /// A guarded step's change as it will be made, rendered with what the run knows now, the
+    /// live system's view of it (Kubernetes, as `plan --live`), and its undo. `None` when its
+    /// `when` is already known to be false (it will not run either way).
+    async fn describe_change(&mut self, g: &Step, frame: &Frame) -> Option<Guarded> {
+        let rb = frame.rb.clone();
+        let redactor = self.emitter.redactor().clone();
+        if let Some(w) = &g.spec.when {
+            let only = steps_read([w.as_str()], []);
+            if let Ok(false) = template::eval_bool(w, &frame.ctx.real_reading(None, only.as_ref()))
+            {
+                return None;
+            }
+        }
+        let mut change = vec![];
+        let only = steps_read_in([], [&g.action.body]);
+        let real_ctx = frame.ctx.real_reading(None, only.as_ref());
+        let display_ctx = frame.ctx.display_reading(None, only.as_ref());
+        let summary_ctx = frame.ctx.display_reading(None, Some(&HashSet::new()));
+        match actions::render(&g.action, &real_ctx, &display_ctx) {
+            Ok(r) => {
+                change.push(actions::display_summary(
+                    &rb,
+                    &g.action,
+                    &r.display,
+                    &summary_ctx,
+                ));
+                match &g.action.kind {
+                    ActionKind::Http => {
+                        if let Some(j) = r.display.pointer("/request/json") {
+                            change.push(format!("JSON body: {j}"));
+                        }
+                    }
+                    ActionKind::Kubernetes { verb } => {
+                        let mut target = g
+                            .action
+                            .backend
+                            .as_ref()
+                            .and_then(|b| frame.backends_real.get(b))
+                            .and_then(|b| b.kubernetes.clone())
+                            .unwrap_or_default();
+                        let mut args = r.real[*verb].clone();
+                        let absolute = |p: &str| {
+                            let p = crate::backends::expand_home(p);
+                            rb.dir().join(p).display().to_string()
+                        };
+                        if let Some(k) = target.kubeconfig.as_mut() {
+                            *k = absolute(k);
+                        }
+                        if let Some(Value::String(f)) = args.get_mut("file") {
+                            *f = absolute(f);
+                        }
+                        if let Some(live) =
+                            self.backends.kubernetes.preview(&target, verb, &args).await
+                        {
+                            change.push(format!("live: {}", redactor.str(&live)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Err(e) => change.push(format!(
+                "{} (its values are known only when it runs: {e})",
+                g.action.kind.label()
+            )),
+        }
+        let undo = if g.safety == Safety::Terminal {
+            "cannot be undone (terminal)".to_string()
+        } else if let Some(u) = &g.undo {
+            let only = steps_read_in([], [&u.action.body]);
+            let shown = match actions::render(
+                &u.action,
+                &frame.ctx.real_reading(None, only.as_ref()),
+                &frame.ctx.display_reading(None, only.as_ref()),
+            ) {
+                Ok(r) => actions::display_summary(&rb, &u.action, &r.display, &summary_ctx),
+                Err(_) => u.action.kind.label(),
+            };
+            format!("undo: {} ({shown})", u.title)
+        } else if let Some(why) = &g.spec.no_undo {
+            format!("no undo: {why}")
+        } else {
+            "no undo declared".to_string()
+        };
+        Some(Guarded {
+            step: format!("{}{}", frame.prefix, g.id),
+            title: g.title.clone(),
+            safety: g.safety,
+            change: change.into_iter().map(|c| redactor.str(&c)).collect(),
+            undo: redactor.str(&undo),
+        })
     }
 
     fn push_undo(&mut self, sid: &str, undo: &Undo, frame: &Frame) {
@@ -588,6 +737,20 @@ impl Runner {
         pre_approved: bool,
     ) -> StepEnd {
         let rb = frame.rb.clone();
+        // 0. A confirmation answered `skip` guards this step: it does not run.
+        if let Some(confirm) = self.skipped_by.get(sid).cloned() {
+            self.emit(Event::StepSkipped {
+                step: sid.to_string(),
+                title: step.title.clone(),
+                reason: format!("`{confirm}` was answered skip: this change was not made"),
+                phase,
+                cause: Some(SkipCause::Answer),
+            });
+            frame
+                .ctx
+                .set_step_field(&step.id, "outcome", json!("skipped"));
+            return StepEnd::Done;
+        }
         // 1. Guard.
         if let Some(w) = &step.spec.when {
             // Only the steps the guard reads (see `steps_read`): keeps long runs linear.
@@ -607,6 +770,7 @@ impl Runner {
                         title: step.title.clone(),
                         reason: format!("`{w}` is false{shown}"),
                         phase,
+                        cause: Some(SkipCause::Guard),
                     });
                     frame
                         .ctx
@@ -722,6 +886,25 @@ impl Runner {
                     step.title
                 ),
             };
+            // What the gate guards, as it will be made: the confirmation's guarded steps, or
+            // the terminal step itself.
+            let guarded = match &step.action.kind {
+                ActionKind::Confirm => {
+                    let mut out = vec![];
+                    for g in rb.guarded_by(step) {
+                        if let Some(d) = self.describe_change(g, frame).await {
+                            out.push(d);
+                        }
+                    }
+                    out
+                }
+                ActionKind::Manual | ActionKind::Input => vec![],
+                _ => self
+                    .describe_change(step, frame)
+                    .await
+                    .into_iter()
+                    .collect(),
+            };
             let req = GateRequest {
                 step: sid.to_string(),
                 title: step.title.clone(),
@@ -729,6 +912,7 @@ impl Runner {
                 prompt: prompt.clone(),
                 safety: step.safety,
                 action: summary.clone(),
+                guarded,
             };
             self.emit(Event::GateAsked {
                 step: sid.to_string(),
@@ -781,6 +965,15 @@ impl Runner {
                 Answer::Manual(_, n) => n.clone(),
                 _ => None,
             };
+            let abandon = matches!(answer, Answer::Reply(Reply::Abort));
+            let declined = |r: Reply| {
+                match r {
+                Reply::Abort => format!(
+                    "the operator answered abort at `{sid}`: the run stopped and undoes what it changed"
+                ),
+                _ => format!("the operator answered no at `{sid}`: nothing it guards was changed"),
+            }
+            };
             self.emit(Event::GateAnswered {
                 step: sid.to_string(),
                 gate: kind.journaled(),
@@ -798,12 +991,16 @@ impl Runner {
                         frame.ctx.set_step_field(&step.id, "answer", json!(text));
                         Some(match r {
                             Reply::Yes => (StepOutcome::Succeeded, None, None),
-                            Reply::Skip => (StepOutcome::Skipped, None, None),
-                            Reply::No | Reply::Abort => (
-                                StepOutcome::Aborted,
-                                None,
-                                Some("declined by the operator".into()),
-                            ),
+                            Reply::Skip => {
+                                let skipped = self.skip_guarded(&rb, step, &frame.prefix, sid);
+                                let note = (!skipped.is_empty()).then(|| {
+                                    format!("skipped, and with it: {}", skipped.join(", "))
+                                });
+                                (StepOutcome::Skipped, note, None)
+                            }
+                            Reply::No | Reply::Abort => {
+                                (StepOutcome::Aborted, None, Some(declined(r)))
+                            }
                         })
                     }
                     (ActionKind::Manual, Answer::Manual(m, note)) => {
@@ -837,6 +1034,7 @@ impl Runner {
                         None,
                         Some("skipped by the operator".into()),
                     )),
+                    (_, Answer::Reply(r)) => Some((StepOutcome::Aborted, None, Some(declined(r)))),
                     _ => Some((
                         StepOutcome::Aborted,
                         None,
@@ -844,6 +1042,15 @@ impl Runner {
                     )),
                 };
             if let Some((outcome, note, error)) = settled {
+                if outcome == StepOutcome::Aborted {
+                    let msg = error.clone().unwrap_or_default();
+                    self.settle(frame, step, sid, phase, started, outcome, note, error);
+                    return if abandon {
+                        StepEnd::Abandoned(msg)
+                    } else {
+                        StepEnd::Aborted(msg)
+                    };
+                }
                 return self.settle(frame, step, sid, phase, started, outcome, note, error);
             }
         }
@@ -1189,7 +1396,13 @@ impl Runner {
                                 Err(e) => {
                                     let undefined = e.contains("undefined");
                                     cap_err = Some((
-                                        format!("capture `{name}` = `{expr}`: {e}"),
+                                        format!(
+                                            "capture `{name}` = `{expr}`: {e}{}",
+                                            last.as_ref()
+                                                .and_then(|r| result_evidence(&step.action.kind, r))
+                                                .map(|w| format!(" — {w}"))
+                                                .unwrap_or_default()
+                                        ),
                                         undefined,
                                     ))
                                 }
@@ -1278,7 +1491,18 @@ impl Runner {
                             if v == Verdict::Inconclusive {
                                 captured_if_passed = captures_of(step, &with_caps);
                             }
-                            error = Some(failed_checks_message(&checks));
+                            let mut msg = failed_checks_message(&checks);
+                            // A check that could not be evaluated (a value absent from the
+                            // result) is explained by what the backend answered.
+                            if checks.iter().any(|c| !c.ok && c.error.is_some()) {
+                                if let Some(w) = last
+                                    .as_ref()
+                                    .and_then(|r| result_evidence(&step.action.kind, r))
+                                {
+                                    msg.push_str(&format!(" — {w}"));
+                                }
+                            }
+                            error = Some(msg);
                             false
                         }
                     }
@@ -1616,6 +1840,7 @@ impl Runner {
             prompt: prompt.clone(),
             safety: step.safety,
             action: "accept a verification with no data".into(),
+            guarded: vec![],
         };
         self.emit(Event::GateAsked {
             step: sid.to_string(),
@@ -1823,6 +2048,7 @@ impl Runner {
                         prompt: prompt.clone(),
                         safety: Safety::ReadOnly,
                         action: "manual undo".into(),
+                        guarded: vec![],
                     };
                     self.emit(Event::GateAsked {
                         step: undo_id.clone(),
@@ -2069,6 +2295,64 @@ fn failed_checks_message(checks: &[Check]) -> String {
         })
         .collect();
     failed.join("; ")
+}
+
+/// Why a result may lack what a capture or check reads: an HTTP error status (with the
+/// start of the body), or a command that exited non-zero (with its last line of stderr).
+/// Control characters are dropped: the text comes from a server or a process.
+fn result_evidence(kind: &ActionKind, result: &Value) -> Option<String> {
+    let clean = |s: &str| -> String {
+        let one: String = s
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        if one.chars().count() > 160 {
+            format!("{}…", one.chars().take(160).collect::<String>())
+        } else {
+            one
+        }
+    };
+    match kind {
+        ActionKind::Http => {
+            let status = result.get("status").and_then(Value::as_u64)?;
+            if status < 400 {
+                return None;
+            }
+            let reason = u16::try_from(status)
+                .ok()
+                .and_then(|s| reqwest::StatusCode::from_u16(s).ok())
+                .and_then(|s| s.canonical_reason())
+                .map(|r| format!(" {r}"))
+                .unwrap_or_default();
+            let body = result
+                .get("body")
+                .and_then(Value::as_str)
+                .map(clean)
+                .filter(|b| !b.is_empty())
+                .map(|b| format!(": {b}"))
+                .unwrap_or_default();
+            Some(format!("the server answered HTTP {status}{reason}{body}"))
+        }
+        ActionKind::Shell => {
+            let code = result.get("exit_code").and_then(Value::as_i64)?;
+            if code == 0 {
+                return None;
+            }
+            let last = result
+                .get("stderr")
+                .and_then(Value::as_str)
+                .and_then(|e| e.trim().lines().last())
+                .map(clean)
+                .filter(|l| !l.is_empty())
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default();
+            Some(format!("the command exited with code {code}{last}"))
+        }
+        _ => None,
+    }
 }
 
 fn render_text(src: &str, ctx: &Value) -> String {

@@ -79,6 +79,7 @@ fn empty_report(first: &Envelope, path: &str, zone: Zone, t0: DateTime<Utc>) -> 
             host: "unknown".into(),
             mode: "unknown".into(),
             engine_version: "unknown".into(),
+            virtual_time: false,
             inputs: vec![],
             resumed: vec![],
         },
@@ -196,7 +197,9 @@ impl Builder {
                 host,
                 engine_version,
                 mode,
+                virtual_time,
             } => {
+                self.r.run.virtual_time = *virtual_time;
                 self.r.runbook = RunbookRef {
                     name: runbook.name.clone(),
                     title: runbook.title.clone(),
@@ -381,10 +384,31 @@ impl Builder {
             );
         }
         r.outcome_text = outcome_text(r);
-        r.title = match &r.run.reason {
-            Some(reason) => format!("{} — {}", r.runbook.title, one_line(reason, 120)),
-            None => r.runbook.title.clone(),
+        let kind = match r.run.mode.as_str() {
+            "training" => "Training run: ",
+            "drill" => "Drill: ",
+            _ => "",
         };
+        r.title = match &r.run.reason {
+            Some(reason) => format!("{kind}{} — {}", r.runbook.title, one_line(reason, 120)),
+            None => format!("{kind}{}", r.runbook.title),
+        };
+        if !kind.is_empty() {
+            r.notes.push(format!(
+                "This was a {} against a simulated world: nothing real was changed.",
+                if r.run.mode == "drill" {
+                    "drill"
+                } else {
+                    "training run"
+                }
+            ));
+        }
+        if r.run.virtual_time {
+            r.notes.push(
+                "Times are virtual (a drill, or training with `--fast`): waits took no real time, and the durations are those of the simulation."
+                    .into(),
+            );
+        }
         let (kind, status, text) = match r.outcome {
             Outcome::Succeeded => (
                 "resolution",

@@ -346,7 +346,17 @@ fn action_items(r: &Report) -> Section {
 }
 
 fn lessons(r: &Report) -> Section {
-    let planned: Vec<&StepReport> = r.steps.iter().filter(|s| s.phase == "main").collect();
+    // Steps skipped by design (a `when` that was false) were never meant to run here.
+    let by_design = r
+        .steps
+        .iter()
+        .filter(|s| s.phase == "main" && s.skipped_by_design)
+        .count();
+    let planned: Vec<&StepReport> = r
+        .steps
+        .iter()
+        .filter(|s| s.phase == "main" && !s.skipped_by_design)
+        .collect();
     let mut items = vec![];
     if !planned.is_empty() {
         let ok = planned
@@ -357,8 +367,13 @@ fn lessons(r: &Report) -> Section {
             .iter()
             .filter(|s| s.state == StepState::Succeeded && s.retries == 0)
             .count();
+        let skipped = if by_design > 0 {
+            format!(" ({by_design} more skipped by design: their `when` was false)")
+        } else {
+            String::new()
+        };
         items.push(format!(
-            "Runbook effectiveness: {} of {} planned steps succeeded ({}%), {} on the first attempt; \
+            "Runbook effectiveness: {} of {} planned steps succeeded ({}%){skipped}, {} on the first attempt; \
              outcome {}.",
             ok,
             planned.len(),

@@ -122,6 +122,9 @@ pub struct RunRef {
     pub host: String,
     pub mode: String,
     pub engine_version: String,
+    /// Times are virtual (a drill, or training with `--fast`).
+    #[serde(default)]
+    pub virtual_time: bool,
     /// Inputs as journaled (secrets already masked).
     pub inputs: Vec<NameValue>,
     pub resumed: Vec<Resumed>,
@@ -191,6 +194,9 @@ pub struct StepReport {
     pub error: Option<String>,
     pub note: Option<String>,
     pub skip_reason: Option<String>,
+    /// Skipped by design: its `when` was false (not a failure of the runbook).
+    #[serde(default)]
+    pub skipped_by_design: bool,
     /// One line: the command, `GET <url>`, the Kubernetes verb and object...
     pub summary: String,
     /// The rendered action as journaled (secrets `***`): a shell script as written, anything

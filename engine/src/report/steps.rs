@@ -9,7 +9,7 @@ use super::build::Builder;
 use super::model::*;
 use super::text::{self, duration, one_line, plural};
 use super::verify::Poll;
-use crate::exec::events::{AnswerVia, Event, Phase, StepOutcome};
+use crate::exec::events::{AnswerVia, Event, Phase, SkipCause, StepOutcome};
 
 impl Builder {
     pub(super) fn step_event(&mut self, t: DateTime<Utc>, event: &Event) {
@@ -57,6 +57,7 @@ impl Builder {
                 title,
                 reason,
                 phase,
+                cause,
             } => {
                 let at = self.stamp(t);
                 let s = self.step_mut(step, phase_name(*phase));
@@ -65,6 +66,12 @@ impl Builder {
                 }
                 s.state = StepState::Skipped;
                 s.skip_reason = Some(reason.clone());
+                // Journals written before `cause` was recorded: a guard's reason reads
+                // "`<when>` is false".
+                s.skipped_by_design = match cause {
+                    Some(c) => *c == SkipCause::Guard,
+                    None => reason.starts_with('`') && reason.contains("` is false"),
+                };
                 s.ended = Some(at);
                 let text = format!("Step `{step}` skipped: {}", one_line(reason, 200));
                 self.line(t, "step", "info", Some(step), text);
@@ -393,6 +400,7 @@ pub(super) fn new_step(id: &str, phase: &str) -> StepReport {
         error: None,
         note: None,
         skip_reason: None,
+        skipped_by_design: false,
         summary: String::new(),
         rendered: String::new(),
         rendered_lang: String::new(),

@@ -14,6 +14,8 @@ pub mod status;
 mod verbs;
 mod workload;
 
+pub use workload::image_change;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -327,6 +327,16 @@ impl KubernetesBackend for World {
         .await
         .map_err(|e| prefixed(e, &format!("kubernetes.{verb}")))
     }
+
+    async fn preview(
+        &self,
+        target: &KubernetesBackendSpec,
+        verb: &str,
+        args: &Value,
+    ) -> Option<String> {
+        let st = self.lock();
+        kube::preview(&st, target, verb, args)
+    }
 }
 
 #[async_trait]
