@@ -38,7 +38,7 @@ impl Prompter for TerminalPrompter {
         let theme = ColorfulTheme::default();
         self.view.println("");
         match &req.kind {
-            GateKind::Confirm | GateKind::Terminal | GateKind::Resume => {
+            GateKind::Confirm | GateKind::Terminal | GateKind::Resume | GateKind::Inconclusive => {
                 for line in gate_lines(req) {
                     self.view.println(&line);
                 }
@@ -50,7 +50,7 @@ impl Prompter for TerminalPrompter {
                     .map(|(r, _)| Answer::Reply(*r).text())
                     .collect();
                 let prompt = match req.kind {
-                    GateKind::Resume => {
+                    GateKind::Resume | GateKind::Inconclusive => {
                         shown(&format!("{} [{}]", req.prompt.trim(), req.safety.as_str()))
                     }
                     _ => format!("Your answer [{}]", req.guarded_safety().as_str()),
@@ -137,7 +137,7 @@ impl Prompter for TerminalPrompter {
 pub fn gate_lines(req: &GateRequest) -> Vec<String> {
     let mut out = vec![];
     match req.kind {
-        GateKind::Resume => {}
+        GateKind::Resume | GateKind::Inconclusive => {}
         GateKind::Terminal => out.push(format!(
             "  ⚠ `{}` is TERMINAL: it cannot be undone.",
             req.step

@@ -23,6 +23,8 @@ pub enum GateKind {
     Input(Box<InputSpec>),
     /// Resuming a run whose step started but did not finish, and is not safe to repeat.
     Resume,
+    /// A verification without data (`on_inconclusive: ask`): may it count as passed?
+    Inconclusive,
 }
 
 impl GateKind {
@@ -39,6 +41,7 @@ impl GateKind {
             GateKind::Manual => Gate::Manual,
             GateKind::Input(_) => Gate::Input,
             GateKind::Resume => Gate::Resume,
+            GateKind::Inconclusive => Gate::Inconclusive,
         }
     }
 }
@@ -95,12 +98,37 @@ impl GateRequest {
             .iter()
             .map(|g| format!("`{}`", g.step))
             .collect();
-        let what = if ids.is_empty() {
-            "nothing (it guards no change)".to_string()
+        let (yes, skip) = if ids.is_empty() {
+            (
+                "go on".to_string(),
+                "go on (nothing is guarded here: the same as yes)".to_string(),
+            )
         } else {
-            ids.join(", ")
+            let what = ids.join(", ");
+            (
+                format!("make the change: run {what}"),
+                format!("do not run {what}; go on with the steps after it"),
+            )
         };
         match self.kind {
+            GateKind::Inconclusive => vec![
+                (
+                    Reply::Yes,
+                    "count the verification as passed and go on".into(),
+                ),
+                (
+                    Reply::No,
+                    "the verification fails (no data is not a pass)".into(),
+                ),
+                (
+                    Reply::Skip,
+                    "the verification fails (no data is not a pass)".into(),
+                ),
+                (
+                    Reply::Abort,
+                    "the verification fails (no data is not a pass)".into(),
+                ),
+            ],
             GateKind::Resume => vec![
                 (Reply::Yes, "run the step again".into()),
                 (
@@ -114,15 +142,12 @@ impl GateRequest {
                 (Reply::Abort, ABORT.into()),
             ],
             _ => vec![
-                (Reply::Yes, format!("make the change: run {what}")),
+                (Reply::Yes, yes),
                 (
                     Reply::No,
                     "stop the run here and change nothing more; resuming the run asks again".into(),
                 ),
-                (
-                    Reply::Skip,
-                    format!("do not run {what}; go on with the steps after it"),
-                ),
+                (Reply::Skip, skip),
                 (Reply::Abort, ABORT.into()),
             ],
         }
@@ -279,6 +304,9 @@ pub fn hint(req: &GateRequest) -> String {
         GateKind::Resume => format!(
             "--answer {id}=yes to run it again, --answer {id}=skip if it completed, --answer {id}=abort to stop"
         ),
+        GateKind::Inconclusive => format!(
+            "--answer {id}=yes to count it as passed (anything else fails it)"
+        ),
     }
 }
 
@@ -304,13 +332,15 @@ fn others(req: &GateRequest) -> String {
 pub fn parse_answer(kind: &GateKind, raw: &str) -> Result<Answer, String> {
     let lower = raw.trim().to_ascii_lowercase();
     match kind {
-        GateKind::Confirm | GateKind::Terminal | GateKind::Resume => match lower.as_str() {
-            "yes" | "y" | "true" => Ok(Answer::Reply(Reply::Yes)),
-            "no" | "n" | "false" => Ok(Answer::Reply(Reply::No)),
-            "skip" => Ok(Answer::Reply(Reply::Skip)),
-            "abort" => Ok(Answer::Reply(Reply::Abort)),
-            _ => Err("expected yes, no, skip or abort".into()),
-        },
+        GateKind::Confirm | GateKind::Terminal | GateKind::Resume | GateKind::Inconclusive => {
+            match lower.as_str() {
+                "yes" | "y" | "true" => Ok(Answer::Reply(Reply::Yes)),
+                "no" | "n" | "false" => Ok(Answer::Reply(Reply::No)),
+                "skip" => Ok(Answer::Reply(Reply::Skip)),
+                "abort" => Ok(Answer::Reply(Reply::Abort)),
+                _ => Err("expected yes, no, skip or abort".into()),
+            }
+        }
         GateKind::Manual => {
             let (word, note) = match raw.split_once(':') {
                 Some((w, n)) => (

@@ -1836,7 +1836,7 @@ impl Runner {
         let req = GateRequest {
             step: sid.to_string(),
             title: step.title.clone(),
-            kind: GateKind::Confirm,
+            kind: GateKind::Inconclusive,
             prompt: prompt.clone(),
             safety: step.safety,
             action: "accept a verification with no data".into(),
