@@ -304,6 +304,7 @@ fn ctx(clock: Arc<dyn Clock>, dir: &std::path::Path, timeout: Option<Duration>) 
         progress: Arc::new(NoProgress),
         run_dir: dir.to_path_buf(),
         base_dir: dir.to_path_buf(),
+        spawned: None,
     }
 }
 

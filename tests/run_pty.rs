@@ -493,3 +493,83 @@ fn regex_like_sgr(s: &str) -> bool {
     }
     false
 }
+
+/// Whether a terminal shows the cursor after this output: the last `CSI ?25l` (hide) or
+/// `CSI ?25h` (show) decides, as in a terminal emulator.
+fn cursor_visible(screen: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(screen);
+    match (text.rfind("\x1b[?25l"), text.rfind("\x1b[?25h")) {
+        (Some(hide), Some(show)) => show > hide,
+        (Some(_), None) => false,
+        _ => true,
+    }
+}
+
+// Issue 11, item 19: Ctrl-C at a prompt interrupts the run (130, resumable) and gives the
+// cursor back.
+#[test]
+fn ctrl_c_at_a_prompt_exits_130_and_restores_the_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: asked, title: Asked }
+steps:
+  - id: approve
+    confirm: { prompt: "Restart the widget?" }
+  - id: restart
+    shell: { argv: ["touch", "restarted"] }
+    no_undo: test
+"#,
+    );
+    let mut cmd = std::process::Command::new(bin());
+    cmd.current_dir(dir.path())
+        .env_remove("CI")
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .env("RUNBOOK_OPERATOR", "alice")
+        .args([
+            "run",
+            "rb.yaml",
+            "--journal-dir",
+            "runs",
+            "--reason",
+            "INC-1",
+        ]);
+    let mut s = Session::spawn(cmd).expect("spawn in a pty");
+    s.set_expect_timeout(Some(Duration::from_secs(30)));
+    let mut screen: Vec<u8> = vec![];
+    s.expect("Restart the widget?").unwrap();
+    let c = s.expect("Your answer").unwrap();
+    screen.extend_from_slice(c.before());
+    screen.extend_from_slice(&c.matches().flat_map(|m| m.to_vec()).collect::<Vec<u8>>());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !cursor_visible(&screen),
+        "the prompt did not hide the cursor"
+    );
+    s.send("\x03").unwrap();
+    let c = s.expect(expectrl::Eof).unwrap();
+    screen.extend_from_slice(c.before());
+    for m in c.matches() {
+        screen.extend_from_slice(m);
+    }
+    let status = format!("{:?}", s.get_process().wait().unwrap());
+    assert!(
+        status.starts_with("Exited(") && status.ends_with(", 130)"),
+        "{status}: {}",
+        String::from_utf8_lossy(&screen)
+    );
+    assert!(
+        cursor_visible(&screen),
+        "the cursor stayed hidden:\n{}",
+        String::from_utf8_lossy(&screen)
+    );
+    assert!(!dir.path().join("restarted").exists());
+    let ev = events(&journal_path(&dir.path().join("runs")));
+    let fin = of_kind(&ev, "run_finished");
+    assert_eq!(fin[0]["outcome"], "aborted");
+    assert_eq!(fin[0]["exit_code"], 130);
+}

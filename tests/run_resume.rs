@@ -55,9 +55,26 @@ fn resume_after_sigkill_does_not_rerun_a_non_idempotent_step_without_an_answer()
     write(dir.path(), "rb.yaml", RB);
     let id = kill_during_second(dir.path());
 
-    // Without an answer: stops at the resume gate (exit 4), runs nothing.
+    // Its process group (`sleep 30`) outlived the kill: it is dealt with first.
     let out = runbook(dir.path())
         .args(["resume", &id, "--non-interactive", "--journal-dir", "runs"])
+        .output()
+        .unwrap();
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("--answer second.process="), "{err}");
+
+    // Without an answer for the step: stops at the resume gate (exit 4), runs nothing.
+    let out = runbook(dir.path())
+        .args([
+            "resume",
+            &id,
+            "--non-interactive",
+            "--journal-dir",
+            "runs",
+            "--answer",
+            "second.process=kill",
+        ])
         .output()
         .unwrap();
     let (_, err) = text(&out);
@@ -76,6 +93,8 @@ fn resume_after_sigkill_does_not_rerun_a_non_idempotent_step_without_an_answer()
             "--non-interactive",
             "--answer",
             "second=skip",
+            "--answer",
+            "second.process=kill",
             "--journal-dir",
             "runs",
         ])
@@ -88,7 +107,7 @@ fn resume_after_sigkill_does_not_rerun_a_non_idempotent_step_without_an_answer()
         "first\nsecond\nthird\n"
     );
     let ev = events(&journal_path(&dir.path().join("runs")));
-    assert_eq!(of_kind(&ev, "run_resumed").len(), 2);
+    assert_eq!(of_kind(&ev, "run_resumed").len(), 3);
     assert_eq!(
         of_kind(&ev, "run_finished").last().unwrap()["outcome"],
         "succeeded"
@@ -119,12 +138,20 @@ fn idempotent_step_in_flight_is_rerun_on_resume() {
     let id = kill_during_second(dir.path());
     std::fs::remove_file(dir.path().join("second-started")).unwrap();
     let mut child = runbook(dir.path())
-        .args(["resume", &id, "--non-interactive", "--journal-dir", "runs"])
+        .args([
+            "resume",
+            &id,
+            "--non-interactive",
+            "--journal-dir",
+            "runs",
+            "--answer",
+            "second.process=kill",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // It runs `second` again (sleep 30): wait for it to start, then interrupt with SIGTERM.
+    // It kills the orphan, then runs `second` again (sleep 30): wait for it to start, then interrupt with SIGTERM.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !dir.path().join("second-started").exists() {
         assert!(Instant::now() < deadline, "second step was not re-run");
@@ -159,6 +186,8 @@ fn resume_refuses_a_changed_runbook_unless_forced() {
             "--non-interactive",
             "--answer",
             "second=skip",
+            "--answer",
+            "second.process=kill",
             "--journal-dir",
             "runs",
         ])
@@ -175,6 +204,8 @@ fn resume_refuses_a_changed_runbook_unless_forced() {
             "--force",
             "--answer",
             "second=skip",
+            "--answer",
+            "second.process=kill",
             "--journal-dir",
             "runs",
         ])

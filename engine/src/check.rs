@@ -597,6 +597,17 @@ pub fn check_runbook_doc(
                 if matches!(step.action.kind, ActionKind::Confirm) {
                     confirmed = true;
                 }
+                if let Some(u) = step.undo.as_ref().filter(|u| u.safety == Safety::Terminal) {
+                    cx.warn(&format!("{ptr}/undo"), format!(
+                        "the undo of step `{}` is terminal ({}): it cannot itself be undone",
+                        step.id,
+                        u.action.kind.label()
+                    ), "terminal-undo")
+                    .help = Some(format!(
+                        "a rollback asks before running it, like any terminal step (non-interactive: `--answer {}.undo=yes`); the runbook's highest class is `terminal`",
+                        step.id
+                    ));
+                }
                 if step.safety == Safety::Terminal {
                     if !confirmed {
                         cx.warn(&format!("{ptr}/id"), format!(
@@ -1604,7 +1615,21 @@ fn check_undo(
         .as_ref()
         .map(|r| check_retry(cx, &format!("{ptr}/retry"), r))
         .unwrap_or_default();
+    let own = own_safety(&action);
+    let safety = match u.safety {
+        Some(declared)
+            if declared < own && !matches!(action.kind, ActionKind::Shell | ActionKind::Http) =>
+        {
+            cx.err(&format!("{ptr}/safety"),
+                format!("`{}` is below the undo action's own class `{}`", declared.as_str(), own.as_str()), "safety")
+                .help = Some(format!("an undo may raise its class, never lower it; remove `safety:` or use `{}` or higher", own.as_str()));
+            own
+        }
+        Some(declared) => declared,
+        None => own,
+    };
     Some(Undo {
+        safety,
         title: u
             .title
             .clone()

@@ -17,6 +17,7 @@ use crate::exec::emitter::Emitter;
 use crate::exec::events::{AnswerVia, RunMode, RunOutcome};
 use crate::exec::gate::{self, GateKind, Gatekeeper, Prompter};
 use crate::exec::journal::{self, Journal};
+use crate::exec::lock;
 use crate::exec::redact::Redactor;
 use crate::exec::resume::ResumeState;
 use crate::exec::runner::{declared_env, load_secrets, RunConfig, RunResult, Runner};
@@ -501,6 +502,16 @@ pub fn operator_for(rb: &Runbook, given: Option<String>, interactive: bool) -> R
     Err(exit::INVALID)
 }
 
+/// This process as the holder of a run's lock.
+fn lock_holder(command: &str) -> lock::Holder {
+    lock::Holder {
+        pid: std::process::id(),
+        host: hostname(),
+        since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        command: command.into(),
+    }
+}
+
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -563,9 +574,15 @@ pub fn gate_ids(rb: &Runbook, prefix: &str, out: &mut Vec<(String, GateKind)>) {
         };
         // Any step may be a terminal or a resume gate.
         out.push((id.clone(), kind.unwrap_or(GateKind::Resume)));
+        // A resume asks about a step's process group that outlived an interruption.
+        out.push((format!("{id}.process"), GateKind::Process));
         if let Some(u) = &s.undo {
             if matches!(u.action.kind, ActionKind::Manual) {
                 out.push((format!("{id}.undo"), GateKind::Manual));
+            } else {
+                // A terminal undo's gate, or the resume gate of an undo that did not finish.
+                out.push((format!("{id}.undo"), GateKind::Resume));
+                out.push((format!("{id}.undo.process"), GateKind::Process));
             }
         }
     }
@@ -608,27 +625,57 @@ pub fn parse_answers(rb: &Runbook, raw: &[String]) -> Result<HashMap<String, Str
     }
 }
 
-/// Installs Ctrl-C / SIGTERM handling: the first cancels the run, the second exits at once.
+/// The cancellation of this process's run, with Ctrl-C, SIGTERM and SIGHUP (a dropped ssh
+/// session) handling installed on first use: the first signal cancels the run (it ends as
+/// `aborted`, 130, resumable); the second SIGKILLs the running steps' process groups at once
+/// (children that ignore SIGTERM too) and lets the run record its end; a third exits at once.
+pub fn run_cancel() -> CancellationToken {
+    static TOKEN: std::sync::OnceLock<CancellationToken> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            let cancel = CancellationToken::new();
+            install_signals(cancel.clone());
+            cancel
+        })
+        .clone()
+}
+
+/// Installs the handling described at [`run_cancel`] (use that: it installs it once).
 pub fn install_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return;
+    };
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
         let mut count = 0;
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
+                _ = int.recv() => {},
                 _ = term.recv() => {},
+                _ = hup.recv() => {},
             }
             count += 1;
-            if count == 1 {
-                eprintln!("\ninterrupting: stopping the running step (press Ctrl-C again to exit at once)");
-                cancel.cancel();
-            } else {
-                eprintln!("\nexiting now; the journal is intact and the run can be resumed");
-                std::process::exit(exit::INTERRUPTED);
+            match count {
+                1 => {
+                    eprintln!("\ninterrupting: stopping the running step (press Ctrl-C again to exit at once)");
+                    cancel.cancel();
+                }
+                2 => {
+                    eprintln!("\nexiting now: killing the running step's process group; the journal is intact and the run can be resumed");
+                    cancel.cancel();
+                    crate::backends::shell::kill_running_groups();
+                    // The run records its end as soon as the killed step returns; if something
+                    // else holds it up, do not wait for it.
+                    std::thread::spawn(|| {
+                        std::thread::sleep(std::time::Duration::from_secs(2));
+                        std::process::exit(exit::INTERRUPTED);
+                    });
+                }
+                _ => std::process::exit(exit::INTERRUPTED),
             }
         }
     });
@@ -682,8 +729,7 @@ pub async fn execute(p: Prepared) -> i32 {
         first_seq,
     );
     emitter.add_sink(Box::new(view.clone()));
-    let cancel = CancellationToken::new();
-    install_signals(cancel.clone());
+    let cancel = run_cancel();
     let progress: Arc<dyn Progress> = Arc::new(view.clone());
     let mut runner = Runner::new(
         p.backends, p.clock, gate, emitter, progress, cancel, run_dir,
@@ -777,7 +823,11 @@ pub fn reason_for(
             ))
             .allow_empty(!high)
             .interact_text()
-            .map_err(|_| exit::ABORTED)?;
+            .map_err(|e| match crate::prompt::to_io(e).kind() {
+                // Ctrl-C at the prompt: nothing ran, no journal yet.
+                std::io::ErrorKind::Interrupted => exit::INTERRUPTED,
+                _ => exit::ABORTED,
+            })?;
         return Ok(Some(r).filter(|r| !r.trim().is_empty()));
     }
     if high {
@@ -820,6 +870,8 @@ pub async fn cmd_run(a: RunArgs) -> i32 {
         }
     };
     let interactive = is_interactive(a.common.non_interactive);
+    // Signals are handled from here on (Ctrl-C at the reason prompt exits 130).
+    let _ = run_cancel();
     let reason = match reason_for(
         &rb,
         a.common.reason.clone(),
@@ -845,6 +897,14 @@ pub async fn cmd_run(a: RunArgs) -> i32 {
                 return exit::FAILED;
             }
         };
+    // Held until this process ends: a `resume` of this run meanwhile is refused.
+    let _lock = match lock::acquire(journal.run_dir(), &lock_holder("run")) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}; nothing was run");
+            return exit::FAILED;
+        }
+    };
     let cfg = RunConfig {
         operator,
         reason,
@@ -893,6 +953,15 @@ pub async fn cmd_resume(a: ResumeArgs) -> i32 {
             return exit::INVALID;
         }
     };
+    // One process at a time: taken before the journal is read, held until this process ends.
+    let run_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let _lock = match lock::acquire(&run_dir, &lock_holder("resume")) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot resume {}: {e}", a.run);
+            return exit::INVALID;
+        }
+    };
     let state = match ResumeState::load(&path) {
         Ok(s) => s,
         Err(e) => {
@@ -909,13 +978,11 @@ pub async fn cmd_resume(a: ResumeArgs) -> i32 {
         Ok(r) => r,
         Err(c) => return c,
     };
-    if rb.sha256 != state.sha256 && !a.force {
+    // Every runbook file the run loaded (the called ones too) must be as it was.
+    let changed = state.changed_file(&rb.files(), &rb.sha256);
+    if let (Some(what), false) = (&changed, a.force) {
         eprintln!(
-            "error: {} changed since run {} started (sha256 {} → {}); resuming could run steps that were never planned. Pass --force to resume anyway (it is journaled)",
-            rb_path.display(),
-            state.run_id,
-            &state.sha256[..12.min(state.sha256.len())],
-            &rb.sha256[..12]
+            "error: {what}; resuming could run steps that were never planned. Pass --force to resume anyway (it is journaled)"
         );
         return exit::INVALID;
     }
@@ -976,7 +1043,7 @@ pub async fn cmd_resume(a: ResumeArgs) -> i32 {
         env: declared_env(&rb),
         host: hostname(),
         resume: Some(state.clone()),
-        forced: a.force && rb.sha256 != state.sha256,
+        forced: a.force && changed.is_some(),
         isolated: false,
     };
     let p = Prepared {

@@ -30,14 +30,39 @@ impl Runbook {
         &self.spec.metadata.name
     }
 
-    /// The riskiest safety class of any step (including called runbooks).
+    /// The riskiest safety class of any step, undo or `on_failure` step (including called
+    /// runbooks': a call step's class is its runbook's highest).
     pub fn max_safety(&self) -> Safety {
         self.steps
             .iter()
             .chain(&self.on_failure)
-            .map(|s| s.safety)
+            .flat_map(|s| std::iter::once(s.safety).chain(s.undo.as_ref().map(|u| u.safety)))
             .max()
             .unwrap_or(Safety::ReadOnly)
+    }
+
+    /// Every runbook file this runbook loads (itself first, then the runbooks it calls, each
+    /// once), with its sha256.
+    pub fn files(&self) -> Vec<crate::exec::events::FileHash> {
+        let mut out: Vec<crate::exec::events::FileHash> = vec![];
+        self.collect_files(&mut out);
+        out
+    }
+
+    fn collect_files(&self, out: &mut Vec<crate::exec::events::FileHash>) {
+        let path = self.path.display().to_string();
+        if out.iter().any(|f| f.path == path) {
+            return;
+        }
+        out.push(crate::exec::events::FileHash {
+            path,
+            sha256: self.sha256.clone(),
+        });
+        for s in self.steps.iter().chain(&self.on_failure) {
+            if let ActionKind::Call(child) = &s.action.kind {
+                child.collect_files(out);
+            }
+        }
     }
 
     pub fn step(&self, id: &str) -> Option<&Step> {
@@ -211,6 +236,9 @@ impl ActionKind {
 pub struct Undo {
     pub title: String,
     pub action: Action,
+    /// The undo's own safety class (from its action): a `terminal` undo asks like any
+    /// terminal step, and counts for the runbook's highest class.
+    pub safety: Safety,
     pub timeout: Option<Duration>,
     pub retry: Retry,
 }

@@ -7,7 +7,9 @@ use dialoguer::theme::ColorfulTheme;
 use dialoguer::{Input, Select};
 use serde_json::Value;
 
-use crate::exec::gate::{Answer, GateKind, GateRequest, ManualReply, Prompter, Reply};
+use crate::exec::gate::{
+    Answer, GateKind, GateRequest, ManualReply, ProcessReply, Prompter, Reply,
+};
 use crate::view::TerminalView;
 
 pub struct TerminalPrompter {
@@ -27,10 +29,23 @@ fn shown(s: &str) -> String {
     crate::term::visible(s).into_owned()
 }
 
-fn to_io(e: dialoguer::Error) -> io::Error {
-    match e {
-        dialoguer::Error::IO(e) => e,
+/// A prompt's error. Ctrl-C at a prompt (the terminal is in raw mode, so it arrives as a key
+/// and comes back as `Interrupted`) leaves the cursor hidden by dialoguer: show it again. The
+/// runner then ends the run as interrupted (130), resumable.
+pub fn to_io(e: dialoguer::Error) -> io::Error {
+    let dialoguer::Error::IO(e) = e;
+    if e.kind() == io::ErrorKind::Interrupted {
+        restore_cursor();
     }
+    e
+}
+
+/// Shows the cursor and ends the line the prompt was on.
+pub fn restore_cursor() {
+    use std::io::Write;
+    let mut err = io::stderr();
+    let _ = err.write_all(b"\x1b[?25h\n");
+    let _ = err.flush();
 }
 
 impl Prompter for TerminalPrompter {
@@ -64,6 +79,20 @@ impl Prompter for TerminalPrompter {
                 Ok(Answer::Reply(match pick {
                     Some(i) if i < meanings.len() => meanings[i].0,
                     _ => Reply::Abort,
+                }))
+            }
+            GateKind::Process => {
+                let items = ["wait until it ends", "kill its process group", "abort"];
+                let pick = Select::with_theme(&theme)
+                    .with_prompt(shown(req.prompt.trim()))
+                    .items(items)
+                    .default(0)
+                    .interact_opt()
+                    .map_err(to_io)?;
+                Ok(Answer::Process(match pick {
+                    Some(0) => ProcessReply::Wait,
+                    Some(1) => ProcessReply::Kill,
+                    _ => ProcessReply::Abort,
                 }))
             }
             GateKind::Manual => {

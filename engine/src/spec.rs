@@ -590,6 +590,11 @@ action_fields! {
         /// Short human title (default: `undo: <action>`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub title: Option<String>,
+        /// Raise the undo's safety class (never lower it, except for shell and http undos,
+        /// whose effect only the author knows). A `terminal` undo asks for its own answer
+        /// during a rollback, and counts for the runbook's highest class.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub safety: Option<Safety>,
         /// Time limit of one attempt, e.g. `60s`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub timeout: Option<String>,

@@ -595,6 +595,8 @@ impl EventSink for TerminalView {
                         &format!("  {step}.{name} = {}", short(&value.to_string())),
                     );
                 }
+                // The journal's record for `resume`; nothing to show.
+                Event::ProcessStarted { .. } => {}
                 Event::WorldChanged { step, diff } => {
                     // Simulated worlds only (training): show what the step changed.
                     for (entity, fields) in diff.as_object().into_iter().flatten() {

@@ -131,6 +131,17 @@ pub struct CallCtx {
     pub run_dir: PathBuf,
     /// The runbook's directory, for relative paths (`apply.file`, compose files).
     pub base_dir: PathBuf,
+    /// Told about every process group the call starts, as soon as it exists: the runner
+    /// journals it, so that `resume` can tell whether it is still alive.
+    pub spawned: Option<tokio::sync::mpsc::UnboundedSender<Spawn>>,
+}
+
+/// A process group a backend started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spawn {
+    pub pgid: u32,
+    /// The leader's start time (clock ticks since boot), when known.
+    pub start_ticks: Option<u64>,
 }
 
 impl CallCtx {

@@ -169,11 +169,17 @@ fn group_alive(pgid: i32) -> bool {
     pgid > 0 && unsafe { libc::kill(-pgid, 0) } == 0
 }
 
+/// Set by [`kill_running_groups`]: the process is exiting at once, no grace period.
+static HARD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// SIGTERM the group, then SIGKILL whatever is left after the grace period.
 async fn kill_group(pgid: i32) {
     signal_group(pgid, libc::SIGTERM);
     let start = Instant::now();
-    while group_alive(pgid) && start.elapsed() < KILL_GRACE {
+    while group_alive(pgid)
+        && start.elapsed() < KILL_GRACE
+        && !HARD.load(std::sync::atomic::Ordering::SeqCst)
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     signal_group(pgid, libc::SIGKILL);
@@ -226,7 +232,13 @@ impl ShellBackend for ProcessShell {
         })?;
         let pgid = child.id().map(|p| p as i32).unwrap_or(0);
         // Make sure the group dies with us if the runner drops this future (timeout).
-        let mut guard = GroupGuard(pgid);
+        let mut guard = GroupGuard::new(pgid);
+        if let (Some(tx), true) = (&ctx.spawned, pgid > 0) {
+            let _ = tx.send(super::Spawn {
+                pgid: pgid as u32,
+                start_ticks: start_ticks(pgid as u32),
+            });
+        }
 
         if let (Some(input), Some(mut stdin)) = (&req.stdin, child.stdin.take()) {
             let input = input.clone();
@@ -281,7 +293,7 @@ impl ShellBackend for ProcessShell {
             }
         };
         // The leader exited normally: what it left running in the background is its business.
-        guard.0 = 0;
+        guard.release();
         // Output readers finish when every holder of the pipes is gone;
         // give background children a moment, then stop waiting for them.
         let stdout = collect_within(out, Duration::from_secs(2)).await;
@@ -339,13 +351,112 @@ async fn collect_within(h: tokio::task::JoinHandle<Tail>, d: Duration) -> Tail {
     }
 }
 
+/// The process groups of steps running now, for [`kill_running_groups`].
+static RUNNING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
 /// Kills a process group when dropped, unless it is already gone.
 struct GroupGuard(i32);
+
+impl GroupGuard {
+    fn new(pgid: i32) -> Self {
+        if pgid > 0 {
+            if let Ok(mut r) = RUNNING.lock() {
+                r.push(pgid);
+            }
+        }
+        GroupGuard(pgid)
+    }
+
+    /// The group is no longer ours to kill.
+    fn release(&mut self) {
+        forget(self.0);
+        self.0 = 0;
+    }
+}
+
+fn forget(pgid: i32) {
+    if let Ok(mut r) = RUNNING.lock() {
+        r.retain(|p| *p != pgid);
+    }
+}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if group_alive(self.0) {
             signal_group(self.0, libc::SIGKILL);
         }
+        forget(self.0);
+    }
+}
+
+/// SIGKILLs the process group of every step running now (a second Ctrl-C, SIGTERM or
+/// SIGHUP: exit at once, leaving nothing behind, even children that ignore SIGTERM).
+pub fn kill_running_groups() {
+    HARD.store(true, std::sync::atomic::Ordering::SeqCst);
+    let groups: Vec<i32> = RUNNING.lock().map(|r| r.clone()).unwrap_or_default();
+    for g in groups {
+        signal_group(g, libc::SIGKILL);
+    }
+}
+
+/// This machine's host name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// This boot of the kernel (`/proc/sys/kernel/random/boot_id`), empty when unknown.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A process's start time in clock ticks since boot (`/proc/<pid>/stat`, field 22).
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields follow the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Is a process group journaled earlier (by this host, this boot) still alive? A leader that
+/// is alive with another start time means the pid was reused: not the same group. Zombies do
+/// not count.
+pub fn journaled_group_alive(pgid: u32, leader_start: Option<u64>) -> bool {
+    if pgid == 0 || pgid > i32::MAX as u32 {
+        return false;
+    }
+    if let (Some(want), Some(now)) = (leader_start, start_ticks(pgid)) {
+        if want != now {
+            return false;
+        }
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return group_alive(pgid as i32);
+    };
+    procs.flatten().any(|e| {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let Some(close) = stat.rfind(')') else {
+            return false;
+        };
+        let mut f = stat[close + 1..].split_whitespace();
+        let state = f.next();
+        let pgrp = f.nth(1).and_then(|p| p.parse::<u32>().ok());
+        pgrp == Some(pgid) && state != Some("Z") && state != Some("X")
+    })
+}
+
+/// Stops a journaled process group: SIGTERM, then SIGKILL after the grace period.
+pub async fn kill_journaled_group(pgid: u32) {
+    if pgid > 0 && pgid <= i32::MAX as u32 {
+        kill_group(pgid as i32).await;
     }
 }

@@ -164,6 +164,9 @@ impl Emitter {
             | Event::AnalysisCheck { .. }
             | Event::Capture { .. }
             | Event::StepFinished { .. } => false,
+            // Written at once (a killed runner loses nothing); never synced on its own: a power
+            // cut, the only thing a sync protects against, ends the process group too.
+            Event::ProcessStarted { .. } => false,
             _ => true,
         }
     }

@@ -110,6 +110,8 @@ pub enum Gate {
     Resume,
     /// A verification that had no data to judge: accept it anyway?
     Inconclusive,
+    /// Resuming while a step's process group from before the interruption is still alive.
+    Process,
 }
 
 impl Gate {
@@ -121,6 +123,7 @@ impl Gate {
             Gate::Terminal => "terminal",
             Gate::Resume => "resume",
             Gate::Inconclusive => "inconclusive",
+            Gate::Process => "process",
         }
     }
 }
@@ -242,6 +245,21 @@ pub struct RunbookInfo {
     /// Step ids in order (main steps), so a report can list steps that never started.
     #[serde(default)]
     pub steps: Vec<String>,
+    /// Every runbook file the run loaded (this one and the runbooks it calls) with its
+    /// sha256: `resume` refuses when any of them changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileHash>,
+}
+
+/// A runbook file and the sha256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHash {
+    pub path: String,
+    pub sha256: String,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 // Events are written once and read back; the size of the biggest variant does not matter.
@@ -269,6 +287,9 @@ pub enum Event {
         forced: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sha256: Option<String>,
+        /// With `forced`: the runbook files (and hashes) the run goes on with.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<FileHash>,
     },
     Precondition {
         index: usize,
@@ -332,6 +353,24 @@ pub enum Event {
         /// The last result, bounded and redacted (evidence for the report).
         #[serde(default, skip_serializing_if = "Value::is_null")]
         result: Value,
+        /// The attempt was stopped by a signal: it did not finish, whatever it did so far.
+        #[serde(default, skip_serializing_if = "is_false")]
+        interrupted: bool,
+    },
+    /// A step's process started (its own process group), journaled before the process may run
+    /// its program: `resume` checks whether the group is still alive.
+    ProcessStarted {
+        step: String,
+        attempt: u32,
+        /// The process group id (the leader's pid).
+        pgid: u32,
+        host: String,
+        /// The kernel's boot id: a group from another boot cannot be alive.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        boot_id: String,
+        /// The leader's start time (clock ticks since boot), to tell a reused pid apart.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_ticks: Option<u64>,
     },
     VerifyEvaluated {
         step: String,
@@ -418,6 +457,7 @@ impl Event {
             Event::GateAnswered { .. } => "gate_answered",
             Event::AttemptStarted { .. } => "attempt_started",
             Event::AttemptFinished { .. } => "attempt_finished",
+            Event::ProcessStarted { .. } => "process_started",
             Event::VerifyEvaluated { .. } => "verify_evaluated",
             Event::AnalysisCheck { .. } => "analysis_check",
             Event::Capture { .. } => "capture",

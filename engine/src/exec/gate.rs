@@ -25,6 +25,9 @@ pub enum GateKind {
     Resume,
     /// A verification without data (`on_inconclusive: ask`): may it count as passed?
     Inconclusive,
+    /// Resuming a run while a process group a step started before the interruption is still
+    /// alive: wait for it to end, or kill it, before anything else runs.
+    Process,
 }
 
 impl GateKind {
@@ -42,6 +45,7 @@ impl GateKind {
             GateKind::Input(_) => Gate::Input,
             GateKind::Resume => Gate::Resume,
             GateKind::Inconclusive => Gate::Inconclusive,
+            GateKind::Process => Gate::Process,
         }
     }
 }
@@ -162,6 +166,17 @@ pub enum Reply {
     Abort,
 }
 
+/// What to do with a process group that outlived an interruption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessReply {
+    /// Wait until it ends by itself.
+    Wait,
+    /// SIGTERM its group, then SIGKILL.
+    Kill,
+    /// Stop the resume; touch nothing.
+    Abort,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManualReply {
     Done,
@@ -174,6 +189,7 @@ pub enum Answer {
     Reply(Reply),
     Manual(ManualReply, Option<String>),
     Input(Value),
+    Process(ProcessReply),
 }
 
 impl Answer {
@@ -191,6 +207,12 @@ impl Answer {
                 ManualReply::Done => "done",
                 ManualReply::Skipped => "skipped",
                 ManualReply::Failed => "failed",
+            }
+            .to_string(),
+            Answer::Process(p) => match p {
+                ProcessReply::Wait => "wait",
+                ProcessReply::Kill => "kill",
+                ProcessReply::Abort => "abort",
             }
             .to_string(),
             Answer::Input(v) => match v {
@@ -302,7 +324,10 @@ pub fn hint(req: &GateRequest) -> String {
             format!("{:?}", spec.kind).to_lowercase()
         ),
         GateKind::Resume => format!(
-            "--answer {id}=yes to run it again, --answer {id}=skip if it completed, --answer {id}=abort to stop"
+            "--answer {id}=yes to run it again, --answer {id}=skip if it completed, --answer {id}=failed if it ran and failed, --answer {id}=abort to stop"
+        ),
+        GateKind::Process => format!(
+            "--answer {id}=wait to wait until it ends, --answer {id}=kill to kill its process group, --answer {id}=abort to stop"
         ),
         GateKind::Inconclusive => format!(
             "--answer {id}=yes to count it as passed (anything else fails it)"
@@ -332,6 +357,10 @@ fn others(req: &GateRequest) -> String {
 pub fn parse_answer(kind: &GateKind, raw: &str) -> Result<Answer, String> {
     let lower = raw.trim().to_ascii_lowercase();
     match kind {
+        // On resume: it ran and failed (record it failed, do not run it again).
+        GateKind::Resume if matches!(lower.as_str(), "failed" | "fail") => {
+            Ok(Answer::Manual(ManualReply::Failed, None))
+        }
         GateKind::Confirm | GateKind::Terminal | GateKind::Resume | GateKind::Inconclusive => {
             match lower.as_str() {
                 "yes" | "y" | "true" => Ok(Answer::Reply(Reply::Yes)),
@@ -362,6 +391,12 @@ pub fn parse_answer(kind: &GateKind, raw: &str) -> Result<Answer, String> {
             Ok(Answer::Manual(reply, note))
         }
         GateKind::Input(spec) => crate::inputs::coerce("value", spec, raw).map(Answer::Input),
+        GateKind::Process => match lower.as_str() {
+            "wait" => Ok(Answer::Process(ProcessReply::Wait)),
+            "kill" => Ok(Answer::Process(ProcessReply::Kill)),
+            "abort" => Ok(Answer::Process(ProcessReply::Abort)),
+            _ => Err("expected wait, kill or abort".into()),
+        },
     }
 }
 

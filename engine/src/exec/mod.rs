@@ -7,6 +7,7 @@ pub mod emitter;
 pub mod events;
 pub mod gate;
 pub mod journal;
+pub mod lock;
 pub mod preflight;
 pub mod redact;
 pub mod resume;

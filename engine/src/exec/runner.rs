@@ -20,11 +20,11 @@ use super::events::{
     Check, Event, Gate, Phase, RunMode, RunOutcome, RunbookInfo, SkipCause, StepOutcome,
 };
 use super::gate::{
-    Answer, Decision, GateKind, GateRequest, Gatekeeper, Guarded, ManualReply, Reply,
+    Answer, Decision, GateKind, GateRequest, Gatekeeper, Guarded, ManualReply, ProcessReply, Reply,
 };
-use super::resume::ResumeState;
+use super::resume::{undo_id, ResumeState, Resumption};
 use super::verdict::{self, Verdict};
-use crate::backends::{ActionError, Backends, CallCtx, ErrorKind, Output, Progress};
+use crate::backends::{shell, ActionError, Backends, CallCtx, ErrorKind, Output, Progress};
 use crate::model::{fmt_duration, ActionKind, Retry, Runbook, Step, Undo};
 use crate::spec::{BackendSpec, OnInconclusive, RollbackStrategy, Safety};
 use crate::template;
@@ -78,6 +78,24 @@ struct UndoEntry {
     rb: Arc<Runbook>,
     ctx: RunContext,
     backends_real: IndexMap<String, BackendSpec>,
+}
+
+/// What resuming decided for a step before it runs.
+enum Resumed {
+    /// Run it (`pre_approved`: the operator already said yes at the resume gate).
+    Proceed { pre_approved: bool },
+    /// Settled from the journal or by an answer; the step does not run.
+    Settled(StepEnd),
+}
+
+/// The operator's answer about a step that reached its backend before the interruption.
+enum ResumeAnswer {
+    /// Run it again.
+    RunAgain,
+    /// It completed (the operator checked): recorded as succeeded, without running it.
+    Completed,
+    /// It ran and failed: recorded as failed, without running it.
+    Failed,
 }
 
 enum StepEnd {
@@ -199,6 +217,7 @@ impl Runner {
                 operator: cfg.operator.clone(),
                 forced: cfg.forced,
                 sha256: cfg.forced.then(|| rb.sha256.clone()),
+                files: if cfg.forced { rb.files() } else { vec![] },
             });
             let _ = r;
         } else {
@@ -213,6 +232,7 @@ impl Runner {
                     mttr_target: rb.spec.metadata.mttr_target.clone(),
                     description: rb.spec.metadata.description.clone(),
                     steps: rb.steps.iter().map(|s| s.id.clone()).collect(),
+                    files: rb.files(),
                 },
                 inputs: redactor.value(&Value::Object(
                     cfg.inputs
@@ -286,23 +306,51 @@ impl Runner {
             }
         }
 
-        // Main steps.
-        let (end, failed_step) = self.run_steps(&mut frame, Phase::Main).await;
+        // Main steps (on resume, after the processes that outlived the interruption).
+        let (end, failed_step) = match self.settle_processes().await {
+            Some((end, at)) => (end, Some(at)),
+            None => self.run_steps(&mut frame, Phase::Main).await,
+        };
         let strategy = rb.spec.rollback_strategy;
-        let result = match end {
+        let (end, failed_step) = match end {
             StepEnd::Done => {
-                if strategy == RollbackStrategy::Always {
-                    self.rollback().await;
+                let stopped = if strategy == RollbackStrategy::Always {
+                    self.rollback().await
+                } else {
+                    None
+                };
+                match stopped {
+                    None => return self.finish(started, RunOutcome::Succeeded, None, None, None),
+                    Some((end, at)) => (end, Some(at)),
                 }
-                self.finish(started, RunOutcome::Succeeded, None, None, None)
             }
             StepEnd::Failed(msg) => {
+                let mut stopped = None;
                 if strategy != RollbackStrategy::Never {
-                    self.rollback().await;
+                    stopped = self.rollback().await;
                 }
-                self.run_on_failure(&mut frame).await;
-                self.finish(started, RunOutcome::Failed, failed_step, Some(msg), None)
+                if stopped.is_none() {
+                    stopped = self.run_on_failure(&mut frame).await;
+                }
+                match stopped {
+                    None => {
+                        return self.finish(
+                            started,
+                            RunOutcome::Failed,
+                            failed_step,
+                            Some(msg),
+                            None,
+                        )
+                    }
+                    // The rollback or on_failure sequence stopped before its end: the run
+                    // ends resumable, and a resume goes on where it stopped.
+                    Some((end, at)) => (end, Some(at)),
+                }
             }
+            other => (other, failed_step),
+        };
+        match end {
+            StepEnd::Done | StepEnd::Failed(_) => unreachable!("handled above"),
             StepEnd::Aborted(msg) => {
                 self.finish(started, RunOutcome::Aborted, failed_step, Some(msg), None)
             }
@@ -336,11 +384,10 @@ impl Runner {
                 RunOutcome::Aborted,
                 crate::exit::INTERRUPTED,
                 failed_step,
-                Some("interrupted by a signal (Ctrl-C or SIGTERM)".into()),
+                Some("interrupted by a signal (Ctrl-C, SIGTERM or SIGHUP)".into()),
                 None,
             ),
-        };
-        result
+        }
     }
 
     fn finish(
@@ -399,80 +446,16 @@ impl Runner {
             if self.cancel.is_cancelled() {
                 return (StepEnd::Interrupted, Some(sid));
             }
-            // Resume: steps that finished are not run again; their captures come back.
-            let mut pre_approved = false;
-            if let Some(r) = &self.resume {
-                if let Some(done) = r.done.get(&sid) {
-                    let done = *done;
-                    let skip_answered = r.answers.get(&sid).map(String::as_str) == Some("skip");
-                    for (k, v) in r.fields.get(&sid).cloned().unwrap_or_default() {
-                        frame.ctx.set_step_field(&step.id, &k, v);
-                    }
-                    frame
-                        .ctx
-                        .set_step_field(&step.id, "outcome", json!(done.as_str()));
-                    if done == StepOutcome::Succeeded {
-                        if let Some(u) = &step.undo {
-                            self.push_undo(&sid, u, frame);
-                        }
-                    }
-                    if skip_answered && matches!(step.action.kind, ActionKind::Confirm) {
-                        // A confirmation answered `skip` before the interruption: what it
-                        // guards stays skipped.
-                        self.skip_guarded(&rb, step, &frame.prefix, &sid);
-                    }
+            // Resume: what the journal says about this step decides whether it runs.
+            let pre_approved = match self.resume_step(step, &sid, phase, frame) {
+                Resumed::Proceed { pre_approved } => pre_approved,
+                Resumed::Settled(StepEnd::Done) => continue,
+                Resumed::Settled(StepEnd::Failed(msg)) if step.spec.continue_on_failure => {
+                    failure.get_or_insert((sid.clone(), msg));
                     continue;
                 }
-                if let Some(attempts) = r.succeeded_attempt.get(&sid).copied() {
-                    // Its action took effect and its captures are journaled; only the record
-                    // of the step's end is missing. Completing it needs no re-run and no answer.
-                    for (k, v) in r.fields.get(&sid).cloned().unwrap_or_default() {
-                        frame.ctx.set_step_field(&step.id, &k, v);
-                    }
-                    frame
-                        .ctx
-                        .set_step_field(&step.id, "outcome", json!("succeeded"));
-                    if let Some(u) = &step.undo {
-                        self.push_undo(&sid, u, frame);
-                    }
-                    let now = self.clock.now();
-                    self.step_done(
-                        &sid,
-                        phase,
-                        now,
-                        attempts,
-                        StepOutcome::Succeeded,
-                        None,
-                        None,
-                    );
-                    continue;
-                }
-                if r.in_flight.contains(&sid) && !matches!(step.action.kind, ActionKind::Call(_)) {
-                    if step.safety <= Safety::Idempotent {
-                        // Safe to repeat: run it again.
-                    } else {
-                        match self.resume_gate(step, &sid) {
-                            Ok(true) => pre_approved = true,
-                            Ok(false) => {
-                                self.emit(Event::StepSkipped {
-                                    step: sid.clone(),
-                                    title: step.title.clone(),
-                                    reason:
-                                        "the operator confirmed on resume that it had completed"
-                                            .into(),
-                                    phase,
-                                    cause: Some(SkipCause::Resume),
-                                });
-                                frame
-                                    .ctx
-                                    .set_step_field(&step.id, "outcome", json!("skipped"));
-                                continue;
-                            }
-                            Err(end) => return (end, Some(sid)),
-                        }
-                    }
-                }
-            }
+                Resumed::Settled(other) => return (other, Some(sid)),
+            };
             match self.run_step(step, &sid, phase, frame, pre_approved).await {
                 StepEnd::Done => {}
                 StepEnd::Failed(msg) if step.spec.continue_on_failure => {
@@ -489,20 +472,248 @@ impl Runner {
         }
     }
 
-    /// Asks whether a half-done, non-repeatable step may run again. Ok(true) = run it,
-    /// Ok(false) = treat as done.
-    fn resume_gate(&mut self, step: &Step, sid: &str) -> Result<bool, StepEnd> {
+    /// What the journal says about a step of a resumed run: run it (asking first when it
+    /// reached its backend and is not safe to repeat), or settle it from the journal.
+    fn resume_step(&mut self, step: &Step, sid: &str, phase: Phase, frame: &mut Frame) -> Resumed {
+        let Some(r) = &self.resume else {
+            return Resumed::Proceed {
+                pre_approved: false,
+            };
+        };
+        let restore = |frame: &mut Frame, r: &ResumeState| {
+            for (k, v) in r.fields.get(sid).cloned().unwrap_or_default() {
+                frame.ctx.set_step_field(&step.id, &k, v);
+            }
+        };
+        match r.resumption(sid) {
+            Resumption::Run => Resumed::Proceed {
+                pre_approved: false,
+            },
+            Resumption::Finished(outcome, error) => {
+                restore(frame, r);
+                frame
+                    .ctx
+                    .set_step_field(&step.id, "outcome", json!(outcome.as_str()));
+                if r.answers.get(sid).map(String::as_str) == Some("skip")
+                    && matches!(step.action.kind, ActionKind::Confirm)
+                {
+                    // A confirmation answered `skip` before the interruption: what it guards
+                    // stays skipped.
+                    let rb = frame.rb.clone();
+                    let prefix = frame.prefix.clone();
+                    self.skip_guarded(&rb, step, &prefix, sid);
+                }
+                match outcome {
+                    StepOutcome::Succeeded => {
+                        if let Some(u) = &step.undo {
+                            self.push_undo(sid, u, frame);
+                        }
+                        Resumed::Settled(StepEnd::Done)
+                    }
+                    StepOutcome::Failed => Resumed::Settled(StepEnd::Failed(
+                        error.unwrap_or_else(|| format!("`{sid}` failed")),
+                    )),
+                    _ => Resumed::Settled(StepEnd::Done),
+                }
+            }
+            Resumption::Complete {
+                ok,
+                attempts,
+                error,
+            } => {
+                // Its last attempt's end is journaled (with its captures, when it succeeded):
+                // only the step's end is missing. Completing it runs nothing and asks nothing.
+                restore(frame, r);
+                let now = self.clock.now();
+                if ok {
+                    frame
+                        .ctx
+                        .set_step_field(&step.id, "outcome", json!("succeeded"));
+                    if let Some(u) = &step.undo {
+                        self.push_undo(sid, u, frame);
+                    }
+                    self.step_done(
+                        sid,
+                        phase,
+                        now,
+                        attempts,
+                        StepOutcome::Succeeded,
+                        None,
+                        None,
+                    );
+                    Resumed::Settled(StepEnd::Done)
+                } else {
+                    frame
+                        .ctx
+                        .set_step_field(&step.id, "outcome", json!("failed"));
+                    Resumed::Settled(self.step_failed(
+                        sid,
+                        phase,
+                        now,
+                        attempts,
+                        error.unwrap_or_else(|| "failed".into()),
+                    ))
+                }
+            }
+            // A call is entered again: its own steps decide.
+            Resumption::Reached if matches!(step.action.kind, ActionKind::Call(_)) => {
+                Resumed::Proceed {
+                    pre_approved: false,
+                }
+            }
+            // Safe to repeat: run it again.
+            Resumption::Reached if step.safety <= Safety::Idempotent => Resumed::Proceed {
+                pre_approved: false,
+            },
+            Resumption::Reached => {
+                let attempts = r.steps.get(sid).map_or(0, |t| t.attempt);
+                match self.resume_gate(sid, &step.title, step.safety, step.action.kind.label()) {
+                    Ok(ResumeAnswer::RunAgain) => Resumed::Proceed { pre_approved: true },
+                    Ok(ResumeAnswer::Completed) => {
+                        // It took effect: it is done, and a rollback undoes it. Its captures,
+                        // if it had any, were never journaled.
+                        frame
+                            .ctx
+                            .set_step_field(&step.id, "outcome", json!("succeeded"));
+                        if let Some(u) = &step.undo {
+                            self.push_undo(sid, u, frame);
+                        }
+                        let now = self.clock.now();
+                        self.step_done(
+                            sid,
+                            phase,
+                            now,
+                            attempts,
+                            StepOutcome::Succeeded,
+                            Some("completed before the interruption, as the operator confirmed on resume".into()),
+                            None,
+                        );
+                        Resumed::Settled(StepEnd::Done)
+                    }
+                    Ok(ResumeAnswer::Failed) => {
+                        frame
+                            .ctx
+                            .set_step_field(&step.id, "outcome", json!("failed"));
+                        let now = self.clock.now();
+                        Resumed::Settled(self.step_failed(
+                            sid,
+                            phase,
+                            now,
+                            attempts,
+                            "it ran and failed before the interruption, as the operator said on resume".into(),
+                        ))
+                    }
+                    Err(end) => Resumed::Settled(end),
+                }
+            }
+        }
+    }
+
+    /// Resuming: a process group that a step started before the interruption and that is
+    /// still alive would go on having its effect while the run goes on (or runs the step
+    /// again). Say so, and wait for it or kill it, as answered, before anything else runs.
+    async fn settle_processes(&mut self) -> Option<(StepEnd, String)> {
+        let procs = self.resume.as_ref()?.unfinished_processes();
+        let here = shell::host_name();
+        let boot = shell::boot_id();
+        for (sid, p) in procs {
+            if p.host != here {
+                self.progress.status(&format!(
+                    "`{sid}` started process group {} on host {}: it cannot be checked from {here}; make sure it ended",
+                    p.pgid, p.host
+                ));
+                continue;
+            }
+            if !p.boot_id.is_empty() && !boot.is_empty() && p.boot_id != boot {
+                continue; // the machine rebooted since: the group is gone
+            }
+            if !shell::journaled_group_alive(p.pgid, p.start_ticks) {
+                continue;
+            }
+            let gid = format!("{sid}.process");
+            let req = GateRequest {
+                step: gid.clone(),
+                title: sid.clone(),
+                kind: GateKind::Process,
+                prompt: format!(
+                    "`{sid}` started process group {} before the interruption and it is still running: its action may still be having its effect. Wait for it to end, or kill it?",
+                    p.pgid
+                ),
+                safety: Safety::Reversible,
+                action: format!("process group {}", p.pgid),
+                guarded: vec![],
+            };
+            self.emit(Event::GateAsked {
+                step: gid.clone(),
+                gate: Gate::Process,
+                prompt: req.prompt.clone(),
+            });
+            let answer = match self.gate.decide(&req) {
+                Ok(Decision::Answered { answer, via }) => {
+                    self.emit(Event::GateAnswered {
+                        step: gid.clone(),
+                        gate: Gate::Process,
+                        answer: answer.text(),
+                        by: self.operator.clone(),
+                        via,
+                        note: None,
+                    });
+                    answer
+                }
+                Ok(Decision::NeedsAnswer { hint }) => {
+                    return Some((StepEnd::NeedsAnswer(hint), gid))
+                }
+                Ok(Decision::Invalid(m)) => return Some((StepEnd::NeedsAnswer(m), gid)),
+                Err(e) => return Some((self.prompt_failed(&e), gid)),
+            };
+            match answer {
+                Answer::Process(ProcessReply::Wait) => {
+                    while shell::journaled_group_alive(p.pgid, p.start_ticks) {
+                        self.progress.status(&format!(
+                            "waiting for process group {} of `{sid}` to end",
+                            p.pgid
+                        ));
+                        if !self.sleep(Duration::from_millis(100)).await {
+                            return Some((StepEnd::Interrupted, gid));
+                        }
+                    }
+                }
+                Answer::Process(ProcessReply::Kill) => {
+                    shell::kill_journaled_group(p.pgid).await;
+                }
+                _ => {
+                    return Some((
+                        StepEnd::Aborted(format!(
+                            "process group {} of `{sid}` is still running",
+                            p.pgid
+                        )),
+                        gid,
+                    ))
+                }
+            }
+        }
+        None
+    }
+
+    /// Asks whether a half-done, non-repeatable step (or undo) may run again, or how it ended.
+    fn resume_gate(
+        &mut self,
+        sid: &str,
+        title: &str,
+        safety: Safety,
+        action: String,
+    ) -> Result<ResumeAnswer, StepEnd> {
         let req = GateRequest {
             step: sid.to_string(),
-            title: step.title.clone(),
+            title: title.to_string(),
             kind: GateKind::Resume,
             prompt: format!(
-                "`{}` ({}) started before the interruption and may have run. Run it again?",
-                step.title,
-                step.safety.as_str()
+                "`{}` ({}) reached its backend before the interruption and did not finish as succeeded: it may have had its effect. Run it again?",
+                title,
+                safety.as_str()
             ),
-            safety: step.safety,
-            action: step.action.kind.label(),
+            safety,
+            action,
             guarded: vec![],
         };
         self.emit(Event::GateAsked {
@@ -521,8 +732,9 @@ impl Runner {
                     note: None,
                 });
                 match answer {
-                    Answer::Reply(Reply::Yes) => Ok(true),
-                    Answer::Reply(Reply::Skip) => Ok(false),
+                    Answer::Reply(Reply::Yes) => Ok(ResumeAnswer::RunAgain),
+                    Answer::Reply(Reply::Skip) => Ok(ResumeAnswer::Completed),
+                    Answer::Manual(ManualReply::Failed, _) => Ok(ResumeAnswer::Failed),
                     Answer::Reply(Reply::Abort) => Err(StepEnd::Abandoned(format!(
                         "the operator answered abort on resume at `{sid}`: the run stopped and undoes what it changed"
                     ))),
@@ -533,7 +745,18 @@ impl Runner {
             }
             Ok(Decision::NeedsAnswer { hint }) => Err(StepEnd::NeedsAnswer(hint)),
             Ok(Decision::Invalid(m)) => Err(StepEnd::NeedsAnswer(m)),
-            Err(e) => Err(StepEnd::Aborted(format!("prompt failed: {e}"))),
+            Err(e) => Err(self.prompt_failed(&e)),
+        }
+    }
+
+    /// A prompt that failed: Ctrl-C at the prompt interrupts the run (130, resumable);
+    /// anything else aborts it.
+    fn prompt_failed(&mut self, e: &std::io::Error) -> StepEnd {
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            self.cancel.cancel();
+            StepEnd::Interrupted
+        } else {
+            StepEnd::Aborted(format!("prompt failed: {e}"))
         }
     }
 
@@ -779,6 +1002,15 @@ impl Runner {
                 }
                 Err(e) => {
                     let now = self.clock.now();
+                    // Every step end has its start in the journal (resume checks it).
+                    self.emit(Event::StepStarted {
+                        step: sid.to_string(),
+                        title: step.title.clone(),
+                        action: step.action.kind.label(),
+                        safety: step.safety,
+                        phase,
+                        rendered: Value::Null,
+                    });
                     return self.step_failed(
                         sid,
                         phase,
@@ -922,6 +1154,11 @@ impl Runner {
             let decision = match self.gate.decide(&req) {
                 Ok(d) => d,
                 Err(e) => {
+                    let end = self.prompt_failed(&e);
+                    let why = match end {
+                        StepEnd::Interrupted => "interrupted at the prompt (Ctrl-C)".to_string(),
+                        _ => format!("prompt failed: {e}"),
+                    };
                     self.step_done(
                         sid,
                         phase,
@@ -929,9 +1166,12 @@ impl Runner {
                         0,
                         StepOutcome::Aborted,
                         None,
-                        Some(format!("prompt failed: {e}")),
+                        Some(why),
                     );
-                    return StepEnd::Aborted(format!("the prompt for `{sid}` failed: {e}"));
+                    return match end {
+                        StepEnd::Interrupted => end,
+                        _ => StepEnd::Aborted(format!("the prompt for `{sid}` failed: {e}")),
+                    };
                 }
             };
             let (answer, via) = match decision {
@@ -1100,6 +1340,7 @@ impl Runner {
                     duration_ms: 0,
                     polls: 1,
                     result: Value::Null,
+                    interrupted: false,
                 });
                 frame.ctx.set_step_field(
                     &step.id,
@@ -1264,10 +1505,15 @@ impl Runner {
             let mut captured_if_passed: Vec<(String, Value)> = vec![];
             // Captures derived from a secret, with the value they show instead.
             let mut tainted: IndexMap<String, Value> = IndexMap::new();
+            let (spawned_tx, mut spawned_rx) = tokio::sync::mpsc::unbounded_channel();
+            // The attempt was stopped by a signal (not failed on its own).
+            let mut interrupted = false;
             let ok = loop {
                 polls += 1;
                 let p0 = self.clock.now();
                 let deadline = timeout.map(|t| later(p0, t));
+                // The backends' redactor (a copy: the journal is written while they run).
+                let redactor = self.emitter.redactor().clone();
                 let cctx = CallCtx {
                     step: sid.to_string(),
                     attempt,
@@ -1277,6 +1523,7 @@ impl Runner {
                     progress: self.progress.clone(),
                     run_dir: self.run_dir.clone(),
                     base_dir: rb.dir(),
+                    spawned: Some(spawned_tx.clone()),
                 };
                 let env = Env {
                     rb: &rb,
@@ -1284,22 +1531,38 @@ impl Runner {
                     backends: &self.backends,
                     input_env: frame.ctx.input_env(),
                     step_timeout: timeout,
-                    redactor: self.emitter.redactor(),
+                    redactor: &redactor,
                 };
                 let has_verify = !step.spec.verify.is_empty();
-                let res = with_timeout(
-                    self.clock.as_ref(),
-                    timeout,
-                    actions::execute(
-                        &step.action.kind,
-                        step.action.backend.as_deref(),
-                        real,
-                        &env,
-                        &cctx,
-                        has_verify,
-                    ),
-                )
-                .await;
+                let res = {
+                    let fut = with_timeout(
+                        self.clock.as_ref(),
+                        timeout,
+                        actions::execute(
+                            &step.action.kind,
+                            step.action.backend.as_deref(),
+                            real,
+                            &env,
+                            &cctx,
+                            has_verify,
+                        ),
+                    );
+                    tokio::pin!(fut);
+                    // Every process group the action starts is journaled as it starts, so that
+                    // `resume` can tell whether it outlived an interruption.
+                    loop {
+                        tokio::select! {
+                            biased;
+                            Some(sp) = spawned_rx.recv() => {
+                                let _ = self.emitter.emit(process_started(sid, attempt, sp));
+                            }
+                            r = &mut fut => break r,
+                        }
+                    }
+                };
+                while let Ok(sp) = spawned_rx.try_recv() {
+                    let _ = self.emitter.emit(process_started(sid, attempt, sp));
+                }
                 let poll_ok = match res {
                     Err(e) => {
                         if let Some(diff) = e.world_diff.clone() {
@@ -1312,6 +1575,7 @@ impl Runner {
                         error = Some(e.message.clone());
                         last_verdict = None;
                         if e.kind == ErrorKind::Cancelled || self.cancel.is_cancelled() {
+                            interrupted = e.kind == ErrorKind::Cancelled;
                             fatal = true;
                             break false;
                         }
@@ -1536,6 +1800,7 @@ impl Runner {
                             fmt_duration(u.interval)
                         ));
                         if !self.sleep(u.interval).await {
+                            interrupted = true;
                             fatal = true;
                             break false;
                         }
@@ -1608,6 +1873,7 @@ impl Runner {
                 duration_ms,
                 polls,
                 result: shown,
+                interrupted: !ok && interrupted,
             });
             let _ = self.emitter.emit_all(batch);
             if ok {
@@ -1673,6 +1939,7 @@ impl Runner {
                 progress: self.progress.clone(),
                 run_dir: self.run_dir.clone(),
                 base_dir: rb.dir(),
+                spawned: None,
             };
             let env = Env {
                 rb: &rb,
@@ -1797,6 +2064,7 @@ impl Runner {
             duration_ms: millis_between(started, self.clock.now()),
             polls: history.len() as u32,
             result: bound(&result),
+            interrupted: !ok && self.cancel.is_cancelled(),
         });
         frame.ctx.set_step_field(&step.id, "result", bound(&result));
         frame.ctx.set_step_field(
@@ -1999,11 +2267,65 @@ impl Runner {
         }
     }
 
-    /// Runs the `undo` of finished steps, newest first.
-    async fn rollback(&mut self) {
+    /// Runs the `undo` of finished steps, newest first. A terminal undo goes through the gate
+    /// like any terminal step. Returns where and why the rollback stopped before its end (an
+    /// interruption, a missing answer, a declined undo): the run then ends resumable, and a
+    /// resumed run goes on with the undos that did not finish.
+    async fn rollback(&mut self) -> Option<(StepEnd, String)> {
         while let Some(entry) = self.undo_stack.pop() {
+            let uid = undo_id(&entry.step);
+            if self.cancel.is_cancelled() {
+                return Some((StepEnd::Interrupted, uid));
+            }
+            let manual = matches!(entry.undo.action.kind, ActionKind::Manual);
+            let mut pre_approved = false;
+            if let Some(r) = &self.resume {
+                match r.resumption(&uid) {
+                    Resumption::Run => {}
+                    // Done (or failed) before the interruption: never run twice.
+                    Resumption::Finished(..) => continue,
+                    Resumption::Complete { ok, error, .. } => {
+                        self.emit(Event::UndoFinished {
+                            step: entry.step.clone(),
+                            ok,
+                            error,
+                            duration_ms: 0,
+                        });
+                        continue;
+                    }
+                    Resumption::Reached if manual || entry.undo.safety <= Safety::Idempotent => {}
+                    Resumption::Reached => {
+                        match self.resume_gate(
+                            &uid,
+                            &entry.undo.title,
+                            entry.undo.safety,
+                            entry.undo.action.kind.label(),
+                        ) {
+                            Ok(ResumeAnswer::RunAgain) => pre_approved = true,
+                            Ok(ResumeAnswer::Completed) => {
+                                self.emit(Event::UndoFinished {
+                                    step: entry.step.clone(),
+                                    ok: true,
+                                    error: None,
+                                    duration_ms: 0,
+                                });
+                                continue;
+                            }
+                            Ok(ResumeAnswer::Failed) => {
+                                self.emit(Event::UndoFinished {
+                                    step: entry.step.clone(),
+                                    ok: false,
+                                    error: Some("it ran and failed before the interruption, as the operator said on resume".into()),
+                                    duration_ms: 0,
+                                });
+                                continue;
+                            }
+                            Err(end) => return Some((end, uid)),
+                        }
+                    }
+                }
+            }
             let t0 = self.clock.now();
-            let undo_id = format!("{}.undo", entry.step);
             let rendered = actions::render(
                 &entry.undo.action,
                 &entry.ctx.real(None),
@@ -2033,6 +2355,67 @@ impl Runner {
                 action: entry.undo.action.kind.label(),
                 rendered: rendered.display.clone(),
             });
+            // A terminal undo: the same gate as a terminal step.
+            if entry.undo.safety == Safety::Terminal && !manual && !pre_approved {
+                let summary = actions::display_summary(
+                    &entry.rb,
+                    &entry.undo.action,
+                    &rendered.display,
+                    &Value::Null,
+                );
+                let req = GateRequest {
+                    step: uid.clone(),
+                    title: entry.undo.title.clone(),
+                    kind: GateKind::Terminal,
+                    prompt: format!(
+                        "`{}` (the undo of `{}`) is terminal (it cannot be undone): {summary}. Run it?",
+                        entry.undo.title, entry.step
+                    ),
+                    safety: Safety::Terminal,
+                    action: summary,
+                    guarded: vec![],
+                };
+                self.emit(Event::GateAsked {
+                    step: uid.clone(),
+                    gate: Gate::Terminal,
+                    prompt: req.prompt.clone(),
+                });
+                match self.gate.decide(&req) {
+                    Ok(Decision::Answered { answer, via }) => {
+                        self.emit(Event::GateAnswered {
+                            step: uid.clone(),
+                            gate: Gate::Terminal,
+                            answer: answer.text(),
+                            by: self.operator.clone(),
+                            via,
+                            note: None,
+                        });
+                        match answer {
+                            Answer::Reply(Reply::Yes) => {}
+                            Answer::Reply(Reply::Skip) => {
+                                self.emit(Event::UndoFinished {
+                                    step: entry.step.clone(),
+                                    ok: false,
+                                    error: Some("skipped by the operator".into()),
+                                    duration_ms: millis_between(t0, self.clock.now()),
+                                });
+                                continue;
+                            }
+                            _ => {
+                                return Some((
+                                    StepEnd::Aborted(format!("the operator declined `{uid}`")),
+                                    uid,
+                                ))
+                            }
+                        }
+                    }
+                    Ok(Decision::NeedsAnswer { hint }) => {
+                        return Some((StepEnd::NeedsAnswer(hint), uid))
+                    }
+                    Ok(Decision::Invalid(m)) => return Some((StepEnd::NeedsAnswer(m), uid)),
+                    Err(e) => return Some((self.prompt_failed(&e), uid)),
+                }
+            }
             let (ok, error) = match &entry.undo.action.kind {
                 ActionKind::Manual => {
                     let prompt = rendered
@@ -2042,7 +2425,7 @@ impl Runner {
                         .unwrap_or("")
                         .to_string();
                     let req = GateRequest {
-                        step: undo_id.clone(),
+                        step: uid.clone(),
                         title: entry.undo.title.clone(),
                         kind: GateKind::Manual,
                         prompt: prompt.clone(),
@@ -2051,7 +2434,7 @@ impl Runner {
                         guarded: vec![],
                     };
                     self.emit(Event::GateAsked {
-                        step: undo_id.clone(),
+                        step: uid.clone(),
                         gate: Gate::Manual,
                         prompt,
                     });
@@ -2062,7 +2445,7 @@ impl Runner {
                                 _ => None,
                             };
                             self.emit(Event::GateAnswered {
-                                step: undo_id.clone(),
+                                step: uid.clone(),
                                 gate: Gate::Manual,
                                 answer: answer.text(),
                                 by: self.operator.clone(),
@@ -2077,11 +2460,12 @@ impl Runner {
                                 ),
                             }
                         }
+                        // The rollback waits for the answer: the run stops, resumable.
                         Ok(Decision::NeedsAnswer { hint }) => {
-                            (false, Some(format!("manual undo needs an answer: {hint}")))
+                            return Some((StepEnd::NeedsAnswer(hint), uid))
                         }
-                        Ok(Decision::Invalid(m)) => (false, Some(m)),
-                        Err(e) => (false, Some(format!("prompt failed: {e}"))),
+                        Ok(Decision::Invalid(m)) => return Some((StepEnd::NeedsAnswer(m), uid)),
+                        Err(e) => return Some((self.prompt_failed(&e), uid)),
                     }
                 }
                 _ => {
@@ -2096,7 +2480,7 @@ impl Runner {
                         loc: Default::default(),
                         spec: Default::default(),
                         action: entry.undo.action.clone(),
-                        safety: Safety::Reversible,
+                        safety: entry.undo.safety.max(Safety::Reversible),
                         timeout: entry.undo.timeout,
                         retry: entry.undo.retry.clone(),
                         until: None,
@@ -2111,13 +2495,18 @@ impl Runner {
                     let (ok, _, _, err) = self
                         .attempts(
                             &pseudo,
-                            &undo_id,
+                            &uid,
                             &frame,
                             &rendered.real,
                             &entry.undo.retry,
                             entry.undo.timeout,
                         )
                         .await;
+                    if !ok && self.cancel.is_cancelled() {
+                        // Stopped by a signal: the undo did not finish (no `undo_finished`);
+                        // a resumed run decides about it.
+                        return Some((StepEnd::Interrupted, uid));
+                    }
                     (ok, err)
                 }
             };
@@ -2129,20 +2518,32 @@ impl Runner {
                 duration_ms: millis_between(t0, self.clock.now()),
             });
         }
+        None
     }
 
-    async fn run_on_failure(&mut self, frame: &mut Frame) {
+    /// Runs the `on_failure` steps. A failed handler does not stop the others; an
+    /// interruption, a missing answer or a declined gate stops the sequence (resumable).
+    async fn run_on_failure(&mut self, frame: &mut Frame) -> Option<(StepEnd, String)> {
         let rb = frame.rb.clone();
         for step in &rb.on_failure {
-            if self.cancel.is_cancelled() {
-                return;
-            }
             let sid = step.id.clone();
-            // Failures and missing answers here are recorded; the other handlers still run.
-            let _ = self
-                .run_step(step, &sid, Phase::OnFailure, frame, false)
-                .await;
+            if self.cancel.is_cancelled() {
+                return Some((StepEnd::Interrupted, sid));
+            }
+            let pre_approved = match self.resume_step(step, &sid, Phase::OnFailure, frame) {
+                Resumed::Proceed { pre_approved } => pre_approved,
+                Resumed::Settled(StepEnd::Done | StepEnd::Failed(_)) => continue,
+                Resumed::Settled(other) => return Some((other, sid)),
+            };
+            match self
+                .run_step(step, &sid, Phase::OnFailure, frame, pre_approved)
+                .await
+            {
+                StepEnd::Done | StepEnd::Failed(_) => {}
+                other => return Some((other, sid)),
+            }
         }
+        None
     }
 }
 
@@ -2182,6 +2583,18 @@ where
             ErrorKind::Timeout,
             format!("timed out after {}", fmt_duration(t)),
         )),
+    }
+}
+
+/// The journal event for a process group a step's attempt started.
+fn process_started(step: &str, attempt: u32, sp: crate::backends::Spawn) -> Event {
+    Event::ProcessStarted {
+        step: step.to_string(),
+        attempt,
+        pgid: sp.pgid,
+        host: crate::backends::shell::host_name(),
+        boot_id: crate::backends::shell::boot_id(),
+        start_ticks: sp.start_ticks,
     }
 }
 

@@ -239,9 +239,7 @@ impl Builder {
                 self.line(t, "detection", "info", None, text);
             }
             Event::RunResumed {
-                operator,
-                forced,
-                sha256: _,
+                operator, forced, ..
             } => {
                 let at = self.stamp(t);
                 self.r.run.resumed.push(Resumed {

@@ -153,6 +153,7 @@ impl Builder {
                 duration_ms,
                 polls,
                 result,
+                ..
             } => {
                 let s = self.step_mut(step, "main");
                 let of = match s.attempts.iter_mut().rev().find(|a| a.n == *attempt) {

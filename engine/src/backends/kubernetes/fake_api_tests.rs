@@ -159,6 +159,7 @@ fn ctx(deadline_ms: Option<i64>, progress: Arc<Recorder>) -> crate::backends::Ca
         progress,
         run_dir: ".".into(),
         base_dir: ".".into(),
+        spawned: None,
     }
 }
 

@@ -42,6 +42,7 @@ fn ctx(clock: &Arc<VirtualClock>, step: &str, attempt: u32, timeout: Option<Dura
         progress: Arc::new(NoProgress),
         run_dir: std::env::temp_dir(),
         base_dir: std::env::temp_dir(),
+        spawned: None,
     }
 }
 
