@@ -316,3 +316,121 @@ steps:
         "{err}"
     );
 }
+
+#[test]
+fn a_poll_budget_and_interval_can_come_from_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: poll, title: Poll }
+inputs:
+  budget: { type: string, default: 10m, description: how long to wait }
+  every: { type: string, default: 1m, description: how often to look }
+steps:
+  - id: never
+    shell: { argv: ["true"] }
+    verify:
+      - that: "result.exit_code == 1"
+        message: "the command exits 1 (it exited {{ result.exit_code }})"
+    until: { timeout: "{{ inputs.budget }}", interval: "{{ inputs.every }}" }
+"#,
+    );
+    let run = |budget: &str, every: &str, journal: &str| {
+        runbook(dir.path())
+            .args([
+                "run",
+                "rb.yaml",
+                "--non-interactive",
+                "--journal-dir",
+                journal,
+                "--input",
+                &format!("budget={budget}"),
+                "--input",
+                &format!("every={every}"),
+            ])
+            .output()
+            .unwrap()
+    };
+    let plan = runbook(dir.path())
+        .args(["plan", "rb.yaml"])
+        .output()
+        .unwrap();
+    let (plan_out, plan_err) = text(&plan);
+    assert!(
+        plan_out.contains("every {{ inputs.every }} for up to {{ inputs.budget }}"),
+        "{plan_out}{plan_err}"
+    );
+    // With the defaults this would poll for 10 minutes; the inputs make it a few polls.
+    let out = run("250ms", "100ms", "short");
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("still failing after 250ms of polling"),
+        "{err}"
+    );
+    // Each poll line says why, with the values read.
+    assert!(
+        err.contains("poll 1: not yet: the command exits 1 (it exited 0) (result.exit_code=0)"),
+        "{err}"
+    );
+    // A value that is not a duration fails the step and names the field.
+    let out = run("soon", "100ms", "bad");
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`until.timeout` rendered to something that is not a duration"),
+        "{err}"
+    );
+    let out = run("1s", "0s", "zero");
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("`until.interval` rendered to `0s`"), "{err}");
+}
+
+#[test]
+fn a_step_timeout_can_come_from_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: slow, title: Slow }
+inputs:
+  limit: { type: string, default: 5m, description: how long the command may take }
+steps:
+  - id: slow
+    shell: { argv: [sleep, "30"] }
+    timeout: "{{ inputs.limit }}"
+"#,
+    );
+    let plan = runbook(dir.path())
+        .args(["plan", "rb.yaml"])
+        .output()
+        .unwrap();
+    let (plan_out, _) = text(&plan);
+    assert!(
+        plan_out.contains("timeout {{ inputs.limit }}"),
+        "{plan_out}"
+    );
+    let out = runbook(dir.path())
+        .args([
+            "run",
+            "rb.yaml",
+            "--non-interactive",
+            "--journal-dir",
+            "j",
+            "--input",
+            "limit=300ms",
+        ])
+        .output()
+        .unwrap();
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // The budget is the input's, not the default's (the run would otherwise take 30 s).
+    assert!(err.contains("`sleep` timed out after 3"), "{err}");
+    assert!(err.contains("ms; its process group was killed"), "{err}");
+}

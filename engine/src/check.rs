@@ -1367,9 +1367,27 @@ fn check_step(
         .help = Some("an `analysis` step takes `on_inconclusive` inside `analysis:`".into());
     }
 
+    // A template over inputs (`"{{ inputs.rollout_timeout }}"`) is rendered and parsed when
+    // the step runs.
+    let timeout_template = s
+        .timeout
+        .as_ref()
+        .filter(|t| template::is_template(t))
+        .cloned();
+    if let Some(t) = &timeout_template {
+        check_template(
+            cx,
+            scope,
+            &format!("{ptr}/timeout"),
+            t,
+            Usage::Backend,
+            None,
+        );
+    }
     let timeout = s
         .timeout
         .as_ref()
+        .filter(|_| timeout_template.is_none())
         .and_then(|t| cx.duration(&format!("{ptr}/timeout"), t));
     let retry = s
         .retry
@@ -1387,20 +1405,46 @@ fn check_step(
                 )
                 .help = Some("add `verify:` conditions, or remove `until`".into());
             }
-            let t = cx.duration(&format!("{ptr}/until/timeout"), &u.timeout);
+            // A template over inputs (`"{{ inputs.sync_timeout }}"`) is rendered and parsed
+            // when the step runs; a literal is parsed here.
+            let templated = |cx: &mut Ctx, field: &str, src: &str| -> Option<String> {
+                if !template::is_template(src) {
+                    return None;
+                }
+                check_template(
+                    cx,
+                    scope,
+                    &format!("{ptr}/until/{field}"),
+                    src,
+                    Usage::Backend,
+                    None,
+                );
+                Some(src.to_string())
+            };
+            let timeout_template = templated(cx, "timeout", &u.timeout);
+            let interval_template = u
+                .interval
+                .as_deref()
+                .and_then(|i| templated(cx, "interval", i));
+            let t = if timeout_template.is_some() {
+                Some(Duration::ZERO)
+            } else {
+                cx.duration(&format!("{ptr}/until/timeout"), &u.timeout)
+            };
             let i = match &u.interval {
+                Some(_) if interval_template.is_some() => Some(Duration::ZERO),
                 Some(i) => cx.duration(&format!("{ptr}/until/interval"), i),
                 None => Some(Duration::from_secs(5)),
             };
             if let (Some(t), Some(i)) = (t, i) {
-                if i.is_zero() {
+                if i.is_zero() && interval_template.is_none() {
                     cx.err(
                         &format!("{ptr}/until/interval"),
                         "poll interval must be more than zero",
                         "duration",
                     );
                 }
-                if t.is_zero() {
+                if t.is_zero() && timeout_template.is_none() {
                     cx.err(
                         &format!("{ptr}/until/timeout"),
                         "poll timeout must be more than zero",
@@ -1411,6 +1455,8 @@ fn check_step(
                 Some(Until {
                     timeout: t,
                     interval: i,
+                    timeout_template,
+                    interval_template,
                 })
             } else {
                 None
@@ -1423,6 +1469,7 @@ fn check_step(
             verb: "rollout_status"
         }
     ) && timeout.is_none()
+        && timeout_template.is_none()
     {
         cx.key_err(&format!("{ptr}/kubernetes"), format!("step `{}` waits for a rollout without a timeout", s.id), "poll-without-timeout")
             .help = Some("add `timeout:` to the step (e.g. `timeout: 5m`) so a stuck rollout fails instead of hanging".into());
@@ -1494,6 +1541,7 @@ fn check_step(
         action,
         safety,
         timeout,
+        timeout_template,
         retry,
         until,
         undo,

@@ -105,6 +105,9 @@ pub struct Step {
     pub action: Action,
     pub safety: Safety,
     pub timeout: Option<Duration>,
+    /// `timeout` written as a template over inputs (`"{{ inputs.rollout_timeout }}"`),
+    /// rendered and parsed when the step runs (`timeout` is then `None`).
+    pub timeout_template: Option<String>,
     pub retry: Retry,
     pub until: Option<Until>,
     pub undo: Option<Undo>,
@@ -276,8 +279,66 @@ impl Retry {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Until {
+    /// The literal budget; zero when `timeout_template` gives it.
     pub timeout: Duration,
+    /// The literal interval; zero when `interval_template` gives it.
     pub interval: Duration,
+    /// `timeout` written as a template over inputs (`"{{ inputs.sync_timeout }}"`), rendered
+    /// and parsed when the step runs.
+    pub timeout_template: Option<String>,
+    /// `interval` written as a template, likewise.
+    pub interval_template: Option<String>,
+}
+
+/// Renders a duration written as a template over `ctx` (the inputs) and parses it; a value
+/// that is not a positive duration is an error naming `field` and what it rendered to.
+pub fn render_duration(
+    field: &str,
+    src: &str,
+    ctx: &serde_json::Value,
+) -> Result<Duration, String> {
+    let v = crate::template::render_str(src, ctx).map_err(|e| format!("`{field}`: {e}"))?;
+    let text = match &v {
+        serde_json::Value::String(s) => s.trim().to_string(),
+        other => other.to_string(),
+    };
+    match parse_duration(&text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!(
+            "`{field}` rendered to `{text}`: it must be more than zero"
+        )),
+        Err(e) => Err(format!(
+            "`{field}` rendered to something that is not a duration: {e}"
+        )),
+    }
+}
+
+impl Until {
+    /// The budget and interval of this run: literals as they are, templates rendered over
+    /// `ctx` (the inputs) and parsed; a value that is not a positive duration is an error
+    /// naming the field and what it rendered to.
+    pub fn resolve(&self, ctx: &serde_json::Value) -> Result<(Duration, Duration), String> {
+        let one = |field: &str, literal: Duration, tpl: &Option<String>| match tpl {
+            None => Ok(literal),
+            Some(src) => render_duration(field, src, ctx),
+        };
+        Ok((
+            one("until.timeout", self.timeout, &self.timeout_template)?,
+            one("until.interval", self.interval, &self.interval_template)?,
+        ))
+    }
+
+    /// How the plan and the view show it: the literal, or the template as written.
+    pub fn describe(&self) -> (String, String) {
+        (
+            self.timeout_template
+                .clone()
+                .unwrap_or_else(|| fmt_duration(self.timeout)),
+            self.interval_template
+                .clone()
+                .unwrap_or_else(|| fmt_duration(self.interval)),
+        )
+    }
 }
 
 /// Formats a duration the way runbooks write them: `45s`, `15m`, `1h30m`, `250ms`.

@@ -300,14 +300,14 @@ fn plan_step(rb: &Runbook, s: &Step, ctx: &RunContext, prefix: &str) -> PlannedS
         rendered,
         when: s.spec.when.as_ref().map(|w| condition(w, display)),
         gate,
-        timeout: s.timeout.map(fmt_duration),
+        timeout: s
+            .timeout
+            .map(fmt_duration)
+            .or_else(|| s.timeout_template.clone()),
         retry,
         poll: s.until.as_ref().map(|u| {
-            format!(
-                "every {} for up to {}",
-                fmt_duration(u.interval),
-                fmt_duration(u.timeout)
-            )
+            let (timeout, interval) = u.describe();
+            format!("every {interval} for up to {timeout}")
         }),
         verify: s.spec.verify.iter().map(|v| v.that.clone()).collect(),
         captures: s

@@ -86,6 +86,8 @@ impl TerminalView {
         let mut budgets = HashMap::new();
         for s in rb.steps.iter().chain(&rb.on_failure) {
             let b = match (&s.until, s.timeout) {
+                // A templated budget is only known when the step runs.
+                (Some(u), _) if u.timeout_template.is_some() => None,
                 (Some(u), _) => Some(u.timeout),
                 (None, t) => t,
             };
@@ -537,12 +539,16 @@ impl EventSink for TerminalView {
                             .iter()
                             .filter(|c| !c.ok)
                             .map(|c| {
+                                // The author's message (rendered: it can name what was read,
+                                // e.g. a controller's reason) says why; the values read show
+                                // what was measured.
+                                let label = c.message.as_deref().unwrap_or(&c.that);
                                 let obs: Vec<String> =
                                     c.observed.iter().map(|(k, v)| format!("{k}={v}")).collect();
                                 let mut t = if obs.is_empty() {
-                                    c.that.clone()
+                                    label.to_string()
                                 } else {
-                                    format!("{} ({})", c.that, obs.join(", "))
+                                    format!("{label} ({})", obs.join(", "))
                                 };
                                 if c.verdict() == crate::exec::verdict::Verdict::Inconclusive {
                                     t = format!(

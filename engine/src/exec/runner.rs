@@ -1379,9 +1379,23 @@ impl Runner {
         }
 
         self.needs_answer = None;
-        let (ok, attempts, last, err) = self
-            .attempts(step, sid, frame, &rendered.real, &step.retry, step.timeout)
-            .await;
+        // A templated timeout is rendered over the inputs now; a bad value fails the step.
+        let timeout = match &step.timeout_template {
+            None => Ok(step.timeout),
+            Some(src) => crate::model::render_duration(
+                "timeout",
+                src,
+                &json!({ "inputs": frame.ctx.inputs, "env": frame.ctx.env }),
+            )
+            .map(Some),
+        };
+        let (ok, attempts, last, err) = match timeout {
+            Ok(timeout) => {
+                self.attempts(step, sid, frame, &rendered.real, &step.retry, timeout)
+                    .await
+            }
+            Err(e) => (false, 0, None, Some(e)),
+        };
         if let Some(hint) = self.needs_answer.take() {
             frame
                 .ctx
@@ -1476,6 +1490,16 @@ impl Runner {
         let mut last: Option<Value> = None;
         let mut error: Option<String> = None;
         let mut attempt = 0;
+        // The poll budget and interval of this run (templates over inputs are rendered now).
+        let until = match step
+            .until
+            .as_ref()
+            .map(|u| u.resolve(&json!({ "inputs": frame.ctx.inputs, "env": frame.ctx.env })))
+        {
+            None => None,
+            Some(Ok(u)) => Some(u),
+            Some(Err(e)) => return (false, 0, None, Some(e)),
+        };
         while attempt < retry.attempts {
             attempt += 1;
             self.emit(Event::AttemptStarted {
@@ -1496,7 +1520,7 @@ impl Runner {
                 }
             }
             let a0 = self.clock.now();
-            let poll_deadline = step.until.as_ref().map(|u| later(a0, u.timeout));
+            let poll_deadline = until.map(|(t, _)| later(a0, t));
             let mut polls = 0;
             let mut fatal = false;
             let mut captured: Vec<(String, Value)> = vec![];
@@ -1775,9 +1799,9 @@ impl Runner {
                     break true;
                 }
                 // Poll again if the budget allows.
-                match (&step.until, poll_deadline) {
-                    (Some(u), Some(pd)) => {
-                        let next = later(self.clock.now(), u.interval);
+                match (until, poll_deadline) {
+                    (Some((u_timeout, u_interval)), Some(pd)) => {
+                        let next = later(self.clock.now(), u_interval);
                         if next > pd {
                             let e = error.take().unwrap_or_else(|| "verify did not hold".into());
                             let still = if last_verdict == Some(Verdict::Inconclusive) {
@@ -1787,7 +1811,7 @@ impl Runner {
                             };
                             error = Some(format!(
                                 "{e} — {still} after {} of polling ({polls} polls)",
-                                fmt_duration(u.timeout)
+                                fmt_duration(u_timeout)
                             ));
                             break false;
                         }
@@ -1797,9 +1821,9 @@ impl Runner {
                             .unwrap_or_default();
                         self.progress.status(&format!(
                             "poll {polls}: not yet{why}; next in {}",
-                            fmt_duration(u.interval)
+                            fmt_duration(u_interval)
                         ));
-                        if !self.sleep(u.interval).await {
+                        if !self.sleep(u_interval).await {
                             interrupted = true;
                             fatal = true;
                             break false;
@@ -2482,6 +2506,7 @@ impl Runner {
                         action: entry.undo.action.clone(),
                         safety: entry.undo.safety.max(Safety::Reversible),
                         timeout: entry.undo.timeout,
+                        timeout_template: None,
                         retry: entry.undo.retry.clone(),
                         until: None,
                         undo: None,

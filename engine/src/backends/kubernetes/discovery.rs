@@ -57,6 +57,36 @@ fn names(ar: &ApiResource, wanted: &str) -> bool {
     ar.kind.eq_ignore_ascii_case(wanted) || ar.plural.eq_ignore_ascii_case(wanted)
 }
 
+/// Is `api_version` a group without its version (`image.toolkit.fluxcd.io`)? A core version
+/// (`v1`) has no dot; a group always has one.
+pub fn is_group_only(api_version: &str) -> bool {
+    !api_version.contains('/') && api_version.contains('.')
+}
+
+/// Finds `kind` in the version of `group` the cluster prefers (discovery's
+/// `preferredVersion`: for a custom resource, its highest served version), so that a runbook
+/// reads an object through the API its controller serves today.
+pub async fn preferred(
+    client: &kube::Client,
+    kind: &str,
+    group: &str,
+) -> Result<Resource, ActionError> {
+    let g = kube::discovery::group(client, group)
+        .await
+        .map_err(|e| api_error(&format!("apiVersion {group} (discovery)"), e))?;
+    let version = g.preferred_version_or_latest().to_string();
+    let resources = g.versioned_resources(&version);
+    if let Some((ar, caps)) = resources.iter().find(|(ar, _)| names(ar, kind)) {
+        return Ok(Resource::from(ar.clone(), caps));
+    }
+    let kinds: Vec<String> = resources.iter().map(|(ar, _)| ar.kind.clone()).collect();
+    Err(invalid(format!(
+        "the cluster serves no kind `{kind}` in {group}/{version}, the version of {group} it prefers{}; kinds there: {}",
+        suggestion(kind, &kinds),
+        kinds.join(", ")
+    )))
+}
+
 /// Finds `kind` in one group/version.
 pub async fn pinned(
     client: &kube::Client,

@@ -80,6 +80,9 @@ impl Session {
             return Err(invalid("`kind` is empty"));
         }
         if let Some(av) = api_version.filter(|a| !a.is_empty()) {
+            if discovery::is_group_only(av) {
+                return discovery::preferred(self.client(), kind, av).await;
+            }
             return discovery::pinned(self.client(), kind, av).await;
         }
         let mut cached = self.conn.discovery.lock().await;

@@ -1,0 +1,1806 @@
+//! Every built-in runbook (`runbooks/*.yaml`), unchanged, run end to end by the real binary
+//! against real components: the Kubernetes API server and the Docker Compose of tests/env,
+//! real `git` with a bare repository as the GitOps remote, and the real Prometheus (when it
+//! runs). Loopback **stand-ins**, named as such below, serve only what no open-source server
+//! can run here: a service's own API (health, chat, agents, test flows), a pager webhook, the
+//! forge's pull-request API (GitHub's REST shapes) and the AutonomyOps orchestrator API.
+//!
+//! Each scenario mirrors one drill of its runbook (`runbooks/drills/<name>/`): the drill runs
+//! through the binary too, and the step outcomes of both journals must be equal. A difference
+//! means the drill (or the runbook) was wrong about the real system.
+//!
+//! Poll intervals and timeouts are the runbooks' own inputs, set short here; scenarios run in
+//! parallel, each in its own namespace, compose project, repository and ports.
+
+mod backend_env;
+mod common;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backend_env::{Run, TestEnv};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{json, Value};
+
+// ------------------------------------------------------------------------------------------
+// The runbook, its drill and their step outcomes.
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn builtin(name: &str) -> PathBuf {
+    repo_root().join("runbooks").join(format!("{name}.yaml"))
+}
+
+/// The step outcomes of a journal, in order: `id: outcome` for every finished or skipped step
+/// (on_failure steps included), `id.undo: succeeded|failed` for every undo, then the run's.
+fn outcomes(events: &[Value]) -> Vec<String> {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    events
+        .iter()
+        .filter_map(|e| match e["event"].as_str()? {
+            "step_finished" => Some(format!("{}: {}", s(&e["step"]), s(&e["outcome"]))),
+            "step_skipped" => Some(format!("{}: skipped", s(&e["step"]))),
+            "undo_finished" => Some(format!(
+                "{}.undo: {}",
+                s(&e["step"]),
+                if e["ok"] == true {
+                    "succeeded"
+                } else {
+                    "failed"
+                }
+            )),
+            "run_finished" => Some(format!("run: {}", s(&e["outcome"]))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs the drill (`runbooks/drills/<rel>`) through the binary, checks that it passes, and
+/// returns the step outcomes of its journal.
+fn drill_outcomes(rel: &str) -> Vec<String> {
+    let drill = repo_root().join("runbooks/drills").join(rel);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = common::runbook(&repo_root())
+        .arg("drill")
+        .arg(&drill)
+        .arg("--report-dir")
+        .arg(dir.path())
+        .output()
+        .expect("runbook drill runs");
+    let (stdout, stderr) = common::text(&out);
+    assert!(
+        out.status.success(),
+        "drill {rel} fails on its own\n{stdout}\n{stderr}"
+    );
+    let journal = std::fs::read_dir(dir.path())
+        .expect("report dir")
+        .flatten()
+        .map(|e| e.path().join("journal.jsonl"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("drill {rel} wrote no journal\n{stdout}"));
+    outcomes(&common::events(&journal))
+}
+
+/// The real run's step outcomes equal the drill's.
+fn assert_mirrors(real: &Run, drill: &str) {
+    let want = drill_outcomes(drill);
+    let got = outcomes(&real.events);
+    assert_eq!(
+        got,
+        want,
+        "the real run (left) and drill {drill} (right) end their steps differently\n{}",
+        real.log()
+    );
+}
+
+/// `runbook run` off the async runtime (the stand-ins serve on it meanwhile).
+async fn run_builtin(
+    env: &TestEnv,
+    name: &str,
+    journals: &Path,
+    inputs: &[(&str, String)],
+    answers: &[&str],
+    extra_env: &[(&str, &str)],
+) -> Run {
+    let env = env.clone();
+    let file = builtin(name);
+    let journals = journals.to_path_buf();
+    let inputs: Vec<(String, String)> = inputs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let answers: Vec<String> = answers.iter().map(|a| a.to_string()).collect();
+    let extra: Vec<(String, String)> = extra_env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let inputs: Vec<(&str, &str)> = inputs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let answers: Vec<&str> = answers.iter().map(String::as_str).collect();
+        let extra: Vec<(&str, &str)> = extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        backend_env::run(&env, &file, &journals, &inputs, &answers, &extra)
+    })
+    .await
+    .expect("the run's thread")
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+// ------------------------------------------------------------------------------------------
+// Loopback stand-ins: real HTTP servers whose handlers play a service's own API.
+
+/// One request as a stand-in sees it.
+#[derive(Debug, Clone)]
+struct Req {
+    method: String,
+    path: String,
+    query: BTreeMap<String, String>,
+    headers: BTreeMap<String, String>,
+    body: Value,
+}
+
+impl Req {
+    fn bearer(&self) -> Option<&str> {
+        self.headers
+            .get("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Serves `handler` on 127.0.0.1 (a free port) on the current runtime; returns the base URL.
+async fn stand_in<F, Fut>(handler: F) -> String
+where
+    F: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = (u16, Value)> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let handler = handler.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 20)
+                .await
+                .unwrap_or_default();
+            let query = parts
+                .uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (decode(k), decode(v))
+                })
+                .collect();
+            let headers = parts
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let req = Req {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+                query,
+                headers,
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            };
+            let (status, body) = handler(req).await;
+            axum::response::Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .expect("response")
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+// ------------------------------------------------------------------------------------------
+// Kubernetes (tests/env's API server).
+
+async fn kube_client(env: &TestEnv) -> kube::Client {
+    runbook::backends::http::install_crypto_provider();
+    let kc = Kubeconfig::read_from(env.var("RUNBOOK_TEST_KUBECONFIG")).expect("test kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("test kubeconfig loads");
+    kube::Client::try_from(cfg).expect("client")
+}
+
+/// Deletes the scenario's namespaces when it ends, passed or not.
+struct Namespaces {
+    env: TestEnv,
+    names: Vec<String>,
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        let (env, names) = (self.env.clone(), self.names.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(async {
+                let api: Api<Namespace> = Api::all(kube_client(&env).await);
+                for n in names {
+                    let _ = api.delete(&n, &DeleteParams::background()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn namespaces(
+    env: &TestEnv,
+    client: &kube::Client,
+    prefixes: &[&str],
+) -> (Namespaces, Vec<String>) {
+    let names: Vec<String> = prefixes.iter().map(|p| backend_env::unique(p)).collect();
+    let api: Api<Namespace> = Api::all(client.clone());
+    for n in &names {
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": n}})).expect("namespace");
+        api.create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+    }
+    (
+        Namespaces {
+            env: env.clone(),
+            names: names.clone(),
+        },
+        names,
+    )
+}
+
+/// A Deployment of one container `app`, created and waited for.
+async fn deployment(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+    image: &str,
+    extra_spec: Value,
+) {
+    let mut d = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": image}]}
+            }
+        }
+    });
+    merge(&mut d["spec"], &extra_spec);
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(d).expect("deployment"),
+    )
+    .await
+    .expect("create deployment");
+    rolled_out(client, ns, name).await;
+}
+
+/// Sets the container's image (and its resources when given), like a release, and waits.
+async fn release(client: &kube::Client, ns: &str, name: &str, image: &str, resources: Value) {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": name, "image": image, "resources": resources}
+    ]}}}});
+    api.patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .expect("release");
+    rolled_out(client, ns, name).await;
+}
+
+/// Waits until every replica of the current template is available (at most 60 s).
+async fn rolled_out(client: &kube::Client, ns: &str, name: &str) {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    for _ in 0..240 {
+        let d = serde_json::to_value(api.get(name).await.expect("get")).expect("json");
+        let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+        let st = &d["status"];
+        if st["observedGeneration"] == d["metadata"]["generation"]
+            && st["updatedReplicas"].as_i64().unwrap_or(0) == want
+            && st["availableReplicas"].as_i64().unwrap_or(0) == want
+            && st["replicas"].as_i64().unwrap_or(0) == want
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{ns}/{name} did not roll out within 60 s");
+}
+
+/// The Deployment's image and whether all its replicas are available, as a service's own
+/// health endpoint would know it (`None` when it does not exist).
+async fn serving(client: &kube::Client, ns: &str, name: &str) -> Option<(String, bool, Value)> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let d = serde_json::to_value(api.get(name).await.ok()?).ok()?;
+    let image = d["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    let st = &d["status"];
+    let all = want > 0
+        && st["observedGeneration"] == d["metadata"]["generation"]
+        && st["updatedReplicas"].as_i64().unwrap_or(0) == want
+        && st["availableReplicas"].as_i64().unwrap_or(0) == want;
+    Some((image, all, d))
+}
+
+/// The Deployment's revision annotation, waiting (at most 30 s) for the controller to set it
+/// to `want` (it numbers a revision after the template changed).
+async fn revision_soon(client: &kube::Client, ns: &str, name: &str, want: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..120 {
+        if let Some((_, _, d)) = serving(client, ns, name).await {
+            last = d["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if last == want {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    last
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// The API resource of a kind at a version, from discovery.
+async fn resource(client: &kube::Client, api_version: &str, kind: &str) -> ApiResource {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    let (ar, _) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .unwrap_or_else(|e| panic!("{api_version} {kind} is not served: {e}"));
+    ar
+}
+
+/// Creates any object (its manifest as JSON) in `ns`.
+async fn create(client: &kube::Client, ns: &str, manifest: Value) {
+    let av = manifest["apiVersion"]
+        .as_str()
+        .expect("apiVersion")
+        .to_string();
+    let kind = manifest["kind"].as_str().expect("kind").to_string();
+    let ar = resource(client, &av, &kind).await;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    let obj: DynamicObject = serde_json::from_value(manifest).expect("object");
+    api.create(&PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| panic!("create {kind} in {ns}: {e}"));
+}
+
+fn now_utc() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+// ------------------------------------------------------------------------------------------
+// control-plane-rollback, against a stand-in of the AutonomyOps orchestrator's HTTP API.
+
+/// Stand-in of the AutonomyOps orchestrator API: rollout plans, the rollback preview and
+/// execute endpoints, and the audit trail. Executing a plan rollback is asynchronous when
+/// `async_rollback` (202, `rolling_back`, `rolled_back` 1.5 s later), and writes its
+/// `rollback.executed` audit record when it completes, unless the audit pipeline is broken.
+#[derive(Clone)]
+struct Orchestrator {
+    state: Arc<Mutex<OrchestratorState>>,
+}
+
+struct OrchestratorState {
+    token: String,
+    plans: Vec<Value>,
+    audit: Vec<Value>,
+    async_rollback: bool,
+    audit_writes: bool,
+    /// plan id, when the asynchronous rollback completes, and the record to write then.
+    pending: Option<(String, std::time::Instant, Value)>,
+    executed: Vec<Value>,
+}
+
+impl Orchestrator {
+    fn new(token: &str, async_rollback: bool, audit_writes: bool, old_records: Vec<Value>) -> Self {
+        Orchestrator {
+            state: Arc::new(Mutex::new(OrchestratorState {
+                token: token.to_string(),
+                plans: vec![
+                    json!({"plan_id": "plan-41", "phase": "completed", "artifact": "edge-agent:2.3.0",
+                           "current_stage": {"name": "fleet", "state": "completed"}}),
+                    json!({"plan_id": "plan-42", "phase": "active", "artifact": "edge-agent:2.4.0",
+                           "current_stage": {"name": "canary", "state": "running"}}),
+                ],
+                audit: old_records,
+                async_rollback,
+                audit_writes,
+                pending: None,
+                executed: vec![],
+            })),
+        }
+    }
+
+    fn handle(&self, r: Req) -> (u16, Value) {
+        let mut st = self.state.lock().expect("lock");
+        if r.bearer() != Some(st.token.as_str()) {
+            return (401, json!({"error": "unauthenticated"}));
+        }
+        // An asynchronous rollback completes on its own clock.
+        if let Some((plan, at, record)) = st.pending.clone() {
+            if std::time::Instant::now() >= at {
+                if let Some(p) = st.plans.iter_mut().find(|p| p["plan_id"] == plan.as_str()) {
+                    p["phase"] = json!("rolled_back");
+                    p["current_stage"]["state"] = json!("halted");
+                }
+                if st.audit_writes {
+                    let mut record = record;
+                    record["timestamp"] = json!(now_utc());
+                    st.audit.push(record);
+                }
+                st.pending = None;
+            }
+        }
+        let path: Vec<&str> = r.path.trim_matches('/').split('/').collect();
+        match (r.method.as_str(), path.as_slice()) {
+            ("GET", ["v1", "rollouts"]) => (
+                200,
+                Value::Array(
+                    st.plans
+                        .iter()
+                        .map(|p| json!({"plan_id": p["plan_id"], "phase": p["phase"], "artifact": p["artifact"]}))
+                        .collect(),
+                ),
+            ),
+            ("GET", ["v1", "rollouts", id]) => match st.plans.iter().find(|p| p["plan_id"] == *id) {
+                Some(p) => (200, p.clone()),
+                None => (404, json!({"error": format!("plan {id} not found")})),
+            },
+            ("POST", ["v1", "rollback", "preview"]) => match r.body["target"].as_str() {
+                Some("rollout_plan") => (
+                    200,
+                    json!({"target": "rollout_plan", "resource": r.body["resource"], "safety_class": "terminal",
+                           "reversible": false,
+                           "limitations": ["nodes that already activated the artifact keep running it"]}),
+                ),
+                Some(t) => (200, json!({"target": t, "safety_class": "reversible", "reversible": true, "limitations": []})),
+                None => (400, json!({"error": "target is required"})),
+            },
+            ("POST", ["v1", "rollback", "execute"]) => {
+                let b = &r.body;
+                let (Some(resource), Some(operator), Some(reason)) = (
+                    b["resource"].as_str(),
+                    b["operator"].as_str().filter(|o| !o.is_empty()),
+                    b["reason"].as_str().filter(|o| !o.is_empty()),
+                ) else {
+                    return (400, json!({"error": "resource, operator and reason are required"}));
+                };
+                st.executed.push(b.clone());
+                let record = json!({"id": format!("aud-{}", 9000 + st.audit.len()),
+                    "event_type": "rollback.executed", "target": b["target"], "resource": resource,
+                    "operator": operator, "reason": reason});
+                let Some(i) = st.plans.iter().position(|p| p["plan_id"] == resource) else {
+                    return (404, json!({"error": format!("plan {resource} not found")}));
+                };
+                if st.plans[i]["phase"] != "active" {
+                    return (409, json!({"error": format!("plan {resource} is {}", st.plans[i]["phase"])}));
+                }
+                if st.async_rollback {
+                    st.plans[i]["phase"] = json!("rolling_back");
+                    st.pending = Some((
+                        resource.to_string(),
+                        std::time::Instant::now() + Duration::from_millis(1500),
+                        record,
+                    ));
+                    (202, json!({"plan_id": resource, "new_phase": "rolling_back"}))
+                } else {
+                    st.plans[i]["phase"] = json!("rolled_back");
+                    st.plans[i]["current_stage"]["state"] = json!("halted");
+                    if st.audit_writes {
+                        let mut record = record;
+                        record["timestamp"] = json!(now_utc());
+                        st.audit.push(record);
+                    }
+                    (200, json!({"plan_id": resource, "new_phase": "rolled_back"}))
+                }
+            }
+            ("GET", ["v1", "audit"]) => {
+                let limit: usize = r.query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
+                let kind = r.query.get("event_type").cloned();
+                let events: Vec<Value> = st
+                    .audit
+                    .iter()
+                    .rev()
+                    .filter(|e| kind.as_deref().is_none_or(|k| e["event_type"] == k))
+                    .take(limit)
+                    .cloned()
+                    .collect();
+                (200, json!({ "events": events }))
+            }
+            _ => (404, json!({"error": "not found"})),
+        }
+    }
+
+    async fn serve(&self) -> String {
+        let me = self.clone();
+        stand_in(move |r| {
+            let me = me.clone();
+            async move { me.handle(r) }
+        })
+        .await
+    }
+}
+
+/// Without a Kubernetes or compose stack this scenario needs only loopback: it skips only
+/// when the binary's environment says so (never under CI).
+fn plain_env() -> TestEnv {
+    TestEnv {
+        vars: BTreeMap::new(),
+    }
+}
+
+fn control_plane_inputs(url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("orchestrator_url", s(url)),
+        ("target", s("rollout_plan")),
+        ("plan_id", s("plan-42")),
+        ("verify_timeout", s("20s")),
+        ("audit_timeout", s("3s")),
+        ("poll_interval", s("500ms")),
+    ]
+}
+
+/// Mirrors drill control-plane-rollback/rollback-plan-async: the orchestrator accepts the
+/// rollback with 202 `rolling_back`; the run waits for `rolled_back` and finds this
+/// rollback's own audit record.
+#[tokio::test(flavor = "multi_thread")]
+async fn control_plane_rollback_waits_for_an_asynchronous_rollback_and_finds_its_audit_record() {
+    let env = plain_env();
+    let token = "orchestrator-token-of-the-test";
+    let orch = Orchestrator::new(token, true, true, vec![]);
+    let url = orch.serve().await;
+    let journals = tempfile::tempdir().expect("tempdir");
+    let r = run_builtin(
+        &env,
+        "control-plane-rollback",
+        journals.path(),
+        &control_plane_inputs(&url),
+        &[
+            "triage=done",
+            "approve_rollback=yes",
+            "rollback_plan=yes",
+            "nodes=done: canary nodes re-imaged",
+            "evidence=done",
+            "tell=done",
+        ],
+        &[("ORCHESTRATOR_TOKEN", token)],
+    )
+    .await;
+    r.assert_ok();
+    assert_eq!(r.result("rollback_plan")["status"], 202, "{}", r.log());
+    assert_eq!(r.capture("plan_after", "phase"), "rolled_back");
+    let st = orch.state.lock().expect("lock");
+    assert_eq!(st.executed.len(), 1, "one rollback executed");
+    assert_eq!(st.executed[0]["operator"], "tester");
+    assert_eq!(st.executed[0]["reason"], "integration test");
+    drop(st);
+    assert_mirrors(&r, "control-plane-rollback/rollback-plan-async.yaml");
+}
+
+/// Mirrors drill control-plane-rollback/audit-record-missing: the plan is rolled back but
+/// the audit trail only holds a week-old record of another plan by the same operator (and
+/// an old one of this plan by someone else): neither is this rollback's, so the run fails
+/// at `audit` and escalates.
+#[tokio::test(flavor = "multi_thread")]
+async fn control_plane_rollback_does_not_take_an_old_audit_record_for_this_rollback() {
+    let env = plain_env();
+    let token = "orchestrator-token-of-the-test";
+    let week_ago = (chrono::Utc::now() - chrono::Duration::days(7))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let orch = Orchestrator::new(
+        token,
+        false,
+        false,
+        vec![
+            json!({"id": "aud-17", "event_type": "rollback.executed", "target": "rollout_plan",
+                   "resource": "plan-17", "operator": "tester", "reason": "INCIDENT-OLD", "timestamp": week_ago}),
+            json!({"id": "aud-18", "event_type": "rollback.executed", "target": "rollout_plan",
+                   "resource": "plan-42", "operator": "someone-else@example.com", "timestamp": week_ago}),
+        ],
+    );
+    let url = orch.serve().await;
+    let journals = tempfile::tempdir().expect("tempdir");
+    let r = run_builtin(
+        &env,
+        "control-plane-rollback",
+        journals.path(),
+        &control_plane_inputs(&url),
+        &[
+            "triage=done",
+            "approve_rollback=yes",
+            "rollback_plan=yes",
+            "escalate=done",
+        ],
+        &[("ORCHESTRATOR_TOKEN", token)],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}", r.log());
+    assert_eq!(r.outcome("audit"), "failed");
+    assert!(
+        r.error("audit")
+            .contains("a rollback.executed record names tester"),
+        "{}",
+        r.error("audit")
+    );
+    assert_mirrors(&r, "control-plane-rollback/audit-record-missing.yaml");
+}
+
+// ------------------------------------------------------------------------------------------
+// gitops-revert: real git (a bare repository is the remote), the forge's pull-request API
+// (stand-in, GitHub's REST shapes), Flux's CRDs on the real API server with a stand-in of
+// its controllers writing their status.
+
+/// Runs git in `dir` with a fixed identity and no user or system configuration.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Release Bot")
+        .env("GIT_AUTHOR_EMAIL", "release@example.com")
+        .env("GIT_COMMITTER_NAME", "Release Bot")
+        .env("GIT_COMMITTER_EMAIL", "release@example.com")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A GitOps repository: `remote.git` (bare, the remote), the history of a promotion of
+/// api 1.4.2 → 1.5.0, and the on-call engineer's clone (`platform-gitops`).
+struct GitopsRepo {
+    remote: PathBuf,
+    clone: PathBuf,
+    /// The promotion commit, abbreviated as a person would paste it.
+    promotion: String,
+}
+
+const DEPLOYMENT_FILE: &str = "apps/api/prod/deployment.yaml";
+
+fn gitops_manifest(tag: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  template:\n    spec:\n      containers:\n        - name: api\n          image: registry.example/api:{tag} # {{\"$imagepolicy\": \"flux-system:api-prod\"}}\n"
+    )
+}
+
+fn gitops_policy(range: &str) -> String {
+    format!(
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: api-prod\n  namespace: flux-system\nspec:\n  imageRepositoryRef:\n    name: api\n  policy:\n    semver:\n      range: \"{range}\"\n"
+    )
+}
+
+fn gitops_repo(work: &Path) -> GitopsRepo {
+    let remote = work.join("remote.git");
+    std::fs::create_dir_all(&remote).expect("mkdir");
+    git(&remote, &["init", "-q", "--bare"]);
+    git(&remote, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+    let seed = work.join("seed");
+    git(
+        work,
+        &["clone", "-q", remote.to_str().expect("utf-8"), "seed"],
+    );
+    git(&seed, &["checkout", "-q", "-b", "main"]);
+    common::write(&seed, DEPLOYMENT_FILE, &gitops_manifest("1.4.2"));
+    common::write(
+        &seed,
+        "apps/api/prod/image-policy.yaml",
+        &gitops_policy("1.4.x"),
+    );
+    common::write(&seed, "README.md", "platform gitops\n");
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-q", "-m", "api prod on 1.4.2"]);
+    common::write(&seed, DEPLOYMENT_FILE, &gitops_manifest("1.5.0"));
+    common::write(
+        &seed,
+        "apps/api/prod/image-policy.yaml",
+        &gitops_policy("1.5.x"),
+    );
+    git(&seed, &["commit", "-q", "-am", "bump api prod to 1.5.0"]);
+    let promotion = git(&seed, &["rev-parse", "--short=10", "HEAD"]);
+    git(&seed, &["push", "-q", "origin", "main"]);
+    git(
+        work,
+        &[
+            "clone",
+            "-q",
+            remote.to_str().expect("utf-8"),
+            "platform-gitops",
+        ],
+    );
+    let clone = work.join("platform-gitops");
+    git(&clone, &["config", "user.name", "On-call Engineer"]);
+    git(&clone, &["config", "user.email", "oncall@example.com"]);
+    GitopsRepo {
+        remote,
+        clone,
+        promotion,
+    }
+}
+
+/// The image the deployed branch names for the api, read from the remote as a GitOps
+/// controller would.
+fn image_on_main(remote: &Path) -> Option<String> {
+    let out = Command::new("git")
+        .args(["show", &format!("main:{DEPLOYMENT_FILE}")])
+        .current_dir(remote)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("image: "))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_string)
+}
+
+/// What the reviewer of a rollback pull request does.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Reviewer {
+    /// Merges it while the runbook waits (after the first time it is asked for).
+    Merges,
+    /// Leaves it open (the runbook is told the review failed and closes it).
+    Rejects,
+}
+
+/// Stand-in of a GitHub-compatible forge's pull-request API for one repository, backed by
+/// the real bare repository: a pull request needs its head branch pushed there, and merging
+/// it is a real `git merge --no-ff` pushed to the base branch.
+#[derive(Clone)]
+struct Forge {
+    state: Arc<Mutex<ForgeState>>,
+}
+
+struct ForgeState {
+    token: String,
+    repo: String,
+    remote: PathBuf,
+    reviewer: Reviewer,
+    prs: Vec<Value>,
+    /// Every request, as `METHOD path`.
+    seen: Vec<String>,
+}
+
+impl Forge {
+    fn new(token: &str, repo: &str, remote: &Path, reviewer: Reviewer) -> Self {
+        Forge {
+            state: Arc::new(Mutex::new(ForgeState {
+                token: token.to_string(),
+                repo: repo.to_string(),
+                remote: remote.to_path_buf(),
+                reviewer,
+                prs: vec![],
+                seen: vec![],
+            })),
+        }
+    }
+
+    /// Merges the pull request's head into its base with real git.
+    fn merge(remote: &Path, pr: &Value) -> String {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        git(
+            scratch.path(),
+            &["clone", "-q", remote.to_str().expect("utf-8"), "w"],
+        );
+        let w = scratch.path().join("w");
+        let base = pr["base"]["ref"].as_str().expect("base");
+        let head = pr["head"]["ref"].as_str().expect("head");
+        git(&w, &["checkout", "-q", base]);
+        git(
+            &w,
+            &[
+                "merge",
+                "-q",
+                "--no-ff",
+                "-m",
+                &format!("Merge pull request #{} from {head}", pr["number"]),
+                &format!("origin/{head}"),
+            ],
+        );
+        git(&w, &["push", "-q", "origin", base]);
+        git(&w, &["rev-parse", "HEAD"])
+    }
+
+    async fn handle(&self, r: Req) -> (u16, Value) {
+        let mut st = self.state.lock().expect("lock").clone_for_request(&r);
+        if r.bearer() != Some(st.token.as_str()) {
+            return (401, json!({"message": "Bad credentials"}));
+        }
+        let prefix = format!("/repos/{}/pulls", st.repo);
+        let Some(rest) = r.path.strip_prefix(&prefix) else {
+            return (404, json!({"message": "Not Found"}));
+        };
+        let number: Option<u64> = rest.trim_start_matches('/').parse().ok();
+        match (r.method.as_str(), number) {
+            ("POST", None) => {
+                let head = r.body["head"].as_str().unwrap_or_default().to_string();
+                let base = r.body["base"].as_str().unwrap_or_default().to_string();
+                let remote = st.remote.clone();
+                let exists = |b: &str| {
+                    Command::new("git")
+                        .args(["rev-parse", "--verify", "-q", &format!("refs/heads/{b}")])
+                        .current_dir(&remote)
+                        .output()
+                        .map(|o| o.status.success())
+                        .unwrap_or(false)
+                };
+                if head.is_empty() || !exists(&head) || !exists(&base) {
+                    return (
+                        422,
+                        json!({"message": "Validation Failed",
+                               "errors": [{"resource": "PullRequest", "field": "head", "code": "invalid"}]}),
+                    );
+                }
+                let mut guard = self.state.lock().expect("lock");
+                let number = 128 + guard.prs.len() as u64;
+                let pr = json!({
+                    "url": format!("https://forge.test/api/v3/repos/{}/pulls/{number}", st.repo),
+                    "html_url": format!("https://forge.test/{}/pull/{number}", st.repo),
+                    "number": number, "state": "open", "title": r.body["title"], "body": r.body["body"],
+                    "head": {"ref": head}, "base": {"ref": base},
+                    "merged": false, "mergeable": true, "merge_commit_sha": null, "polls": 0
+                });
+                guard.prs.push(pr.clone());
+                st.prs = guard.prs.clone();
+                (201, pr)
+            }
+            ("GET", Some(n)) => {
+                let Some(pr) = st.prs.iter().find(|p| p["number"] == n).cloned() else {
+                    return (404, json!({"message": "Not Found"}));
+                };
+                // The reviewer merges once the runbook has asked once (it is waiting).
+                if st.reviewer == Reviewer::Merges && pr["merged"] == false && pr["polls"] == 1 {
+                    let remote = st.remote.clone();
+                    let p2 = pr.clone();
+                    let sha = tokio::task::spawn_blocking(move || Forge::merge(&remote, &p2))
+                        .await
+                        .expect("merge");
+                    let mut guard = self.state.lock().expect("lock");
+                    if let Some(p) = guard.prs.iter_mut().find(|p| p["number"] == n) {
+                        p["merged"] = json!(true);
+                        p["state"] = json!("closed");
+                        p["merge_commit_sha"] = json!(sha);
+                    }
+                    st.prs = guard.prs.clone();
+                }
+                let mut guard = self.state.lock().expect("lock");
+                let p = guard.prs.iter_mut().find(|p| p["number"] == n).expect("pr");
+                p["polls"] = json!(p["polls"].as_u64().unwrap_or(0) + 1);
+                let mut shown = p.clone();
+                if let Some(m) = shown.as_object_mut() {
+                    m.remove("polls");
+                }
+                (200, shown)
+            }
+            ("PATCH", Some(n)) => {
+                let mut guard = self.state.lock().expect("lock");
+                let Some(p) = guard.prs.iter_mut().find(|p| p["number"] == n) else {
+                    return (404, json!({"message": "Not Found"}));
+                };
+                if r.body["state"] == "closed" && p["merged"] == true {
+                    return (
+                        422,
+                        json!({"message": "Validation Failed",
+                               "errors": [{"resource": "PullRequest", "code": "custom",
+                                           "message": "Cannot close a merged pull request"}]}),
+                    );
+                }
+                if let Some(state) = r.body["state"].as_str() {
+                    p["state"] = json!(state);
+                }
+                let mut shown = p.clone();
+                if let Some(m) = shown.as_object_mut() {
+                    m.remove("polls");
+                }
+                (200, shown)
+            }
+            _ => (404, json!({"message": "Not Found"})),
+        }
+    }
+
+    async fn serve(&self) -> String {
+        let me = self.clone();
+        stand_in(move |r| {
+            let me = me.clone();
+            async move {
+                me.state
+                    .lock()
+                    .expect("lock")
+                    .seen
+                    .push(format!("{} {}", r.method, r.path));
+                me.handle(r).await
+            }
+        })
+        .await
+    }
+}
+
+impl ForgeState {
+    /// A snapshot of what a request needs, so that no lock is held across git.
+    fn clone_for_request(&self, _r: &Req) -> ForgeState {
+        ForgeState {
+            token: self.token.clone(),
+            repo: self.repo.clone(),
+            remote: self.remote.clone(),
+            reviewer: self.reviewer,
+            prs: self.prs.clone(),
+            seen: vec![],
+        }
+    }
+}
+
+/// metav1.Condition, as Flux's CRDs declare it.
+fn condition_schema() -> Value {
+    json!({"type": "object", "required": ["lastTransitionTime", "message", "reason", "status", "type"],
+    "properties": {
+        "lastTransitionTime": {"type": "string", "format": "date-time"},
+        "message": {"type": "string", "maxLength": 32768},
+        "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
+        "reason": {"type": "string", "maxLength": 1024, "minLength": 1},
+        "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+        "type": {"type": "string", "maxLength": 316}
+    }})
+}
+
+fn image_ref_schema() -> Value {
+    json!({"type": "object", "required": ["name", "tag"], "properties": {
+        "name": {"type": "string"}, "tag": {"type": "string"}, "digest": {"type": "string"}}})
+}
+
+/// The CRDs gitops-revert reads, minimal but with the served versions and status schemas of
+/// the real ones: Flux's ImagePolicy as image-reflector-controller v1.0.0 installs it (v1,
+/// the storage version, reports `status.latestRef`; the deprecated v1beta2, still served,
+/// reports `status.latestImage`), Flux's GitRepository v1 and Argo CD's Application
+/// v1alpha1 (which has no status subresource: Argo CD writes the whole object).
+fn gitops_crds() -> Vec<Value> {
+    let policy_spec = json!({"type": "object", "required": ["imageRepositoryRef"], "properties": {
+        "imageRepositoryRef": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"}, "namespace": {"type": "string"}}},
+        "policy": {"type": "object", "properties": {
+            "semver": {"type": "object", "required": ["range"], "properties": {"range": {"type": "string"}}},
+            "alphabetical": {"type": "object", "properties": {"order": {"type": "string"}}},
+            "numerical": {"type": "object", "properties": {"order": {"type": "string"}}}}},
+        "filterTags": {"type": "object", "properties": {
+            "pattern": {"type": "string"}, "extract": {"type": "string"}}}}});
+    let version = |name: &str, storage: bool, status: Value| {
+        json!({"name": name, "served": true, "storage": storage,
+            "deprecated": name == "v1beta2",
+            "subresources": {"status": {}},
+            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                "metadata": {"type": "object"}, "spec": policy_spec, "status": status}}}})
+    };
+    let v1_status = json!({"type": "object", "properties": {
+        "latestRef": image_ref_schema(), "observedPreviousRef": image_ref_schema(),
+        "conditions": {"type": "array", "items": condition_schema()},
+        "lastHandledReconcileAt": {"type": "string"},
+        "observedGeneration": {"type": "integer", "format": "int64"}}});
+    let v1beta2_status = json!({"type": "object", "properties": {
+        "latestImage": {"type": "string"}, "observedPreviousImage": {"type": "string"},
+        "conditions": {"type": "array", "items": condition_schema()},
+        "lastHandledReconcileAt": {"type": "string"},
+        "observedGeneration": {"type": "integer", "format": "int64"}}});
+    let open = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    vec![
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "imagepolicies.image.toolkit.fluxcd.io"},
+            "spec": {"group": "image.toolkit.fluxcd.io", "scope": "Namespaced",
+                "names": {"kind": "ImagePolicy", "listKind": "ImagePolicyList", "plural": "imagepolicies", "singular": "imagepolicy"},
+                "versions": [version("v1", true, v1_status), version("v1beta2", false, v1beta2_status)]}}),
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "gitrepositories.source.toolkit.fluxcd.io"},
+            "spec": {"group": "source.toolkit.fluxcd.io", "scope": "Namespaced",
+                "names": {"kind": "GitRepository", "listKind": "GitRepositoryList", "plural": "gitrepositories", "singular": "gitrepository", "shortNames": ["gitrepo"]},
+                "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                        "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
+                        "spec": {"type": "object", "required": ["url"], "properties": {
+                            "url": {"type": "string"}, "interval": {"type": "string"},
+                            "ref": {"type": "object", "properties": {"branch": {"type": "string"}, "tag": {"type": "string"}, "commit": {"type": "string"}}}}},
+                        "status": open}}}}]}}),
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "applications.argoproj.io"},
+            "spec": {"group": "argoproj.io", "scope": "Namespaced",
+                "names": {"kind": "Application", "listKind": "ApplicationList", "plural": "applications", "singular": "application", "shortNames": ["app", "apps"]},
+                "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "required": ["metadata", "spec"], "properties": {
+                        "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
+                        "spec": open, "status": open, "operation": open}}}}]}}),
+    ]
+}
+
+static CRDS: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// Installs (server-side apply) the GitOps CRDs once per test process, and waits until the
+/// API server serves them.
+async fn install_gitops_crds(client: &kube::Client) {
+    CRDS.get_or_init(|| async {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in gitops_crds() {
+            let name = crd["metadata"]["name"].as_str().expect("name").to_string();
+            api.patch(
+                &name,
+                &PatchParams::apply("runbook-builtin-real").force(),
+                &Patch::Apply(crd),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
+        }
+        for (av, kind) in [
+            ("image.toolkit.fluxcd.io/v1", "ImagePolicy"),
+            ("image.toolkit.fluxcd.io/v1beta2", "ImagePolicy"),
+            ("source.toolkit.fluxcd.io/v1", "GitRepository"),
+            ("argoproj.io/v1alpha1", "Application"),
+        ] {
+            let (group, version) = av.split_once('/').expect("group/version");
+            let gvk = GroupVersionKind::gvk(group, version, kind);
+            let mut served = false;
+            for _ in 0..120 {
+                if kube::discovery::pinned_kind(client, &gvk).await.is_ok() {
+                    served = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            assert!(served, "the API server does not serve {av} {kind} after 30 s");
+        }
+    })
+    .await;
+}
+
+/// Stand-in of the api service's own endpoints: `/health` answers while any pod serves, the
+/// deep check only once every replica runs the known-good image.
+async fn api_service(client: kube::Client, ns: String, good: &'static str) -> String {
+    stand_in(move |r: Req| {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move {
+            let state = serving(&client, &ns, "api").await;
+            match r.path.as_str() {
+                "/health" => (200, json!({"status": "ok"})),
+                "/healthz/deep" => match state {
+                    Some((image, true, _)) if image == good => {
+                        (200, json!({"model": "ready", "db": "ok"}))
+                    }
+                    _ => (503, json!({"model": "loading"})),
+                },
+                _ => (404, json!({"error": "not found"})),
+            }
+        }
+    })
+    .await
+}
+
+const GOOD_API: &str = "registry.example/api:1.4.2";
+
+fn gitops_inputs(
+    repo: &GitopsRepo,
+    forge: &str,
+    flux_ns: &str,
+    app_ns: &str,
+    service: &str,
+    metrics: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("repo_dir", s(repo.clone.to_str().expect("utf-8"))),
+        ("promotion_commit", repo.promotion.clone()),
+        ("known_good_image", s(GOOD_API)),
+        ("forge_api_url", s(forge)),
+        ("forge_repo", s("platform/gitops")),
+        ("controller", s("flux")),
+        ("flux_image_policy", s("api-prod")),
+        ("flux_namespace", s(flux_ns)),
+        ("namespace", s(app_ns)),
+        ("deployment", s("api")),
+        ("service_url", s(service)),
+        ("metrics_url", s(metrics)),
+        (
+            "success_rate_query",
+            s("100 * sum(rate(http_requests_total{service=\"api\",code!~\"5..\"}[1m])) / sum(rate(http_requests_total{service=\"api\"}[1m]))"),
+        ),
+        (
+            "p99_query",
+            s("1000 * histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service=\"api\"}[1m])))"),
+        ),
+        ("sync_timeout", s("60s")),
+        ("poll_interval", s("500ms")),
+        ("canary_timeout", s("20s")),
+        ("canary_interval", s("1s")),
+    ]
+}
+
+/// Mirrors drill gitops-revert/review-rejected: the revert is really committed on a branch
+/// of a worktree, pushed to the bare remote and proposed; the reviewer rejects it, so the
+/// runbook closes the pull request, deletes the branch on the remote and the worktree.
+#[tokio::test(flavor = "multi_thread")]
+async fn gitops_revert_closes_the_pull_request_and_deletes_the_branch_when_the_review_fails() {
+    let Some(env) = backend_env::k8s() else {
+        return;
+    };
+    let client = kube_client(&env).await;
+    install_gitops_crds(&client).await;
+    let (_guard, ns) = namespaces(&env, &client, &["rb-gitops-flux", "rb-gitops-app"]).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = tokio::task::spawn_blocking({
+        let w = work.path().to_path_buf();
+        move || gitops_repo(&w)
+    })
+    .await
+    .expect("repo");
+    let token = "forge-token-of-the-test";
+    let forge = Forge::new(token, "platform/gitops", &repo.remote, Reviewer::Rejects);
+    let forge_url = forge.serve().await;
+    let service = api_service(client.clone(), ns[1].clone(), GOOD_API).await;
+    let r = run_builtin(
+        &env,
+        "gitops-revert",
+        &work.path().join("runs"),
+        &gitops_inputs(
+            &repo,
+            &forge_url,
+            &ns[0],
+            &ns[1],
+            &service,
+            "http://127.0.0.1:9",
+        ),
+        &[
+            "signature_by_hand=done",
+            "approve=yes",
+            "review=failed: the diff also reverts the ingress timeout change",
+            "escalate=done",
+        ],
+        &[("FORGE_TOKEN", token)],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}", r.log());
+    assert_eq!(r.outcome("review"), "failed");
+    // The branch was pushed, then deleted; the pull request is closed; main is untouched.
+    let run_id = common::run_id(&r.events);
+    let remote_branches = git(&repo.remote, &["branch", "--list"]);
+    assert!(!remote_branches.contains("rollback/"), "{remote_branches}");
+    {
+        let st = forge.state.lock().expect("lock");
+        assert_eq!(st.prs.len(), 1);
+        assert_eq!(st.prs[0]["state"], "closed");
+        assert_eq!(st.prs[0]["head"]["ref"], format!("rollback/{run_id}"));
+        assert!(
+            st.seen.iter().any(|s| s.starts_with("PATCH ")),
+            "{:?}",
+            st.seen
+        );
+    }
+    assert_eq!(
+        image_on_main(&repo.remote).as_deref(),
+        Some("registry.example/api:1.5.0")
+    );
+    assert!(
+        !work
+            .path()
+            .join(format!("platform-gitops-rollback-{run_id}"))
+            .exists(),
+        "the worktree is removed"
+    );
+    assert_mirrors(&r, "gitops-revert/review-rejected.yaml");
+}
+
+// ------------------------------------------------------------------------------------------
+// k8s-rollback: a real Deployment; the service's own API is a stand-in that answers from the
+// Deployment's real state.
+
+/// Stand-in of the flow engine's API (health, chat, agents): healthy only while every
+/// replica runs `good`.
+async fn flow_engine_api(
+    client: kube::Client,
+    ns: String,
+    name: &'static str,
+    good: &'static str,
+) -> String {
+    stand_in(move |r: Req| {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move {
+            let healthy = matches!(serving(&client, &ns, name).await, Some((image, true, _)) if image == good);
+            if !healthy {
+                return (503, json!({"status": "error"}));
+            }
+            match (r.method.as_str(), r.path.as_str()) {
+                ("GET", "/health") => (200, json!({"status": "ok"})),
+                ("POST", "/api/v1/chat") if r.body["message"].is_string() => {
+                    (200, json!({"status": "ok", "correlation_id": "c-7f3a", "reply": "hello"}))
+                }
+                ("GET", "/api/v1/agents") => (
+                    200,
+                    json!({"agents": [{"name": "planner", "health": "healthy"}, {"name": "coder", "health": "degraded"}]}),
+                ),
+                _ => (404, json!({"error": "not found"})),
+            }
+        }
+    })
+    .await
+}
+
+/// Mirrors drill k8s-rollback/recovers: flowengine v1.1.0 is bad; rolling back to the
+/// previous revision brings health, chat and agents back.
+#[tokio::test(flavor = "multi_thread")]
+async fn k8s_rollback_rolls_a_real_deployment_back_to_its_previous_revision() {
+    let Some(env) = backend_env::k8s() else {
+        return;
+    };
+    let client = kube_client(&env).await;
+    let (_guard, ns) = namespaces(&env, &client, &["rb-k8s-ok"]).await;
+    let ns = ns[0].clone();
+    deployment(
+        &client,
+        &ns,
+        "flowengine",
+        3,
+        "flowengine:v1.0.0",
+        json!({}),
+    )
+    .await;
+    release(&client, &ns, "flowengine", "flowengine:v1.1.0", json!({})).await;
+    let service = flow_engine_api(
+        client.clone(),
+        ns.clone(),
+        "flowengine",
+        "flowengine:v1.0.0",
+    )
+    .await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let r = run_builtin(
+        &env,
+        "k8s-rollback",
+        work.path(),
+        &[
+            ("namespace", ns.clone()),
+            ("deployment", s("flowengine")),
+            ("service_url", service),
+        ],
+        &[
+            "approve=yes",
+            "metrics=done",
+            "tell=done: posted in #incidents",
+            "record=done",
+        ],
+        &[("SERVICE_API_TOKEN", "flow-token-of-the-test")],
+    )
+    .await;
+    r.assert_ok();
+    let (image, all, d) = serving(&client, &ns, "flowengine")
+        .await
+        .expect("deployment");
+    assert_eq!(image, "flowengine:v1.0.0");
+    assert!(all, "{d}");
+    assert_eq!(revision_soon(&client, &ns, "flowengine", "3").await, "3");
+    assert_mirrors(&r, "k8s-rollback/recovers.yaml");
+}
+
+/// Mirrors drill k8s-rollback/rollout-stuck: the previous revision's pods are refused
+/// (a LimitRange its CPU limit exceeds, the way a quota or admission policy changed since),
+/// so the rollback never becomes available: the run fails at the rollout's timeout, puts
+/// the bad revision back and escalates.
+#[tokio::test(flavor = "multi_thread")]
+async fn k8s_rollback_puts_the_release_back_when_the_previous_revision_never_becomes_available() {
+    let Some(env) = backend_env::k8s() else {
+        return;
+    };
+    let client = kube_client(&env).await;
+    let (_guard, ns) = namespaces(&env, &client, &["rb-k8s-stuck"]).await;
+    let ns = ns[0].clone();
+    deployment(
+        &client,
+        &ns,
+        "flowengine",
+        3,
+        "flowengine:v1.0.0",
+        json!({"progressDeadlineSeconds": 3,
+               "template": {"spec": {"containers": [{"name": "flowengine", "image": "flowengine:v1.0.0",
+                                                      "resources": {"limits": {"cpu": "1"}}}]}}}),
+    )
+    .await;
+    release(
+        &client,
+        &ns,
+        "flowengine",
+        "flowengine:v1.1.0",
+        json!({"limits": {"cpu": "100m"}}),
+    )
+    .await;
+    create(
+        &client,
+        &ns,
+        json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "small"},
+               "spec": {"limits": [{"type": "Container", "max": {"cpu": "200m"}}]}}),
+    )
+    .await;
+    let service = flow_engine_api(
+        client.clone(),
+        ns.clone(),
+        "flowengine",
+        "flowengine:v1.0.0",
+    )
+    .await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let r = run_builtin(
+        &env,
+        "k8s-rollback",
+        work.path(),
+        &[
+            ("namespace", ns.clone()),
+            ("deployment", s("flowengine")),
+            ("service_url", service),
+            ("rollout_timeout", s("8s")),
+        ],
+        &["approve=yes", "escalate=done: paged the tech lead"],
+        &[("SERVICE_API_TOKEN", "flow-token-of-the-test")],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}", r.log());
+    // Its pods are never created, so the Deployment keeps reporting its last complete
+    // rollout (Progressing: NewReplicaSetAvailable) and never reaches the progress deadline:
+    // the step's timeout ends the wait.
+    assert!(
+        r.error("rollout")
+            .contains("the rollout did not finish within 8"),
+        "{}",
+        r.error("rollout")
+    );
+    let (image, _, _) = serving(&client, &ns, "flowengine")
+        .await
+        .expect("deployment");
+    assert_eq!(image, "flowengine:v1.1.0", "the release is back");
+    // The Deployment controller numbers the revision put back (4) once it sees the change.
+    assert_eq!(revision_soon(&client, &ns, "flowengine", "4").await, "4");
+    assert_mirrors(&r, "k8s-rollback/rollout-stuck.yaml");
+}
+
+// ------------------------------------------------------------------------------------------
+// security-incident: a real Deployment halted and brought back; stand-ins for the pager's
+// webhook and the flow engine's test-flow API.
+
+/// Stand-in of a paging service's webhook (`{summary, severity, source, details}` → 202).
+async fn pager(pages: Arc<Mutex<Vec<Value>>>) -> String {
+    stand_in(move |r: Req| {
+        let pages = pages.clone();
+        async move {
+            if r.method != "POST" || r.body["summary"].as_str().is_none_or(str::is_empty) {
+                return (400, json!({"status": "invalid event"}));
+            }
+            pages.lock().expect("lock").push(r.body.clone());
+            (202, json!({"status": "success", "dedup_key": "sec-5521"}))
+        }
+    })
+    .await
+}
+
+/// Stand-in of the flow engine's test-flow endpoint: a dry-run flow whose context bundle has
+/// the PII redacted only when the setting is live on every pod (and `honours_redaction`:
+/// a release can ignore it).
+async fn test_flow_api(client: kube::Client, ns: String, honours_redaction: bool) -> String {
+    stand_in(move |r: Req| {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move {
+            if r.method != "POST" || r.path != "/api/v1/test-flow" || r.body["dry_run"] != true {
+                return (404, json!({"error": "not found"}));
+            }
+            let Some((_, true, d)) = serving(&client, &ns, "flow-engine").await else {
+                return (503, json!({"status": "unavailable"}));
+            };
+            let redacting = d["spec"]["template"]["spec"]["containers"][0]["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["name"] == "PII_REDACTION_ENABLED" && e["value"] == "true");
+            let input = r.body["input"].as_str().unwrap_or_default();
+            let context = if redacting && honours_redaction {
+                input.replace("jane.doe@example.com", "[REDACTED:email]")
+            } else {
+                input.to_string()
+            };
+            (200, json!({"status": "succeeded", "context": context}))
+        }
+    })
+    .await
+}
+
+/// Mirrors drill security-incident/contain-and-recover: flows halted (scaled to 0, every pod
+/// gone), security paged, then the Deployment comes back with PII redaction verified.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_incident_halts_real_flows_and_brings_them_back_redacted() {
+    let Some(env) = backend_env::k8s() else {
+        return;
+    };
+    let client = kube_client(&env).await;
+    let (_guard, ns) = namespaces(&env, &client, &["rb-sec-ok"]).await;
+    let ns = ns[0].clone();
+    deployment(
+        &client,
+        &ns,
+        "flow-engine",
+        3,
+        "registry.example/flow-engine:v1.1.0",
+        json!({}),
+    )
+    .await;
+    let pages = Arc::new(Mutex::new(vec![]));
+    let pager_url = pager(pages.clone()).await;
+    let service = test_flow_api(client.clone(), ns.clone(), true).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let r = run_builtin(
+        &env,
+        "security-incident",
+        work.path(),
+        &[
+            ("namespace", ns.clone()),
+            ("deployment", s("flow-engine")),
+            ("finding", s("pii-leak")),
+            ("task_id", s("t-5521")),
+            (
+                "artifact_location",
+                s("s3://context-bundles/ctx_t-5521.json"),
+            ),
+            ("quarantine_location", s("s3://quarantine/ctx_t-5521.json")),
+            ("service_account", s("flow-engine-sa")),
+            ("service_url", service),
+            ("verify_timeout", s("30s")),
+            ("poll_interval", s("500ms")),
+        ],
+        &[
+            "declare=yes",
+            "halt=yes",
+            "quarantine=done",
+            "restrict_access=done",
+            "incident_record=done",
+            "hand_over=done",
+            "cleared=yes",
+            "all_clear=done",
+        ],
+        &[
+            (
+                "SECURITY_PAGER_WEBHOOK_URL",
+                &format!("{pager_url}/v2/enqueue"),
+            ),
+            ("SERVICE_API_TOKEN", "flow-token-of-the-test"),
+        ],
+    )
+    .await;
+    r.assert_ok();
+    assert_eq!(r.capture("halted", "pods"), 0);
+    let pages = pages.lock().expect("lock").clone();
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert_eq!(pages[0]["details"]["task_id"], "t-5521");
+    let (_, all, d) = serving(&client, &ns, "flow-engine")
+        .await
+        .expect("deployment");
+    assert!(all, "{d}");
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_mirrors(&r, "security-incident/contain-and-recover.yaml");
+}
+
+/// Mirrors drill security-incident/redaction-not-verified: recovery only; the release
+/// ignores the redaction setting, the test flow returns the PII, so the Deployment is halted
+/// again and the run escalates.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_incident_halts_again_when_redaction_is_not_verified() {
+    let Some(env) = backend_env::k8s() else {
+        return;
+    };
+    let client = kube_client(&env).await;
+    let (_guard, ns) = namespaces(&env, &client, &["rb-sec-pii"]).await;
+    let ns = ns[0].clone();
+    deployment(
+        &client,
+        &ns,
+        "flow-engine",
+        0,
+        "registry.example/flow-engine:v1.1.0",
+        json!({}),
+    )
+    .await;
+    let service = test_flow_api(client.clone(), ns.clone(), false).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let r = run_builtin(
+        &env,
+        "security-incident",
+        work.path(),
+        &[
+            ("namespace", ns.clone()),
+            ("deployment", s("flow-engine")),
+            ("finding", s("pii-leak")),
+            ("recover_only", s("true")),
+            ("replicas", s("3")),
+            ("service_url", service),
+            ("verify_timeout", s("3s")),
+            ("poll_interval", s("500ms")),
+        ],
+        &["cleared=yes", "escalate=done"],
+        &[
+            (
+                "SECURITY_PAGER_WEBHOOK_URL",
+                "http://127.0.0.1:9/never-called",
+            ),
+            ("SERVICE_API_TOKEN", "flow-token-of-the-test"),
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}", r.log());
+    assert!(
+        r.error("redaction_verified")
+            .contains("the PII sample does not appear anywhere in the answer"),
+        "{}",
+        r.error("redaction_verified")
+    );
+    let (_, _, d) = serving(&client, &ns, "flow-engine")
+        .await
+        .expect("deployment");
+    assert_eq!(d["spec"]["replicas"], 0, "halted again");
+    assert_mirrors(&r, "security-incident/redaction-not-verified.yaml");
+}
+
+// ------------------------------------------------------------------------------------------
+// compose-rollback: real images and containers on tests/env's Compose; the service is a real
+// HTTP server in the container (busybox httpd: /health, and /cgi-bin/chat for the smoke
+// test), so no stand-in is needed.
+
+/// Podman 4.3 can lose a layer when two builds share its store at once: builds take turns.
+static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Takes the project down and removes its images when the scenario ends, passed or not.
+struct ComposeProject {
+    env: TestEnv,
+    project: String,
+    images: Vec<String>,
+}
+
+impl Drop for ComposeProject {
+    fn drop(&mut self) {
+        let docker = |args: &[&str]| {
+            let _ = Command::new("docker")
+                .args(args)
+                .envs(&self.env.vars)
+                .stdin(std::process::Stdio::null())
+                .output();
+        };
+        docker(&["compose", "-p", &self.project, "down", "--remove-orphans"]);
+        for i in &self.images {
+            docker(&["rmi", "-f", i]);
+        }
+    }
+}
+
+/// A compose project `dir` whose `web` service runs `<image>:v2` (a release without a
+/// health endpoint), with `<image>:v1` (healthy, with a chat endpoint) and `<image>-broken:v1`
+/// (exits at once) built on the host. Returns the guard, the directory, the image and the port.
+fn compose_stack(env: &TestEnv, work: &Path) -> (ComposeProject, PathBuf, String, u16) {
+    let project = backend_env::unique("rb-compose");
+    let image = format!("localhost/{project}-web");
+    let guard = ComposeProject {
+        env: env.clone(),
+        project: project.clone(),
+        images: vec![
+            format!("{image}:v1"),
+            format!("{image}:v2"),
+            format!("{image}-broken:v1"),
+        ],
+    };
+    let port = free_port();
+    let dir = work.join(&project);
+    common::write(
+        &dir,
+        "web/chat",
+        "#!/bin/sh\necho 'Content-Type: application/json'\necho\necho '{\"status\": \"success\", \"correlation_id\": \"9f1c-77\"}'\n",
+    );
+    common::write(
+        &dir,
+        "web/Dockerfile",
+        "FROM localhost/busybox:test\nARG VERSION=v1\nARG HEALTHY=yes\nCOPY chat /chat\n\
+         RUN mkdir -p /www/cgi-bin && echo \"hello $VERSION\" > /www/index.html \\\n \
+         && if [ \"$HEALTHY\" = yes ]; then echo '{\"status\": \"ok\"}' > /www/health \\\n \
+         && cp /chat /www/cgi-bin/chat && chmod +x /www/cgi-bin/chat; fi\n\
+         CMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+    );
+    common::write(
+        &dir,
+        "web/Dockerfile.broken",
+        "FROM localhost/busybox:test\nCMD [\"sh\", \"-c\", \"echo configuration invalid; exit 3\"]\n",
+    );
+    // Images only exist on this host: compose never pulls them (`pull_policy: never`).
+    common::write(
+        &dir,
+        "compose.yaml",
+        "services:\n  web:\n    image: ${WEB_IMAGE}\n    pull_policy: never\n    ports: [\"127.0.0.1:${WEB_PORT}:8080\"]\n    stop_signal: SIGKILL\n",
+    );
+    common::write(
+        &dir,
+        ".env",
+        &format!("WEB_IMAGE={image}:v2\nWEB_PORT={port}\n"),
+    );
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker")
+            .args(args)
+            .current_dir(&dir)
+            .envs(&env.vars)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("docker");
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    {
+        let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+        docker(&["build", "-q", "-t", &format!("{image}:v1"), "web"]);
+        docker(&[
+            "build",
+            "-q",
+            "-t",
+            &format!("{image}:v2"),
+            "--build-arg",
+            "VERSION=v2",
+            "--build-arg",
+            "HEALTHY=no",
+            "web",
+        ]);
+        docker(&[
+            "build",
+            "-q",
+            "-t",
+            &format!("{image}-broken:v1"),
+            "-f",
+            "web/Dockerfile.broken",
+            "web",
+        ]);
+    }
+    docker(&["compose", "-p", &project, "up", "-d", "--wait"]);
+    (guard, dir, image, port)
+}
+
+fn compose_inputs(
+    dir: &Path,
+    project: &str,
+    known_good: &str,
+    port: u16,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("project_directory", s(dir.to_str().expect("utf-8"))),
+        ("project", s(project)),
+        ("service", s("web")),
+        ("known_good_image", s(known_good)),
+        ("service_url", format!("http://127.0.0.1:{port}")),
+        ("smoke_path", s("/cgi-bin/chat")),
+    ]
+}
+
+/// Mirrors drill compose-rollback/recover-previous-tag: v2 answers no health; v1 is pulled
+/// (nothing to pull here), started, and passes the health and smoke checks.
+#[tokio::test(flavor = "multi_thread")]
+async fn compose_rollback_runs_the_previous_image_of_a_real_service() {
+    let Some(env) = backend_env::compose() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let (guard, dir, image, port) = tokio::task::spawn_blocking({
+        let (env, w) = (env.clone(), work.path().to_path_buf());
+        move || compose_stack(&env, &w)
+    })
+    .await
+    .expect("stack");
+    let r = run_builtin(
+        &env,
+        "compose-rollback",
+        &work.path().join("runs"),
+        &compose_inputs(&dir, &guard.project, &format!("{image}:v1"), port),
+        &["approve=yes", "tell=done", "persist=done", "record=done"],
+        &[("SERVICE_API_TOKEN", "compose-token-of-the-test")],
+    )
+    .await;
+    r.assert_ok();
+    assert_eq!(r.capture("current", "image"), format!("{image}:v2"));
+    assert_eq!(r.capture("running", "image"), format!("{image}:v1"));
+    assert_mirrors(&r, "compose-rollback/recover-previous-tag.yaml");
+}
+
+/// Mirrors drill compose-rollback/previous-tag-crashes: the known-good image exits at once,
+/// `up --wait` fails, the service is pointed back at v2 and recreated, and the run escalates.
+#[tokio::test(flavor = "multi_thread")]
+async fn compose_rollback_puts_the_release_back_when_the_previous_image_crashes() {
+    let Some(env) = backend_env::compose() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let (guard, dir, image, port) = tokio::task::spawn_blocking({
+        let (env, w) = (env.clone(), work.path().to_path_buf());
+        move || compose_stack(&env, &w)
+    })
+    .await
+    .expect("stack");
+    let r = run_builtin(
+        &env,
+        "compose-rollback",
+        &work.path().join("runs"),
+        &compose_inputs(&dir, &guard.project, &format!("{image}-broken:v1"), port),
+        &["approve=yes", "escalate=done"],
+        &[("SERVICE_API_TOKEN", "compose-token-of-the-test")],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}", r.log());
+    assert_eq!(r.outcome("up"), "failed");
+    assert_eq!(r.undo("pin")["ok"], true, "{}", r.log());
+    assert_mirrors(&r, "compose-rollback/previous-tag-crashes.yaml");
+}
