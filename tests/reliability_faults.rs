@@ -243,9 +243,13 @@ fn invalid_json_is_data_not_a_crash() {
     let fin = of_kind(&ev, "attempt_finished");
     assert_eq!(fin[0]["result"]["json"], Value::Null);
     assert_eq!(fin[0]["result"]["body"], r#"{"status": "ok", "#);
+    // A body that is not JSON leaves `result.json` null: the check cannot see a status, so it
+    // is inconclusive (no data), never a pass and never "the value was wrong".
     let verify = of_kind(&ev, "verify_evaluated");
     assert_eq!(verify[0]["ok"], false);
-    assert!(err.contains("verify failed"), "{err}");
+    assert_eq!(verify[0]["verdict"], "inconclusive", "{err}");
+    assert!(err.contains("verify inconclusive"), "{err}");
+    assert!(err.contains("no data"), "{err}");
 }
 
 #[test]

@@ -52,6 +52,7 @@ pub async fn run(drill: &Drill, journal_dir: Option<&Path>) -> Result<DrillRun, 
         id: id.clone(),
         operator: drill.operator.clone(),
         reason: drill.reason.clone(),
+        started_at: crate::exec::clock::stamp(drill.start),
     });
     let world = World::new(state);
     let journal = journal_dir.map(|d| fresh_journal(d, &id)).transpose()?;

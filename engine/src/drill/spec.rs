@@ -374,8 +374,9 @@ pub struct HttpMatchSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// JSON the request body must contain (objects may have more keys). A string
-    /// `"{{ run.operator }}"`, `"{{ run.reason }}"` or `"{{ run.id }}"` stands for the run's
-    /// value (the drill's, or the trainee's in training).
+    /// `"{{ run.operator }}"`, `"{{ run.reason }}"`, `"{{ run.id }}"` or
+    /// `"{{ run.started_at }}"` stands for the run's value (the drill's, or the trainee's in
+    /// training).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json: Option<Value>,
 }
@@ -387,10 +388,12 @@ pub struct HttpResponseSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// A JSON body (sets `content-type: application/json`). `{{ run.operator }}`,
-    /// `{{ run.reason }}` and `{{ run.id }}` in its strings are the run's values.
+    /// `{{ run.reason }}`, `{{ run.id }}` and `{{ run.started_at }}` in its strings are the
+    /// run's values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json: Option<Value>,
-    /// A text body (`{{ run.operator }}`, `{{ run.reason }}`, `{{ run.id }}` are replaced).
+    /// A text body (`{{ run.operator }}`, `{{ run.reason }}`, `{{ run.id }}`,
+    /// `{{ run.started_at }}` are replaced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]

@@ -136,6 +136,7 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
         id: run_id.clone(),
         operator: operator.clone(),
         reason: reason.clone().unwrap_or_default(),
+        started_at: crate::exec::clock::stamp(now),
     });
     let world = World::new(state);
     let journal = match Journal::create(&a.common.journal_dir, &run_id) {

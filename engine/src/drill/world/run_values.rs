@@ -1,5 +1,5 @@
-//! Values of the run in a drill's scripted HTTP: `{{ run.operator }}`, `{{ run.reason }}` and
-//! `{{ run.id }}` in a rule's `match.json` and in its answers' `json` and `body` stand for the
+//! Values of the run in a drill's scripted HTTP: `{{ run.operator }}`, `{{ run.reason }}`,
+//! `{{ run.id }}` and `{{ run.started_at }}` in a rule's `match.json` and in its answers' `json` and `body` stand for the
 //! run's own values, so that one world serves any operator and reason (a trainee's, or the
 //! drill's own `operator` and `reason`). The value is substituted once, as data: it is never
 //! scanned for placeholders again, never a glob, never a template.
@@ -15,10 +15,14 @@ pub struct RunValues {
     pub id: String,
     pub operator: String,
     pub reason: String,
+    /// When the run started, as the runbook's `run.started_at` renders it (RFC 3339, ms, `Z`):
+    /// a world's audit trail can date a record in the run's own time window, in a drill (its
+    /// virtual start) as in training (now).
+    pub started_at: String,
 }
 
 /// The names a placeholder may use.
-pub const FIELDS: &[&str] = &["operator", "reason", "id"];
+pub const FIELDS: &[&str] = &["operator", "reason", "id", "started_at"];
 
 /// `{{ ... }}`: every placeholder-shaped run of text, valid or not (the checker reports the
 /// ones that are not `run.<field>`).
@@ -39,7 +43,7 @@ pub fn problems(s: &str) -> Vec<(String, String)> {
                 (
                     c[0].to_string(),
                     format!(
-                        "a drill world replaces only `{{{{ run.operator }}}}`, `{{{{ run.reason }}}}` and `{{{{ run.id }}}}`, not `{}`",
+                        "a drill world replaces only `{{{{ run.operator }}}}`, `{{{{ run.reason }}}}`, `{{{{ run.id }}}}` and `{{{{ run.started_at }}}}`, not `{}`",
                         &c[0]
                     ),
                 )
@@ -81,6 +85,7 @@ pub fn bind_str(s: &str, run: &RunValues) -> String {
                 "run.operator" => run.operator.clone(),
                 "run.reason" => run.reason.clone(),
                 "run.id" => run.id.clone(),
+                "run.started_at" => run.started_at.clone(),
                 _ => c[0].to_string(),
             }
         })
@@ -107,17 +112,18 @@ mod tests {
             id: "r1".into(),
             operator: "ana".into(),
             reason: "{{ run.operator }} *".into(),
+            started_at: "2026-01-01T00:00:00.000Z".into(),
         }
     }
 
     #[test]
     fn values_are_substituted_once_as_data() {
-        let mut v = json!({"reason": "{{ run.reason }}", "who": ["by {{run.operator}}"], "n": 3});
+        let mut v = json!({"reason": "{{ run.reason }}", "who": ["by {{run.operator}}"], "n": 3, "at": "{{ run.started_at }}"});
         bind(&mut v, &run());
         // The reason's own `{{ run.operator }}` is not expanded: a value is never re-read.
         assert_eq!(
             v,
-            json!({"reason": "{{ run.operator }} *", "who": ["by ana"], "n": 3})
+            json!({"reason": "{{ run.operator }} *", "who": ["by ana"], "n": 3, "at": "2026-01-01T00:00:00.000Z"})
         );
     }
 
