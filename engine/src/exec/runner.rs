@@ -643,23 +643,8 @@ impl Runner {
                 action: format!("process group {}", p.pgid),
                 guarded: vec![],
             };
-            self.emit(Event::GateAsked {
-                step: gid.clone(),
-                gate: Gate::Process,
-                prompt: req.prompt.clone(),
-            });
-            let answer = match self.gate.decide(&req) {
-                Ok(Decision::Answered { answer, via }) => {
-                    self.emit(Event::GateAnswered {
-                        step: gid.clone(),
-                        gate: Gate::Process,
-                        answer: answer.text(),
-                        by: self.operator.clone(),
-                        via,
-                        note: None,
-                    });
-                    answer
-                }
+            let answer = match self.ask_gate(&req, Gate::Process) {
+                Ok(Decision::Answered { answer, .. }) => answer,
                 Ok(Decision::NeedsAnswer { hint }) => {
                     return Some((StepEnd::NeedsAnswer(hint), gid))
                 }
@@ -716,21 +701,8 @@ impl Runner {
             action,
             guarded: vec![],
         };
-        self.emit(Event::GateAsked {
-            step: sid.to_string(),
-            gate: Gate::Resume,
-            prompt: req.prompt.clone(),
-        });
-        match self.gate.decide(&req) {
-            Ok(Decision::Answered { answer, via }) => {
-                self.emit(Event::GateAnswered {
-                    step: sid.to_string(),
-                    gate: Gate::Resume,
-                    answer: answer.text(),
-                    by: self.operator.clone(),
-                    via,
-                    note: None,
-                });
+        match self.ask_gate(&req, Gate::Resume) {
+            Ok(Decision::Answered { answer, .. }) => {
                 match answer {
                     Answer::Reply(Reply::Yes) => Ok(ResumeAnswer::RunAgain),
                     Answer::Reply(Reply::Skip) => Ok(ResumeAnswer::Completed),
@@ -751,6 +723,33 @@ impl Runner {
 
     /// A prompt that failed: Ctrl-C at the prompt interrupts the run (130, resumable);
     /// anything else aborts it.
+    /// Asks one gate, the one way every gate of a run is asked: journals the question, decides
+    /// it (scripted answer, `--yes`, the prompter, or no answer), and journals the answer when
+    /// there is one, with a manual answer's note. The caller acts on the decision.
+    fn ask_gate(&mut self, req: &GateRequest, gate: Gate) -> std::io::Result<Decision> {
+        self.emit(Event::GateAsked {
+            step: req.step.clone(),
+            gate,
+            prompt: req.prompt.clone(),
+        });
+        let decision = self.gate.decide(req)?;
+        if let Decision::Answered { answer, via } = &decision {
+            let note = match answer {
+                Answer::Manual(_, n) => n.clone(),
+                _ => None,
+            };
+            self.emit(Event::GateAnswered {
+                step: req.step.clone(),
+                gate,
+                answer: answer.text(),
+                by: self.operator.clone(),
+                via: *via,
+                note,
+            });
+        }
+        Ok(decision)
+    }
+
     fn prompt_failed(&mut self, e: &std::io::Error) -> StepEnd {
         if e.kind() == std::io::ErrorKind::Interrupted {
             self.cancel.cancel();
@@ -1146,12 +1145,7 @@ impl Runner {
                 action: summary.clone(),
                 guarded,
             };
-            self.emit(Event::GateAsked {
-                step: sid.to_string(),
-                gate: kind.journaled(),
-                prompt,
-            });
-            let decision = match self.gate.decide(&req) {
+            let decision = match self.ask_gate(&req, kind.journaled()) {
                 Ok(d) => d,
                 Err(e) => {
                     let end = self.prompt_failed(&e);
@@ -1174,8 +1168,8 @@ impl Runner {
                     };
                 }
             };
-            let (answer, via) = match decision {
-                Decision::Answered { answer, via } => (answer, via),
+            let answer = match decision {
+                Decision::Answered { answer, .. } => answer,
                 Decision::NeedsAnswer { hint } => {
                     self.step_done(
                         sid,
@@ -1201,10 +1195,6 @@ impl Runner {
                     return StepEnd::NeedsAnswer(msg);
                 }
             };
-            let note = match &answer {
-                Answer::Manual(_, n) => n.clone(),
-                _ => None,
-            };
             let abandon = matches!(answer, Answer::Reply(Reply::Abort));
             let declined = |r: Reply| {
                 match r {
@@ -1214,14 +1204,6 @@ impl Runner {
                 _ => format!("the operator answered no at `{sid}`: nothing it guards was changed"),
             }
             };
-            self.emit(Event::GateAnswered {
-                step: sid.to_string(),
-                gate: kind.journaled(),
-                answer: answer.text(),
-                by: self.operator.clone(),
-                via,
-                note: note.clone(),
-            });
             // The answer either settles the step (confirm, manual, input, a declined gate)
             // or lets a terminal action run.
             let settled: Option<(StepOutcome, Option<String>, Option<String>)> =
@@ -2134,21 +2116,8 @@ impl Runner {
             action: "accept a verification with no data".into(),
             guarded: vec![],
         };
-        self.emit(Event::GateAsked {
-            step: sid.to_string(),
-            gate: Gate::Inconclusive,
-            prompt,
-        });
-        match self.gate.decide(&req) {
-            Ok(Decision::Answered { answer, via }) => {
-                self.emit(Event::GateAnswered {
-                    step: sid.to_string(),
-                    gate: Gate::Inconclusive,
-                    answer: answer.text(),
-                    by: self.operator.clone(),
-                    via,
-                    note: None,
-                });
+        match self.ask_gate(&req, Gate::Inconclusive) {
+            Ok(Decision::Answered { answer, .. }) => {
                 Some(matches!(answer, Answer::Reply(Reply::Yes)))
             }
             Ok(Decision::NeedsAnswer { hint }) | Ok(Decision::Invalid(hint)) => {
@@ -2399,40 +2368,25 @@ impl Runner {
                     action: summary,
                     guarded: vec![],
                 };
-                self.emit(Event::GateAsked {
-                    step: uid.clone(),
-                    gate: Gate::Terminal,
-                    prompt: req.prompt.clone(),
-                });
-                match self.gate.decide(&req) {
-                    Ok(Decision::Answered { answer, via }) => {
-                        self.emit(Event::GateAnswered {
-                            step: uid.clone(),
-                            gate: Gate::Terminal,
-                            answer: answer.text(),
-                            by: self.operator.clone(),
-                            via,
-                            note: None,
-                        });
-                        match answer {
-                            Answer::Reply(Reply::Yes) => {}
-                            Answer::Reply(Reply::Skip) => {
-                                self.emit(Event::UndoFinished {
-                                    step: entry.step.clone(),
-                                    ok: false,
-                                    error: Some("skipped by the operator".into()),
-                                    duration_ms: millis_between(t0, self.clock.now()),
-                                });
-                                continue;
-                            }
-                            _ => {
-                                return Some((
-                                    StepEnd::Aborted(format!("the operator declined `{uid}`")),
-                                    uid,
-                                ))
-                            }
+                match self.ask_gate(&req, Gate::Terminal) {
+                    Ok(Decision::Answered { answer, .. }) => match answer {
+                        Answer::Reply(Reply::Yes) => {}
+                        Answer::Reply(Reply::Skip) => {
+                            self.emit(Event::UndoFinished {
+                                step: entry.step.clone(),
+                                ok: false,
+                                error: Some("skipped by the operator".into()),
+                                duration_ms: millis_between(t0, self.clock.now()),
+                            });
+                            continue;
                         }
-                    }
+                        _ => {
+                            return Some((
+                                StepEnd::Aborted(format!("the operator declined `{uid}`")),
+                                uid,
+                            ))
+                        }
+                    },
                     Ok(Decision::NeedsAnswer { hint }) => {
                         return Some((StepEnd::NeedsAnswer(hint), uid))
                     }
@@ -2457,33 +2411,14 @@ impl Runner {
                         action: "manual undo".into(),
                         guarded: vec![],
                     };
-                    self.emit(Event::GateAsked {
-                        step: uid.clone(),
-                        gate: Gate::Manual,
-                        prompt,
-                    });
-                    match self.gate.decide(&req) {
-                        Ok(Decision::Answered { answer, via }) => {
-                            let note = match &answer {
-                                Answer::Manual(_, n) => n.clone(),
-                                _ => None,
-                            };
-                            self.emit(Event::GateAnswered {
-                                step: uid.clone(),
-                                gate: Gate::Manual,
-                                answer: answer.text(),
-                                by: self.operator.clone(),
-                                via,
-                                note,
-                            });
-                            match answer {
-                                Answer::Manual(ManualReply::Done, _) => (true, None),
-                                other => (
-                                    false,
-                                    Some(format!("manual undo answered `{}`", other.text())),
-                                ),
-                            }
-                        }
+                    match self.ask_gate(&req, Gate::Manual) {
+                        Ok(Decision::Answered { answer, .. }) => match answer {
+                            Answer::Manual(ManualReply::Done, _) => (true, None),
+                            other => (
+                                false,
+                                Some(format!("manual undo answered `{}`", other.text())),
+                            ),
+                        },
                         // The rollback waits for the answer: the run stops, resumable.
                         Ok(Decision::NeedsAnswer { hint }) => {
                             return Some((StepEnd::NeedsAnswer(hint), uid))
