@@ -12,8 +12,8 @@
 //! Poll intervals and timeouts are the runbooks' own inputs, set short here; scenarios run in
 //! parallel, each in its own namespace, compose project, repository and ports.
 
-mod backend_env;
-mod common;
+use crate::backend_env;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -5,7 +5,7 @@
 //! Review a changed snapshot with `cargo insta review`; every message must name
 //! `file:line:col`, say what was expected, and say how to fix it.
 
-mod lang_support;
+use crate::lang_support;
 
 use std::path::Path;
 

@@ -1,8 +1,8 @@
 //! The compose backend against a real Docker-compatible engine and Compose CLI (tests/env):
 //! `runbook run` on fixture runbooks, each test with its own project name, port and images.
 
-mod backend_env;
-mod common;
+use crate::backend_env;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! rendered. An `assert` whose conditions do not deserialize fails closed.
 //! (The real backends' side of the same messages: tests/contract_backends.rs.)
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -7,8 +7,8 @@
 //! A divergence is fixed in the simulator (or in the real backend when it is the wrong one),
 //! never here.
 
-mod backend_env;
-mod common;
+use crate::backend_env;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -525,9 +525,13 @@ async fn compose_answers_like_the_real_cli() {
     let Some(env) = backend_env::compose() else {
         return;
     };
-    // The real CLI reads DOCKER_HOST and friends from this process's environment.
+    // The real CLI reads DOCKER_HOST and friends from this process's environment. tests/run
+    // exports them already; set one only when it differs, since other tests' threads of this
+    // binary read the environment concurrently.
     for (k, v) in &env.vars {
-        std::env::set_var(k, v);
+        if std::env::var_os(k).as_deref() != Some(std::ffi::OsStr::new(v)) {
+            std::env::set_var(k, v);
+        }
     }
     let sides = Sides::new();
     let project = backend_env::unique("rbc");

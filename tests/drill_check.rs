@@ -2,7 +2,7 @@
 //! answers, faults and expected steps name what the runbook has, their world is consistent,
 //! each problem at its line and column; and the checked-in drill schema is the generated one.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

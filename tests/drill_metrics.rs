@@ -3,7 +3,7 @@
 //! default or asking the operator — with the same verdict code as a real run; the report's
 //! table of checks and the HTML chart.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

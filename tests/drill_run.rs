@@ -2,7 +2,7 @@
 //! step and the expectation, journals are byte-identical run to run, every mutating step
 //! journals what it changed, JUnit, report directories and exit codes.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

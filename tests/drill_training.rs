@@ -2,7 +2,7 @@
 //! like any run (gates need answers; the drill's own answers are not used), never reads the
 //! host's secrets, and cannot be resumed against real systems.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

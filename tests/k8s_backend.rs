@@ -2,8 +2,8 @@
 //! `runbook run` on a fixture runbook in a namespace of its own, then checks the journal and
 //! reads the cluster back through its own client.
 
-mod backend_env;
-mod common;
+use crate::backend_env;
+use crate::common;
 
 use backend_env::{fixture, journal_text, run, runbook, unique, TestEnv};
 use k8s_openapi::api::apps::v1::Deployment;

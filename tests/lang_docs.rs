@@ -1,6 +1,6 @@
 //! The format reference documents every field the schema has.
 
-mod lang_support;
+use crate::lang_support;
 
 use std::collections::BTreeSet;
 

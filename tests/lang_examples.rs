@@ -1,7 +1,7 @@
 //! Every runbook the repository ships (`runbooks/`, `examples/`) starts with the schema
 //! modeline, so editors validate it while it is written, and passes `runbook check`.
 
-mod lang_support;
+use crate::lang_support;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! `runbook plan` renders what a run would do with the given inputs, and never shows a
 //! secret's value, even when the secret is set in the environment.
 
-mod lang_support;
+use crate::lang_support;
 
 use lang_support::{root, runbook_in};
 

@@ -1,7 +1,7 @@
 //! The checked-in JSON Schema is exactly what `runbook schema` prints, so editors that read
 //! `schemas/runbook.schema.json` (through the modeline) see the format the binary accepts.
 
-mod lang_support;
+use crate::lang_support;
 
 use lang_support::{root, runbook};
 

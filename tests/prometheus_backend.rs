@@ -2,8 +2,8 @@
 //! (tests/env/prom-up.sh: Debian's `prometheus`, scraping every second). Each test runs its
 //! own loopback exporter whose metrics text it sets; its series carry `test="<name>"`.
 
-mod backend_env;
-mod common;
+use crate::backend_env;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;

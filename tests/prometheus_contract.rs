@@ -4,8 +4,8 @@
 //! compares the step's typed result, its verdicts and its outcome. A divergence is a bug in
 //! the simulator (or in the backend).
 
-mod backend_env;
-mod common;
+use crate::backend_env;
+use crate::common;
 
 use std::path::Path;
 

@@ -8,7 +8,7 @@
 //! and step and undo outcomes equal those of an uninterrupted run, and every side effect
 //! happened exactly once (a re-run only ever follows an answer).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

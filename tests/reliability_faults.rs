@@ -2,7 +2,7 @@
 //! returns invalid JSON or a 10 MB body; a child that ignores SIGTERM. Each is a failed (or
 //! retried) attempt with a clear message and a complete journal, never a crash or a hang.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

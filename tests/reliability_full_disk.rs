@@ -6,7 +6,7 @@
 //! The run is paused after each event boundary in turn (`RUNBOOK_TEST_PAUSE_AFTER`), the disk is
 //! filled to the last byte, and the run goes on.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! YAML 1.1 words that must stay words, non-UTF-8 bytes in process output and in HTTP bodies,
 //! and malformed values that must be rejected with a clear error and nothing run.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

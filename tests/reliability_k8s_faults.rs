@@ -3,8 +3,8 @@
 //! Conflict and 500 InternalError and forwards everything else. Runs ride through it on their
 //! retries; an API that never recovers fails the step with a clear message and a whole journal.
 
-mod backend_env;
-mod common;
+use crate::backend_env;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 //! server. Every run succeeds, every journal is complete and tells its own run, and the server
 //! saw each run's requests exactly once.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;

@@ -3,7 +3,7 @@
 //! format, and the error messages of failed steps whose command line or URL held the secret.
 //! Each channel is scanned for the secret's value and for its base64 and URL-encoded forms.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `runbook report` as a command: finding the journal, formats, zones, templates, and clear
 //! errors (never a panic) for input that is not a journal.
 
-mod report_support;
+use crate::report_support;
 
 use std::process::Output;
 

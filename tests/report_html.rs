@@ -2,7 +2,7 @@
 //! every step id, and renders to a screenshot. Without Chromium the test says so loudly and
 //! passes, except in CI (`CI` set), where a missing browser is a failure.
 
-mod report_support;
+use crate::report_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,19 +15,8 @@ fn chromium() -> Option<PathBuf> {
         .map(PathBuf::from)
         .find(|p| p.is_file());
     if found.is_none() {
-        let msg = "chromium is not installed (Debian: apt-get install -y chromium)";
-        if std::env::var_os("CI").is_some() {
-            panic!("{msg}; CI must run the HTML report test");
-        }
-        // Not `eprintln!` (captured by the harness): shown in a plain `cargo test` run.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!(
-                "\n{}\nSKIPPED report_html: {msg}\n{}\n",
-                "!".repeat(72),
-                "!".repeat(72)
-            )
-            .as_bytes(),
+        crate::common::skip_or_fail(
+            "chromium is not installed (Debian: apt-get install -y chromium); CI must run the HTML report test",
         );
     }
     found

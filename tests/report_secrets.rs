@@ -2,7 +2,7 @@
 //! from a real run that prints, sends and captures it, and not from a journal that was
 //! written without redaction (the report's own final check).
 
-mod report_support;
+use crate::report_support;
 
 use base64::Engine;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};

@@ -1,7 +1,7 @@
 //! Markdown and JSON reports of real runs (succeeded, failed with undo, aborted, and a
 //! journal cut mid-write), snapshotted with times, durations, ids and hosts hidden.
 
-mod report_support;
+use crate::report_support;
 
 use report_support::{json, Service, Workspace};
 

@@ -1,7 +1,7 @@
 //! Answers that mean what they say (issue 12): what a confirmation guards, and what `yes`,
 //! `no`, `skip` and `abort` each do to it; who runs; where the report is; why a capture failed.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Input values with shell metacharacters and template syntax are data: they reach argv,
 //! script environment and HTTP bodies byte for byte, and are never evaluated.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

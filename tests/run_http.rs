@@ -1,6 +1,6 @@
 //! `runbook run` against a real HTTP server on loopback: verify + until polling.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! A guided run in a real pseudo-terminal: the reason, a confirmation and a manual step are
 //! answered at dialoguer prompts, and the journal records who answered, how.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! SIGKILL in the middle of a step, then `resume`: the journal survives, finished steps are
 //! not run again, and a non-idempotent step in flight is not re-run without an answer.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! ends the run resumable; a step's process group that outlived a SIGKILL is found; a forged
 //! journal or a changed called runbook is refused. Every case drives the real binary.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Stdio};

@@ -1,7 +1,7 @@
 //! A secret passed through the environment never appears in the journal, the terminal output
 //! (both modes) or the logs, in clear, base64 or URL-encoded form.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::*;

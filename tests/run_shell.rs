@@ -1,6 +1,6 @@
 //! Shell steps: timeouts kill the whole process tree; stdin is never read.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::Stdio;

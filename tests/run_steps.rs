@@ -1,7 +1,7 @@
 //! Step kinds and lifecycle details: guards, inputs, assert, wait, call, continue_on_failure,
 //! rollback_strategy: always, and captures flowing between steps.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

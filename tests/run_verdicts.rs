@@ -3,7 +3,7 @@
 //! value (the step's own capture), not only the threshold; a step without `until` does not
 //! number polls.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! values that would change a URL's shape (item 12), and values that cannot reach their
 //! destination, refused before the first step (item 13).
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

@@ -7,8 +7,6 @@
 //! create and delete things. Without an environment a test skips, loudly; with `CI` set it
 //! fails instead, so that CI can never pass by skipping.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -71,16 +69,7 @@ fn absent(what: &str, why: &str) -> Option<TestEnv> {
     let msg = format!(
         "{what} test environment unavailable ({why}); start it with `eval \"$(tests/env/up.sh)\"`"
     );
-    if std::env::var_os("CI").is_some() {
-        panic!("CI is set, so this test may not skip: {msg}");
-    }
-    // Written to the process's stderr, not through `eprintln!`: the test harness captures
-    // that one and shows it only for failing tests or with `--nocapture`, so a skip would be
-    // silent. This line shows in a plain `cargo test` run.
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!("\n!!!!!!!!!! SKIPPED: {msg} !!!!!!!!!!\n").as_bytes(),
-    );
+    crate::common::skip_or_fail(&msg);
     None
 }
 
@@ -390,7 +379,6 @@ pub fn prometheus() -> Option<TestEnv> {
 /// carries the label `test="<name>"`, so tests never read each other's series.
 pub struct Exporter {
     pub name: String,
-    pub addr: std::net::SocketAddr,
     text: std::sync::Arc<std::sync::Mutex<String>>,
     target_file: PathBuf,
     prom_url: String,
@@ -439,7 +427,6 @@ impl Exporter {
         std::fs::rename(&tmp, &target_file).unwrap();
         Exporter {
             name,
-            addr,
             text,
             target_file,
             prom_url: env.var("RUNBOOK_TEST_PROMETHEUS_URL").to_string(),

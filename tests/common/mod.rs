@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests: the real binary, temp dirs, journals, and a real
 //! HTTP server on loopback.
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -13,6 +12,59 @@ use serde_json::Value;
 /// The `runbook` binary built for these tests.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_runbook"))
+}
+
+/// A test whose prerequisite is missing: under `CI` it fails (CI may not skip), otherwise it
+/// says SKIPPED on the process's stderr, not through `eprintln!` (the harness captures that
+/// one and shows it only for failing tests or with `--nocapture`, so a skip would be silent).
+pub fn skip_or_fail(msg: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("CI is set, so this test may not skip: {msg}");
+    }
+    let bar = "!".repeat(72);
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("\n{bar}\nSKIPPED: {msg}\n{bar}\n").as_bytes(),
+    );
+}
+
+/// Runs `cmd` (stdout discarded, stderr to `stderr_file`) under GNU time and returns its exit
+/// code and peak resident memory in bytes, or `None` (after `skip_or_fail`) without
+/// `/usr/bin/time`. Measured by a small parent, not by this process's `wait4`: a child forked
+/// from the test binary counts the test binary's pages until its exec, which would be noise.
+pub fn run_measured(cmd: &Command, stderr_file: &Path) -> Option<(i32, u64)> {
+    let time = Path::new("/usr/bin/time");
+    if !time.is_file() {
+        skip_or_fail("/usr/bin/time is not installed (Debian: apt-get install -y time)");
+        return None;
+    }
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut m = Command::new(time);
+    m.arg("-f").arg("%M").arg("-o").arg(out.path());
+    m.arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => m.env(k, v),
+            None => m.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        m.current_dir(d);
+    }
+    let status = m
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(stderr_file).unwrap())
+        .status()
+        .unwrap();
+    let report = std::fs::read_to_string(out.path()).unwrap();
+    // GNU time writes "Command exited with non-zero status N" before the number when it fails.
+    let kb: u64 = report
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("GNU time wrote {report:?}"));
+    Some((status.code().unwrap_or(-1), kb * 1024))
 }
 
 /// A command for the binary with a clean, predictable environment.
@@ -118,6 +170,8 @@ type Routes = Vec<(String, VecDeque<Reply>)>;
 /// What the server saw.
 #[derive(Clone, Debug)]
 pub struct Seen {
+    /// Shown in a failing assertion's `{:?}` of what the server saw.
+    #[allow(dead_code)]
     pub method: String,
     /// The path as received (percent-encoded as it was sent).
     pub path: String,

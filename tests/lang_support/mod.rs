@@ -1,8 +1,6 @@
 //! Runs the real `runbook` binary the way a user does, with a time limit: bad input must never
 //! hang it, and a panic is a failure whatever the exit code.
 
-#![allow(dead_code)] // each test binary uses its own part of this module
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -2,8 +2,6 @@
 //! directory, a loopback HTTP service for steps to poll, and insta settings that hide what
 //! changes from run to run (times, durations, run ids, hosts, ports, paths).
 
-#![allow(dead_code)] // each test file uses its own part of this
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -141,7 +139,6 @@ pub fn json(text: &str) -> serde_json::Value {
 /// Authorization header it received (so a leak of the token would show in the evidence).
 pub struct Service {
     pub url: String,
-    pub health_calls: Arc<AtomicU32>,
 }
 
 impl Service {
@@ -152,7 +149,7 @@ impl Service {
         listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let calls = Arc::new(AtomicU32::new(0));
-        let state = calls.clone();
+        let state = calls;
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -186,9 +183,6 @@ impl Service {
                 axum::serve(listener, app).await.expect("serve");
             });
         });
-        Service {
-            url,
-            health_calls: calls,
-        }
+        Service { url }
     }
 }
