@@ -92,7 +92,7 @@ fn drill_outcomes(rel: &str) -> Vec<String> {
 }
 
 /// The real run's step outcomes equal the drill's.
-fn assert_mirrors(real: &Run, drill: &str) {
+pub(crate) fn assert_mirrors(real: &Run, drill: &str) {
     let want = drill_outcomes(drill);
     let got = outcomes(&real.events);
     assert_eq!(
@@ -104,7 +104,7 @@ fn assert_mirrors(real: &Run, drill: &str) {
 }
 
 /// `runbook run` off the async runtime (the stand-ins serve on it meanwhile).
-async fn run_builtin(
+pub(crate) async fn run_builtin(
     env: &TestEnv,
     name: &str,
     journals: &Path,
@@ -140,7 +140,7 @@ async fn run_builtin(
     .expect("the run's thread")
 }
 
-fn s(v: &str) -> String {
+pub(crate) fn s(v: &str) -> String {
     v.to_string()
 }
 
@@ -149,16 +149,16 @@ fn s(v: &str) -> String {
 
 /// One request as a stand-in sees it.
 #[derive(Debug, Clone)]
-struct Req {
-    method: String,
-    path: String,
-    query: BTreeMap<String, String>,
-    headers: BTreeMap<String, String>,
-    body: Value,
+pub(crate) struct Req {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: BTreeMap<String, String>,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) body: Value,
 }
 
 impl Req {
-    fn bearer(&self) -> Option<&str> {
+    pub(crate) fn bearer(&self) -> Option<&str> {
         self.headers
             .get("authorization")
             .and_then(|v| v.strip_prefix("Bearer "))
@@ -172,7 +172,7 @@ fn decode(s: &str) -> String {
 }
 
 /// Serves `handler` on 127.0.0.1 (a free port) on the current runtime; returns the base URL.
-async fn stand_in<F, Fut>(handler: F) -> String
+pub(crate) async fn stand_in<F, Fut>(handler: F) -> String
 where
     F: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = (u16, Value)> + Send + 'static,
@@ -233,7 +233,7 @@ where
 // ------------------------------------------------------------------------------------------
 // Kubernetes (tests/env's API server).
 
-async fn kube_client(env: &TestEnv) -> kube::Client {
+pub(crate) async fn kube_client(env: &TestEnv) -> kube::Client {
     runbook::backends::http::install_crypto_provider();
     let kc = Kubeconfig::read_from(env.var("RUNBOOK_TEST_KUBECONFIG")).expect("test kubeconfig");
     let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
@@ -243,7 +243,7 @@ async fn kube_client(env: &TestEnv) -> kube::Client {
 }
 
 /// Deletes the scenario's namespaces when it ends, passed or not.
-struct Namespaces {
+pub(crate) struct Namespaces {
     env: TestEnv,
     names: Vec<String>,
 }
@@ -264,7 +264,7 @@ impl Drop for Namespaces {
     }
 }
 
-async fn namespaces(
+pub(crate) async fn namespaces(
     env: &TestEnv,
     client: &kube::Client,
     prefixes: &[&str],
@@ -288,7 +288,7 @@ async fn namespaces(
 }
 
 /// A Deployment of one container `app`, created and waited for.
-async fn deployment(
+pub(crate) async fn deployment(
     client: &kube::Client,
     ns: &str,
     name: &str,
@@ -333,7 +333,7 @@ async fn release(client: &kube::Client, ns: &str, name: &str, image: &str, resou
 }
 
 /// Waits until every replica of the current template is available (at most 60 s).
-async fn rolled_out(client: &kube::Client, ns: &str, name: &str) {
+pub(crate) async fn rolled_out(client: &kube::Client, ns: &str, name: &str) {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     for _ in 0..240 {
         let d = serde_json::to_value(api.get(name).await.expect("get")).expect("json");
@@ -353,7 +353,11 @@ async fn rolled_out(client: &kube::Client, ns: &str, name: &str) {
 
 /// The Deployment's image and whether all its replicas are available, as a service's own
 /// health endpoint would know it (`None` when it does not exist).
-async fn serving(client: &kube::Client, ns: &str, name: &str) -> Option<(String, bool, Value)> {
+pub(crate) async fn serving(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Option<(String, bool, Value)> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let d = serde_json::to_value(api.get(name).await.ok()?).ok()?;
     let image = d["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -400,7 +404,7 @@ fn merge(target: &mut Value, patch: &Value) {
 }
 
 /// The API resource of a kind at a version, from discovery.
-async fn resource(client: &kube::Client, api_version: &str, kind: &str) -> ApiResource {
+pub(crate) async fn resource(client: &kube::Client, api_version: &str, kind: &str) -> ApiResource {
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let gvk = GroupVersionKind::gvk(group, version, kind);
     let (ar, _) = kube::discovery::pinned_kind(client, &gvk)
@@ -410,7 +414,7 @@ async fn resource(client: &kube::Client, api_version: &str, kind: &str) -> ApiRe
 }
 
 /// Creates any object (its manifest as JSON) in `ns`.
-async fn create(client: &kube::Client, ns: &str, manifest: Value) {
+pub(crate) async fn create(client: &kube::Client, ns: &str, manifest: Value) {
     let av = manifest["apiVersion"]
         .as_str()
         .expect("apiVersion")
@@ -424,7 +428,7 @@ async fn create(client: &kube::Client, ns: &str, manifest: Value) {
         .unwrap_or_else(|e| panic!("create {kind} in {ns}: {e}"));
 }
 
-fn now_utc() -> String {
+pub(crate) fn now_utc() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -1249,6 +1253,259 @@ async fn gitops_revert_closes_the_pull_request_and_deletes_the_branch_when_the_r
         "the worktree is removed"
     );
     assert_mirrors(&r, "gitops-revert/review-rejected.yaml");
+}
+
+/// Writes an object's `status` through the status subresource, as its controller does.
+async fn patch_status(
+    client: &kube::Client,
+    ns: &str,
+    api_version: &str,
+    kind: &str,
+    name: &str,
+    status: Value,
+) {
+    let ar = resource(client, api_version, kind).await;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("status of {kind} {ns}/{name}: {e}"));
+}
+
+/// Stand-in of Flux's controllers for the ImagePolicy `api-prod`: the source and kustomize
+/// controllers read the deployed branch of the real remote, the image-reflector-controller
+/// reports the image it selects in the policy's status (v1: `latestRef`, with its Ready
+/// condition), and the Deployment gets the image the branch names (a real rollout follows).
+/// Runs until the returned sender drops.
+async fn flux_controllers(
+    client: kube::Client,
+    remote: PathBuf,
+    flux_ns: String,
+    app_ns: String,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut applied = String::new();
+        loop {
+            let r2 = remote.clone();
+            let image = tokio::task::spawn_blocking(move || image_on_main(&r2))
+                .await
+                .ok()
+                .flatten();
+            if let Some(image) = image.filter(|i| *i != applied) {
+                let (name, tag) = image.rsplit_once(':').expect("name:tag");
+                let now = now_utc();
+                patch_status(
+                    &client,
+                    &flux_ns,
+                    "image.toolkit.fluxcd.io/v1",
+                    "ImagePolicy",
+                    "api-prod",
+                    json!({
+                        "latestRef": {"name": name, "tag": tag},
+                        "observedGeneration": 1,
+                        "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded",
+                            "message": format!("Latest image tag for {name} resolved to {tag}"),
+                            "lastTransitionTime": now, "observedGeneration": 1}]
+                    }),
+                )
+                .await;
+                let api: Api<Deployment> = Api::namespaced(client.clone(), &app_ns);
+                if api.get("api").await.is_ok() {
+                    let patch = json!({"spec": {"template": {"spec": {"containers": [
+                        {"name": "api", "image": image}]}}}});
+                    api.patch("api", &PatchParams::default(), &Patch::Strategic(patch))
+                        .await
+                        .expect("kustomize-controller applies the Deployment");
+                }
+                applied = image;
+            }
+            tokio::select! {
+                _ = &mut rx => break,
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            }
+        }
+    });
+    tx
+}
+
+/// The api's request metrics while it serves: 1000 requests a tick; on the bad release 3%
+/// fail and 5% take 3 s, on the known-good image (every replica available) 0.4% fail and the
+/// slowest 5% take 0.8 s (p99 900 ms in the 0.5-1 s bucket).
+fn api_traffic(
+    client: kube::Client,
+    ns: String,
+    ex: Arc<backend_env::Exporter>,
+) -> (crate::builtin_real_flows::Feed, tokio::task::JoinHandle<()>) {
+    use crate::builtin_real_flows::{feed, Histogram};
+    let good = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let g2 = good.clone();
+    let watcher = tokio::spawn(async move {
+        loop {
+            let ok = matches!(serving(&client, &ns, "api").await, Some((image, true, _)) if image == GOOD_API);
+            g2.store(ok, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let mut hist = Histogram::new("http_request_duration_seconds", &[0.25, 0.5, 1.0, 2.5, 5.0])
+        .labelled("service=\"api\"");
+    let f = feed(ex, move || {
+        if good.load(std::sync::atomic::Ordering::SeqCst) {
+            ok += 996;
+            failed += 4;
+            hist.observe(0.1, 500);
+            hist.observe(0.3, 450);
+            hist.observe(0.8, 50);
+        } else {
+            ok += 970;
+            failed += 30;
+            hist.observe(0.1, 500);
+            hist.observe(0.3, 450);
+            hist.observe(3.0, 50);
+        }
+        format!(
+            "http_requests_total{{service=\"api\",code=\"200\"}} {ok}\nhttp_requests_total{{service=\"api\",code=\"503\"}} {failed}\n{}",
+            hist.text()
+        )
+    });
+    (f, watcher)
+}
+
+/// Mirrors drill gitops-revert/flux-v1-revert-recovers: the revert is committed on a branch
+/// of a worktree, pushed to the bare remote and proposed; the reviewer merges it (real
+/// `git merge` on the remote); Flux's controllers (stand-in) select 1.4.2 in the ImagePolicy
+/// v1's `latestRef` and apply it to the real Deployment; health, deep health and the canary
+/// gates, read from the real Prometheus, pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn gitops_revert_rolls_back_through_a_merged_revert_and_flux_v1() {
+    let Some(env) = crate::builtin_real_flows::k8s_and_prometheus() else {
+        return;
+    };
+    let client = kube_client(&env).await;
+    install_gitops_crds(&client).await;
+    let (_guard, ns) = namespaces(&env, &client, &["rb-gitops-ok-flux", "rb-gitops-ok-app"]).await;
+    let (flux_ns, app_ns) = (ns[0].clone(), ns[1].clone());
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = tokio::task::spawn_blocking({
+        let w = work.path().to_path_buf();
+        move || gitops_repo(&w)
+    })
+    .await
+    .expect("repo");
+    // The cluster as Flux left it after the promotion: api on 1.5.0 (revision 2 of the
+    // Deployment), the GitRepository and the ImagePolicy (v1) selecting 1.5.0.
+    deployment(&client, &app_ns, "api", 4, GOOD_API, json!({})).await;
+    release(
+        &client,
+        &app_ns,
+        "api",
+        "registry.example/api:1.5.0",
+        json!({}),
+    )
+    .await;
+    create(
+        &client,
+        &flux_ns,
+        json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+               "metadata": {"name": "platform-gitops"},
+               "spec": {"url": format!("file://{}", repo.remote.display()), "interval": "5m", "ref": {"branch": "main"}}}),
+    )
+    .await;
+    create(
+        &client,
+        &flux_ns,
+        json!({"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy",
+               "metadata": {"name": "api-prod"},
+               "spec": {"imageRepositoryRef": {"name": "api"}, "policy": {"semver": {"range": "1.5.x"}}}}),
+    )
+    .await;
+    let _flux = flux_controllers(
+        client.clone(),
+        repo.remote.clone(),
+        flux_ns.clone(),
+        app_ns.clone(),
+    )
+    .await;
+
+    let ex = Arc::new(backend_env::Exporter::start(&env, "rb-gitops-ok"));
+    let (_traffic, watcher) = api_traffic(client.clone(), app_ns.clone(), ex.clone());
+    let sel = format!("test=\"{}\",service=\"api\"", ex.name);
+    let success = format!(
+        "100 * sum(rate(http_requests_total{{{sel},code!~\"5..\"}}[5s])) / sum(rate(http_requests_total{{{sel}}}[5s]))"
+    );
+    let p99 = format!(
+        "1000 * histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[5s])))"
+    );
+    crate::builtin_real_flows::prom_ready(&ex, success.clone(), |r| {
+        crate::builtin_real_flows::one_value(r)
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v < 99.0)
+    })
+    .await;
+
+    let token = "forge-token-of-the-test";
+    let forge = Forge::new(token, "platform/gitops", &repo.remote, Reviewer::Merges);
+    let forge_url = forge.serve().await;
+    let service = api_service(client.clone(), app_ns.clone(), GOOD_API).await;
+    let mut inputs = gitops_inputs(
+        &repo,
+        &forge_url,
+        &flux_ns,
+        &app_ns,
+        &service,
+        env.var("RUNBOOK_TEST_PROMETHEUS_URL"),
+    );
+    inputs.retain(|(k, _)| !["success_rate_query", "p99_query"].contains(k));
+    inputs.extend([
+        ("success_rate_query", success),
+        ("p99_query", p99),
+        ("flux_source", s("platform-gitops")),
+        ("smoke_path", s("/healthz/deep")),
+    ]);
+    let started = std::time::Instant::now();
+    let r = run_builtin(
+        &env,
+        "gitops-revert",
+        &work.path().join("runs"),
+        &inputs,
+        &[
+            "signature_by_hand=done",
+            "approve=yes",
+            "review=done",
+            "tell=done",
+            "record=done",
+        ],
+        &[("FORGE_TOKEN", token)],
+    )
+    .await;
+    eprintln!(
+        "gitops-revert flux-v1-revert-recovers: real run {:?}",
+        started.elapsed()
+    );
+    watcher.abort();
+    r.assert_ok();
+    assert_eq!(
+        image_on_main(&repo.remote).as_deref(),
+        Some(GOOD_API),
+        "the revert is merged"
+    );
+    assert_eq!(
+        r.capture("flux_policy", "api"),
+        "image.toolkit.fluxcd.io/v1"
+    );
+    assert_eq!(r.capture("flux_policy", "latest"), GOOD_API);
+    let (image, all, _) = serving(&client, &app_ns, "api").await.expect("deployment");
+    assert_eq!((image.as_str(), all), (GOOD_API, true));
+    {
+        let st = forge.state.lock().expect("lock");
+        assert_eq!(st.prs.len(), 1);
+        assert_eq!(st.prs[0]["merged"], true);
+    }
+    assert_mirrors(&r, "gitops-revert/flux-v1-revert-recovers.yaml");
 }
 
 // ------------------------------------------------------------------------------------------

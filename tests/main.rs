@@ -12,6 +12,7 @@ mod lang_support;
 mod report_support;
 
 mod builtin_real;
+mod builtin_real_flows;
 mod check_fixtures;
 mod check_fuzz;
 mod compose_backend;
