@@ -375,7 +375,12 @@ pub(crate) async fn serving(
 
 /// The Deployment's revision annotation, waiting (at most 30 s) for the controller to set it
 /// to `want` (it numbers a revision after the template changed).
-async fn revision_soon(client: &kube::Client, ns: &str, name: &str, want: &str) -> String {
+pub(crate) async fn revision_soon(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    want: &str,
+) -> String {
     let mut last = String::new();
     for _ in 0..120 {
         if let Some((_, _, d)) = serving(client, ns, name).await {

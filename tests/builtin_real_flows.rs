@@ -12,7 +12,8 @@
 
 use crate::backend_env;
 use crate::builtin_real::{
-    assert_mirrors, deployment, kube_client, namespaces, run_builtin, s, serving, stand_in, Req,
+    assert_mirrors, deployment, kube_client, namespaces, revision_soon, run_builtin, s, serving,
+    stand_in, Req,
 };
 
 use std::collections::BTreeMap;
@@ -281,20 +282,21 @@ impl FlowApi {
 
 /// The flow-failure metrics as the recording rules of a flow service give them: flows per
 /// second over 1h and over 5m, failed flows per second likewise (in flows per 1000 s, so that
-/// the shares are exact: 12/1000 is 0.012), and failures per reason over 1h.
+/// the shares are exact: 12/1000 is 0.012), and failures per reason over 1h. `recent` is
+/// (failed, total) over 5m.
 struct FlowRates {
     failed_1h: u64,
-    failed_5m: Arc<Mutex<u64>>,
+    recent: Arc<Mutex<(u64, u64)>>,
     reasons: Vec<(&'static str, u64)>,
     quota: f64,
 }
 
 impl FlowRates {
     fn text(&self) -> String {
+        let (failed_5m, total_5m) = *self.recent.lock().expect("lock");
         let mut t = format!(
-            "flow:runs:rate1h 1000\nflow:runs_failed:rate1h {}\nflow:runs:rate5m 1000\nflow:runs_failed:rate5m {}\nmodel_api_quota_used_ratio {}\n",
+            "flow:runs:rate1h 1000\nflow:runs_failed:rate1h {}\nflow:runs:rate5m {total_5m}\nflow:runs_failed:rate5m {failed_5m}\nmodel_api_quota_used_ratio {}\n",
             self.failed_1h,
-            *self.failed_5m.lock().expect("lock"),
             self.quota
         );
         for (reason, n) in &self.reasons {
@@ -369,10 +371,10 @@ async fn flow_failure_retries_a_timed_out_flow_with_pruning_and_sees_the_rate_fa
     deployment(&client, &ns, "flow-engine", 3, FLOW_IMAGE, json!({})).await;
 
     let ex = Arc::new(Exporter::start(&env, "rb-flow-timeout"));
-    let recent = Arc::new(Mutex::new(11));
+    let recent = Arc::new(Mutex::new((11, 1000)));
     let rates = FlowRates {
         failed_1h: 12,
-        failed_5m: recent.clone(),
+        recent: recent.clone(),
         reasons: vec![("deadline_exceeded", 3), ("rate_limited", 1)],
         quota: 0.35,
     };
@@ -395,7 +397,7 @@ async fn flow_failure_retries_a_timed_out_flow_with_pruning_and_sees_the_rate_fa
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        *recent.lock().expect("lock") = 0;
+        *recent.lock().expect("lock") = (0, 1000);
     });
 
     let work = tempfile::tempdir().expect("tempdir");
@@ -450,7 +452,7 @@ async fn flow_failure_does_not_take_an_empty_recovery_query_for_a_recovery() {
     let ex = Arc::new(Exporter::start(&env, "rb-flow-typo"));
     let rates = FlowRates {
         failed_1h: 34,
-        failed_5m: Arc::new(Mutex::new(2)),
+        recent: Arc::new(Mutex::new((2, 1000))),
         reasons: vec![("rate_limited", 41), ("deadline_exceeded", 2)],
         quota: 0.91,
     };
@@ -518,7 +520,101 @@ async fn flow_failure_does_not_take_an_empty_recovery_query_for_a_recovery() {
         !env_of(&d).contains_key("ENABLE_CIRCUIT_BREAKER"),
         "the breaker is off again: {d}"
     );
+    // The template is revision 1's again: the controller numbers it 3, as the simulator
+    // does (drill breaker-does-not-help).
+    assert_eq!(revision_soon(&client, &ns, "flow-engine", "3").await, "3");
     assert_mirrors(&r, "flow-failure/recovery-query-typo.yaml");
+}
+
+/// Mirrors drill flow-failure/breaker-pauses-traffic: the circuit breaker, live on every pod
+/// of the real Deployment, pauses all traffic: no flow runs in the 5m window, and the real
+/// Prometheus answers the recent failure share 0/0 with NaN. NaN is not under the threshold:
+/// `recovered` fails saying so (not "no series", not a pass), the breaker is switched off
+/// again and the run escalates.
+#[tokio::test(flavor = "multi_thread")]
+async fn flow_failure_does_not_take_a_real_nan_failure_rate_for_a_recovery() {
+    let Some(env) = k8s_and_prometheus() else {
+        return;
+    };
+    let client = kube_client(&env).await;
+    let (_guard, ns) = namespaces(&env, &client, &["rb-flow-nan"]).await;
+    let ns = ns[0].clone();
+    deployment(&client, &ns, "flow-engine", 3, FLOW_IMAGE, json!({})).await;
+
+    let ex = Arc::new(Exporter::start(&env, "rb-flow-nan"));
+    let recent = Arc::new(Mutex::new((31, 1000)));
+    let rates = FlowRates {
+        failed_1h: 34,
+        recent: recent.clone(),
+        reasons: vec![("rate_limited", 41)],
+        quota: 0.91,
+    };
+    let _feed = feed(ex.clone(), move || rates.text());
+    prom_ready(&ex, recent_query(&ex.name), |r| {
+        one_value(r).as_deref() == Some("0.031")
+    })
+    .await;
+    // Once the breaker is live on every pod, no flow runs at all.
+    let world = {
+        let (client, ns) = (client.clone(), ns.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Some((_, true, d)) = serving(&client, &ns, "flow-engine").await {
+                    if env_of(&d).get("ENABLE_CIRCUIT_BREAKER").map(String::as_str) == Some("true")
+                    {
+                        *recent.lock().expect("lock") = (0, 0);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+
+    let api = FlowApi::new(
+        json!({"id": "f-8841", "flow_type": "impl", "status": "failed",
+               "error": "model API 429: rate limit exceeded"}),
+        RetryNeeds::Breaker,
+    );
+    let service = api.serve(client.clone(), ns.clone()).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut inputs = flow_failure_inputs(&env, &ns, &service, &ex.name, recent_query(&ex.name));
+    inputs.retain(|(k, _)| *k != "recovery_timeout");
+    inputs.push(("recovery_timeout", s("5s")));
+    let started = Instant::now();
+    let r = run_builtin(
+        &env,
+        "flow-failure",
+        work.path(),
+        &inputs,
+        &[
+            "classify=rate-limit",
+            "page_tl=done",
+            "approve_breaker=yes",
+            "tell=done",
+            "record=done",
+            "escalate=done",
+        ],
+        &[("SERVICE_API_TOKEN", TOKEN)],
+    )
+    .await;
+    eprintln!(
+        "flow-failure breaker-pauses-traffic: real run {:?}",
+        started.elapsed()
+    );
+    world.abort();
+    assert_eq!(r.code, 1, "{}", r.log());
+    assert_eq!(r.result("recovered")["text"], "NaN", "{}", r.log());
+    let err = r.error("recovered");
+    assert!(err.contains("the query gave NaN, not a number"), "{err}");
+    assert_eq!(r.undo("breaker")["ok"], true, "{}", r.log());
+    let (_, _, d) = serving(&client, &ns, "flow-engine")
+        .await
+        .expect("deployment");
+    assert!(
+        !env_of(&d).contains_key("ENABLE_CIRCUIT_BREAKER"),
+        "the breaker is off again: {d}"
+    );
+    assert_mirrors(&r, "flow-failure/breaker-pauses-traffic.yaml");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -771,4 +867,72 @@ async fn timeout_recovery_undoes_its_real_changes_when_p95_stays_over_target() {
     assert_eq!(d["spec"]["replicas"], 3, "{d}");
     assert!(env_of(&d).is_empty(), "every switch unset: {d}");
     assert_mirrors(&r, "timeout-recovery/latency-persists.yaml");
+}
+
+/// Mirrors drill timeout-recovery/cpu-query-empty: the CPU query names a renamed metric and
+/// the real Prometheus answers an empty vector. That is no data, not "CPU is fine": the
+/// diagnosis stops at `cpu` (after its retries) before anything changes on the Deployment.
+#[tokio::test(flavor = "multi_thread")]
+async fn timeout_recovery_stops_at_an_empty_cpu_query_before_changing_anything() {
+    let Some(env) = k8s_and_prometheus() else {
+        return;
+    };
+    let client = kube_client(&env).await;
+    let (_guard, ns) = namespaces(&env, &client, &["rb-timeout-cpu"]).await;
+    let ns = ns[0].clone();
+    deployment(&client, &ns, "flow-engine", 3, FLOW_IMAGE, json!({})).await;
+
+    let ex = Arc::new(Exporter::start(&env, "rb-timeout-cpu"));
+    let mode = Arc::new(Mutex::new(Flows::Slow));
+    let mut latency = Latency::new(mode, 25.0, 512, 0.46);
+    let _feed = feed(ex.clone(), move || latency.tick());
+    prom_ready(&ex, p95_query(&ex.name), |r| {
+        one_value(r)
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v > 120.0)
+    })
+    .await;
+    // The exporter has `flow_engine_cpu_limit_ratio`; the query asks for the old name.
+    let renamed = format!("max(flow_engine_cpu_ratio{{test=\"{}\"}})", ex.name);
+    let answer = backend_env::prom_query(env.var("RUNBOOK_TEST_PROMETHEUS_URL"), &renamed);
+    assert_eq!(answer["data"]["result"], json!([]), "{answer}");
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut inputs = timeout_recovery_inputs(&env, &ns, &ex.name);
+    inputs.retain(|(k, _)| *k != "cpu_query");
+    inputs.push(("cpu_query", renamed.clone()));
+    let started = Instant::now();
+    let r = run_builtin(
+        &env,
+        "timeout-recovery",
+        work.path(),
+        &inputs,
+        &[
+            "approve=yes",
+            "retry_stuck=done",
+            "tell=done",
+            "record=done",
+            "escalate=done",
+        ],
+        &[],
+    )
+    .await;
+    eprintln!(
+        "timeout-recovery cpu-query-empty: real run {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.code, 1, "{}", r.log());
+    let err = r.error("cpu");
+    assert!(
+        err.contains("no data: the query returned no series"),
+        "{err}"
+    );
+    assert!(err.contains(&renamed), "the query as sent: {err}");
+    let (_, all, d) = serving(&client, &ns, "flow-engine")
+        .await
+        .expect("deployment");
+    assert!(all, "{d}");
+    assert!(env_of(&d).is_empty(), "nothing changed: {d}");
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_mirrors(&r, "timeout-recovery/cpu-query-empty.yaml");
 }
