@@ -1337,13 +1337,22 @@ async fn flux_controllers(
     tx
 }
 
-/// The api's request metrics while it serves: 1000 requests a tick; on the bad release 3%
-/// fail and 5% take 3 s, on the known-good image (every replica available) 0.4% fail and the
-/// slowest 5% take 0.8 s (p99 900 ms in the 0.5-1 s bucket).
+/// How the api serves once every replica runs the known-good image: failed requests per
+/// 1000, and how long the slowest 5% take (seconds). On the bad release 3% fail and the
+/// slowest 5% take 3 s; the rest take 0.1-0.3 s.
+#[derive(Clone, Copy)]
+struct AfterRollback {
+    failed_per_1000: u64,
+    slowest: f64,
+}
+
+/// The api's request metrics while it serves (1000 requests a tick), following the real
+/// Deployment: `after` once every replica runs the known-good image.
 fn api_traffic(
     client: kube::Client,
     ns: String,
     ex: Arc<backend_env::Exporter>,
+    after: AfterRollback,
 ) -> (crate::builtin_real_flows::Feed, tokio::task::JoinHandle<()>) {
     use crate::builtin_real_flows::{feed, Histogram};
     let good = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1359,19 +1368,16 @@ fn api_traffic(
     let mut hist = Histogram::new("http_request_duration_seconds", &[0.25, 0.5, 1.0, 2.5, 5.0])
         .labelled("service=\"api\"");
     let f = feed(ex, move || {
-        if good.load(std::sync::atomic::Ordering::SeqCst) {
-            ok += 996;
-            failed += 4;
-            hist.observe(0.1, 500);
-            hist.observe(0.3, 450);
-            hist.observe(0.8, 50);
+        let (f, slowest) = if good.load(std::sync::atomic::Ordering::SeqCst) {
+            (after.failed_per_1000, after.slowest)
         } else {
-            ok += 970;
-            failed += 30;
-            hist.observe(0.1, 500);
-            hist.observe(0.3, 450);
-            hist.observe(3.0, 50);
-        }
+            (30, 3.0)
+        };
+        ok += 1000 - f;
+        failed += f;
+        hist.observe(0.1, 500);
+        hist.observe(0.3, 450);
+        hist.observe(slowest, 50);
         format!(
             "http_requests_total{{service=\"api\",code=\"200\"}} {ok}\nhttp_requests_total{{service=\"api\",code=\"503\"}} {failed}\n{}",
             hist.text()
@@ -1380,19 +1386,36 @@ fn api_traffic(
     (f, watcher)
 }
 
-/// Mirrors drill gitops-revert/flux-v1-revert-recovers: the revert is committed on a branch
-/// of a worktree, pushed to the bare remote and proposed; the reviewer merges it (real
-/// `git merge` on the remote); Flux's controllers (stand-in) select 1.4.2 in the ImagePolicy
-/// v1's `latestRef` and apply it to the real Deployment; health, deep health and the canary
-/// gates, read from the real Prometheus, pass.
-#[tokio::test(flavor = "multi_thread")]
-async fn gitops_revert_rolls_back_through_a_merged_revert_and_flux_v1() {
-    let Some(env) = crate::builtin_real_flows::k8s_and_prometheus() else {
-        return;
-    };
-    let client = kube_client(&env).await;
+/// A GitOps rollback's world after a bad promotion with Flux: the repository (api 1.4.2 →
+/// 1.5.0), api on 1.5.0 (revision 2 of a real Deployment of 4 replicas), the ImagePolicy v1
+/// (and a GitRepository) selecting 1.5.0, a stand-in of Flux's controllers following the
+/// remote, the api's traffic in the real Prometheus, the forge (stand-in, the reviewer
+/// merges) and the api's own endpoints (stand-in).
+struct FluxWorld {
+    work: tempfile::TempDir,
+    repo: GitopsRepo,
+    forge: Forge,
+    inputs: Vec<(&'static str, String)>,
+    client: kube::Client,
+    app_ns: String,
+    _namespaces: Namespaces,
+    _flux: tokio::sync::oneshot::Sender<()>,
+    _traffic: crate::builtin_real_flows::Feed,
+    watcher: tokio::task::JoinHandle<()>,
+    _exporter: Arc<backend_env::Exporter>,
+}
+
+const FORGE_TOKEN: &str = "forge-token-of-the-test";
+
+async fn flux_world(env: &TestEnv, name: &str, after: AfterRollback) -> FluxWorld {
+    let client = kube_client(env).await;
     install_gitops_crds(&client).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-gitops-ok-flux", "rb-gitops-ok-app"]).await;
+    let (guard, ns) = namespaces(
+        env,
+        &client,
+        &[&format!("{name}-flux"), &format!("{name}-app")],
+    )
+    .await;
     let (flux_ns, app_ns) = (ns[0].clone(), ns[1].clone());
     let work = tempfile::tempdir().expect("tempdir");
     let repo = tokio::task::spawn_blocking({
@@ -1401,8 +1424,6 @@ async fn gitops_revert_rolls_back_through_a_merged_revert_and_flux_v1() {
     })
     .await
     .expect("repo");
-    // The cluster as Flux left it after the promotion: api on 1.5.0 (revision 2 of the
-    // Deployment), the GitRepository and the ImagePolicy (v1) selecting 1.5.0.
     deployment(&client, &app_ns, "api", 4, GOOD_API, json!({})).await;
     release(
         &client,
@@ -1428,7 +1449,7 @@ async fn gitops_revert_rolls_back_through_a_merged_revert_and_flux_v1() {
                "spec": {"imageRepositoryRef": {"name": "api"}, "policy": {"semver": {"range": "1.5.x"}}}}),
     )
     .await;
-    let _flux = flux_controllers(
+    let flux = flux_controllers(
         client.clone(),
         repo.remote.clone(),
         flux_ns.clone(),
@@ -1436,8 +1457,8 @@ async fn gitops_revert_rolls_back_through_a_merged_revert_and_flux_v1() {
     )
     .await;
 
-    let ex = Arc::new(backend_env::Exporter::start(&env, "rb-gitops-ok"));
-    let (_traffic, watcher) = api_traffic(client.clone(), app_ns.clone(), ex.clone());
+    let ex = Arc::new(backend_env::Exporter::start(env, name));
+    let (traffic, watcher) = api_traffic(client.clone(), app_ns.clone(), ex.clone(), after);
     let sel = format!("test=\"{}\",service=\"api\"", ex.name);
     let success = format!(
         "100 * sum(rate(http_requests_total{{{sel},code!~\"5..\"}}[5s])) / sum(rate(http_requests_total{{{sel}}}[5s]))"
@@ -1452,8 +1473,12 @@ async fn gitops_revert_rolls_back_through_a_merged_revert_and_flux_v1() {
     })
     .await;
 
-    let token = "forge-token-of-the-test";
-    let forge = Forge::new(token, "platform/gitops", &repo.remote, Reviewer::Merges);
+    let forge = Forge::new(
+        FORGE_TOKEN,
+        "platform/gitops",
+        &repo.remote,
+        Reviewer::Merges,
+    );
     let forge_url = forge.serve().await;
     let service = api_service(client.clone(), app_ns.clone(), GOOD_API).await;
     let mut inputs = gitops_inputs(
@@ -1465,9 +1490,38 @@ async fn gitops_revert_rolls_back_through_a_merged_revert_and_flux_v1() {
         env.var("RUNBOOK_TEST_PROMETHEUS_URL"),
     );
     inputs.retain(|(k, _)| !["success_rate_query", "p99_query"].contains(k));
-    inputs.extend([
-        ("success_rate_query", success),
-        ("p99_query", p99),
+    inputs.extend([("success_rate_query", success), ("p99_query", p99)]);
+    FluxWorld {
+        work,
+        repo,
+        forge,
+        inputs,
+        client,
+        app_ns,
+        _namespaces: guard,
+        _flux: flux,
+        _traffic: traffic,
+        watcher,
+        _exporter: ex,
+    }
+}
+
+/// Mirrors drill gitops-revert/flux-v1-revert-recovers: the revert is committed on a branch
+/// of a worktree, pushed to the bare remote and proposed; the reviewer merges it (real
+/// `git merge` on the remote); Flux's controllers (stand-in) select 1.4.2 in the ImagePolicy
+/// v1's `latestRef` and apply it to the real Deployment; health, deep health and the canary
+/// gates, read from the real Prometheus, pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn gitops_revert_rolls_back_through_a_merged_revert_and_flux_v1() {
+    let Some(env) = crate::builtin_real_flows::k8s_and_prometheus() else {
+        return;
+    };
+    let after = AfterRollback {
+        failed_per_1000: 4,
+        slowest: 0.8,
+    };
+    let mut w = flux_world(&env, "rb-gitops-ok", after).await;
+    w.inputs.extend([
         ("flux_source", s("platform-gitops")),
         ("smoke_path", s("/healthz/deep")),
     ]);
@@ -1475,8 +1529,8 @@ async fn gitops_revert_rolls_back_through_a_merged_revert_and_flux_v1() {
     let r = run_builtin(
         &env,
         "gitops-revert",
-        &work.path().join("runs"),
-        &inputs,
+        &w.work.path().join("runs"),
+        &w.inputs,
         &[
             "signature_by_hand=done",
             "approve=yes",
@@ -1484,17 +1538,17 @@ async fn gitops_revert_rolls_back_through_a_merged_revert_and_flux_v1() {
             "tell=done",
             "record=done",
         ],
-        &[("FORGE_TOKEN", token)],
+        &[("FORGE_TOKEN", FORGE_TOKEN)],
     )
     .await;
     eprintln!(
         "gitops-revert flux-v1-revert-recovers: real run {:?}",
         started.elapsed()
     );
-    watcher.abort();
+    w.watcher.abort();
     r.assert_ok();
     assert_eq!(
-        image_on_main(&repo.remote).as_deref(),
+        image_on_main(&w.repo.remote).as_deref(),
         Some(GOOD_API),
         "the revert is merged"
     );
@@ -1503,14 +1557,89 @@ async fn gitops_revert_rolls_back_through_a_merged_revert_and_flux_v1() {
         "image.toolkit.fluxcd.io/v1"
     );
     assert_eq!(r.capture("flux_policy", "latest"), GOOD_API);
-    let (image, all, _) = serving(&client, &app_ns, "api").await.expect("deployment");
+    let (image, all, _) = serving(&w.client, &w.app_ns, "api")
+        .await
+        .expect("deployment");
     assert_eq!((image.as_str(), all), (GOOD_API, true));
     {
-        let st = forge.state.lock().expect("lock");
+        let st = w.forge.state.lock().expect("lock");
         assert_eq!(st.prs.len(), 1);
         assert_eq!(st.prs[0]["merged"], true);
     }
     assert_mirrors(&r, "gitops-revert/flux-v1-revert-recovers.yaml");
+}
+
+/// Mirrors drill gitops-revert/canary-gate-fails: the revert is merged and Flux brings the
+/// Deployment back to 1.4.2, but p99 stays at 4.5 s (the slowest 5% still take 3 s) in the
+/// real Prometheus: the p99 gate fails. After the merge the revert stays: the forge refuses
+/// to close the merged pull request (422, which the undo accepts), the branch is deleted on
+/// the remote and the worktree removed, and the run escalates.
+#[tokio::test(flavor = "multi_thread")]
+async fn gitops_revert_keeps_a_merged_revert_and_escalates_when_a_canary_gate_fails() {
+    let Some(env) = crate::builtin_real_flows::k8s_and_prometheus() else {
+        return;
+    };
+    let after = AfterRollback {
+        failed_per_1000: 8,
+        slowest: 3.0,
+    };
+    let mut w = flux_world(&env, "rb-gitops-p99", after).await;
+    w.inputs.retain(|(k, _)| *k != "canary_timeout");
+    w.inputs.push(("canary_timeout", s("8s")));
+    let started = std::time::Instant::now();
+    let r = run_builtin(
+        &env,
+        "gitops-revert",
+        &w.work.path().join("runs"),
+        &w.inputs,
+        &[
+            "signature_by_hand=done",
+            "approve=yes",
+            "review=done",
+            "escalate=done",
+        ],
+        &[("FORGE_TOKEN", FORGE_TOKEN)],
+    )
+    .await;
+    eprintln!(
+        "gitops-revert canary-gate-fails: real run {:?}",
+        started.elapsed()
+    );
+    w.watcher.abort();
+    assert_eq!(r.code, 1, "{}", r.log());
+    assert!(
+        r.error("p99").contains("p99 latency is at most 1500 ms"),
+        "{}",
+        r.error("p99")
+    );
+    // The revert stays merged and deployed; the pull request stays merged.
+    assert_eq!(image_on_main(&w.repo.remote).as_deref(), Some(GOOD_API));
+    let (image, all, _) = serving(&w.client, &w.app_ns, "api")
+        .await
+        .expect("deployment");
+    assert_eq!((image.as_str(), all), (GOOD_API, true));
+    assert_eq!(r.undo("open_pr")["ok"], true, "{}", r.log());
+    {
+        let st = w.forge.state.lock().expect("lock");
+        assert_eq!(st.prs[0]["merged"], true);
+        assert!(
+            st.seen.iter().any(|s| s.starts_with("PATCH ")),
+            "{:?}",
+            st.seen
+        );
+    }
+    // The branch is gone from the remote, the worktree from the disk.
+    let run_id = common::run_id(&r.events);
+    let remote_branches = git(&w.repo.remote, &["branch", "--list"]);
+    assert!(!remote_branches.contains("rollback/"), "{remote_branches}");
+    assert!(
+        !w.work
+            .path()
+            .join(format!("platform-gitops-rollback-{run_id}"))
+            .exists(),
+        "the worktree is removed"
+    );
+    assert_mirrors(&r, "gitops-revert/canary-gate-fails.yaml");
 }
 
 // ------------------------------------------------------------------------------------------
