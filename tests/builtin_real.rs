@@ -2195,3 +2195,266 @@ async fn compose_rollback_puts_the_release_back_when_the_previous_image_crashes(
     assert_eq!(r.undo("pin")["ok"], true, "{}", r.log());
     assert_mirrors(&r, "compose-rollback/previous-tag-crashes.yaml");
 }
+
+/// A GitOps repository whose promotion of api 1.5.0 was merged as a merge commit
+/// ("Merge pull request #127 from platform/promote-api-1.5.0"): `promotion` is that merge.
+fn gitops_repo_merged_promotion(work: &Path) -> GitopsRepo {
+    let remote = work.join("remote.git");
+    std::fs::create_dir_all(&remote).expect("mkdir");
+    git(&remote, &["init", "-q", "--bare"]);
+    git(&remote, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+    git(
+        work,
+        &["clone", "-q", remote.to_str().expect("utf-8"), "seed"],
+    );
+    let seed = work.join("seed");
+    git(&seed, &["checkout", "-q", "-b", "main"]);
+    common::write(&seed, DEPLOYMENT_FILE, &gitops_manifest("1.4.2"));
+    common::write(&seed, "README.md", "platform gitops\n");
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-q", "-m", "api prod on 1.4.2"]);
+    git(&seed, &["checkout", "-q", "-b", "promote-api-1.5.0"]);
+    common::write(&seed, DEPLOYMENT_FILE, &gitops_manifest("1.5.0"));
+    git(&seed, &["commit", "-q", "-am", "bump api prod to 1.5.0"]);
+    git(&seed, &["checkout", "-q", "main"]);
+    common::write(&seed, "docs/on-call.md", "who to call\n");
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-q", "-m", "on-call notes"]);
+    git(
+        &seed,
+        &[
+            "merge",
+            "-q",
+            "--no-ff",
+            "-m",
+            "Merge pull request #127 from platform/promote-api-1.5.0",
+            "promote-api-1.5.0",
+        ],
+    );
+    let promotion = git(&seed, &["rev-parse", "--short=10", "HEAD"]);
+    git(&seed, &["push", "-q", "origin", "main"]);
+    git(
+        work,
+        &[
+            "clone",
+            "-q",
+            remote.to_str().expect("utf-8"),
+            "platform-gitops",
+        ],
+    );
+    let clone = work.join("platform-gitops");
+    git(&clone, &["config", "user.name", "On-call Engineer"]);
+    git(&clone, &["config", "user.email", "oncall@example.com"]);
+    GitopsRepo {
+        remote,
+        clone,
+        promotion,
+    }
+}
+
+/// Stand-in of Argo CD's application controller for the Application `api-prod`: it syncs
+/// the deployed branch of the real remote to the real Deployment, and writes the whole
+/// Application (the CRD has no status subresource) with the sync status and revision, the
+/// images, and the health it reads from the Deployment's rollout; it clears the refresh
+/// annotation once it has compared. Runs until the returned sender drops.
+async fn argocd_controller(
+    client: kube::Client,
+    remote: PathBuf,
+    argocd_ns: String,
+    app_ns: String,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let ar = resource(&client, "argoproj.io/v1alpha1", "Application").await;
+        let apps: Api<DynamicObject> = Api::namespaced_with(client.clone(), &argocd_ns, &ar);
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &app_ns);
+        loop {
+            let r2 = remote.clone();
+            let head = tokio::task::spawn_blocking(move || {
+                let image = image_on_main(&r2)?;
+                let out = Command::new("git")
+                    .args(["rev-parse", "main"])
+                    .current_dir(&r2)
+                    .env("GIT_CONFIG_NOSYSTEM", "1")
+                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                    .output()
+                    .ok()?;
+                Some((
+                    image,
+                    String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                ))
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some((image, sha)) = head {
+                let running = serving(&client, &app_ns, "api").await;
+                if running.as_ref().is_some_and(|(i, _, _)| *i != image) {
+                    let patch = json!({"spec": {"template": {"spec": {"containers": [
+                        {"name": "api", "image": image}]}}}});
+                    deployments
+                        .patch("api", &PatchParams::default(), &Patch::Strategic(patch))
+                        .await
+                        .expect("Argo CD applies the Deployment");
+                }
+                let healthy = matches!(serving(&client, &app_ns, "api").await, Some((i, true, _)) if i == image);
+                let status = json!({
+                    "sync": {"status": "Synced", "revision": sha},
+                    "health": {"status": if healthy { "Healthy" } else { "Progressing" }},
+                    "summary": {"images": [image]}
+                });
+                let _ = apps
+                    .patch(
+                        "api-prod",
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({
+                            "metadata": {"annotations": {"argocd.argoproj.io/refresh": null}},
+                            "status": status
+                        })),
+                    )
+                    .await;
+            }
+            tokio::select! {
+                _ = &mut rx => break,
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            }
+        }
+    });
+    tx
+}
+
+/// Mirrors drill gitops-revert/argocd-revert-merge-commit: the promotion was a merge commit,
+/// so the real `git revert --mainline 1` reverts it against its first parent on the rollback
+/// branch; once merged, Argo CD (stand-in) syncs the real Deployment back to 1.4.2 and
+/// reports the Application Synced and Healthy; the canary gates pass in the real Prometheus.
+#[tokio::test(flavor = "multi_thread")]
+async fn gitops_revert_reverts_a_merge_commit_promotion_deployed_by_argocd() {
+    let Some(env) = crate::builtin_real_flows::k8s_and_prometheus() else {
+        return;
+    };
+    let client = kube_client(&env).await;
+    install_gitops_crds(&client).await;
+    let (_guard, ns) = namespaces(&env, &client, &["rb-gitops-argo", "rb-gitops-argo-app"]).await;
+    let (argocd_ns, app_ns) = (ns[0].clone(), ns[1].clone());
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = tokio::task::spawn_blocking({
+        let w = work.path().to_path_buf();
+        move || gitops_repo_merged_promotion(&w)
+    })
+    .await
+    .expect("repo");
+    deployment(&client, &app_ns, "api", 4, GOOD_API, json!({})).await;
+    release(
+        &client,
+        &app_ns,
+        "api",
+        "registry.example/api:1.5.0",
+        json!({}),
+    )
+    .await;
+    create(
+        &client,
+        &argocd_ns,
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+               "metadata": {"name": "api-prod"},
+               "spec": {"source": {"repoURL": format!("file://{}", repo.remote.display()), "path": "apps/api/prod"},
+                        "destination": {"namespace": app_ns}},
+               "status": {"sync": {"status": "Synced"}, "health": {"status": "Degraded"},
+                          "summary": {"images": ["registry.example/api:1.5.0"]}}}),
+    )
+    .await;
+    let _argocd = argocd_controller(
+        client.clone(),
+        repo.remote.clone(),
+        argocd_ns.clone(),
+        app_ns.clone(),
+    )
+    .await;
+    let ex = Arc::new(backend_env::Exporter::start(&env, "rb-gitops-argo"));
+    let after = AfterRollback {
+        failed_per_1000: 6,
+        slowest: 0.8,
+    };
+    let (_traffic, watcher) = api_traffic(client.clone(), app_ns.clone(), ex.clone(), after);
+    let sel = format!("test=\"{}\",service=\"api\"", ex.name);
+    let success = format!(
+        "100 * sum(rate(http_requests_total{{{sel},code!~\"5..\"}}[5s])) / sum(rate(http_requests_total{{{sel}}}[5s]))"
+    );
+    let p99 = format!(
+        "1000 * histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[5s])))"
+    );
+    crate::builtin_real_flows::prom_ready(&ex, success.clone(), |r| {
+        crate::builtin_real_flows::one_value(r)
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v < 99.0)
+    })
+    .await;
+    let forge = Forge::new(
+        FORGE_TOKEN,
+        "platform/gitops",
+        &repo.remote,
+        Reviewer::Merges,
+    );
+    let forge_url = forge.serve().await;
+    let service = api_service(client.clone(), app_ns.clone(), GOOD_API).await;
+    let mut inputs = gitops_inputs(
+        &repo,
+        &forge_url,
+        "flux-system",
+        &app_ns,
+        &service,
+        env.var("RUNBOOK_TEST_PROMETHEUS_URL"),
+    );
+    inputs.retain(|(k, _)| {
+        ![
+            "success_rate_query",
+            "p99_query",
+            "controller",
+            "flux_image_policy",
+        ]
+        .contains(k)
+    });
+    inputs.extend([
+        ("success_rate_query", success),
+        ("p99_query", p99),
+        ("controller", s("argocd")),
+        ("argocd_application", s("api-prod")),
+        ("argocd_namespace", argocd_ns.clone()),
+    ]);
+    let started = std::time::Instant::now();
+    let r = run_builtin(
+        &env,
+        "gitops-revert",
+        &work.path().join("runs"),
+        &inputs,
+        &[
+            "signature_by_hand=done",
+            "approve=yes",
+            "review=done",
+            "tell=done",
+            "record=done",
+        ],
+        &[("FORGE_TOKEN", FORGE_TOKEN)],
+    )
+    .await;
+    eprintln!(
+        "gitops-revert argocd-revert-merge-commit: real run {:?}",
+        started.elapsed()
+    );
+    watcher.abort();
+    r.assert_ok();
+    assert_eq!(r.capture("promotion", "parents"), 2);
+    // The revert against the first parent brings 1.4.2 back and keeps the unrelated change
+    // merged on main's side.
+    assert_eq!(image_on_main(&repo.remote).as_deref(), Some(GOOD_API));
+    let notes = Command::new("git")
+        .args(["show", "main:docs/on-call.md"])
+        .current_dir(&repo.remote)
+        .output()
+        .expect("git show");
+    assert!(notes.status.success(), "the on-call notes stay");
+    assert_eq!(r.capture("argocd_app", "health"), "Healthy");
+    let (image, all, _) = serving(&client, &app_ns, "api").await.expect("deployment");
+    assert_eq!((image.as_str(), all), (GOOD_API, true));
+    assert_mirrors(&r, "gitops-revert/argocd-revert-merge-commit.yaml");
+}
