@@ -321,7 +321,13 @@ pub(crate) async fn deployment(
 }
 
 /// Sets the container's image (and its resources when given), like a release, and waits.
-async fn release(client: &kube::Client, ns: &str, name: &str, image: &str, resources: Value) {
+pub(crate) async fn release(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    image: &str,
+    resources: Value,
+) {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let patch = json!({"spec": {"template": {"spec": {"containers": [
         {"name": name, "image": image, "resources": resources}

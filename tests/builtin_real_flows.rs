@@ -171,6 +171,8 @@ enum RetryNeeds {
     /// The circuit breaker live on the Deployment (`ENABLE_CIRCUIT_BREAKER=true`): the model
     /// API's quota is exhausted otherwise.
     Breaker,
+    /// Every pod on this image (another release rejects the task's schema).
+    Image(&'static str),
 }
 
 struct FlowState {
@@ -208,13 +210,21 @@ impl FlowApi {
         if r.bearer() != Some(TOKEN) {
             return (401, json!({"error": "unauthenticated"}));
         }
+        let running = serving(client, ns, "flow-engine").await;
         // The breaker is live once every pod runs with it.
-        let breaker_live = match serving(client, ns, "flow-engine").await {
+        let breaker_live = match &running {
             Some((_, all, d)) => {
-                all && env_of(&d).get("ENABLE_CIRCUIT_BREAKER").map(String::as_str) == Some("true")
+                *all && env_of(d).get("ENABLE_CIRCUIT_BREAKER").map(String::as_str) == Some("true")
             }
             None => false,
         };
+        let on_image = |want: &str| matches!(&running, Some((i, true, _)) if i == want);
+        if (r.method.as_str(), r.path.as_str()) == ("GET", "/health") {
+            return match &running {
+                Some((_, true, _)) => (200, json!({"status": "ok"})),
+                _ => (503, json!({"status": "error"})),
+            };
+        }
         let mut st = self.state.lock().expect("lock");
         let id = st.flow["id"].as_str().unwrap_or_default().to_string();
         let item = format!("/api/v1/flows/{id}");
@@ -252,11 +262,15 @@ impl FlowApi {
                             && r.body["max_context_size_kb"] == json!(180)
                     }
                     RetryNeeds::Breaker => breaker_live && r.body["enable_pruning"] == json!(false),
+                    RetryNeeds::Image(want) => {
+                        on_image(want) && r.body["enable_pruning"] == json!(false)
+                    }
                 };
                 if !ok {
                     let why = match st.needs {
                         RetryNeeds::Pruning => "the context exceeds the deadline without pruning",
                         RetryNeeds::Breaker => "429: model API quota exhausted",
+                        RetryNeeds::Image(_) => "TaskObject schema v3 expected, got v2",
                     };
                     return (422, json!({"error": why}));
                 }
@@ -615,6 +629,94 @@ async fn flow_failure_does_not_take_a_real_nan_failure_rate_for_a_recovery() {
         "the breaker is off again: {d}"
     );
     assert_mirrors(&r, "flow-failure/breaker-pauses-traffic.yaml");
+}
+
+/// Mirrors drill flow-failure/schema-mismatch-rollback: v1.2.0 rejects every task's schema;
+/// the operator confirms the mismatch and flow-failure calls k8s-rollback, which undoes the
+/// real rollout (revision 1's template comes back as revision 3); the stand-in's health
+/// answers, the retry is accepted on v1.1.0 only, and the recent failure rate falls in the
+/// real Prometheus once every pod runs it.
+#[tokio::test(flavor = "multi_thread")]
+async fn flow_failure_rolls_a_real_deployment_back_through_k8s_rollback_on_a_schema_mismatch() {
+    let Some(env) = k8s_and_prometheus() else {
+        return;
+    };
+    let client = kube_client(&env).await;
+    let (_guard, ns) = namespaces(&env, &client, &["rb-flow-schema"]).await;
+    let ns = ns[0].clone();
+    deployment(&client, &ns, "flow-engine", 4, FLOW_IMAGE, json!({})).await;
+    crate::builtin_real::release(
+        &client,
+        &ns,
+        "flow-engine",
+        "registry.example/flow-engine:v1.2.0",
+        json!({}),
+    )
+    .await;
+
+    let ex = Arc::new(Exporter::start(&env, "rb-flow-schema"));
+    let recent = Arc::new(Mutex::new((120, 1000)));
+    let rates = FlowRates {
+        failed_1h: 127,
+        recent: recent.clone(),
+        reasons: vec![("validation_error", 212), ("deadline_exceeded", 3)],
+        quota: 0.4,
+    };
+    let _feed = feed(ex.clone(), move || rates.text());
+    prom_ready(&ex, recent_query(&ex.name), |r| {
+        one_value(r).as_deref() == Some("0.12")
+    })
+    .await;
+    // Once every pod runs v1.1.0 again, tasks validate and flows stop failing.
+    let world = {
+        let (client, ns) = (client.clone(), ns.clone());
+        tokio::spawn(async move {
+            loop {
+                if matches!(serving(&client, &ns, "flow-engine").await, Some((i, true, _)) if i == FLOW_IMAGE)
+                {
+                    *recent.lock().expect("lock") = (1, 1000);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let api = FlowApi::new(
+        json!({"id": "f-1207", "flow_type": "plan", "status": "failed",
+               "error": "TaskObject schema v3 expected, got v2"}),
+        RetryNeeds::Image(FLOW_IMAGE),
+    );
+    let service = api.serve(client.clone(), ns.clone()).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let r = run_builtin(
+        &env,
+        "flow-failure",
+        work.path(),
+        &flow_failure_inputs(&env, &ns, &service, &ex.name, recent_query(&ex.name)),
+        &[
+            "classify=validation",
+            "page_tl=done",
+            "schema_mismatch=true",
+            "rollback/approve=yes",
+            "tell=done",
+            "record=done",
+        ],
+        &[("SERVICE_API_TOKEN", TOKEN)],
+    )
+    .await;
+    eprintln!(
+        "flow-failure schema-mismatch-rollback: real run {:?}",
+        started.elapsed()
+    );
+    world.abort();
+    r.assert_ok();
+    assert_eq!(r.capture("top_reason", "reason"), "validation_error");
+    let (image, all, d) = serving(&client, &ns, "flow-engine")
+        .await
+        .expect("deployment");
+    assert_eq!((image.as_str(), all), (FLOW_IMAGE, true), "{d}");
+    assert_eq!(revision_soon(&client, &ns, "flow-engine", "3").await, "3");
+    assert_mirrors(&r, "flow-failure/schema-mismatch-rollback.yaml");
 }
 
 // ------------------------------------------------------------------------------------------
