@@ -13,6 +13,7 @@ mod report_support;
 
 mod builtin_real;
 mod builtin_real_flows;
+mod builtin_real_providers;
 mod check_fixtures;
 mod check_fuzz;
 mod compose_backend;

@@ -1,0 +1,781 @@
+//! `provider-outage` and `rate-limit`, unchanged, run end to end by the real binary against
+//! the Kubernetes API server of tests/env (a real Deployment whose environment the runbooks
+//! change) and the real Prometheus, which scrapes the model traffic the flow service would
+//! meter: counters exposed by a loopback exporter (`backend_env::Exporter`) that grow every
+//! 200 ms at rates that follow the Deployment's real state (its environment, its rollout).
+//! The runbooks' PromQL (`topk`, `sum by`, `rate`, ratios) is evaluated by Prometheus itself.
+//!
+//! Loopback **stand-ins**, named as such, serve only what no open-source server can run here:
+//! the model providers' status pages, the flow service's test-flow endpoint and the ops
+//! channel's incoming webhook.
+//!
+//! Each scenario mirrors one drill (`runbooks/drills/<name>/`): the step outcomes of the real
+//! journal equal the drill's (`builtin_real::assert_mirrors`). Poll intervals and timeouts are
+//! the runbooks' own inputs, set short here; the queries' windows are 10 s instead of 5m/15m.
+
+use crate::backend_env::{self, Exporter, TestEnv};
+use crate::builtin_real::{
+    assert_mirrors, deployment, kube_client, namespaces, run_builtin, s, serving, stand_in, Req,
+};
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+// ------------------------------------------------------------------------------------------
+// The metered traffic: counters whose rates follow the Deployment's real state.
+
+/// The Kubernetes API server and the real Prometheus, both up (or the test skips; under CI it
+/// fails).
+fn k8s_and_prometheus() -> Option<TestEnv> {
+    let k8s = backend_env::k8s()?;
+    let prom = backend_env::prometheus()?;
+    let mut vars = k8s.vars;
+    vars.extend(prom.vars);
+    Some(TestEnv { vars })
+}
+
+/// The value of `name` in the Deployment's container environment (`None`: absent).
+fn env_of(d: &Value, name: &str) -> Option<String> {
+    d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str())
+        .map(str::to_string)
+}
+
+/// What the Deployment serves now, as the traffic sees it.
+struct Now<'a> {
+    /// The Deployment (`{}` when it cannot be read).
+    d: &'a Value,
+    /// Every replica runs the current template and is available.
+    rolled_out: bool,
+}
+
+/// Per-second increments of each series (`metric{labels}`), given the Deployment's state.
+type Rates = dyn Fn(&Now) -> Vec<(&'static str, f64)> + Send + Sync;
+
+/// Counters exposed to the real Prometheus; they stop when this is dropped.
+struct Traffic {
+    exporter: Arc<Exporter>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Traffic {
+    /// Starts the counters at `initial` (series absent until their first increment, as a
+    /// client library creates them), updated every 200 ms from `rates` of the Deployment
+    /// `ns/name`.
+    fn start(
+        env: &TestEnv,
+        client: kube::Client,
+        ns: &str,
+        name: &str,
+        initial: &[(&'static str, f64)],
+        rates: Box<Rates>,
+    ) -> Traffic {
+        let exporter = Arc::new(Exporter::start(env, "rb-providers"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters: BTreeMap<&'static str, f64> = initial.iter().copied().collect();
+        let (e2, s2, ns, name) = (
+            exporter.clone(),
+            stop.clone(),
+            ns.to_string(),
+            name.to_string(),
+        );
+        tokio::spawn(async move {
+            let mut counters = counters;
+            let mut last = Instant::now();
+            while !s2.load(Ordering::SeqCst) {
+                let state = serving(&client, &ns, &name).await;
+                let empty = json!({});
+                let now = Now {
+                    d: state.as_ref().map(|(_, _, d)| d).unwrap_or(&empty),
+                    rolled_out: state.as_ref().is_some_and(|(_, all, _)| *all),
+                };
+                let dt = last.elapsed().as_secs_f64();
+                last = Instant::now();
+                for (series, per_s) in rates(&now) {
+                    *counters.entry(series).or_insert(0.0) += per_s * dt;
+                }
+                let text: String = counters
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.3}\n"))
+                    .collect();
+                e2.set(&text);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Traffic { exporter, stop }
+    }
+
+    /// The selector label of this test's series, `test="<name>"`.
+    fn label(&self) -> String {
+        format!("test=\"{}\"", self.exporter.name)
+    }
+
+    /// Waits until Prometheus answers `query` with one series whose value `ok` accepts.
+    async fn wait_for(&self, query: String, ok: impl Fn(f64) -> bool + Send + 'static) {
+        let e = self.exporter.clone();
+        tokio::task::spawn_blocking(move || {
+            e.wait_for(&query, |r| {
+                r.as_array().is_some_and(|a| {
+                    a.len() == 1
+                        && a[0]["value"][1]
+                            .as_str()
+                            .and_then(|v| v.parse::<f64>().ok())
+                            .is_some_and(&ok)
+                })
+            })
+        })
+        .await
+        .expect("waiting for Prometheus");
+    }
+}
+
+/// The Deployment's environment now (name → value), for assertions.
+async fn env_now(client: &kube::Client, ns: &str, name: &str) -> BTreeMap<String, String> {
+    let (_, _, d) = serving(client, ns, name).await.expect("deployment");
+    d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or_default().to_string(),
+                e["value"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------------------------------
+// provider-outage
+
+const FALLBACK_MODEL: &str = "fallback-large-v1";
+
+/// Stand-in of the two providers' status pages (the common `/api/v2/status.json` format):
+/// `/primary/...` and `/fallback/...` answer the given indicator and description.
+async fn status_pages(primary: (&str, &str), fallback: (&str, &str)) -> String {
+    let pages = Arc::new(BTreeMap::from([
+        (
+            "/primary/api/v2/status.json".to_string(),
+            json!({"page": {"name": "Primary"}, "status": {"indicator": primary.0, "description": primary.1}}),
+        ),
+        (
+            "/fallback/api/v2/status.json".to_string(),
+            json!({"page": {"name": "Fallback"}, "status": {"indicator": fallback.0, "description": fallback.1}}),
+        ),
+    ]));
+    stand_in(move |r: Req| {
+        let pages = pages.clone();
+        async move {
+            match (r.method.as_str(), pages.get(&r.path)) {
+                ("GET", Some(p)) => (200, p.clone()),
+                _ => (404, json!({"error": "not found"})),
+            }
+        }
+    })
+    .await
+}
+
+/// Does the flow service route model calls to the fallback? Only when the setting is in its
+/// environment, the rollout is complete, and the release honours FALLBACK_ON_5XX.
+fn routes_to_fallback(now: &Now, honours: bool) -> bool {
+    honours
+        && now.rolled_out
+        && env_of(now.d, "FALLBACK_MODEL").as_deref() == Some(FALLBACK_MODEL)
+        && env_of(now.d, "FALLBACK_ON_5XX").as_deref() == Some("true")
+}
+
+/// Stand-in of the flow service's test-flow endpoint: a dry-run flow served by the fallback
+/// model when the service routes to it, else by the failing primary (502).
+async fn test_flow_api(
+    client: kube::Client,
+    ns: String,
+    token: &'static str,
+    honours: bool,
+    seen: Arc<Mutex<Vec<Value>>>,
+) -> String {
+    stand_in(move |r: Req| {
+        let (client, ns, seen) = (client.clone(), ns.clone(), seen.clone());
+        async move {
+            if r.bearer() != Some(token) {
+                return (401, json!({"error": "unauthenticated"}));
+            }
+            if r.method != "POST" || r.path != "/api/v1/test-flow" || r.body["dry_run"] != true {
+                return (404, json!({"error": "not found"}));
+            }
+            seen.lock().expect("lock").push(r.body.clone());
+            let state = serving(&client, &ns, "flow-engine").await;
+            let empty = json!({});
+            let now = Now {
+                d: state.as_ref().map(|(_, _, d)| d).unwrap_or(&empty),
+                rolled_out: state.as_ref().is_some_and(|(_, all, _)| *all),
+            };
+            if routes_to_fallback(&now, honours) {
+                (200, json!({"status": "succeeded", "model": FALLBACK_MODEL}))
+            } else {
+                (
+                    502,
+                    json!({"status": "failed", "model": "primary-large-v1", "error": "upstream 503"}),
+                )
+            }
+        }
+    })
+    .await
+}
+
+/// Model calls per second: 100, to the fallback once the service routes there, else to the
+/// primary with `primary_5xx` of them answered 503 (`calls` 0: no traffic at all).
+fn model_calls(calls: f64, primary_5xx: f64, honours: bool) -> Box<Rates> {
+    Box::new(move |now: &Now| {
+        if routes_to_fallback(now, honours) {
+            vec![(
+                "model_api_calls_total{provider=\"fallback\",model=\"fallback-large-v1\",code=\"200\"}",
+                calls,
+            )]
+        } else {
+            vec![
+                (
+                    "model_api_calls_total{provider=\"primary\",model=\"primary-large-v1\",code=\"200\"}",
+                    calls * (1.0 - primary_5xx),
+                ),
+                (
+                    "model_api_calls_total{provider=\"primary\",model=\"primary-large-v1\",code=\"503\"}",
+                    calls * primary_5xx,
+                ),
+            ]
+        }
+    })
+}
+
+/// The runbook's example queries over this test's series, with 10 s windows.
+fn error_rate_query(t: &Traffic) -> String {
+    let l = t.label();
+    format!(
+        "topk(1, sum by (provider) (rate(model_api_calls_total{{{l},code=~\"5..\"}}[10s])) / sum by (provider) (rate(model_api_calls_total{{{l}}}[10s])))"
+    )
+}
+
+fn provider_inputs(
+    t: &Traffic,
+    env: &TestEnv,
+    ns: &str,
+    status: &str,
+    service: &str,
+) -> Vec<(&'static str, String)> {
+    let l = t.label();
+    vec![
+        ("namespace", s(ns)),
+        ("deployment", s("flow-engine")),
+        ("metrics_url", s(env.var("RUNBOOK_TEST_PROMETHEUS_URL"))),
+        ("error_rate_query", error_rate_query(t)),
+        (
+            "primary_status_url",
+            format!("{status}/primary/api/v2/status.json"),
+        ),
+        (
+            "fallback_status_url",
+            format!("{status}/fallback/api/v2/status.json"),
+        ),
+        ("fallback_model", s(FALLBACK_MODEL)),
+        (
+            "fallback_share_query",
+            format!(
+                "sum(rate(model_api_calls_total{{{l},model=\"{FALLBACK_MODEL}\"}}[10s])) / sum(rate(model_api_calls_total{{{l}}}[10s]))"
+            ),
+        ),
+        ("service_url", s(service)),
+        ("test_flow_timeout", s("8s")),
+        ("poll_interval", s("500ms")),
+        ("share_timeout", s("40s")),
+        ("share_interval", s("2s")),
+    ]
+}
+
+const FLOW_TOKEN: &str = "flow-token-of-the-test";
+
+/// A namespace with the flow service's Deployment (3 replicas), its metered traffic, the
+/// status pages and the test-flow endpoint.
+struct ProviderWorld {
+    _ns_guard: crate::builtin_real::Namespaces,
+    ns: String,
+    client: kube::Client,
+    traffic: Traffic,
+    status: String,
+    service: String,
+    test_flows: Arc<Mutex<Vec<Value>>>,
+}
+
+async fn provider_world(
+    env: &TestEnv,
+    prefix: &str,
+    primary: (&str, &str),
+    fallback: (&str, &str),
+    honours: bool,
+    rates: Box<Rates>,
+) -> ProviderWorld {
+    let client = kube_client(env).await;
+    let (guard, ns) = namespaces(env, &client, &[prefix]).await;
+    let ns = ns[0].clone();
+    deployment(
+        &client,
+        &ns,
+        "flow-engine",
+        3,
+        "registry.example/flow-engine:v1.1.0",
+        json!({}),
+    )
+    .await;
+    let traffic = Traffic::start(env, client.clone(), &ns, "flow-engine", &[], rates);
+    let status = status_pages(primary, fallback).await;
+    let test_flows = Arc::new(Mutex::new(vec![]));
+    let service = test_flow_api(
+        client.clone(),
+        ns.clone(),
+        FLOW_TOKEN,
+        honours,
+        test_flows.clone(),
+    )
+    .await;
+    ProviderWorld {
+        _ns_guard: guard,
+        ns,
+        client,
+        traffic,
+        status,
+        service,
+        test_flows,
+    }
+}
+
+/// Mirrors drill provider-outage/failover-to-fallback: 23 % of the calls to the primary fail
+/// with 503 and its status page reports a major outage; all traffic moves to the fallback
+/// model (a real rollout), test flows are served by it and Prometheus measures its share.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_outage_fails_over_to_the_fallback_and_prometheus_sees_it_serve() {
+    let Some(env) = k8s_and_prometheus() else {
+        return;
+    };
+    let w = provider_world(
+        &env,
+        "rb-prov-ok",
+        ("major", "Partial System Outage"),
+        ("none", "All Systems Operational"),
+        true,
+        model_calls(100.0, 0.23, true),
+    )
+    .await;
+    w.traffic
+        .wait_for(error_rate_query(&w.traffic), |v| (v - 0.23).abs() < 0.02)
+        .await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let r = run_builtin(
+        &env,
+        "provider-outage",
+        work.path(),
+        &provider_inputs(&w.traffic, &env, &w.ns, &w.status, &w.service),
+        &[
+            "approve_fallback=yes",
+            "status_page=done",
+            "page=skipped",
+            "record=done",
+        ],
+        &[("SERVICE_API_TOKEN", FLOW_TOKEN)],
+    )
+    .await;
+    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
+    r.assert_ok();
+    let rate = r.capture("error_rate", "rate").as_f64().expect("a number");
+    assert!((rate - 0.23).abs() < 0.02, "{rate}");
+    assert_eq!(r.capture("error_rate", "provider"), "primary");
+    assert!(
+        r.capture("fallback_share", "share")
+            .as_f64()
+            .expect("a number")
+            >= 0.5
+    );
+    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
+    assert_eq!(
+        env_after.get("FALLBACK_MODEL").map(String::as_str),
+        Some(FALLBACK_MODEL)
+    );
+    assert_eq!(
+        env_after.get("FALLBACK_ON_5XX").map(String::as_str),
+        Some("true")
+    );
+    assert!(!env_after.contains_key("MANUAL_REVIEW_MODE"));
+    assert!(!w.test_flows.lock().expect("lock").is_empty());
+    assert_mirrors(&r, "provider-outage/failover-to-fallback.yaml");
+}
+
+/// Mirrors drill provider-outage/fallback-not-serving: the release ignores FALLBACK_ON_5XX,
+/// so test flows keep going to the failing primary; after `test_flow_timeout` the runbook
+/// removes the setting again (a real rollout back) and escalates.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_outage_removes_the_fallback_setting_when_the_release_ignores_it() {
+    let Some(env) = k8s_and_prometheus() else {
+        return;
+    };
+    let w = provider_world(
+        &env,
+        "rb-prov-ignored",
+        ("minor", "Degraded Performance"),
+        ("none", "All Systems Operational"),
+        false,
+        model_calls(100.0, 0.18, false),
+    )
+    .await;
+    w.traffic
+        .wait_for(error_rate_query(&w.traffic), |v| (v - 0.18).abs() < 0.02)
+        .await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let r = run_builtin(
+        &env,
+        "provider-outage",
+        work.path(),
+        &provider_inputs(&w.traffic, &env, &w.ns, &w.status, &w.service),
+        &["approve_fallback=yes", "escalate=done"],
+        &[("SERVICE_API_TOKEN", FLOW_TOKEN)],
+    )
+    .await;
+    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(r.code, 1, "{}", r.log());
+    assert!(
+        r.error("test_flow")
+            .contains("the test flow endpoint answers 200"),
+        "{}",
+        r.error("test_flow")
+    );
+    assert_eq!(r.undo("fallback")["ok"], true, "{}", r.log());
+    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
+    assert!(!env_after.contains_key("FALLBACK_MODEL"), "{env_after:?}");
+    assert!(!env_after.contains_key("FALLBACK_ON_5XX"), "{env_after:?}");
+    assert_mirrors(&r, "provider-outage/fallback-not-serving.yaml");
+}
+
+/// Mirrors drill provider-outage/error-rate-nan: no model call at all in the window (every
+/// flow paused): the 5xx rate is 0/0, which the real Prometheus answers as NaN. That is no
+/// data, not a rate under the threshold: `error_rate` fails saying so (with the query), and
+/// nothing is changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_outage_stops_on_a_nan_error_rate_from_the_real_prometheus() {
+    let Some(env) = k8s_and_prometheus() else {
+        return;
+    };
+    // The counters exist (the service ran) but no longer grow.
+    let w = provider_world(
+        &env,
+        "rb-prov-nan",
+        ("major", "Partial System Outage"),
+        ("none", "All Systems Operational"),
+        true,
+        model_calls(0.0, 0.23, true),
+    )
+    .await;
+    w.traffic
+        .wait_for(
+            format!("count(model_api_calls_total{{{}}})", w.traffic.label()),
+            |v| v == 2.0,
+        )
+        .await;
+    let nan = w.traffic.exporter.clone();
+    let q = error_rate_query(&w.traffic);
+    tokio::task::spawn_blocking(move || {
+        nan.wait_for(&q, |r| {
+            r.as_array()
+                .is_some_and(|a| a.len() == 1 && a[0]["value"][1] == "NaN")
+        })
+    })
+    .await
+    .expect("NaN from Prometheus");
+    let work = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let r = run_builtin(
+        &env,
+        "provider-outage",
+        work.path(),
+        &provider_inputs(&w.traffic, &env, &w.ns, &w.status, &w.service),
+        &["escalate=done"],
+        &[("SERVICE_API_TOKEN", FLOW_TOKEN)],
+    )
+    .await;
+    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(r.code, 1, "{}", r.log());
+    let e = r.error("error_rate");
+    assert!(e.contains("inconclusive") && e.contains("NaN"), "{e}");
+    assert!(
+        e.contains(&error_rate_query(&w.traffic)),
+        "the query as sent: {e}"
+    );
+    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
+    assert!(!env_after.contains_key("FALLBACK_MODEL"), "{env_after:?}");
+    assert!(w.test_flows.lock().expect("lock").is_empty());
+    assert_mirrors(&r, "provider-outage/error-rate-nan.yaml");
+}
+
+// ------------------------------------------------------------------------------------------
+// rate-limit
+
+/// Stand-in of the ops channel's incoming webhook (`{"text": ...}` → 200 `ok`).
+async fn ops_webhook(posts: Arc<Mutex<Vec<Value>>>) -> String {
+    stand_in(move |r: Req| {
+        let posts = posts.clone();
+        async move {
+            if r.method != "POST" || r.path != "/hooks/T0/B0/test" || !r.body["text"].is_string() {
+                return (400, json!({"ok": false, "error": "invalid_payload"}));
+            }
+            posts.lock().expect("lock").push(r.body.clone());
+            (200, json!("ok"))
+        }
+    })
+    .await
+}
+
+const QUOTA_LIMIT: f64 = 1_000_000.0;
+
+/// Token consumption per second and the quota: the primary provider burns `before` tokens/s;
+/// once the circuit breaker is on and the architect role goes to the secondary provider on
+/// every pod, `after` of them stay on the primary and the rest move to the secondary. The
+/// quota gauges are the tokens used so far (starting at `used` of the limit) and the limit.
+fn token_traffic(before: f64, after: f64) -> Box<Rates> {
+    Box::new(move |now: &Now| {
+        let eased = now.rolled_out
+            && env_of(now.d, "ENABLE_CIRCUIT_BREAKER").as_deref() == Some("true")
+            && env_of(now.d, "FALLBACK_ROLE").as_deref() == Some("architect")
+            && env_of(now.d, "FALLBACK_ROLE_MODEL").as_deref() == Some("secondary-large-v1");
+        let primary = if eased { after } else { before };
+        let secondary = if eased {
+            (before - after).max(0.0)
+        } else {
+            0.0
+        };
+        vec![
+            ("model_api_tokens_total{provider=\"primary\"}", primary),
+            ("model_api_quota_used_tokens{provider=\"primary\"}", primary),
+            ("model_api_tokens_total{provider=\"secondary\"}", secondary),
+            (
+                "model_api_quota_used_tokens{provider=\"secondary\"}",
+                secondary,
+            ),
+        ]
+    })
+}
+
+fn quota_initial(used: f64) -> Vec<(&'static str, f64)> {
+    vec![
+        (
+            "model_api_quota_used_tokens{provider=\"primary\"}",
+            used * QUOTA_LIMIT,
+        ),
+        (
+            "model_api_quota_limit_tokens{provider=\"primary\"}",
+            QUOTA_LIMIT,
+        ),
+        (
+            "model_api_quota_used_tokens{provider=\"secondary\"}",
+            0.1 * QUOTA_LIMIT,
+        ),
+        (
+            "model_api_quota_limit_tokens{provider=\"secondary\"}",
+            QUOTA_LIMIT,
+        ),
+    ]
+}
+
+fn consumption_query(t: &Traffic) -> String {
+    format!(
+        "sum(rate(model_api_tokens_total{{{},provider=\"primary\"}}[10s]))",
+        t.label()
+    )
+}
+
+fn rate_limit_inputs(
+    t: &Traffic,
+    env: &TestEnv,
+    ns: &str,
+    verify_timeout: &str,
+) -> Vec<(&'static str, String)> {
+    let l = t.label();
+    vec![
+        ("namespace", s(ns)),
+        ("deployment", s("flow-engine")),
+        ("metrics_url", s(env.var("RUNBOOK_TEST_PROMETHEUS_URL"))),
+        (
+            "quota_usage_query",
+            format!(
+                "topk(1, model_api_quota_used_tokens{{{l}}} / model_api_quota_limit_tokens{{{l}}})"
+            ),
+        ),
+        ("consumption_query", consumption_query(t)),
+        ("role", s("architect")),
+        ("secondary_model", s("secondary-large-v1")),
+        ("verify_timeout", s(verify_timeout)),
+        ("poll_interval", s("2s")),
+    ]
+}
+
+struct RateLimitWorld {
+    _ns_guard: crate::builtin_real::Namespaces,
+    ns: String,
+    client: kube::Client,
+    traffic: Traffic,
+    webhook: String,
+    posts: Arc<Mutex<Vec<Value>>>,
+}
+
+async fn rate_limit_world(env: &TestEnv, prefix: &str, before: f64, after: f64) -> RateLimitWorld {
+    let client = kube_client(env).await;
+    let (guard, ns) = namespaces(env, &client, &[prefix]).await;
+    let ns = ns[0].clone();
+    deployment(
+        &client,
+        &ns,
+        "flow-engine",
+        3,
+        "registry.example/flow-engine:v1.1.0",
+        json!({}),
+    )
+    .await;
+    let traffic = Traffic::start(
+        env,
+        client.clone(),
+        &ns,
+        "flow-engine",
+        &quota_initial(0.82),
+        token_traffic(before, after),
+    );
+    let posts = Arc::new(Mutex::new(vec![]));
+    let webhook = format!("{}/hooks/T0/B0/test", ops_webhook(posts.clone()).await);
+    traffic
+        .wait_for(consumption_query(&traffic), move |v| {
+            (v - before).abs() < 5.0
+        })
+        .await;
+    RateLimitWorld {
+        _ns_guard: guard,
+        ns,
+        client,
+        traffic,
+        webhook,
+        posts,
+    }
+}
+
+/// Mirrors drill rate-limit/recover-with-breaker: the primary's quota is at 82 % and burns
+/// 240 tokens/s; the circuit breaker and the routing of the architect role (a real rollout)
+/// bring the primary's consumption to 118.5 tokens/s, which Prometheus measures.
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_breaker_and_routing_lower_the_consumption_prometheus_measures() {
+    let Some(env) = k8s_and_prometheus() else {
+        return;
+    };
+    let w = rate_limit_world(&env, "rb-quota-ok", 240.0, 118.5).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let r = run_builtin(
+        &env,
+        "rate-limit",
+        work.path(),
+        &rate_limit_inputs(&w.traffic, &env, &w.ns, "40s"),
+        &[
+            "reset_time=23:59 UTC (in 8h 23m)",
+            "approve=yes",
+            "tell=done",
+            "record=done",
+        ],
+        &[("OPS_WEBHOOK_URL", &w.webhook)],
+    )
+    .await;
+    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
+    r.assert_ok();
+    assert_eq!(r.capture("quota", "provider"), "primary");
+    let before = r
+        .capture("consumption_before", "rate")
+        .as_f64()
+        .expect("a number");
+    let after = r
+        .capture("consumption_falls", "rate")
+        .as_f64()
+        .expect("a number");
+    assert!((before - 240.0).abs() < 10.0, "{before}");
+    assert!(after <= before * 0.75, "{before} → {after}");
+    let posts = w.posts.lock().expect("lock").clone();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert!(
+        posts[0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("quota at 82%"),
+        "{posts:?}"
+    );
+    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
+    assert_eq!(
+        env_after.get("ENABLE_CIRCUIT_BREAKER").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        env_after
+            .get("CIRCUIT_BREAKER_THRESHOLD")
+            .map(String::as_str),
+        Some("85")
+    );
+    assert_eq!(
+        env_after.get("FALLBACK_ROLE").map(String::as_str),
+        Some("architect")
+    );
+    assert_mirrors(&r, "rate-limit/recover-with-breaker.yaml");
+}
+
+/// Mirrors drill rate-limit/consumption-keeps-rising: a runaway client burns the quota
+/// whatever the service does (240, then 265 tokens/s); after `verify_timeout` the runbook
+/// switches the breaker and the routing off again (a real rollout back) and escalates.
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_undoes_the_breaker_and_the_routing_when_consumption_keeps_rising() {
+    let Some(env) = k8s_and_prometheus() else {
+        return;
+    };
+    let w = rate_limit_world(&env, "rb-quota-runaway", 240.0, 265.0).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let r = run_builtin(
+        &env,
+        "rate-limit",
+        work.path(),
+        &rate_limit_inputs(&w.traffic, &env, &w.ns, "12s"),
+        &["reset_time=in 3h", "approve=yes", "escalate=done"],
+        &[("OPS_WEBHOOK_URL", &w.webhook)],
+    )
+    .await;
+    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(r.code, 1, "{}", r.log());
+    assert!(
+        r.error("consumption_falls").contains("verify failed"),
+        "{}",
+        r.error("consumption_falls")
+    );
+    assert_eq!(r.undo("breaker")["ok"], true, "{}", r.log());
+    assert_eq!(r.undo("route")["ok"], true, "{}", r.log());
+    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
+    for k in [
+        "ENABLE_CIRCUIT_BREAKER",
+        "CIRCUIT_BREAKER_THRESHOLD",
+        "FALLBACK_ROLE",
+        "FALLBACK_ROLE_MODEL",
+    ] {
+        assert!(!env_after.contains_key(k), "{k} left: {env_after:?}");
+    }
+    assert_mirrors(&r, "rate-limit/consumption-keeps-rising.yaml");
+}
