@@ -72,32 +72,162 @@ fn a_training_run_uses_the_world_and_the_operators_answers() {
     );
 }
 
+/// Item 8 (issue 12): a training run that stops at a gate says how to continue it against its
+/// simulated world, and `runbook resume --world` does; without `--world` the resume is refused
+/// (it would continue against real systems) and names the flag.
 #[test]
-fn without_answers_a_training_run_stops_and_is_not_resumable() {
+fn without_answers_a_training_run_stops_and_resumes_against_its_world() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, out) = train(dir.path(), &fixture("rollback-recovers.yaml"), &["--fast"]);
+    let world = fixture("rollback-recovers.yaml");
+    let (code, out) = train(dir.path(), &world, &["--fast", "--answer", "approve=yes"]);
     assert_eq!(
         code, 4,
         "the drill's scripted answers are not used in training: {out}"
     );
-    assert!(
-        out.contains("this was a training run; run it again and pass --answer approve=yes"),
-        "{out}"
-    );
-    assert!(!out.contains("runbook resume"), "{out}");
     let journal = journal_path(&dir.path().join("runs"));
+    let id = journal
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let hint = format!(
+        "needs an answer: to continue this run, pass --answer tell=done: runbook resume {id} --journal-dir runs --world {} --answer tell=done",
+        world.display()
+    );
+    assert!(out.contains(&hint), "{out}");
+    // Without --world: refused, and told how.
     let o = runbook(dir.path())
-        .args(["resume", "--journal-dir", "runs"])
-        .arg(journal.parent().unwrap().file_name().unwrap())
-        .args(["--non-interactive", "--answer", "approve=yes"])
+        .args(["resume", &id, "--journal-dir", "runs"])
+        .args(["--non-interactive", "--answer", "tell=done"])
         .output()
         .unwrap();
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("simulated world") && err.contains("--world"),
+        err.contains("simulated world")
+            && err.contains(&format!("runbook resume {id} --journal-dir runs --world")),
         "{err}"
     );
+    // With it, as printed: the run goes on and succeeds, the rollback not made again.
+    let o = runbook(dir.path())
+        .args(["resume", &id, "--journal-dir", "runs", "--world"])
+        .arg(&world)
+        .args(["--non-interactive", "--answer", "tell=done"])
+        .env_remove("ORCH_TOKEN")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("training: resuming `k8s-rollback` against the simulated world of drill `rollback-recovers` (virtual time), rebuilt from 1 recorded change"),
+        "{err}"
+    );
+    let evs = events(&journal);
+    assert_eq!(
+        of_kind(&evs, "run_finished").last().unwrap()["outcome"],
+        "succeeded"
+    );
+    assert_eq!(of_kind(&evs, "world_changed").len(), 1, "{err}");
+    assert_eq!(of_kind(&evs, "run_resumed").len(), 1);
+    // A real run's journal does not take --world.
+    let o = runbook(dir.path())
+        .args(["resume", &id, "--journal-dir", "runs", "--world"])
+        .arg(&world)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("already succeeded"), "{}", text(&o).1);
+}
+
+/// Item 8: the resumed session runs against the world the first one left, rebuilt from the
+/// journal's recorded effects: the image it set, the revision history (3 revisions), and the
+/// rollout still in progress on the virtual clock.
+#[test]
+fn a_resumed_training_run_finds_the_world_its_first_session_left() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "pin.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: pin, title: Pin an image }
+backends:
+  cluster: { kubernetes: { namespace: prod } }
+steps:
+  - id: pin
+    kubernetes: { set_image: { name: web, image: "web:v3" } }
+    no_undo: a test
+  - id: look
+    manual: { instructions: "Look at the dashboards." }
+  - id: after
+    kubernetes: { get: { kind: Deployment, name: web } }
+    capture:
+      image: "result.spec.template.spec.containers[0].image"
+      revision: "result.metadata.annotations['deployment.kubernetes.io/revision'] | int"
+    verify:
+      - that: "steps.after.image == 'web:v3'"
+      - that: "steps.after.revision == 3"
+      - that: "(result.status.updatedReplicas | default(0)) >= 2"
+    until: { timeout: 2m, interval: 10s }
+  - id: history
+    safety: read-only
+    kubernetes: { rollout_history: { name: web } }
+"#,
+    );
+    let world = write(
+        dir.path(),
+        "world.yaml",
+        r#"apiVersion: runbook/v1
+kind: Drill
+metadata: { name: pinned }
+runbook: pin.yaml
+world:
+  kubernetes:
+    deployments:
+      - { namespace: prod, name: web, replicas: 2, revisions: ["web:v1", "web:v2"], rollout: { takes: 30s } }
+"#,
+    );
+    let run = |args: &[&str]| {
+        let o = runbook(dir.path())
+            .args(args)
+            .args([
+                "--non-interactive",
+                "--journal-dir",
+                "runs",
+                "--reason",
+                "x",
+            ])
+            .output()
+            .unwrap();
+        (o.status.code().unwrap_or(-1), text(&o).1)
+    };
+    let (code, err) = run(&["run", "pin.yaml", "--world", "world.yaml", "--fast"]);
+    assert_eq!(code, 4, "{err}");
+    let journal = journal_path(&dir.path().join("runs"));
+    let id = run_id(&events(&journal));
+    let (code, err) = run(&[
+        "resume",
+        &id,
+        "--world",
+        world.to_str().unwrap(),
+        "--answer",
+        "look=done",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let evs = events(&journal);
+    let after = of_kind(&evs, "verify_evaluated")
+        .into_iter()
+        .filter(|e| e["step"] == "after")
+        .collect::<Vec<_>>();
+    // The rollout the first session started was still running: the check polled until it
+    // finished, on the virtual clock.
+    assert!(after.len() >= 2, "{err}");
+    assert!(after.last().unwrap()["ok"].as_bool().unwrap(), "{err}");
+    assert!(err.contains("3 revisions:"), "{err}");
+    assert!(err.contains("3: web:v3 (current)"), "{err}");
 }
 
 #[test]

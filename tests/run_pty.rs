@@ -160,6 +160,61 @@ impl Pty {
         self.rows().join("\n").trim_end().to_string()
     }
 
+    /// The lines as printed: rows the terminal wrapped (a line longer than the screen) joined
+    /// back together.
+    fn lines(&self) -> Vec<String> {
+        let size = |n| std::num::NonZeroU16::new(n).expect("not zero");
+        let mut p = vt100::Parser::new(size(ROWS), size(COLS), 0);
+        p.process(&self.raw);
+        let mut out: Vec<String> = vec![];
+        let mut joining = false;
+        for (i, row) in p.screen().rows(0, COLS).enumerate() {
+            if joining {
+                out.last_mut().expect("a row before").push_str(&row);
+            } else {
+                out.push(row);
+            }
+            joining = p.screen().row_wrapped(i as u16);
+        }
+        out
+    }
+
+    /// Rows the terminal wrapped in the middle of a word (a line longer than the screen that
+    /// the engine did not wrap itself), with the row after.
+    fn words_cut(&self) -> Vec<String> {
+        let size = |n| std::num::NonZeroU16::new(n).expect("not zero");
+        let mut p = vt100::Parser::new(size(ROWS), size(COLS), 0);
+        p.process(&self.raw);
+        let rows: Vec<String> = p.screen().rows(0, COLS).collect();
+        (0..rows.len().saturating_sub(1))
+            .filter(|i| {
+                p.screen().row_wrapped(*i as u16)
+                    && rows[*i].chars().count() == usize::from(COLS)
+                    && !rows[*i].ends_with(' ')
+                    && !rows[i + 1].starts_with(' ')
+            })
+            .map(|i| format!("{}⏎{}", rows[i], rows[i + 1]))
+            .collect()
+    }
+
+    /// The command printed after `lead` (on the same line or on lines of its own continued
+    /// with ` \`), as a shell would read it pasted.
+    fn command_after(&self, lead: &str) -> Vec<String> {
+        let lines = self.lines();
+        let at = lines
+            .iter()
+            .rposition(|l| l.contains(lead))
+            .unwrap_or_else(|| panic!("no {lead:?} in:\n{}", self.screen()));
+        let mut text = lines[at][lines[at].find(lead).unwrap() + lead.len()..].to_string();
+        let mut i = at;
+        while text.trim().is_empty() || text.trim_end().ends_with('\\') {
+            text = text.trim_end().trim_end_matches('\\').to_string() + " ";
+            i += 1;
+            text.push_str(&lines[i]);
+        }
+        text.split_whitespace().map(str::to_string).collect()
+    }
+
     /// The screen with wrapped lines joined, for phrases that may wrap.
     fn flat(&self) -> String {
         self.rows()
@@ -572,4 +627,183 @@ steps:
     let fin = of_kind(&ev, "run_finished");
     assert_eq!(fin[0]["outcome"], "aborted");
     assert_eq!(fin[0]["exit_code"], 130);
+}
+
+/// Item 16: the summary's `attempts` column counts the polls of a step (three here, in one
+/// attempt), and a long poll line wraps at word boundaries.
+#[test]
+fn the_attempts_column_counts_polls_and_poll_lines_wrap_at_words() {
+    let srv = Server::start(vec![(
+        "/health",
+        vec![
+            Reply::json(503, serde_json::json!({"status": "starting"})),
+            Reply::json(503, serde_json::json!({"status": "starting"})),
+            Reply::json(200, serde_json::json!({"status": "ok"})),
+        ],
+    )]);
+    let words: Vec<String> = (0..16).map(|n| format!("reason{n:02}")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        &format!(
+            r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{ name: polls, title: Polls }}
+steps:
+  - id: healthy
+    http: {{ request: {{ method: GET, url: "{}" }} }}
+    verify:
+      - that: "result.status == 200"
+        message: "{}"
+    until: {{ timeout: 30s, interval: 100ms }}
+"#,
+            srv.url("/health"),
+            words.join(" ")
+        ),
+    );
+    let mut t = Pty::spawn(
+        dir.path(),
+        &["run", "rb.yaml", "--journal-dir", "runs", "--reason", "x"],
+        &[],
+    );
+    t.finish();
+    let screen = t.screen();
+    let row = screen
+        .lines()
+        .find(|l| l.starts_with("healthy "))
+        .unwrap_or_else(|| panic!("no summary row:\n{screen}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    // step, outcome, duration, attempts, title
+    assert_eq!(cols[1], "succeeded", "{screen}");
+    assert_eq!(cols[3], "3", "the attempts column counts polls:\n{screen}");
+    assert!(t.flat().contains("healthy: poll 2: not yet"), "{screen}");
+    let rows = t.rows();
+    for w in &words {
+        assert!(
+            rows.iter().any(|r| r.split_whitespace().any(|x| x == w)),
+            "`{w}` was cut at the edge of the screen:\n{screen}"
+        );
+    }
+}
+
+/// Item 8 (issue 12): Ctrl-C in a training run prints how to continue it; the printed command,
+/// typed as shown, resumes it against the same simulated world (rebuilt from the journal: the
+/// rollback is not made again, and its rollout goes on); the steps keep their numbers, the
+/// summary covers the whole run and the final line the whole run's outcome and time.
+#[test]
+fn ctrl_c_in_training_prints_the_resume_command_and_the_resume_finishes_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let rb = root().join("runbooks/k8s-rollback.yaml");
+    let drill =
+        std::fs::read_to_string(root().join("runbooks/drills/k8s-rollback/recovers.yaml")).unwrap();
+    let quick = drill
+        .replace(
+            "runbook: ../../k8s-rollback.yaml",
+            &format!("runbook: {}", rb.display()),
+        )
+        .replace("rollout: { takes: 45s }", "rollout: { takes: 8s }")
+        .replace(
+            "        - { status: 503, json: { status: starting }, times: 2 }\n",
+            "",
+        );
+    assert_ne!(quick, drill);
+    write(dir.path(), "quick.yaml", &quick);
+    let mut t = Pty::spawn(
+        dir.path(),
+        &[
+            "run",
+            rb.to_str().unwrap(),
+            "--world",
+            "quick.yaml",
+            "--reason",
+            "practice",
+            "--journal-dir",
+            "runs",
+        ],
+        &[],
+    );
+    t.until("Your answer");
+    t.send("\x1b[A"); // yes
+    t.send("\r");
+    t.until("Wait for the rollout to finish");
+    t.send("\x03");
+    t.finish();
+    let journal = journal_path(&dir.path().join("runs"));
+    let id = run_id(&events(&journal));
+    let command = t.command_after("to continue:");
+    assert_eq!(
+        command,
+        [
+            "runbook",
+            "resume",
+            &id,
+            "--journal-dir",
+            "runs",
+            "--world",
+            "quick.yaml"
+        ],
+        "{}",
+        t.screen()
+    );
+    assert!(!t.flat().contains("from the start"), "{}", t.screen());
+    // No line was cut mid-word by the terminal: long ones were wrapped by the engine.
+    let cut = t.words_cut();
+    assert!(
+        cut.is_empty(),
+        "words cut at the edge of the screen:\n{}",
+        cut.join("\n")
+    );
+    assert_eq!(of_kind(&events(&journal), "world_changed").len(), 1);
+
+    // The command as printed.
+    let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+    let mut r = Pty::spawn(dir.path(), &args, &[]);
+    for _ in ["metrics", "tell", "record"] {
+        r.until("mark the step");
+        r.send("\r");
+        r.until("Note for the journal");
+        r.send("\r");
+    }
+    r.finish();
+    let screen = r.screen();
+    assert!(
+        screen.contains("▶ [7/14] Wait for the rollout to finish"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("▶ [12/14] Metrics back to baseline"),
+        "{screen}"
+    );
+    assert!(!screen.contains("[1/14]"), "{screen}");
+    let table: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("step "))
+        .collect();
+    for step in [
+        "current", "history", "approve", "undo", "rollout", "running", "record",
+    ] {
+        assert!(
+            table.iter().any(|l| l.starts_with(&format!("{step} "))),
+            "no row for {step}:\n{screen}"
+        );
+    }
+    assert!(
+        r.flat().contains(&format!("run {id} succeeded in"))
+            && r.flat().contains("since it first started"),
+        "{screen}"
+    );
+    let evs = events(&journal);
+    // The world was rebuilt, not changed again: the rollback happened once, and the version
+    // running after the resume is the rolled-back one.
+    assert_eq!(of_kind(&evs, "world_changed").len(), 1, "{screen}");
+    let running = of_kind(&evs, "capture")
+        .into_iter()
+        .find(|e| e["step"] == "running" && e["name"] == "image")
+        .unwrap();
+    assert_eq!(running["value"], "flowengine:v1.0.0");
+    assert_eq!(
+        of_kind(&evs, "run_finished").last().unwrap()["outcome"],
+        "succeeded"
+    );
 }

@@ -185,6 +185,10 @@ pub struct ResumeArgs {
     /// Resume even though the runbook file changed since the run started (journaled).
     #[arg(long)]
     pub force: bool,
+    /// A training run: the drill whose simulated world it ran against (rebuilt from the
+    /// journal's recorded effects).
+    #[arg(long, value_name = "DRILL")]
+    pub world: Option<PathBuf>,
 }
 
 /// Prints diagnostics for one checked file; returns (errors, warnings).
@@ -695,6 +699,8 @@ pub struct Prepared {
     pub interactive: bool,
     pub style: Style,
     pub report: Option<PathBuf>,
+    /// Added to the `runbook resume` command printed at the end (a training run's `--world`).
+    pub resume_with: String,
 }
 
 /// Executes a prepared run with the terminal view, then prints how to continue.
@@ -734,21 +740,27 @@ pub async fn execute(p: Prepared) -> i32 {
     let mut runner = Runner::new(
         p.backends, p.clock, gate, emitter, progress, cancel, run_dir,
     );
-    let simulated = p.cfg.mode == RunMode::Training;
     let res: RunResult = runner.run(p.rb.clone(), p.cfg).await;
     if let Some(why) = runner.emitter().broken() {
         eprintln!("error: {why}; the run stopped before changing anything else");
     }
     eprintln!("journal: {}", journal_path.display());
-    let journal_dir = journal_path
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.display().to_string())
-        .unwrap_or_default();
+    let journal_dir = crate::exec::actions::shell_quote(
+        &journal_path
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+    );
+    // Each ending names the next command; at a terminal a long one goes on lines of its own,
+    // continued with ` \`, so that it pastes as one command.
+    let say = |message: &str, command: String| {
+        eprintln!("{}", crate::view::with_command(message, &command));
+    };
     if p.report.is_none() {
-        eprintln!(
-            "report: runbook report {} --journal-dir {journal_dir}",
-            p.run_id
+        say(
+            "report",
+            format!("runbook report {} --journal-dir {journal_dir}", p.run_id),
         );
     }
     if let Some(path) = &p.report {
@@ -761,18 +773,19 @@ pub async fn execute(p: Prepared) -> i32 {
             Err(e) => eprintln!("error: writing the report: {e}"),
         }
     }
+    let resume = format!(
+        "runbook resume {} --journal-dir {journal_dir}{}",
+        p.run_id, p.resume_with
+    );
     match res.outcome {
-        // A simulated run is never resumed (that would continue against real systems).
-        RunOutcome::NeedsAnswer if simulated => {
-            eprintln!(
-                "needs an answer: this was a training run; run it again and pass {}",
-                res.hint.clone().unwrap_or_default()
-            );
-        }
-        RunOutcome::Aborted if res.abandoned => {
-            eprintln!("the run stopped and undid what it had changed; it cannot be resumed");
-        }
-        RunOutcome::Aborted if simulated => {}
+        RunOutcome::Aborted if res.abandoned => say(
+            "the run stopped and undid what it had changed; it cannot be resumed. To start again",
+            format!(
+                "runbook run {}{}",
+                crate::exec::actions::shell_quote(&p.rb.file),
+                p.resume_with
+            ),
+        ),
         RunOutcome::NeedsAnswer => {
             let hint = res.hint.clone().unwrap_or_default();
             let flag = hint
@@ -782,23 +795,12 @@ pub async fn execute(p: Prepared) -> i32 {
                 .split(" to ")
                 .next()
                 .unwrap_or(&hint);
-            eprintln!(
-                "needs an answer: to continue this run, pass {flag}: runbook resume {} --journal-dir {} {flag}",
-                p.run_id,
-                journal_path.parent().and_then(Path::parent).map(|d| d.display().to_string()).unwrap_or_default(),
+            say(
+                &format!("needs an answer: to continue this run, pass {flag}"),
+                format!("{resume} {flag}"),
             );
         }
-        RunOutcome::Aborted => {
-            eprintln!(
-                "to continue: runbook resume {} --journal-dir {}",
-                p.run_id,
-                journal_path
-                    .parent()
-                    .and_then(Path::parent)
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default()
-            );
-        }
+        RunOutcome::Aborted => say("to continue", resume),
         _ => {}
     }
     res.exit_code
@@ -941,6 +943,7 @@ pub async fn cmd_run(a: RunArgs) -> i32 {
             Style::Plain
         },
         report: a.common.report.clone(),
+        resume_with: String::new(),
     };
     execute(p).await
 }
@@ -958,7 +961,18 @@ pub async fn cmd_resume(a: ResumeArgs) -> i32 {
     let _lock = match lock::acquire(&run_dir, &lock_holder("resume")) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: cannot resume {}: {e}", a.run);
+            eprintln!(
+                "error: cannot resume {}: {e}: runbook resume {} --journal-dir {}",
+                a.run,
+                run_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| a.run.clone()),
+                run_dir
+                    .parent()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default()
+            );
             return exit::INVALID;
         }
     };
@@ -969,9 +983,24 @@ pub async fn cmd_resume(a: ResumeArgs) -> i32 {
             return exit::INVALID;
         }
     };
-    if let Err(e) = state.resumable() {
+    let journal_dir = path
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    if let Err(e) = state.resumable(a.world.is_some()) {
         eprintln!("error: run {}: {e}", state.run_id);
+        let (id, dir) = (&state.run_id, &journal_dir);
+        match state.mode {
+            Some(RunMode::Training) if a.world.is_none() => eprintln!(
+                "to continue it against its simulated world: runbook resume {id} --journal-dir {dir} --world <the drill it ran with>"
+            ),
+            _ => eprintln!("its report: runbook report {id} --journal-dir {dir}"),
+        }
         return exit::INVALID;
+    }
+    if let Some(world) = &a.world {
+        return crate::drill::training::resume(&a, world, &path, state).await;
     }
     let rb_path = PathBuf::from(&state.runbook_path);
     let rb = match load_or_report(&rb_path, false) {
@@ -982,7 +1011,8 @@ pub async fn cmd_resume(a: ResumeArgs) -> i32 {
     let changed = state.changed_file(&rb.files(), &rb.sha256);
     if let (Some(what), false) = (&changed, a.force) {
         eprintln!(
-            "error: {what}; resuming could run steps that were never planned. Pass --force to resume anyway (it is journaled)"
+            "error: {what}; resuming could run steps that were never planned. To resume anyway (it is journaled): runbook resume {} --journal-dir {journal_dir} --force",
+            state.run_id
         );
         return exit::INVALID;
     }
@@ -1066,6 +1096,7 @@ pub async fn cmd_resume(a: ResumeArgs) -> i32 {
             Style::Plain
         },
         report: a.common.report.clone(),
+        resume_with: String::new(),
     };
     execute(p).await
 }

@@ -40,6 +40,9 @@ struct Running {
     /// step's result is shown when it ends.
     safety: String,
     result: Option<serde_json::Value>,
+    /// Executions of its action so far (every poll of every attempt): the summary's
+    /// `attempts` column.
+    polls: u32,
 }
 
 struct Row {
@@ -150,10 +153,15 @@ impl TerminalView {
     pub fn replay(&self, events: &[Envelope]) {
         self.with(|i| {
             i.first_ts = events.first().map(|e| e.ts.clone());
+            let mut polls: HashMap<String, u32> = HashMap::new();
             for e in events {
                 match &e.event {
                     Event::StepStarted { step, title, .. } => {
                         i.titles.insert(step.clone(), title.clone());
+                        polls.remove(step);
+                    }
+                    Event::AttemptFinished { step, polls: n, .. } => {
+                        *polls.entry(step.clone()).or_default() += n;
                     }
                     Event::StepSkipped { step, title, .. } => i.rows.push(Row {
                         step: step.clone(),
@@ -177,7 +185,11 @@ impl TerminalView {
                             title,
                             outcome: outcome.as_str().into(),
                             duration_ms: *duration_ms,
-                            attempts: *attempts,
+                            attempts: polls
+                                .get(step)
+                                .copied()
+                                .filter(|n| *n > 0)
+                                .unwrap_or(*attempts),
                         });
                     }
                     _ => {}
@@ -431,6 +443,7 @@ impl EventSink for TerminalView {
                         status: String::new(),
                         safety: safety.as_str().to_string(),
                         result: None,
+                        polls: 0,
                     });
                     i.refresh();
                 }
@@ -515,10 +528,14 @@ impl EventSink for TerminalView {
                     error,
                     attempt,
                     result,
+                    polls,
                     ..
                 } => {
-                    if let Some(r) = i.running.as_mut().filter(|_| *ok) {
-                        r.result = Some(result.clone());
+                    if let Some(r) = i.running.as_mut() {
+                        r.polls += polls;
+                        if *ok {
+                            r.result = Some(result.clone());
+                        }
                     }
                     if !ok {
                         if let Some(err) = error {
@@ -627,6 +644,14 @@ impl EventSink for TerminalView {
                     note,
                     ..
                 } => {
+                    // Every execution counts (polls of every attempt); a step that executed
+                    // nothing (a gate) keeps the runner's count.
+                    let executions = i
+                        .running
+                        .as_ref()
+                        .map(|r| r.polls)
+                        .filter(|n| *n > 0)
+                        .unwrap_or(*attempts);
                     // What a read-only step read: the operator ran it to see it.
                     let read = i
                         .running
@@ -661,7 +686,7 @@ impl EventSink for TerminalView {
                         title,
                         outcome: outcome.as_str().into(),
                         duration_ms: *duration_ms,
-                        attempts: *attempts,
+                        attempts: executions,
                     });
                 }
                 Event::UndoStarted {
@@ -801,11 +826,50 @@ pub fn wrap(line: &str, width: usize) -> String {
     textwrap::wrap(line, opts).join("\n")
 }
 
+/// A line for stderr, wrapped at words to the terminal's width when stderr is a terminal.
+pub fn fit(line: &str) -> String {
+    match terminal_width() {
+        Some(w) => wrap(line, w),
+        None => line.to_string(),
+    }
+}
+
+/// A message that ends with a command to run, `message: command`: on one line when it fits
+/// (and always off a terminal, for logs and scripts); else the message wrapped at words and the
+/// command on lines of its own, continued with ` \` so that it still pastes into a shell as one
+/// command.
+pub fn with_command(message: &str, command: &str) -> String {
+    let one = format!("{message}: {command}");
+    match terminal_width() {
+        Some(w) if console::measure_text_width(&one) > w => {
+            format!(
+                "{}\n{}",
+                wrap(&format!("{message}:"), w),
+                wrap_command(command, w)
+            )
+        }
+        _ => one,
+    }
+}
+
+/// A command wrapped at words to `width` columns, indented, each line but the last ending in
+/// ` \` (a shell's line continuation).
+pub fn wrap_command(command: &str, width: usize) -> String {
+    let opts = textwrap::Options::new(width.saturating_sub(2).max(20))
+        .initial_indent("  ")
+        .subsequent_indent("    ")
+        .break_words(false)
+        .word_separator(textwrap::WordSeparator::AsciiSpace);
+    textwrap::wrap(command, opts).join(" \\\n")
+}
+
 /// A running step's spinner (guided runs).
 fn spinner() -> ProgressBar {
     let b = ProgressBar::new_spinner();
     b.set_style(
-        ProgressStyle::with_template("  {spinner} {msg}")
+        // `wide_msg`: cut to the terminal's width, so that clearing the line clears all of it
+        // (a longer message wraps, and its first row would stay behind, frozen).
+        ProgressStyle::with_template("  {spinner} {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     b.enable_steady_tick(Duration::from_millis(120));
@@ -927,4 +991,21 @@ fn describe(rendered: &serde_json::Value) -> String {
         return format!("{m} {u}");
     }
     String::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_wraps_at_words_with_shell_continuations() {
+        let cmd = "runbook resume 20261207T000010Z-k8s-rollback-7acd --journal-dir runs --world quick.yaml";
+        let w = wrap_command(cmd, 60);
+        assert!(w.lines().count() > 1, "{w}");
+        assert!(w.lines().all(|l| l.chars().count() <= 60), "{w}");
+        assert!(w.lines().rev().skip(1).all(|l| l.ends_with(" \\")), "{w}");
+        // Pasted into a shell, it is the same command.
+        let pasted: Vec<&str> = w.split_whitespace().filter(|t| *t != "\\").collect();
+        assert_eq!(pasted, cmd.split_whitespace().collect::<Vec<_>>(), "{w}");
+    }
 }

@@ -11,22 +11,26 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::check::stand_ins;
+use super::model::Drill;
+use super::world::restore::Recorded;
 use super::world::run_values::RunValues;
 use super::world::World;
 use crate::check::{self, Checked};
 use crate::cli::{
     execute, hostname, is_interactive, load_or_report, new_run_id, operator_for, parse_answers,
-    print_report, reason_for, Prepared, RunArgs,
+    print_report, reason_for, Prepared, ResumeArgs, RunArgs,
 };
 use crate::exec::clock::{Clock, SystemClock, VirtualClock};
-use crate::exec::events::{AnswerVia, RunMode};
+use crate::exec::events::{AnswerVia, Event, RunMode};
 use crate::exec::journal::Journal;
+use crate::exec::resume::ResumeState;
 use crate::exec::runner::RunConfig;
 use crate::exit;
 use crate::inputs::{self, Supplied};
 use crate::view::Style;
 
-pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
+/// The drill a `--world` names, checked; its errors printed.
+fn load_drill(world_file: &Path) -> Result<Drill, i32> {
     let report = check::check_path(world_file);
     let color = crate::cli::color();
     if report.has_errors() {
@@ -35,14 +39,30 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
             "error: {} has errors; nothing was run",
             world_file.display()
         );
-        return exit::INVALID;
+        return Err(exit::INVALID);
     }
     let Some(Checked::Drill(drill)) = report.checked else {
         eprintln!(
             "error: {} is not a drill: `--world` takes a `kind: Drill` file, whose `world:` the run uses",
             world_file.display()
         );
-        return exit::INVALID;
+        return Err(exit::INVALID);
+    };
+    Ok(*drill)
+}
+
+/// ` --world <drill>`, for the `runbook resume` command a training run prints.
+fn resume_with(world_file: &Path) -> String {
+    format!(
+        " --world {}",
+        crate::exec::actions::shell_quote(&world_file.display().to_string())
+    )
+}
+
+pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
+    let drill = match load_drill(world_file) {
+        Ok(d) => d,
+        Err(c) => return c,
     };
     let rb = match load_or_report(&a.runbook, false) {
         Ok(r) => r,
@@ -150,10 +170,13 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
         }
     };
     eprintln!(
-        "training: `{}` against the simulated world of drill `{}` ({}); nothing real is touched",
-        rb.name(),
-        drill.name,
-        if a.fast { "virtual time" } else { "real time" }
+        "{}",
+        crate::view::fit(&format!(
+            "training: `{}` against the simulated world of drill `{}` ({}); nothing real is touched",
+            rb.name(),
+            drill.name,
+            if a.fast { "virtual time" } else { "real time" }
+        ))
     );
     let cfg = RunConfig {
         operator,
@@ -167,7 +190,7 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
         forced: false,
         isolated: true,
     };
-    let code = execute(Prepared {
+    execute(Prepared {
         rb: Arc::new(rb),
         cfg,
         journal,
@@ -184,18 +207,184 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
             Style::Plain
         },
         report: a.common.report.clone(),
+        resume_with: resume_with(world_file),
     })
-    .await;
-    if code == exit::INTERRUPTED || code == exit::ABORTED {
-        // A training run is not resumed (its world lives in this process): say how to
-        // practise again.
+    .await
+}
+
+/// `runbook resume RUN --world DRILL`: a training run goes on against the drill's world as the
+/// run left it, rebuilt from the effects its journal recorded (see `world::restore`), on the
+/// run's kind of clock (virtual from where the journal stopped, with `--fast`; else real).
+pub async fn resume(a: &ResumeArgs, world_file: &Path, path: &Path, rs: ResumeState) -> i32 {
+    let drill = match load_drill(world_file) {
+        Ok(d) => d,
+        Err(c) => return c,
+    };
+    let rb = match load_or_report(Path::new(&rs.runbook_path), false) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let changed = rs.changed_file(&rb.files(), &rb.sha256);
+    if let (Some(what), false) = (&changed, a.force) {
         eprintln!(
-            "training stopped; to practise again from the start: runbook run {} --world {}{} --journal-dir {}",
-            a.runbook.display(),
-            world_file.display(),
-            if a.fast { " --fast" } else { "" },
-            a.common.journal_dir.display()
+            "error: {what}; resuming could run steps that were never planned. To resume anyway (it is journaled): runbook resume {} --journal-dir {} --world {} --force",
+            rs.run_id,
+            journal_dir_of(path),
+            world_file.display()
         );
+        return exit::INVALID;
     }
-    code
+    let answers = match parse_answers(&rb, &a.common.answer) {
+        Ok(x) => x,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("error: {e}");
+            }
+            return exit::INVALID;
+        }
+    };
+    let events = match crate::exec::journal::read(path) {
+        Ok(r) => r.events,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            return exit::INVALID;
+        }
+    };
+    let (mut virtual_time, mut last) = (false, None);
+    let mut recorded = vec![];
+    for e in &events {
+        let at = chrono::DateTime::parse_from_rfc3339(&e.ts)
+            .map(|t| t.with_timezone(&Utc))
+            .ok();
+        last = at.or(last);
+        match &e.event {
+            Event::RunStarted {
+                virtual_time: v, ..
+            } => virtual_time = *v,
+            Event::WorldChanged { step, diff } => {
+                if let Some(at) = at {
+                    recorded.push(Recorded {
+                        at,
+                        step: step.clone(),
+                        diff: diff.clone(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(started) = chrono::DateTime::parse_from_rfc3339(&rs.started_at)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+    else {
+        eprintln!(
+            "error: {}: the run's start time `{}` is not a time",
+            path.display(),
+            rs.started_at
+        );
+        return exit::INVALID;
+    };
+    let inputs = match inputs::resolve(
+        &rb.spec.inputs,
+        &Supplied {
+            file: rs.inputs.clone(),
+            args: vec![],
+        },
+    ) {
+        Ok(i) => i,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("error: {e}");
+            }
+            return exit::INVALID;
+        }
+    };
+    let env: IndexMap<String, String> = drill
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    let (secrets, env) = stand_ins(&rb, &drill.secrets, &env);
+    let interactive = is_interactive(a.common.non_interactive);
+    let operator = match operator_for(&rb, a.common.operator.clone(), interactive) {
+        Ok(o) => o,
+        Err(c) => return c,
+    };
+    let journal = match Journal::reopen(path) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: cannot append to {}: {e}", path.display());
+            return exit::FAILED;
+        }
+    };
+    // The world as the drill starts it, at the run's start, then the run's recorded effects.
+    let mut state = drill.world.clone();
+    state.rebase(started);
+    state.bind_run(&RunValues {
+        id: rs.run_id.clone(),
+        operator: operator.clone(),
+        reason: rs.reason.clone().unwrap_or_default(),
+        started_at: rs.started_at.clone(),
+    });
+    for problem in state.restore(&recorded) {
+        eprintln!("{}", crate::view::fit(&format!("note: {problem}")));
+    }
+    let now = last.unwrap_or(started);
+    let clock: Arc<dyn Clock> = if virtual_time {
+        Arc::new(VirtualClock::new(now))
+    } else {
+        Arc::new(SystemClock)
+    };
+    eprintln!(
+        "{}",
+        crate::view::fit(&format!(
+            "training: resuming `{}` against the simulated world of drill `{}` ({}), rebuilt from {} recorded change{}; nothing real is touched",
+            rb.name(),
+            drill.name,
+            if virtual_time { "virtual time" } else { "real time" },
+            recorded.len(),
+            if recorded.len() == 1 { "" } else { "s" }
+        ))
+    );
+    let world = World::new(state);
+    let cfg = RunConfig {
+        operator,
+        reason: rs.reason.clone(),
+        mode: RunMode::Training,
+        inputs,
+        secrets,
+        env: env.into_iter().collect::<serde_json::Map<String, Value>>(),
+        host: hostname(),
+        resume: Some(rs.clone()),
+        forced: a.force && changed.is_some(),
+        isolated: true,
+    };
+    execute(Prepared {
+        rb: Arc::new(rb),
+        cfg,
+        journal,
+        run_id: rs.run_id.clone(),
+        backends: world.backends(),
+        clock,
+        answers,
+        answers_via: AnswerVia::AnswerFlag,
+        yes: a.common.yes,
+        interactive,
+        style: if interactive {
+            Style::Rich
+        } else {
+            Style::Plain
+        },
+        report: a.common.report.clone(),
+        resume_with: resume_with(world_file),
+    })
+    .await
+}
+
+/// The journal directory of a run's journal (`<dir>/<run-id>/journal.jsonl`).
+fn journal_dir_of(path: &Path) -> String {
+    path.parent()
+        .and_then(Path::parent)
+        .map(|d| d.display().to_string())
+        .unwrap_or_default()
 }

@@ -338,12 +338,27 @@ impl ResumeState {
     }
 
     /// Can this run be resumed? Finished runs (succeeded, failed) cannot.
-    pub fn resumable(&self) -> Result<(), String> {
-        if let Some(mode) = self.mode.filter(|m| m.simulated()) {
-            return Err(format!(
-                "it ran against a drill's simulated world ({mode} mode); resuming would continue against real systems. Start it again with `runbook run {} --world <drill>`",
-                self.runbook_path
-            ));
+    /// Whether the run can be resumed; `world`: against a simulated world (`--world`), which
+    /// only a training run may be, and a training run only against one.
+    pub fn resumable(&self, world: bool) -> Result<(), String> {
+        match self.mode {
+            Some(RunMode::Training) if world => {}
+            Some(RunMode::Training) => {
+                return Err(
+                    "it ran against a drill's simulated world (training mode); resuming without `--world` would continue against real systems".into(),
+                );
+            }
+            Some(mode) if mode.simulated() => {
+                return Err(format!(
+                    "it is a {mode} run, against a simulated world on a virtual clock; drills are not resumed: run the drill again"
+                ));
+            }
+            _ if world => {
+                return Err(
+                    "it ran against real systems; `--world` resumes a training run only".into(),
+                );
+            }
+            _ => {}
         }
         // A run that chose to undo what it changed (an `abort` answer) and finished doing so;
         // a rollback cut short by a signal (130) or waiting for an answer is resumable.

@@ -21,13 +21,23 @@ pub struct Trigger {
 impl Trigger {
     /// Does a call by `ctx` (None: the world itself, e.g. a delayed effect) at `now` trigger it?
     fn active(&self, ctx: Option<&CallCtx>, now: DateTime<Utc>, start: &DateTime<Utc>) -> bool {
+        self.active_for(ctx.map(|c| (c.step.as_str(), c.attempt)), now, start)
+    }
+
+    /// `active` for a call by a step's attempt (None: the world itself).
+    fn active_for(
+        &self,
+        by: Option<(&str, u32)>,
+        now: DateTime<Utc>,
+        start: &DateTime<Utc>,
+    ) -> bool {
         if let Some(step) = &self.step {
-            match ctx {
-                Some(c) if &c.step == step => {}
+            match by {
+                Some((s, _)) if s == step => {}
                 _ => return false,
             }
-            if let (Some(a), Some(c)) = (self.attempt, ctx) {
-                if c.attempt != a {
+            if let (Some(a), Some((_, attempt))) = (self.attempt, by) {
+                if attempt != a {
                     return false;
                 }
             }
@@ -122,6 +132,22 @@ impl Faults {
         self.0.iter().any(|f| {
             matches!(&f.effect, Effect::RolloutStuck(d) if d == deployment)
                 && f.trigger.active(ctx, now, start)
+        })
+    }
+
+    /// `rollout_stuck` for a rollout a step's call started (a resumed training run rebuilding
+    /// its world from the journal: the step is known, its attempt is not, so any counts).
+    pub fn rollout_stuck_by(
+        &self,
+        deployment: &str,
+        step: &str,
+        now: DateTime<Utc>,
+        start: &DateTime<Utc>,
+    ) -> bool {
+        self.0.iter().any(|f| {
+            matches!(&f.effect, Effect::RolloutStuck(d) if d == deployment)
+                && f.trigger
+                    .active_for(Some((step, f.trigger.attempt.unwrap_or(1))), now, start)
         })
     }
 

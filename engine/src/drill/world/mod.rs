@@ -11,6 +11,7 @@ pub mod kube;
 pub mod metrics;
 pub mod pattern;
 pub mod predicate;
+pub mod restore;
 pub mod run_values;
 pub mod shell;
 pub mod state;
