@@ -45,6 +45,7 @@ mod report_snapshots;
 mod run_answers;
 mod run_hostile;
 mod run_http;
+mod run_nodata;
 mod run_pty;
 mod run_resume;
 mod run_resume_safety;

@@ -280,9 +280,13 @@ impl Runner {
             let display = frame.ctx.display(None);
             let real = frame.ctx.real(None);
             for (i, c) in rb.spec.preconditions.iter().enumerate() {
-                let (ok, err) = match template::eval_bool(&c.that, &real) {
-                    Ok(b) => (b, None),
-                    Err(e) => (false, Some(e)),
+                let (ok, err) = match verdict::guard(&c.that, &real) {
+                    verdict::Guard::Run => (true, None),
+                    verdict::Guard::Skip => (false, None),
+                    verdict::Guard::NoData(why) => (false, Some(format!("inconclusive: {why}"))),
+                    verdict::Guard::Error(e) => {
+                        (false, Some(format!("could not be evaluated: {e}")))
+                    }
                 };
                 let message = c.message.as_ref().map(|m| render_text(m, &display));
                 self.emit(Event::Precondition {
@@ -294,7 +298,7 @@ impl Runner {
                 });
                 if !ok {
                     let msg = match err {
-                        Some(e) => format!("precondition `{}` could not be evaluated: {e}", c.that),
+                        Some(e) => format!("precondition `{}` {e}: nothing was run", c.that),
                         None => format!(
                             "precondition `{}` is false{}: nothing was run",
                             c.that,
@@ -787,8 +791,8 @@ impl Runner {
         let redactor = self.emitter.redactor().clone();
         if let Some(w) = &g.spec.when {
             let only = steps_read([w.as_str()], []);
-            if let Ok(false) = template::eval_bool(w, &frame.ctx.real_reading(None, only.as_ref()))
-            {
+            let real = frame.ctx.real_reading(None, only.as_ref());
+            if verdict::guard(w, &real) == verdict::Guard::Skip {
                 return None;
             }
         }
@@ -978,9 +982,9 @@ impl Runner {
             // Only the steps the guard reads (see `steps_read`): keeps long runs linear.
             let only = steps_read([w.as_str()], []);
             let real = frame.ctx.real_reading(None, only.as_ref());
-            match template::eval_bool(w, &real) {
-                Ok(true) => {}
-                Ok(false) => {
+            let failed = match verdict::guard(w, &real) {
+                verdict::Guard::Run => None,
+                verdict::Guard::Skip => {
                     let obs = observe(w, &frame.ctx.display_reading(None, only.as_ref()));
                     let shown = if obs.is_empty() {
                         String::new()
@@ -999,25 +1003,27 @@ impl Runner {
                         .set_step_field(&step.id, "outcome", json!("skipped"));
                     return StepEnd::Done;
                 }
-                Err(e) => {
-                    let now = self.clock.now();
-                    // Every step end has its start in the journal (resume checks it).
-                    self.emit(Event::StepStarted {
-                        step: sid.to_string(),
-                        title: step.title.clone(),
-                        action: step.action.kind.label(),
-                        safety: step.safety,
-                        phase,
-                        rendered: Value::Null,
-                    });
-                    return self.step_failed(
-                        sid,
-                        phase,
-                        now,
-                        0,
-                        format!("guard `{w}` could not be evaluated: {e}"),
-                    );
+                // Neither running nor skipping is known to be right: fail closed.
+                verdict::Guard::NoData(why) => Some(format!(
+                    "guard `{w}` is inconclusive ({why}): the step was neither run nor skipped; \
+                     say in the guard what no data means (`… is none or …`, `| default(…)`)"
+                )),
+                verdict::Guard::Error(e) => {
+                    Some(format!("guard `{w}` could not be evaluated: {e}"))
                 }
+            };
+            if let Some(msg) = failed {
+                let now = self.clock.now();
+                // Every step end has its start in the journal (resume checks it).
+                self.emit(Event::StepStarted {
+                    step: sid.to_string(),
+                    title: step.title.clone(),
+                    action: step.action.kind.label(),
+                    safety: step.safety,
+                    phase,
+                    rendered: Value::Null,
+                });
+                return self.step_failed(sid, phase, now, 0, msg);
             }
         }
         // 2. Journal health: never change the world unjournaled.
@@ -1634,6 +1640,14 @@ impl Runner {
                         let mut caps = Vec::new();
                         tainted.clear();
                         for (name, expr) in &step.spec.capture {
+                            // Computing with a value that is not there: no data, not `none`.
+                            if let Some(u) = template::unusable_operand(expr, &with_caps) {
+                                cap_err = Some((
+                                    format!("capture `{name}` = `{expr}`: {}", u.describe()),
+                                    true,
+                                ));
+                                continue;
+                            }
                             match template::eval(expr, &with_caps) {
                                 // `rate: result.value` of a Prometheus answer that is NaN or
                                 // has no series: no data, never a `null` that a later

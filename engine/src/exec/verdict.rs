@@ -116,6 +116,20 @@ pub fn evaluate(that: &str, ctx: &Value, own: Option<&str>) -> Evaluated {
             }
         }
     }
+    // A comparison or arithmetic on a value that is not there (also one computed: `x | float`,
+    // `a / b` giving NaN), which the name check above does not see.
+    if let Some(u) = template::unusable_operand(that, ctx) {
+        let reason = if u.value.is_some() {
+            absence(&u.operand, Some(&Value::Null), ctx, own)
+        } else {
+            absence(&u.operand, None, ctx, own)
+        };
+        return Evaluated {
+            verdict: Verdict::Inconclusive,
+            reason,
+            error: None,
+        };
+    }
     match template::eval_bool(that, ctx) {
         Ok(true) => Evaluated {
             verdict: Verdict::Pass,
@@ -143,6 +157,35 @@ pub fn evaluate(that: &str, ctx: &Value, own: Option<&str>) -> Evaluated {
             reason: None,
             error: Some(e),
         },
+    }
+}
+
+/// What a `when:` guard (or a precondition) decides.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Guard {
+    Run,
+    Skip,
+    /// It compares or computes with a value that is not there: neither run nor skip is
+    /// known to be right. Why, naming the value.
+    NoData(String),
+    /// It cannot be evaluated (a type error, a bad call).
+    Error(String),
+}
+
+/// Evaluates a guard. A comparison or arithmetic on an absent, null or NaN value is no data,
+/// never a silent `true` or `false`; a value it only tests for truth (`when: inputs.pull`)
+/// or presence (`is defined`, `is none`, `| default(…)`) is its answer.
+pub fn guard(expr: &str, ctx: &Value) -> Guard {
+    if let Some(u) = template::unusable_operand(expr, ctx) {
+        return Guard::NoData(format!("no data: {}", u.describe()));
+    }
+    match template::eval_bool(expr, ctx) {
+        Ok(true) => Guard::Run,
+        Ok(false) => Guard::Skip,
+        Err(e) if e.contains("undefined") => {
+            Guard::NoData(format!("no data: a value it reads is absent ({e})"))
+        }
+        Err(e) => Guard::Error(e),
     }
 }
 
@@ -218,6 +261,61 @@ mod tests {
         let e = evaluate("result.value < 0.01", &ctx, None);
         assert_eq!(e.verdict, Verdict::Inconclusive);
         assert!(e.reason.unwrap().contains("no data"));
+    }
+
+    #[test]
+    fn a_guard_comparing_nothing_is_no_data() {
+        let ctx = json!({"steps": {"r": {"rate": null, "n": 3}, "s": {"outcome": "skipped"}},
+                         "inputs": {"pull": null, "t": 0.01}});
+        let nd = |e: &str| matches!(guard(e, &ctx), Guard::NoData(_));
+        assert!(nd("steps.r.rate < inputs.t"));
+        assert!(nd("steps.r.rate * 100 > 5"));
+        assert!(nd("steps.r.rate == 'x'"));
+        assert!(nd("steps.s.rate > 1"), "a skipped step's capture is absent");
+        assert!(nd("-steps.r.rate < 0"));
+        assert!(nd("steps.r.n > 1 and steps.r.rate < 1"));
+        assert!(nd("steps.r.rate is gt(1)"));
+        // Asked about explicitly, or never reached: an answer.
+        assert_eq!(guard("steps.r.rate is none", &ctx), Guard::Run);
+        assert_eq!(guard("steps.r.rate == none", &ctx), Guard::Run);
+        assert_eq!(
+            guard("steps.r.rate is not none and steps.r.rate < 1", &ctx),
+            Guard::Skip
+        );
+        assert_eq!(
+            guard(
+                "steps.r.rate < 1 if steps.r.rate is not none else false",
+                &ctx
+            ),
+            Guard::Skip
+        );
+        assert_eq!(
+            guard("steps.r.n < 1 and steps.r.rate < 1", &ctx),
+            Guard::Skip
+        );
+        assert_eq!(guard("(steps.r.rate or 0) < 1", &ctx), Guard::Run);
+        assert_eq!(guard("(steps.r.gone | default(0)) < 1", &ctx), Guard::Run);
+        // minijinja's `default` replaces an absent value, not a null one.
+        assert!(nd("(steps.r.rate | default(0)) < 1"));
+        assert_eq!(guard("steps.r.n > 1", &ctx), Guard::Run);
+        // Truth of an input: not a comparison.
+        assert_eq!(guard("inputs.pull", &ctx), Guard::Skip);
+        assert!(matches!(guard("steps.r.n + 'a'", &ctx), Guard::Error(_)));
+        match guard("steps.r.rate < inputs.t", &ctx) {
+            Guard::NoData(w) => assert!(w.contains("`steps.r.rate` has no value"), "{w}"),
+            g => panic!("{g:?}"),
+        }
+    }
+
+    #[test]
+    fn computed_nothing_never_passes() {
+        // minijinja refuses 0.0 / 0.0: an error, which fails.
+        let ctx = json!({"steps": {"r": {"a": 0.0, "b": 0.0, "c": null}}});
+        let e = evaluate("steps.r.a / steps.r.b < 0.01", &ctx, None);
+        assert_eq!(e.verdict, Verdict::Fail, "{e:?}");
+        // A value computed from null, hidden behind a filter the name check trusts.
+        let e = evaluate("(steps.r.c | default(0)) * 2 < 0.01", &ctx, Some("r"));
+        assert_eq!(e.verdict, Verdict::Inconclusive, "{e:?}");
     }
 
     #[test]
