@@ -1,7 +1,7 @@
 //! Drills with scripted metrics (tests/fixtures/drills/metrics): the canary `analysis` step
 //! over virtual time — recovering after three failed checks, staying bad, no data failing by
-//! default or asking the operator — with the same verdict code as a real run; the report's
-//! table of checks and the HTML chart.
+//! default or asking the operator — and a plain polled `verify` with `on_inconclusive: ask`,
+//! with the same verdict code as a real run; the report's table of checks and the HTML chart.
 
 use crate::common;
 
@@ -46,7 +46,7 @@ fn every_metrics_drill_passes() {
         .unwrap();
     let (so, se) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{so}{se}");
-    assert!(so.contains("5 drills: 5 passed"), "{so}");
+    assert!(so.contains("9 drills: 9 passed"), "{so}");
 }
 
 #[test]
@@ -184,5 +184,69 @@ fn a_failed_verification_shows_the_measured_latency_not_only_the_target() {
     assert!(
         md.contains("verification failed: steps.p95\\_recovered.seconds 144.0 → 144.0"),
         "the report's chain shows the measured values, not the threshold: {md}"
+    );
+}
+
+#[test]
+fn a_polled_verification_without_data_asks_once_its_polls_are_spent() {
+    // `on_inconclusive: ask` on a plain `prometheus` step with `verify` and `until` (not only
+    // on the canary `analysis` step): NaN, then no data, polled until the timeout, then one
+    // question; no answer stops the run as needing one.
+    let dir = tempfile::tempdir().unwrap();
+    let (out, ev, _) = drill(dir.path(), "verify-no-data-asks");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let v = of_kind(&ev, "verify_evaluated");
+    assert_eq!(v.len(), 5, "polled every 30s for 2m: {v:?}");
+    assert!(v.iter().all(|e| e["verdict"] == "inconclusive"), "{v:?}");
+    let reasons: Vec<&str> = v
+        .iter()
+        .map(|e| e["checks"][0]["reason"].as_str().unwrap_or_default())
+        .collect();
+    assert!(reasons[0].contains("NaN, not a number"), "{reasons:?}");
+    assert!(
+        reasons[4].contains("no data: the query returned no series"),
+        "{reasons:?}"
+    );
+    let asked = of_kind(&ev, "gate_asked");
+    assert_eq!(asked.len(), 1, "asked once, after the polls");
+    assert_eq!(asked[0]["gate"], "inconclusive");
+    let prompt = asked[0]["prompt"].as_str().unwrap();
+    assert!(
+        prompt.contains("no data") && prompt.contains("sum(rate(flow_runs_failed_total[5m]))"),
+        "the prompt says no data and shows the query: {prompt}"
+    );
+    let fin = of_kind(&ev, "step_finished");
+    assert_eq!(fin[0]["outcome"], "needs-answer");
+    assert!(
+        fin[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("--answer recovered=yes"),
+        "{fin:?}"
+    );
+
+    // yes: the step passes, once asked; no: it fails and says the operator did not accept it.
+    let (_, ev, _) = drill(dir.path(), "verify-no-data-accepted");
+    assert_eq!(of_kind(&ev, "gate_answered").len(), 1);
+    assert_eq!(of_kind(&ev, "gate_answered")[0]["answer"], "yes");
+    assert_eq!(of_kind(&ev, "step_finished")[0]["outcome"], "succeeded");
+    let (_, ev, _) = drill(dir.path(), "verify-no-data-refused");
+    let fin = of_kind(&ev, "step_finished");
+    assert_eq!(fin[0]["outcome"], "failed");
+    let err = fin[0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("no data") && err.contains("the operator did not accept it"),
+        "{err}"
+    );
+    // A wrong value is a failure, never a question.
+    let (_, ev, _) = drill(dir.path(), "verify-wrong-value");
+    assert!(of_kind(&ev, "gate_asked").is_empty());
+    let fin = of_kind(&ev, "step_finished");
+    assert!(
+        fin[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("observed steps.recovered.rate = 0.043"),
+        "{fin:?}"
     );
 }

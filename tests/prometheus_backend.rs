@@ -272,6 +272,70 @@ fn prometheus_down_is_a_failed_attempt_and_is_retried() {
     assert!(err.contains("/api/v1/query"), "{err}");
 }
 
+#[test]
+fn a_polled_verification_without_data_fails_by_default_and_asks_when_told_to() {
+    // NaN (0/0) on a plain step with `verify` and `until`, not the canary step: polled until
+    // the timeout, then fails (default) or asks (`on_inconclusive: ask`).
+    let Some(env) = env_or_skip() else { return };
+    let ex = Exporter::start(&env, "prom-verify-ask");
+    ex.set("rb_failed 0\nrb_total 0\n");
+    let base = format!("{{test=\"{}\"}}", ex.name);
+    ex.wait_for(&format!("rb_total{base}"), |r| {
+        r.as_array().is_some_and(|a| a.len() == 1)
+    });
+    let q = format!("sum(rb_failed{base}) / sum(rb_total{base})");
+    let steps = |extra: &str| {
+        format!(
+            r#"  - id: recovered
+    prometheus: {{ query: '{q}' }}
+    capture: {{ rate: result.value }}
+    verify:
+      - that: "steps.recovered.rate < 0.01"
+    until: {{ timeout: 2s, interval: 500ms }}
+{extra}"#
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (out, ev) = run_rb(dir.path(), &runbook_with(&url(&env), &steps("")), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out).1);
+    assert!(of_kind(&ev, "gate_asked").is_empty(), "fail is the default");
+    let err = step_error(&ev, "recovered");
+    assert!(
+        err.contains("NaN, not a number") && err.contains(&q),
+        "{err}"
+    );
+    assert!(err.contains("still no data after 2s"), "{err}");
+
+    let ask = runbook_with(&url(&env), &steps("    on_inconclusive: ask\n"));
+    let (out, ev) = run_rb(dir.path(), &ask, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "needs an answer: {}",
+        text(&out).1
+    );
+    let v = of_kind(&ev, "verify_evaluated");
+    assert!(v.len() >= 2, "polled until the timeout first: {v:?}");
+    assert!(v.iter().all(|e| e["verdict"] == "inconclusive"));
+    let asked = of_kind(&ev, "gate_asked");
+    assert_eq!(asked.len(), 1, "asked once: {asked:?}");
+    let prompt = asked[0]["prompt"].as_str().unwrap();
+    assert!(prompt.contains("NaN") && prompt.contains(&q), "{prompt}");
+    assert_eq!(of_kind(&ev, "step_finished")[0]["outcome"], "needs-answer");
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("--answer recovered=yes"), "{stderr}");
+
+    let (out, ev) = run_rb(dir.path(), &ask, &["--answer", "recovered=yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    assert_eq!(of_kind(&ev, "gate_answered")[0]["answer"], "yes");
+    assert_eq!(of_kind(&ev, "step_finished")[0]["outcome"], "succeeded");
+
+    let (out, ev) = run_rb(dir.path(), &ask, &["--answer", "recovered=no"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = step_error(&ev, "recovered");
+    assert!(err.contains("the operator did not accept it"), "{err}");
+}
+
 fn analysis_rb(prom: &str, q: &str, extra: &str) -> String {
     runbook_with(
         prom,

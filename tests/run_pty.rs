@@ -807,3 +807,69 @@ fn ctrl_c_in_training_prints_the_resume_command_and_the_resume_finishes_the_run(
         "succeeded"
     );
 }
+
+/// Issue 14: a polled verification without data and `on_inconclusive: ask`, at a terminal:
+/// the prompt says what was read (no value), the default answer fails it, `yes` accepts it.
+#[test]
+fn a_verification_without_data_asks_at_the_terminal_and_yes_accepts_it() {
+    let srv = Server::start(vec![(
+        "/m",
+        vec![Reply::json(200, serde_json::json!({"rate": null}))],
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        &format!(
+            r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{ name: ask-nodata, title: Ask about no data }}
+steps:
+  - id: recovered
+    title: Failure rate back under 1%
+    http: {{ request: {{ url: "{}" }} }}
+    capture: {{ rate: result.json.rate }}
+    verify:
+      - that: "steps.recovered.rate < 0.01"
+    until: {{ timeout: 1s, interval: 300ms }}
+    on_inconclusive: ask
+"#,
+            srv.url("/m")
+        ),
+    );
+    let mut t = Pty::spawn(
+        dir.path(),
+        &[
+            "run",
+            "rb.yaml",
+            "--reason",
+            "practice",
+            "--journal-dir",
+            "runs",
+        ],
+        &[],
+    );
+    t.until("Count it as passed and go on?");
+    let flat = t.flat();
+    for want in [
+        "`Failure rate back under 1%` cannot tell whether it worked",
+        "`steps.recovered.rate` has no value (null or NaN)",
+        "still no data after 1s",
+        "count the verification as passed and go on",
+        "the verification fails (no data is not a pass)",
+    ] {
+        assert!(flat.contains(want), "missing {want:?} in:\n{}", t.screen());
+    }
+    // The default is no; one up is yes.
+    t.send("\x1b[A");
+    t.send("\r");
+    t.finish();
+    let ev = events(&journal_path(&dir.path().join("runs")));
+    let answers = of_kind(&ev, "gate_answered");
+    assert_eq!(answers.len(), 1, "{}", t.screen());
+    assert_eq!(answers[0]["gate"], "inconclusive");
+    assert_eq!(answers[0]["answer"], "yes");
+    assert_eq!(answers[0]["via"], "prompt");
+    assert_eq!(of_kind(&ev, "step_finished")[0]["outcome"], "succeeded");
+    assert_eq!(of_kind(&ev, "run_finished")[0]["outcome"], "succeeded");
+}

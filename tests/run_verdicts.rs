@@ -135,3 +135,92 @@ steps:
         "inconclusive"
     );
 }
+
+#[test]
+fn every_poll_line_and_the_report_show_the_measured_value_not_only_the_threshold() {
+    // Issue 14: "ten lines of `not yet: steps.recovered.rate < inputs.failure_rate_threshold
+    // (inputs.failure_rate_threshold=0.01)` never show the 0.043 measured".
+    let srv = Server::start(vec![(
+        "/lat",
+        vec![
+            Reply::json(200, json!({"p95": 310.5})),
+            Reply::json(200, json!({"p95": 250.25})),
+            Reply::json(200, json!({"p95": 180.75})),
+        ],
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let text_rb = format!(
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{ name: verdicts, title: Verdicts }}
+inputs:
+  p95_target_seconds: {{ type: number, default: 120 }}
+steps:
+  - id: latency
+    http: {{ request: {{ url: "{}" }} }}
+    capture: {{ p95: "result.json.p95" }}
+    verify:
+      - that: "steps.latency.p95 <= inputs.p95_target_seconds"
+    until: {{ timeout: 1s, interval: 300ms }}
+"#,
+        srv.url("/lat")
+    );
+    write(dir.path(), "rb.yaml", &text_rb);
+    let out = runbook(dir.path())
+        .args([
+            "run",
+            "rb.yaml",
+            "--non-interactive",
+            "--journal-dir",
+            "runs",
+            "--report",
+            "report.md",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let (so, se) = text(&out);
+    let all = format!("{so}{se}");
+    // The view writes `name=value`, the status line `name = value`.
+    let polls: Vec<String> = all
+        .lines()
+        .filter(|l| l.contains("not yet"))
+        .map(|l| l.replace(" = ", "="))
+        .collect();
+    assert!(polls.len() >= 2, "poll lines: {all}");
+    // Each poll line shows the value it measured, and each poll's own value.
+    for l in &polls {
+        assert!(
+            l.contains("steps.latency.p95="),
+            "a poll line without the value: {l}"
+        );
+    }
+    for v in ["310.5", "250.25", "180.75"] {
+        assert!(
+            polls
+                .iter()
+                .any(|l| l.contains(&format!("steps.latency.p95={v}"))),
+            "no poll line shows {v}: {all}"
+        );
+    }
+    let ev = events(&journal_path(&dir.path().join("runs")));
+    let fin = of_kind(&ev, "step_finished");
+    let msg = fin[0]["error"].as_str().unwrap();
+    assert!(msg.contains("steps.latency.p95 = 180.75"), "{msg}");
+    // Captures of failed polls are journaled with each evaluation.
+    let observed: Vec<&serde_json::Value> = of_kind(&ev, "verify_evaluated")
+        .iter()
+        .map(|e| &e["checks"][0]["observed"]["steps.latency.p95"])
+        .collect();
+    assert_eq!(
+        observed[..3],
+        [&json!(310.5), &json!(250.25), &json!(180.75)]
+    );
+    // The report's verification summary: the measured values, in order, not `120 → 120`.
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(
+        md.contains("steps.latency.p95 310.5 → 250.25 → 180.75"),
+        "the report's verification summary: {md}"
+    );
+    assert!(!md.contains("120 → 120"), "{md}");
+}
