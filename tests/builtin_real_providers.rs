@@ -466,6 +466,57 @@ async fn provider_outage_removes_the_fallback_setting_when_the_release_ignores_i
     assert_mirrors(&r, "provider-outage/fallback-not-serving.yaml");
 }
 
+/// Mirrors drill provider-outage/all-providers-down: 71 % of the primary's calls fail and
+/// both status pages report an outage, so the runbook switches the real Deployment to manual
+/// review mode (a real rollout) instead of routing to a fallback that is down too.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_outage_switches_to_manual_review_when_the_fallback_is_down_too() {
+    let Some(env) = k8s_and_prometheus() else {
+        return;
+    };
+    let w = provider_world(
+        &env,
+        "rb-prov-alldown",
+        ("critical", "Major System Outage"),
+        ("major", "Elevated error rates on all models"),
+        true,
+        model_calls(100.0, 0.71, true),
+    )
+    .await;
+    w.traffic
+        .wait_for(error_rate_query(&w.traffic), |v| (v - 0.71).abs() < 0.02)
+        .await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let r = run_builtin(
+        &env,
+        "provider-outage",
+        work.path(),
+        &provider_inputs(&w.traffic, &env, &w.ns, &w.status, &w.service),
+        &[
+            "approve_manual_review=yes",
+            "reviewers=done",
+            "status_page=done",
+            "page=done",
+            "record=done",
+        ],
+        &[("SERVICE_API_TOKEN", FLOW_TOKEN)],
+    )
+    .await;
+    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
+    r.assert_ok();
+    assert_eq!(r.capture("fallback_status", "healthy"), false);
+    assert_eq!(r.capture("fallback_status", "indicator"), "major");
+    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
+    assert_eq!(
+        env_after.get("MANUAL_REVIEW_MODE").map(String::as_str),
+        Some("true")
+    );
+    assert!(!env_after.contains_key("FALLBACK_MODEL"), "{env_after:?}");
+    assert!(w.test_flows.lock().expect("lock").is_empty());
+    assert_mirrors(&r, "provider-outage/all-providers-down.yaml");
+}
+
 /// Mirrors drill provider-outage/error-rate-nan: no model call at all in the window (every
 /// flow paused): the 5xx rate is 0/0, which the real Prometheus answers as NaN. That is no
 /// data, not a rate under the threshold: `error_rate` fails saying so (with the query), and
@@ -778,4 +829,50 @@ async fn rate_limit_undoes_the_breaker_and_the_routing_when_consumption_keeps_ri
         assert!(!env_after.contains_key(k), "{k} left: {env_after:?}");
     }
     assert_mirrors(&r, "rate-limit/consumption-keeps-rising.yaml");
+}
+
+/// Mirrors drill rate-limit/quota-no-data: the quota query names a metric that is not
+/// scraped (`model_api_quota_used_token`, a typo): the real Prometheus answers an empty
+/// vector. That is no data, not a quota under the threshold: `quota` fails saying so with
+/// the query as sent, and nothing is changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_stops_when_the_real_prometheus_has_no_quota_series() {
+    let Some(env) = k8s_and_prometheus() else {
+        return;
+    };
+    let w = rate_limit_world(&env, "rb-quota-typo", 240.0, 118.5).await;
+    let l = w.traffic.label();
+    let typo =
+        format!("topk(1, model_api_quota_used_token{{{l}}} / model_api_quota_limit_tokens{{{l}}})");
+    let mut inputs = rate_limit_inputs(&w.traffic, &env, &w.ns, "40s");
+    for (k, v) in inputs.iter_mut() {
+        if *k == "quota_usage_query" {
+            *v = typo.clone();
+        }
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let r = run_builtin(
+        &env,
+        "rate-limit",
+        work.path(),
+        &inputs,
+        &["escalate=done"],
+        &[("OPS_WEBHOOK_URL", &w.webhook)],
+    )
+    .await;
+    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(r.code, 1, "{}", r.log());
+    let e = r.error("quota");
+    assert!(
+        e.contains("no data: the query returned no series") && e.contains(&typo),
+        "{e}"
+    );
+    assert!(w.posts.lock().expect("lock").is_empty());
+    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
+    assert!(
+        !env_after.contains_key("ENABLE_CIRCUIT_BREAKER"),
+        "{env_after:?}"
+    );
+    assert_mirrors(&r, "rate-limit/quota-no-data.yaml");
 }
