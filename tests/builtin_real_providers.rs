@@ -577,6 +577,87 @@ async fn provider_outage_stops_on_a_nan_error_rate_from_the_real_prometheus() {
     assert_mirrors(&r, "provider-outage/error-rate-nan.yaml");
 }
 
+/// Mirrors drill provider-outage/fallback-share-nan: test flows are served by the fallback,
+/// but once the pods restart with the setting no model call is made at all (flows paused):
+/// the share reads 0, then, when the query's window holds no call, 0/0, which the real
+/// Prometheus answers as NaN. No evidence that the fallback takes the traffic is not a pass:
+/// `fallback_share` fails saying the query gave NaN, the setting is removed, the run escalates.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_outage_does_not_take_a_nan_share_for_a_working_fallback() {
+    let Some(env) = k8s_and_prometheus() else {
+        return;
+    };
+    let client = kube_client(&env).await;
+    let (_guard, ns) = namespaces(&env, &client, &["rb-prov-sharenan"]).await;
+    let ns = ns[0].clone();
+    deployment(
+        &client,
+        &ns,
+        "flow-engine",
+        3,
+        "registry.example/flow-engine:v1.1.0",
+        json!({}),
+    )
+    .await;
+    const FALLBACK_CALLS: &str =
+        "model_api_calls_total{provider=\"fallback\",model=\"fallback-large-v1\",code=\"200\"}";
+    let primary = model_calls(100.0, 0.23, true);
+    let traffic = Traffic::start(
+        &env,
+        client.clone(),
+        &ns,
+        "flow-engine",
+        // The service registered the fallback's series when it started (at 0).
+        &[(FALLBACK_CALLS, 0.0)],
+        Box::new(move |now: &Now| {
+            if routes_to_fallback(now, true) {
+                vec![]
+            } else {
+                primary(now)
+            }
+        }),
+    );
+    traffic
+        .wait_for(error_rate_query(&traffic), |v| (v - 0.23).abs() < 0.02)
+        .await;
+    let status = status_pages(
+        ("major", "Partial System Outage"),
+        ("none", "All Systems Operational"),
+    )
+    .await;
+    let test_flows = Arc::new(Mutex::new(vec![]));
+    let service = test_flow_api(client.clone(), ns.clone(), FLOW_TOKEN, true, test_flows).await;
+    let mut inputs = provider_inputs(&traffic, &env, &ns, &status, &service);
+    for (k, v) in inputs.iter_mut() {
+        if *k == "share_timeout" {
+            *v = s("25s");
+        }
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let r = run_builtin(
+        &env,
+        "provider-outage",
+        work.path(),
+        &inputs,
+        &["approve_fallback=yes", "escalate=done"],
+        &[("SERVICE_API_TOKEN", FLOW_TOKEN)],
+    )
+    .await;
+    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(r.code, 1, "{}", r.log());
+    let e = r.error("fallback_share");
+    assert!(
+        e.contains("inconclusive") && e.contains("the query gave NaN"),
+        "{e}"
+    );
+    assert!(e.contains("sum(rate(model_api_calls_total{"), "{e}");
+    assert_eq!(r.undo("fallback")["ok"], true, "{}", r.log());
+    let env_after = env_now(&client, &ns, "flow-engine").await;
+    assert!(!env_after.contains_key("FALLBACK_MODEL"), "{env_after:?}");
+    assert_mirrors(&r, "provider-outage/fallback-share-nan.yaml");
+}
+
 // ------------------------------------------------------------------------------------------
 // rate-limit
 
