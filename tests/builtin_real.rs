@@ -1585,13 +1585,15 @@ async fn gitops_revert_keeps_a_merged_revert_and_escalates_when_a_canary_gate_fa
     let Some(env) = crate::builtin_real_flows::k8s_and_prometheus() else {
         return;
     };
+    // 99.5% of requests succeed: the success-rate gate holds a few seconds after the rollout
+    // (once the 5s rate window is mostly past it); p99 never does.
     let after = AfterRollback {
-        failed_per_1000: 8,
+        failed_per_1000: 5,
         slowest: 3.0,
     };
     let mut w = flux_world(&env, "rb-gitops-p99", after).await;
     w.inputs.retain(|(k, _)| *k != "canary_timeout");
-    w.inputs.push(("canary_timeout", s("8s")));
+    w.inputs.push(("canary_timeout", s("12s")));
     let started = std::time::Instant::now();
     let r = run_builtin(
         &env,
