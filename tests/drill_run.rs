@@ -113,6 +113,18 @@ fn the_same_drill_twice_gives_byte_identical_journals() {
         a.join(id).join("report.md").is_file(),
         "each drill gets its PIR report"
     );
+    // Issue 12, item 9: the report says it was a drill, on virtual time.
+    let md = std::fs::read_to_string(a.join(id).join("report.md")).unwrap();
+    let title = md.lines().find(|l| l.starts_with("# ")).unwrap_or_default();
+    assert!(
+        title.starts_with("# Post-Incident Review: Drill: "),
+        "{title}"
+    );
+    assert!(md.contains("Times are virtual"), "{md}");
+    assert!(
+        md.contains("This was a drill against a simulated world: nothing real was changed."),
+        "{md}"
+    );
     let evs = events(&a.join(id).join("journal.jsonl"));
     assert_eq!(evs[0]["mode"], "drill");
     assert_eq!(

@@ -392,3 +392,133 @@ steps:
     assert!(msg.contains("token expired"), "{msg}");
     assert!(err.contains("HTTP 401 Unauthorized"), "{err}");
 }
+
+/// Item 7 (issue 12): every way a run ends short names the step, what was observed and the
+/// next command to run, complete, for this run: a failed verification (the report), a gate
+/// without an answer (the resume with the `--answer` to pass), `no` (the resume), `abort`
+/// (a new run), a refused resume (the report, or the resume with `--world` for training).
+#[test]
+fn every_ending_names_the_step_the_value_and_the_next_command() {
+    let srv = Server::start(vec![(
+        "/health",
+        vec![Reply::json(503, serde_json::json!({"status": "down"}))],
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "check.yaml",
+        &format!(
+            r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{ name: check, title: Check }}
+steps:
+  - id: health
+    http: {{ request: {{ method: GET, url: "{}" }} }}
+    verify:
+      - that: "result.status == 200"
+        message: the service answers 200
+"#,
+            srv.url("/health")
+        ),
+    );
+    write(dir.path(), "rb.yaml", GUARDED);
+    let go = |file: &str, args: &[&str]| {
+        let o = runbook(dir.path())
+            .args(["run", file, "--journal-dir", "runs", "--non-interactive"])
+            .args(args)
+            .output()
+            .unwrap();
+        let runs = std::fs::read_dir(dir.path().join("runs")).unwrap();
+        let newest = runs
+            .map(|e| e.unwrap().path())
+            .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+            .unwrap();
+        let id = newest.file_name().unwrap().to_str().unwrap().to_string();
+        (o.status.code().unwrap(), text(&o).1, id)
+    };
+
+    // A verification fails: the step, the value read, and the report.
+    let (code, err, id) = go("check.yaml", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("run {id} failed at `health`")),
+        "{err}"
+    );
+    assert!(err.contains("result.status=503"), "{err}");
+    assert!(
+        err.contains(&format!("report: runbook report {id} --journal-dir runs")),
+        "{err}"
+    );
+
+    // A gate without an answer: the resume command with the answer to pass.
+    let (code, err, id) = go("rb.yaml", &[]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("`approve`"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "runbook resume {id} --journal-dir runs --answer approve=yes"
+        )),
+        "{err}"
+    );
+
+    // `no`: the resume command.
+    let (code, err, no_id) = go("rb.yaml", &["--answer", "approve=no"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("the operator answered no at `approve`"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "to continue: runbook resume {no_id} --journal-dir runs"
+        )),
+        "{err}"
+    );
+
+    // `abort`: undone, not resumable; a new run is the next command.
+    let (code, err, id) = go("rb.yaml", &["--answer", "approve=abort"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("`approve`"), "{err}");
+    assert!(
+        err.contains("cannot be resumed. To start again: runbook run rb.yaml"),
+        "{err}"
+    );
+    // ... and its resume is refused, pointing to its report.
+    let o = runbook(dir.path())
+        .args(["resume", &id, "--journal-dir", "runs", "--non-interactive"])
+        .output()
+        .unwrap();
+    let err = text(&o).1;
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "its report: runbook report {id} --journal-dir runs"
+        )),
+        "{err}"
+    );
+
+    // A resume of a run that already succeeded: its report.
+    let o = runbook(dir.path())
+        .args([
+            "resume",
+            &no_id,
+            "--journal-dir",
+            "runs",
+            "--non-interactive",
+        ])
+        .args(["--answer", "approve=yes"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let o = runbook(dir.path())
+        .args(["resume", &no_id, "--journal-dir", "runs"])
+        .output()
+        .unwrap();
+    let err = text(&o).1;
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("already succeeded")
+            && err.contains(&format!("runbook report {no_id} --journal-dir runs")),
+        "{err}"
+    );
+}

@@ -130,6 +130,29 @@ impl Pty {
         }
     }
 
+    /// Waits for the first of `needles`; returns its index.
+    fn until_any(&mut self, needles: &[&str]) -> usize {
+        let pattern = needles
+            .iter()
+            .map(|n| regex_escape(n))
+            .collect::<Vec<_>>()
+            .join("|");
+        let c = self
+            .s
+            .expect(expectrl::Regex(pattern.as_str()))
+            .unwrap_or_else(|e| panic!("waiting for {needles:?}: {e}\n{}", self.screen()));
+        self.raw.extend_from_slice(c.before());
+        let mut found = String::new();
+        for m in c.matches() {
+            self.raw.extend_from_slice(m);
+            found.push_str(&String::from_utf8_lossy(m));
+        }
+        needles
+            .iter()
+            .position(|n| found.contains(n))
+            .expect("one of them matched")
+    }
+
     fn send(&mut self, keys: &str) {
         // Let the prompt draw itself before keys arrive.
         std::thread::sleep(Duration::from_millis(300));
@@ -806,6 +829,216 @@ fn ctrl_c_in_training_prints_the_resume_command_and_the_resume_finishes_the_run(
         of_kind(&evs, "run_finished").last().unwrap()["outcome"],
         "succeeded"
     );
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+/// The `sh` blocks of a README section, in order.
+fn readme_blocks(section: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme
+        .find(&format!("\n## {section}\n"))
+        .unwrap_or_else(|| panic!("README has no section {section:?}"));
+    let rest = &readme[start + 4..];
+    let body = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
+    body.split("```sh\n")
+        .skip(1)
+        .map(|b| b[..b.find("```").unwrap()].to_string())
+        .collect()
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Acceptance 3 (issue 12): the README's "Try it now", followed word for word in a terminal by
+/// a newcomer in a fresh copy of the repository's runbooks: its command as written, the
+/// answers it says to give (any reason; `yes` to the rollback, `done` to the manual steps),
+/// then its report commands with the run id the run printed; and its non-interactive form,
+/// run by `sh` as written, without a terminal. The history step shows the revisions it read
+/// (item 4).
+#[test]
+fn the_readmes_training_run_followed_word_for_word() {
+    let blocks = readme_blocks("Try it now");
+    assert_eq!(blocks.len(), 3, "{blocks:?}");
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("runbooks"), &dir.path().join("runbooks"));
+    let words: Vec<&str> = blocks[0].split_whitespace().collect();
+    assert_eq!(words[0], "runbook", "{}", blocks[0]);
+    // A newcomer's terminal: a login name, no RUNBOOK_OPERATOR.
+    let mut t = Pty::spawn(
+        dir.path(),
+        &words[1..],
+        &[("RUNBOOK_OPERATOR", ""), ("USER", "newcomer")],
+    );
+    t.until("Why are you running");
+    t.send("this is practice\r");
+    let mut answered = vec![];
+    loop {
+        match t.until_any(&["Your answer", "mark the step", "journal: "]) {
+            0 => {
+                // yes is above the default (no).
+                t.send("\x1b[A");
+                t.send("\r");
+                t.until("· yes");
+                answered.push("yes");
+            }
+            1 => {
+                t.send("\r"); // done
+                t.until("Note for the journal");
+                t.send("\r");
+                answered.push("done");
+            }
+            _ => break,
+        }
+    }
+    t.finish();
+    let flat = t.flat();
+    assert_eq!(answered, ["yes", "done", "done", "done"], "{}", t.screen());
+    let journal = journal_path(&dir.path().join(".runbook/runs"));
+    let id = run_id(&events(&journal));
+    assert!(
+        flat.contains(&format!("run {id} succeeded in")),
+        "{}",
+        t.screen()
+    );
+    assert!(
+        flat.contains(&format!("journal: .runbook/runs/{id}/journal.jsonl")),
+        "{}",
+        t.screen()
+    );
+    assert!(
+        flat.contains("2 revisions:") && flat.contains("2: flowengine:v1.1.0 (current)"),
+        "the history step shows what it read:\n{}",
+        t.screen()
+    );
+    assert!(t.words_cut().is_empty(), "{:?}", t.words_cut());
+    // Item 16: NO_COLOR (set by `Pty::spawn`) holds for the whole training run: prompts,
+    // spinners and the view.
+    let raw = String::from_utf8_lossy(&t.raw).into_owned();
+    assert!(
+        !regex_like_sgr(&raw),
+        "colour codes despite NO_COLOR: {raw:?}"
+    );
+    let ev = events(&journal);
+    assert_eq!(of_kind(&ev, "run_started")[0]["operator"], "newcomer");
+
+    // Its report, with the run id the run printed.
+    for line in blocks[2].lines().filter(|l| !l.trim().is_empty()) {
+        let line = line.split(" #").next().unwrap();
+        let words: Vec<String> = line
+            .split_whitespace()
+            .map(|w| {
+                if w.ends_with("-k8s-rollback-ce27") {
+                    id.clone()
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect();
+        assert_eq!(words[0], "runbook", "{line}");
+        let o = std::process::Command::new(bin())
+            .current_dir(dir.path())
+            .args(&words[1..])
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{line}: {err}");
+        if words.len() == 3 {
+            let title = out
+                .lines()
+                .find(|l| l.starts_with("# "))
+                .unwrap_or_default();
+            assert!(
+                title.starts_with("# Post-Incident Review: Training run: "),
+                "{title}"
+            );
+        }
+    }
+    assert!(dir.path().join("report.html").exists());
+
+    // The non-interactive form, as written, by a shell, with no terminal.
+    let path = format!(
+        "{}:{}",
+        bin().parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&blocks[1])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env_remove("CI")
+        .env_remove("RUNBOOK_OPERATOR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{}\n{err}", blocks[1]);
+    assert!(err.contains("succeeded in"), "{err}");
+}
+
+/// Item 2 (issue 12): at a terminal, a run that needs an identity (a P2 runbook) and finds no
+/// name in $RUNBOOK_OPERATOR, $USER or $LOGNAME asks who runs it; the journal records the
+/// answer.
+#[test]
+fn a_run_that_needs_an_identity_asks_for_it_at_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: p2, title: A P2 runbook, severity: P2 }
+steps:
+  - id: look
+    safety: read-only
+    shell: { argv: ["true"] }
+"#,
+    );
+    let mut t = Pty::spawn(
+        dir.path(),
+        &[
+            "run",
+            "rb.yaml",
+            "--journal-dir",
+            "runs",
+            "--reason",
+            "INC-7",
+        ],
+        &[("RUNBOOK_OPERATOR", ""), ("USER", ""), ("LOGNAME", " ")],
+    );
+    t.until("Who is running it?");
+    assert!(
+        t.flat()
+            .contains("`p2` is a P2 runbook: the journal and the report name who runs it"),
+        "{}",
+        t.screen()
+    );
+    t.send("Dana Ops\r");
+    t.finish();
+    let ev = events(&journal_path(&dir.path().join("runs")));
+    assert_eq!(of_kind(&ev, "run_started")[0]["operator"], "Dana Ops");
+    assert_eq!(of_kind(&ev, "run_finished")[0]["outcome"], "succeeded");
 }
 
 /// Issue 14: a polled verification without data and `on_inconclusive: ask`, at a terminal:

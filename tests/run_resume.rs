@@ -196,6 +196,13 @@ fn resume_refuses_a_changed_runbook_unless_forced() {
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("changed since run"), "{err}");
+    // Item 7 (issue 12): the message gives the command that resumes anyway.
+    assert!(
+        err.contains(&format!(
+            "To resume anyway (it is journaled): runbook resume {id} --journal-dir runs --force"
+        )),
+        "{err}"
+    );
     let out = runbook(dir.path())
         .args([
             "resume",

@@ -431,7 +431,10 @@ fn a_second_resume_of_the_same_run_is_refused_and_told_who_holds_it() {
     let (code, err) = resume(dir.path(), &id, &["wait-here.process=kill"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains(&format!("pid {}", first.id())) && err.contains("runbook resume"),
+        err.contains(&format!("pid {}", first.id()))
+            && err.contains(&format!(
+                "then resume: runbook resume {id} --journal-dir runs"
+            )),
         "{err}"
     );
     // The second wrote nothing.

@@ -485,10 +485,15 @@ pub fn operator_for(rb: &Runbook, given: Option<String>, interactive: bool) -> R
     };
     if interactive {
         let theme = dialoguer::theme::ColorfulTheme::default();
-        let name: String = dialoguer::Input::with_theme(&theme)
-            .with_prompt(format!(
-                "{why}: who is running it? (your name, as the journal and the report should show it)"
+        // The prompt itself stays short (one line); the why is printed above it, wrapped.
+        eprintln!(
+            "{}",
+            crate::view::fit(&format!(
+                "{why}: the journal and the report name who runs it (your name, as they should show it)"
             ))
+        );
+        let name: String = dialoguer::Input::with_theme(&theme)
+            .with_prompt("Who is running it?")
             .validate_with(|s: &String| {
                 if s.trim().is_empty() {
                     Err("a name is needed")
@@ -819,10 +824,15 @@ pub fn reason_for(
     let high = matches!(rb.spec.metadata.severity, Some(Severity::P1 | Severity::P2));
     if interactive {
         let theme = dialoguer::theme::ColorfulTheme::default();
+        // A prompt is one line: a title too long for it goes on a line of its own, wrapped.
+        let mut prompt =
+            format!("Why are you running \"{prompter_title}\"? (incident, alert, ticket)");
+        if crate::view::fit(&format!("? {prompt} › ")).contains('\n') {
+            eprintln!("{}", crate::view::fit(&format!("\"{prompter_title}\"")));
+            prompt = "Why are you running it? (incident, alert, ticket)".into();
+        }
         let r: String = dialoguer::Input::with_theme(&theme)
-            .with_prompt(format!(
-                "Why are you running \"{prompter_title}\"? (incident, alert, ticket)"
-            ))
+            .with_prompt(prompt)
             .allow_empty(!high)
             .interact_text()
             .map_err(|e| match crate::prompt::to_io(e).kind() {

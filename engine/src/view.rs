@@ -362,7 +362,7 @@ impl EventSink for TerminalView {
                     if i.style == Style::Rich {
                         if let Some(d) = &runbook.description {
                             i.println("");
-                            for l in d.trim().lines() {
+                            for l in reflow(d.trim()) {
                                 i.println(&format!("  {l}"));
                             }
                             i.println("");
@@ -560,8 +560,11 @@ impl EventSink for TerminalView {
                                 // e.g. a controller's reason) says why; the values read show
                                 // what was measured.
                                 let label = c.message.as_deref().unwrap_or(&c.that);
-                                let obs: Vec<String> =
-                                    c.observed.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                                let obs: Vec<String> = c
+                                    .observed
+                                    .iter()
+                                    .map(|(k, v)| format!("{k}={}", spaced(v)))
+                                    .collect();
                                 let mut t = if obs.is_empty() {
                                     label.to_string()
                                 } else {
@@ -613,10 +616,7 @@ impl EventSink for TerminalView {
                     );
                 }
                 Event::Capture { step, name, value } => {
-                    i.log(
-                        &ts,
-                        &format!("  {step}.{name} = {}", short(&value.to_string())),
-                    );
+                    i.log(&ts, &format!("  {step}.{name} = {}", short(&spaced(value))));
                 }
                 // The journal's record for `resume`; nothing to show.
                 Event::ProcessStarted { .. } => {}
@@ -628,8 +628,8 @@ impl EventSink for TerminalView {
                                 &ts,
                                 &format!(
                                     "  {step}: world: {entity} {field}: {} → {}",
-                                    short(&change["from"].to_string()),
-                                    short(&change["to"].to_string())
+                                    short(&spaced(&change["from"])),
+                                    short(&spaced(&change["to"]))
                                 ),
                             );
                         }
@@ -826,6 +826,33 @@ pub fn wrap(line: &str, width: usize) -> String {
     textwrap::wrap(line, opts).join("\n")
 }
 
+/// A text written with line breaks of its own (a YAML block's), as lines to wrap anew: the
+/// lines of a paragraph are joined, except a list item (`- `, `* `, `1. `) or an indented line,
+/// which starts a line; blank lines stay.
+pub fn reflow(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    let mut open = false;
+    for l in text.lines() {
+        let t = l.trim_start();
+        let item = t.starts_with("- ")
+            || t.starts_with("* ")
+            || t.split_once(". ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if t.is_empty() {
+            out.push(String::new());
+            open = false;
+        } else if open && !item && t.len() == l.len() {
+            let last = out.last_mut().expect("an open line");
+            last.push(' ');
+            last.push_str(t);
+        } else {
+            out.push(l.to_string());
+            open = true;
+        }
+    }
+    out
+}
+
 /// A line for stderr, wrapped at words to the terminal's width when stderr is a terminal.
 pub fn fit(line: &str) -> String {
     match terminal_width() {
@@ -876,6 +903,23 @@ fn spinner() -> ProgressBar {
     b
 }
 
+/// A JSON value as one line with a space after each `,` and `:` (as Python writes it), so that
+/// a long one wraps at those spaces rather than being cut by the terminal mid-word.
+fn spaced(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Array(a) => format!("[{}]", a.iter().map(spaced).collect::<Vec<_>>().join(", ")),
+        Value::Object(m) => format!(
+            "{{{}}}",
+            m.iter()
+                .map(|(k, v)| format!("{}: {}", Value::String(k.clone()), spaced(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
 fn short(s: &str) -> String {
     if s.chars().count() > 100 {
         format!("{}…", s.chars().take(100).collect::<String>())
@@ -913,7 +957,10 @@ fn result_lines(result: &serde_json::Value) -> Vec<String> {
         let body = result
             .get("body")
             .and_then(Value::as_str)
-            .map(|b| b.split_whitespace().collect::<Vec<_>>().join(" "))
+            .map(|b| match serde_json::from_str::<Value>(b) {
+                Ok(j) => spaced(&j),
+                Err(_) => b.split_whitespace().collect::<Vec<_>>().join(" "),
+            })
             .unwrap_or_default();
         return vec![short(&format!("HTTP {status}: {body}"))];
     }
@@ -996,6 +1043,23 @@ fn describe(rendered: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reflow_joins_a_paragraphs_lines_but_not_list_items() {
+        let text = "Use when a release\nbreaks things.\n\nSteps:\n- one\n  more\n- two\n1. three";
+        assert_eq!(
+            reflow(text),
+            [
+                "Use when a release breaks things.",
+                "",
+                "Steps:",
+                "- one",
+                "  more",
+                "- two",
+                "1. three"
+            ]
+        );
+    }
 
     #[test]
     fn a_command_wraps_at_words_with_shell_continuations() {
