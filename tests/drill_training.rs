@@ -354,3 +354,45 @@ fn control_plane_drills_train_with_any_operator_and_reason() {
         );
     }
 }
+
+/// Item 4 (issue 12): a read-only step's result is shown, not only "succeeded": the revision
+/// history lists the revisions it read (newest first, the current one marked), and a `get`
+/// shows the Deployment's image, revision and availability.
+#[test]
+fn a_read_only_step_shows_what_it_read() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let o = runbook(dir.path())
+        .arg("run")
+        .arg(root.join("runbooks/k8s-rollback.yaml"))
+        .arg("--world")
+        .arg(root.join("runbooks/drills/k8s-rollback/recovers.yaml"))
+        .args(["--fast", "--non-interactive", "--reason", "x", "--yes"])
+        .args(["--answer", "tell=done", "--answer", "record=done"])
+        .args(["--answer", "metrics=done", "--journal-dir", "runs"])
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .map(|l| l.split_once(' ').map_or(l, |(_, rest)| rest)) // the time
+        .collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("✔ history succeeded"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(
+        lines[at + 1..at + 4],
+        [
+            "    2 revisions:",
+            "      2: flowengine:v1.1.0 (current)",
+            "      1: flowengine:v1.0.0"
+        ],
+        "{err}"
+    );
+    assert!(
+        err.contains("Deployment flowengine: flowengine:v1.1.0, revision 2, 3/3 available"),
+        "{err}"
+    );
+}
