@@ -1647,6 +1647,7 @@ async fn gitops_revert_keeps_a_merged_revert_and_escalates_when_a_canary_gate_fa
             .exists(),
         "the worktree is removed"
     );
+    crate::builtin_real_flows::assert_fails_like(&r, "gitops-revert/canary-gate-fails.yaml");
     assert_mirrors(&r, "gitops-revert/canary-gate-fails.yaml");
 }
 

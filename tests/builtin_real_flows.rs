@@ -24,6 +24,29 @@ use std::time::{Duration, Instant};
 use backend_env::{Exporter, TestEnv};
 use serde_json::{json, Value};
 
+/// The drill says where and why its run fails (`expect.failed_step`, `expect.message`): the
+/// real run fails at that step for the same reason. Step outcomes alone do not tell "no
+/// data" from "the value was wrong".
+pub(crate) fn assert_fails_like(real: &backend_env::Run, drill: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../runbooks/drills")
+        .join(drill);
+    let text = std::fs::read_to_string(&path).expect("the drill file");
+    let d: Value = serde_saphyr::from_str(&text).expect("the drill's YAML");
+    let step = d["expect"]["failed_step"]
+        .as_str()
+        .unwrap_or_else(|| panic!("drill {drill} names no failed_step"));
+    let message = d["expect"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("drill {drill} names no message"));
+    assert_eq!(real.outcome(step), "failed", "{}", real.log());
+    let err = real.error(step);
+    assert!(
+        err.contains(message),
+        "drill {drill} fails `{step}` with \"{message}\"; the real run with: {err}"
+    );
+}
+
 // ------------------------------------------------------------------------------------------
 // The metrics side: a loopback exporter whose text is recomputed every 200 ms, scraped by the
 // real Prometheus every second.
@@ -537,6 +560,7 @@ async fn flow_failure_does_not_take_an_empty_recovery_query_for_a_recovery() {
     // The template is revision 1's again: the controller numbers it 3, as the simulator
     // does (drill breaker-does-not-help).
     assert_eq!(revision_soon(&client, &ns, "flow-engine", "3").await, "3");
+    assert_fails_like(&r, "flow-failure/recovery-query-typo.yaml");
     assert_mirrors(&r, "flow-failure/recovery-query-typo.yaml");
 }
 
@@ -628,6 +652,7 @@ async fn flow_failure_does_not_take_a_real_nan_failure_rate_for_a_recovery() {
         !env_of(&d).contains_key("ENABLE_CIRCUIT_BREAKER"),
         "the breaker is off again: {d}"
     );
+    assert_fails_like(&r, "flow-failure/breaker-pauses-traffic.yaml");
     assert_mirrors(&r, "flow-failure/breaker-pauses-traffic.yaml");
 }
 
@@ -968,6 +993,7 @@ async fn timeout_recovery_undoes_its_real_changes_when_p95_stays_over_target() {
         .expect("deployment");
     assert_eq!(d["spec"]["replicas"], 3, "{d}");
     assert!(env_of(&d).is_empty(), "every switch unset: {d}");
+    assert_fails_like(&r, "timeout-recovery/latency-persists.yaml");
     assert_mirrors(&r, "timeout-recovery/latency-persists.yaml");
 }
 
@@ -1036,5 +1062,6 @@ async fn timeout_recovery_stops_at_an_empty_cpu_query_before_changing_anything()
     assert!(all, "{d}");
     assert!(env_of(&d).is_empty(), "nothing changed: {d}");
     assert_eq!(d["spec"]["replicas"], 3);
+    assert_fails_like(&r, "timeout-recovery/cpu-query-empty.yaml");
     assert_mirrors(&r, "timeout-recovery/cpu-query-empty.yaml");
 }
