@@ -271,6 +271,9 @@ pub fn render_url(src: &str, ctx: &Value, start: UrlStart) -> Result<String, Str
     if !is_template(src) {
         return Ok(src.to_string());
     }
+    if let Some(u) = unusable_in_template(src, ctx) {
+        return Err(format!("no data: {}, in `{}`", u.describe(), src.trim()));
+    }
     let marked = url_env()
         .render_str(src, minijinja::Value::from(minijinja::value::Serde(ctx)))
         .map_err(|e| describe(&e))?;
@@ -390,11 +393,19 @@ pub fn unusable_in_template(src: &str, ctx: &Value) -> Option<Unusable> {
     let root = minijinja::Value::from(minijinja::value::Serde(ctx));
     let ops = Operands { src, root: &root };
     let Stmt::Template(t) = &ast else { return None };
-    t.children.iter().find_map(|c| match c {
-        Stmt::EmitExpr(e) => ops.walk(&e.expr),
-        Stmt::IfCond(i) => ops.walk(&i.expr),
-        _ => None,
-    })
+    for c in &t.children {
+        let found = match c {
+            Stmt::EmitExpr(e) => ops.walk(&e.expr),
+            Stmt::IfCond(i) => ops.walk(&i.expr),
+            Stmt::EmitRaw(_) => None,
+            // `{% set %}`, `{% for %}`...: names defined from here on are not in `ctx`.
+            _ => return None,
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
 }
 
 struct Operands<'a> {
@@ -459,8 +470,17 @@ impl Operands<'_> {
             operand: operand.to_string(),
             value,
         };
+        // Absent: only a name of the run's context (`loop`, a `set` name are minijinja's own).
+        let ours = |text: &str| {
+            let root: String = text
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            ROOTS.contains(&root.as_str())
+        };
         match self.value(e) {
-            Ok(None) => Some(nothing(self.text(e)?, None)),
+            Ok(None) if ours(self.text(e)?) => Some(nothing(self.text(e)?, None)),
+            Ok(None) => None,
             Ok(Some(v)) if v.is_none() => Some(nothing(self.text(e)?, Some(Value::Null))),
             Ok(Some(v)) if f64::try_from(v.clone()).is_ok_and(f64::is_nan) => {
                 Some(nothing(self.text(e)?, Some(Value::Null)))
@@ -750,6 +770,18 @@ mod tests {
         assert!(e.contains("no data"), "{e}");
         let e = render_str("{% if steps.r.rate > 1 %}high{% endif %}", &ctx).unwrap_err();
         assert!(e.contains("no data"), "{e}");
+        let e = render_url(
+            "http://h/p?limit={{ steps.r.rate * 2 }}",
+            &ctx,
+            UrlStart::Url,
+        )
+        .unwrap_err();
+        assert!(e.contains("no data"), "{e}");
+        // A name the template defines itself is not the run's data.
+        assert_eq!(
+            render_str("{% set k = 2 %}{{ k * steps.r.n }}", &ctx).unwrap(),
+            json!("4")
+        );
         // Shown as it is, or asked about: fine.
         assert_eq!(render_str("{{ steps.r.n * 2 }}", &ctx).unwrap(), json!(4));
         assert!(render_str("rate {{ steps.r.rate }}", &ctx).is_ok());
