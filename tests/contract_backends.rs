@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use runbook::backends::{
     ActionError, CallCtx, ComposeBackend, ComposeCall, ErrorKind, HttpBackend, HttpRequest,
-    NoProgress, Output, ShellBackend, ShellRequest,
+    KubeCall, KubernetesBackend, NoProgress, Output, ShellBackend, ShellRequest,
 };
 use runbook::drill::spec::DrillSpec;
 use runbook::drill::world::{build::build, World};
 use runbook::exec::clock::{Clock, SystemClock, VirtualClock};
-use runbook::spec::ComposeBackendSpec;
+use runbook::spec::{ComposeBackendSpec, KubernetesBackendSpec};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +30,10 @@ use tokio_util::sync::CancellationToken;
 /// Result fields whose values differ by nature (times, durations, identities); their presence
 /// and type are still compared.
 /// (Durations inside messages: `without_durations`; transport causes: `same_message`.)
+/// Kubernetes objects: `metadata.uid`, `metadata.resourceVersion`, `metadata.creationTimestamp`
+/// and the conditions' `lastUpdateTime` / `lastTransitionTime` are identities and times too;
+/// the Kubernetes cases compare what a runbook reads of an object (`deployment_state`), so
+/// these are compared by presence and type only.
 const VARYING: &[&str] = &["duration_ms", "elapsed_ms"];
 
 /// Result fields whose keys are data, not shape (a response's headers, a body's JSON, labels,
@@ -406,6 +410,12 @@ fn silent_server() -> std::net::SocketAddr {
     addr
 }
 
+/// A second loopback server answering `301` to `to` (another origin than the first server).
+fn srv2_url(to: &str) -> (String, common::Server) {
+    let srv = common::Server::start(vec![("/away", vec![common::Reply::redirect(301, to)])]);
+    (srv.url("/away"), srv)
+}
+
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
@@ -427,6 +437,8 @@ async fn http_answers_like_a_real_server() {
                 headers: vec![],
             }],
         ),
+        ("/moved", vec![common::Reply::redirect(302, "/ok")]),
+        ("/loop", vec![common::Reply::redirect(307, "/loop")]),
     ]);
     let silent = silent_server();
     let refused = closed_port();
@@ -434,6 +446,9 @@ async fn http_answers_like_a_real_server() {
     let down = srv.url("/down");
     let slow = format!("http://{silent}/slow");
     let gone = format!("http://127.0.0.1:{refused}/");
+    let moved = srv.url("/moved");
+    let looping = srv.url("/loop");
+    let away = srv2_url(&gone);
     let w = world(&format!(
         r#"
 world:
@@ -446,7 +461,14 @@ world:
       respond: {{ status: 200, takes: 10s }}
     - match: {{ url: "{gone}" }}
       respond: {{ error: connection refused }}
-"#
+    - match: {{ url: "{moved}" }}
+      respond: {{ status: 302, headers: {{ location: /ok, content-type: application/json }} }}
+    - match: {{ url: "{looping}" }}
+      respond: {{ status: 307, headers: {{ location: /loop, content-type: application/json }} }}
+    - match: {{ url: "{}" }}
+      respond: {{ status: 301, headers: {{ location: "{gone}", content-type: application/json }} }}
+"#,
+        away.0
     ));
     let real = runbook::backends::http::ReqwestHttp::default();
     let get = |url: &str, timeout: Option<Duration>| HttpRequest {
@@ -470,6 +492,26 @@ world:
             Some(Duration::from_secs(1)),
         ),
         ("http connection refused", get(&gone, None), None),
+        // Redirects: followed to the same origin by default, as the real client does.
+        (
+            "http redirect, same origin: followed",
+            get(&moved, None),
+            None,
+        ),
+        (
+            "http redirect, never followed",
+            HttpRequest {
+                follow_redirects: runbook::spec::FollowRedirects::Never,
+                ..get(&moved, None)
+            },
+            None,
+        ),
+        (
+            "http redirect to another origin: not followed",
+            get(&away.0, None),
+            None,
+        ),
+        ("http redirect loop: stops", get(&looping, None), None),
     ];
     for (case, req, timeout) in cases {
         let r = answer(real.send(&req, &sides.real(timeout)).await);
@@ -477,6 +519,9 @@ world:
         let (r, s) = rep.compare(case, r, s);
         rep.values(case, &r, &s);
         rep.same(case, "json", &r.result["json"], &s.result["json"]);
+        for f in ["redirect", "redirected_from"] {
+            rep.same(case, f, &r.result[f], &s.result[f]);
+        }
         rep.same(
             case,
             "content-type",
@@ -671,4 +716,633 @@ world:
         );
     }
     rep.assert_none();
+}
+// ---- Kubernetes ------------------------------------------------------------------------------
+
+/// What a runbook reads of a Deployment's state: images, env, replicas, revision, paused,
+/// the annotations and labels set by the cases, the restart stamp's presence, the status
+/// counts and the selector.
+fn deployment_state(d: &Value) -> Value {
+    let ctrs = &d["spec"]["template"]["spec"]["containers"];
+    json!({
+        "images": ctrs.as_array().map(|c| c.iter().map(|c| c["image"].clone()).collect::<Vec<_>>()),
+        "env": ctrs[0]["env"],
+        "replicas": d["spec"]["replicas"],
+        "revision": d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "paused": d["spec"]["paused"],
+        "team": d["metadata"]["annotations"]["team"],
+        "tier": d["metadata"]["labels"]["tier"],
+        "selector": d["spec"]["selector"],
+        "template_labels": d["spec"]["template"]["metadata"]["labels"],
+        "restarted": d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(),
+        "status": [d["status"]["replicas"], d["status"]["updatedReplicas"], d["status"]["availableReplicas"]],
+    })
+}
+
+/// What a runbook reads of a history: revision numbers, their images, which is current.
+fn history_state(h: &Value) -> Value {
+    json!({
+        "current": h["current_revision"],
+        "revisions": h["revisions"].as_array().map(|r| r.iter().map(|r| json!([r["revision"], r["images"], r["current"]])).collect::<Vec<_>>()),
+    })
+}
+
+/// The real cluster's controller has seen the Deployment's latest spec (its
+/// `observedGeneration` caught up), so that what follows reads a settled state. Polls a
+/// bounded number of times; not a timed assertion.
+async fn observed(
+    real: &runbook::backends::kubernetes::KubeBackend,
+    target: &KubernetesBackendSpec,
+    sides: &Sides,
+) {
+    let get = KubeCall::parse("get", &json!({"kind": "Deployment", "name": "web"})).unwrap();
+    for _ in 0..600 {
+        let d = real
+            .call(target, &get, &sides.real(None))
+            .await
+            .unwrap()
+            .result;
+        if d["status"]["observedGeneration"] == d["metadata"]["generation"] {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the controller never observed the Deployment's spec");
+}
+
+/// Every verb `runbook schema` lists for `kubernetes`, each with its error paths: not found
+/// (404), forbidden (403, tests/env's no-permission kubeconfig; a `users:` entry in the world),
+/// apply conflicts between field managers (409), invalid arguments (a bad selector, an
+/// unknown container or revision, an invalid name: 422), an unknown apiVersion, a timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubernetes_answers_like_the_real_api_server() {
+    let Some(env) = backend_env::k8s() else {
+        return;
+    };
+    runbook::backends::http::install_crypto_provider();
+    let sides = Sides::new();
+    let ns = backend_env::unique("rbk");
+    let noperm_file = env.var("RUNBOOK_TEST_KUBECONFIG_NOPERM").to_string();
+    let target = KubernetesBackendSpec {
+        kubeconfig: Some(env.var("RUNBOOK_TEST_KUBECONFIG").to_string()),
+        namespace: Some(ns.clone()),
+        ..Default::default()
+    };
+    let noperm = KubernetesBackendSpec {
+        kubeconfig: Some(noperm_file.clone()),
+        namespace: Some(ns.clone()),
+        ..Default::default()
+    };
+    let real = runbook::backends::kubernetes::KubeBackend::new(Default::default());
+    let call = |verb: &str, args: Value| KubeCall::parse(verb, &args).unwrap();
+    let deployment = |image: &str| {
+        json!({"manifest": {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": ns, "labels": {"app": "web"}},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": image}]}}}}})
+    };
+    // The real starting state: a namespace, and a Deployment at revision 2 (web:v1 → web:v2).
+    let setup = [
+        call(
+            "apply",
+            json!({"manifest": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}}),
+        ),
+        call("apply", deployment("web:v1")),
+        call("rollout_status", json!({"name": "web"})),
+        call("set_image", json!({"name": "web", "image": "web:v2"})),
+        call("rollout_status", json!({"name": "web"})),
+    ];
+    let _guard = NamespaceGuard(env.var("RUNBOOK_TEST_KUBECONFIG").to_string(), ns.clone());
+    for c in &setup {
+        real.call(&target, c, &sides.real(Some(Duration::from_secs(60))))
+            .await
+            .unwrap_or_else(|e| panic!("setup {:?}: {e}", c.verb()));
+    }
+    // The same state in the world; the no-permission kubeconfig's user has no rules.
+    let w = world(&format!(
+        r#"
+world:
+  kubernetes:
+    deployments:
+      - {{ namespace: {ns}, name: web, replicas: 2, labels: {{ app: web }}, revisions: ["web:v1", "web:v2"], rollout: {{ takes: 2s }} }}
+    users:
+      - {{ user: nobody, context: runbook-noperm, kubeconfig: "{noperm_file}" }}
+"#
+    ));
+    let configmap = |manager: Option<&str>, value: &str, force: bool| {
+        let mut a = json!({"manifest": {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": ns}, "data": {"mode": value}}, "force": force});
+        if let Some(m) = manager {
+            a["field_manager"] = json!(m);
+        }
+        a
+    };
+    let get_web = json!({"kind": "Deployment", "name": "web"});
+    let web = json!({"name": "web"});
+    let long = Some(Duration::from_secs(60));
+    let short = Some(Duration::from_millis(1));
+    // (case, target, verb, arguments, timeout); `None` as the verb: wait until the real
+    // controller has observed the latest spec.
+    type Case<'a> = (
+        &'a str,
+        &'a KubernetesBackendSpec,
+        &'a str,
+        Value,
+        Option<Duration>,
+    );
+    let cases: Vec<Case> = vec![
+        ("get", &target, "get", get_web.clone(), None),
+        (
+            "get, not found",
+            &target,
+            "get",
+            json!({"kind": "Deployment", "name": "nope"}),
+            None,
+        ),
+        (
+            "get, by plural",
+            &target,
+            "get",
+            json!({"kind": "deployments", "name": "web"}),
+            None,
+        ),
+        (
+            "get, unknown apiVersion",
+            &target,
+            "get",
+            json!({"kind": "Deployment", "name": "web", "apiVersion": "extensions/v1beta9"}),
+            None,
+        ),
+        (
+            "get, kind not in apiVersion",
+            &target,
+            "get",
+            json!({"kind": "ConfigMap", "name": "web", "apiVersion": "apps/v1"}),
+            None,
+        ),
+        ("get, forbidden", &noperm, "get", get_web.clone(), None),
+        (
+            "list, forbidden",
+            &noperm,
+            "list",
+            json!({"kind": "Deployment"}),
+            None,
+        ),
+        (
+            "set_image, forbidden",
+            &noperm,
+            "set_image",
+            json!({"name": "web", "image": "web:v9"}),
+            None,
+        ),
+        (
+            "rollout_history, forbidden",
+            &noperm,
+            "rollout_history",
+            web.clone(),
+            None,
+        ),
+        (
+            "apply, forbidden",
+            &noperm,
+            "apply",
+            configmap(None, "x", false),
+            None,
+        ),
+        (
+            "delete, forbidden",
+            &noperm,
+            "delete",
+            get_web.clone(),
+            None,
+        ),
+        (
+            "list",
+            &target,
+            "list",
+            json!({"kind": "Deployment", "selector": "app=web"}),
+            None,
+        ),
+        (
+            "list, set-based selector",
+            &target,
+            "list",
+            json!({"kind": "Deployment", "selector": "app in (web,api),!canary"}),
+            None,
+        ),
+        (
+            "list, no match",
+            &target,
+            "list",
+            json!({"kind": "Deployment", "selector": "app notin (web)"}),
+            None,
+        ),
+        (
+            "list ConfigMaps, none",
+            &target,
+            "list",
+            json!({"kind": "ConfigMap", "selector": "app=web"}),
+            None,
+        ),
+        (
+            "rollout_history",
+            &target,
+            "rollout_history",
+            web.clone(),
+            None,
+        ),
+        (
+            "rollout_status, done",
+            &target,
+            "rollout_status",
+            web.clone(),
+            None,
+        ),
+        (
+            "set_image",
+            &target,
+            "set_image",
+            json!({"name": "web", "image": "web:v3"}),
+            None,
+        ),
+        (
+            "set_image, unknown container",
+            &target,
+            "set_image",
+            json!({"name": "web", "container": "sidecar", "image": "web:v3"}),
+            None,
+        ),
+        (
+            "rollout_status",
+            &target,
+            "rollout_status",
+            web.clone(),
+            long,
+        ),
+        (
+            "set_image, no change",
+            &target,
+            "set_image",
+            json!({"name": "web", "image": "web:v3"}),
+            None,
+        ),
+        (
+            "rollout_history after set_image",
+            &target,
+            "rollout_history",
+            web.clone(),
+            None,
+        ),
+        ("rollout_undo", &target, "rollout_undo", web.clone(), None),
+        (
+            "rollout_status after undo",
+            &target,
+            "rollout_status",
+            web.clone(),
+            long,
+        ),
+        (
+            "rollout_history after undo",
+            &target,
+            "rollout_history",
+            web.clone(),
+            None,
+        ),
+        (
+            "rollout_undo, unknown revision",
+            &target,
+            "rollout_undo",
+            json!({"name": "web", "to_revision": 99}),
+            None,
+        ),
+        (
+            "rollout_undo, to a revision",
+            &target,
+            "rollout_undo",
+            json!({"name": "web", "to_revision": 1}),
+            None,
+        ),
+        (
+            "rollout_status after undo to 1",
+            &target,
+            "rollout_status",
+            web.clone(),
+            long,
+        ),
+        (
+            "rollout_history after undo to 1",
+            &target,
+            "rollout_history",
+            web.clone(),
+            None,
+        ),
+        (
+            "set_env",
+            &target,
+            "set_env",
+            json!({"name": "web", "set": {"MODE": "fast"}}),
+            None,
+        ),
+        (
+            "set_env, unknown container",
+            &target,
+            "set_env",
+            json!({"name": "web", "container": "sidecar", "set": {"MODE": "x"}}),
+            None,
+        ),
+        (
+            "rollout_status after set_env",
+            &target,
+            "rollout_status",
+            web.clone(),
+            long,
+        ),
+        (
+            "scale",
+            &target,
+            "scale",
+            json!({"name": "web", "replicas": 3}),
+            None,
+        ),
+        (
+            "rollout_status after scale",
+            &target,
+            "rollout_status",
+            web.clone(),
+            long,
+        ),
+        ("pause", &target, "pause", web.clone(), None),
+        ("pause, already paused", &target, "pause", web.clone(), None),
+        (
+            "set_image while paused",
+            &target,
+            "set_image",
+            json!({"name": "web", "image": "web:v4"}),
+            None,
+        ),
+        ("(settle)", &target, "", Value::Null, None),
+        (
+            "rollout_status, paused: timeout",
+            &target,
+            "rollout_status",
+            web.clone(),
+            short,
+        ),
+        (
+            "rollout_restart, paused",
+            &target,
+            "rollout_restart",
+            web.clone(),
+            None,
+        ),
+        (
+            "rollout_undo, paused",
+            &target,
+            "rollout_undo",
+            web.clone(),
+            None,
+        ),
+        ("resume", &target, "resume", web.clone(), None),
+        (
+            "rollout_status after resume",
+            &target,
+            "rollout_status",
+            web.clone(),
+            long,
+        ),
+        (
+            "rollout_restart",
+            &target,
+            "rollout_restart",
+            web.clone(),
+            None,
+        ),
+        (
+            "rollout_status after restart",
+            &target,
+            "rollout_status",
+            web.clone(),
+            long,
+        ),
+        (
+            "annotate",
+            &target,
+            "annotate",
+            json!({"kind": "Deployment", "name": "web", "set": {"team": "sre"}}),
+            None,
+        ),
+        (
+            "label",
+            &target,
+            "label",
+            json!({"kind": "Deployment", "name": "web", "set": {"tier": "web"}}),
+            None,
+        ),
+        (
+            "label, no change",
+            &target,
+            "label",
+            json!({"kind": "Deployment", "name": "web", "set": {"tier": "web"}}),
+            None,
+        ),
+        (
+            "get after the changes",
+            &target,
+            "get",
+            get_web.clone(),
+            None,
+        ),
+        (
+            "rollout_history at the end",
+            &target,
+            "rollout_history",
+            web.clone(),
+            None,
+        ),
+        (
+            "apply a ConfigMap",
+            &target,
+            "apply",
+            configmap(Some("other"), "slow", false),
+            None,
+        ),
+        (
+            "apply, conflict",
+            &target,
+            "apply",
+            configmap(None, "fast", false),
+            None,
+        ),
+        (
+            "apply, same value: no conflict",
+            &target,
+            "apply",
+            configmap(None, "slow", false),
+            None,
+        ),
+        (
+            "apply, forced",
+            &target,
+            "apply",
+            configmap(None, "fast", true),
+            None,
+        ),
+        (
+            "apply, invalid name",
+            &target,
+            "apply",
+            json!({"manifest": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}, "data": {"a": "b"}}}),
+            None,
+        ),
+        (
+            "get a ConfigMap",
+            &target,
+            "get",
+            json!({"kind": "ConfigMap", "name": "settings"}),
+            None,
+        ),
+        (
+            "annotate a ConfigMap",
+            &target,
+            "annotate",
+            json!({"kind": "ConfigMap", "name": "settings", "set": {"team": "sre"}}),
+            None,
+        ),
+        (
+            "label a ConfigMap",
+            &target,
+            "label",
+            json!({"kind": "ConfigMap", "name": "settings", "set": {"app": "web"}}),
+            None,
+        ),
+        (
+            "list ConfigMaps",
+            &target,
+            "list",
+            json!({"kind": "ConfigMap", "selector": "app=web"}),
+            None,
+        ),
+        (
+            "label, not found",
+            &target,
+            "label",
+            json!({"kind": "ConfigMap", "name": "nope", "set": {"a": "b"}}),
+            None,
+        ),
+        (
+            "delete a ConfigMap",
+            &target,
+            "delete",
+            json!({"kind": "ConfigMap", "name": "settings"}),
+            None,
+        ),
+        (
+            "delete, not found",
+            &target,
+            "delete",
+            json!({"kind": "ConfigMap", "name": "settings"}),
+            None,
+        ),
+        (
+            "delete the Deployment",
+            &target,
+            "delete",
+            get_web.clone(),
+            None,
+        ),
+        ("get, deleted", &target, "get", get_web.clone(), None),
+        (
+            "scale, deleted",
+            &target,
+            "scale",
+            json!({"name": "web", "replicas": 1}),
+            None,
+        ),
+        (
+            "rollout_status, deleted",
+            &target,
+            "rollout_status",
+            web.clone(),
+            None,
+        ),
+    ];
+    let mut rep = Report::default();
+    let mut verbs = std::collections::BTreeSet::new();
+    for (case, t, verb, args, timeout) in cases {
+        if verb.is_empty() {
+            observed(&real, &target, &sides).await;
+            continue;
+        }
+        verbs.insert(verb);
+        let c = call(verb, args);
+        let r = answer(real.call(t, &c, &sides.real(timeout)).await);
+        let s = answer(KubernetesBackend::call(&w, t, &c, &sides.sim(timeout)).await);
+        let (r, s) = rep.compare(case, r, s);
+        if r.kind.is_some() || s.kind.is_some() {
+            continue;
+        }
+        match verb {
+            "rollout_history" => rep.same(
+                case,
+                "history",
+                &history_state(&r.result),
+                &history_state(&s.result),
+            ),
+            "list" => rep.same(
+                case,
+                "items",
+                &json!(r.result["items"]
+                    .as_array()
+                    .map(|i| i.iter().map(deployment_state).collect::<Vec<_>>())),
+                &json!(s.result["items"]
+                    .as_array()
+                    .map(|i| i.iter().map(deployment_state).collect::<Vec<_>>())),
+            ),
+            _ if r.result["kind"] == "Deployment" => rep.same(
+                case,
+                "state",
+                &deployment_state(&r.result),
+                &deployment_state(&s.result),
+            ),
+            _ => {
+                for f in ["data", "metadata"] {
+                    let strip = |v: &Value| {
+                        let mut v = v[f].clone();
+                        if let Some(m) = v.as_object_mut() {
+                            for k in ["uid", "resourceVersion", "creationTimestamp"] {
+                                m.remove(k);
+                            }
+                        }
+                        v
+                    };
+                    rep.same(case, f, &strip(&r.result), &strip(&s.result));
+                }
+            }
+        }
+    }
+    // Every verb the schema lists was called.
+    let listed: std::collections::BTreeSet<&str> =
+        runbook::spec::KUBE_VERBS.iter().copied().collect();
+    assert_eq!(verbs, listed, "verbs covered vs. the schema's");
+    rep.assert_none();
+}
+
+/// Deletes the test's namespace when the test ends, passed or not.
+struct NamespaceGuard(String, String);
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kubectl")
+            .args([
+                "delete",
+                "namespace",
+                &self.1,
+                "--kubeconfig",
+                &self.0,
+                "--wait=false",
+            ])
+            .output();
+    }
 }

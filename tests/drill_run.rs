@@ -213,7 +213,7 @@ fn junit_report_counts_and_escapes_results() {
         x.contains(r#"<testcase name="rollback-recovers" classname="k8s-rollback""#),
         "{x}"
     );
-    assert!(x.contains(r#"<failure message="outcome: expected succeeded, got failed at step `wait-rollout` (kubernetes.rollout_status: deployment &quot;flowengine&quot; exceeded"#), "{x}");
+    assert!(x.contains(r#"<failure message="outcome: expected succeeded, got failed at step `wait-rollout` (kubernetes.rollout_status: Deployment prod/flowengine: deployment &quot;flowengine&quot; exceeded"#), "{x}");
     assert!(
         x.contains("<system-out>virtual duration: 45s\nscore: recovered in 45s"),
         "{x}"

@@ -331,7 +331,14 @@ impl KubeCall {
                 kinded(&a.kind)?;
                 named(&a.name)
             }
-            KubeCall::List(a) => kinded(&a.kind),
+            KubeCall::List(a) => {
+                kinded(&a.kind)?;
+                if let Some(s) = &a.selector {
+                    super::kubernetes::selector::parse(s)
+                        .map_err(|why| ArgError::new("selector", why))?;
+                }
+                Ok(())
+            }
             KubeCall::Scale(a) => {
                 named(&a.name)?;
                 let n = int_of("replicas", &a.replicas)?;

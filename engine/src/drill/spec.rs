@@ -201,6 +201,38 @@ pub struct KubeWorldSpec {
     /// them: `apiVersion`, `kind`, `metadata.name`, `metadata.namespace`, then any fields.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<Value>,
+    /// Who calls the API server. A backend whose `kubeconfig` (or `context`) names one of
+    /// these users calls as that user, and whatever its rules do not allow is answered
+    /// `403 Forbidden`, as the API server's RBAC does. A backend naming none of them has every
+    /// permission.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<KubeUserSpec>,
+}
+
+/// A user of the simulated API server and its permissions.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeUserSpec {
+    /// The user name the API server reports (`User "nobody" cannot get ...`).
+    pub user: String,
+    /// The kubeconfig context the user's credentials come from (named in errors).
+    pub context: String,
+    /// The kubeconfig file, as the backend names it. Without it, a backend is this user when
+    /// its `context` is this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+    /// What the user may do, as RBAC rules; none: every request is forbidden.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<KubeRuleSpec>,
+}
+
+/// An RBAC rule: API verbs (`get`, `list`, `update`, `patch`, `delete`, or `*`) on resources
+/// (`deployments`, `configmaps`, `deployments.apps`, or `*`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeRuleSpec {
+    pub verbs: Vec<String>,
+    pub resources: Vec<String>,
 }
 
 /// A Deployment with one container.

@@ -10,11 +10,22 @@ mod fake_api_tests;
 mod objects;
 mod preview;
 mod rollout;
+pub mod selector;
 pub mod status;
 mod verbs;
 mod workload;
 
 pub use workload::image_change;
+
+/// What the drill world shares with this backend, so that both answer in the same words: the
+/// edits of each verb (pure functions over an object's JSON), the API's error wording, and
+/// the field manager of our writes.
+pub mod shared {
+    pub use super::errors::status_error;
+    pub use super::objects::{edit_meta, manifests, Changes, FIELD_MANAGER};
+    pub use super::rollout::{plan_undo, Revision};
+    pub use super::workload::{restart, scale, set_env, set_image, set_paused};
+}
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

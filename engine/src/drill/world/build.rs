@@ -114,6 +114,7 @@ pub fn build(spec: &DrillSpec, start: DateTime<Utc>) -> (State, Vec<Problem>) {
         pending: vec![],
     };
     if let Some(k) = &spec.world.kubernetes {
+        st.kube.users = k.users.clone();
         for (i, d) in k.deployments.iter().enumerate() {
             let ptr = format!("/world/kubernetes/deployments/{i}");
             let dep = deployment(d, start, &ptr, &mut p);
@@ -483,6 +484,7 @@ fn deployment(d: &DeploymentSpec, start: DateTime<Utc>, ptr: &str, p: &mut Probl
     Deployment {
         namespace: d.namespace.clone().unwrap_or_else(|| "default".into()),
         name: d.name.clone(),
+        pod_labels: labels.clone(),
         labels,
         annotations: BTreeMap::new(),
         replicas,

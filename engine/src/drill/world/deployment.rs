@@ -11,6 +11,9 @@ use serde_json::{json, Map, Value};
 use crate::drill::spec::DeploymentChangeSpec;
 use crate::exec::clock::stamp;
 
+/// Where the Deployment controller records the current revision.
+pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+
 /// Old revisions kept, like `revisionHistoryLimit`'s default.
 pub const HISTORY_LIMIT: usize = 10;
 
@@ -51,7 +54,10 @@ pub struct Rollout {
 pub struct Deployment {
     pub namespace: String,
     pub name: String,
+    /// The Deployment's own labels (`label` changes them).
     pub labels: BTreeMap<String, String>,
+    /// The selector's and the pod template's labels (the Deployment's at creation).
+    pub pod_labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub replicas: u32,
     pub generation: i64,
@@ -98,6 +104,21 @@ impl Deployment {
         let unavailable = r / 4;
         let ro = &self.rollout;
         let elapsed = (now - ro.started).to_std().unwrap_or_default();
+        if self.paused && self.history.last().map(|h| &h.template) != Some(&self.template) {
+            // Paused with a changed template: no new ReplicaSet, none of its pods updated.
+            let old = Deployment {
+                paused: false,
+                ..self.clone()
+            };
+            let available = old.status(now).available;
+            return Status {
+                replicas: r.max(available),
+                updated: 0,
+                available,
+                complete: false,
+                deadline_exceeded: false,
+            };
+        }
         if r == 0 || (!ro.stuck && elapsed >= ro.takes) {
             return Status {
                 replicas: r,
@@ -227,33 +248,13 @@ impl Deployment {
             .map(|(k, v)| (k.clone(), json!(v)))
             .collect();
         annotations.insert(
-            "deployment.kubernetes.io/revision".into(),
+            REVISION_ANNOTATION.into(),
             json!(self.revision().to_string()),
         );
-        let containers: Vec<Value> = self
-            .template
-            .containers
-            .iter()
-            .map(|c| {
-                let mut o = json!({ "name": c.name, "image": c.image });
-                if !c.env.is_empty() {
-                    o["env"] = c
-                        .env
-                        .iter()
-                        .map(|(k, v)| json!({ "name": k, "value": v }))
-                        .collect();
-                }
-                o
-            })
-            .collect();
-        let mut template_meta = json!({ "labels": self.labels });
-        if !self.template.annotations.is_empty() {
-            template_meta["annotations"] = json!(self.template.annotations);
-        }
         let mut spec = json!({
             "replicas": self.replicas,
-            "selector": { "matchLabels": self.labels },
-            "template": { "metadata": template_meta, "spec": { "containers": containers } },
+            "selector": { "matchLabels": self.pod_labels },
+            "template": self.template_json(&self.template),
             "strategy": { "type": "RollingUpdate", "rollingUpdate": { "maxSurge": "25%", "maxUnavailable": "25%" } },
             "revisionHistoryLimit": HISTORY_LIMIT,
             "progressDeadlineSeconds": self.progress_deadline.as_secs(),
@@ -308,6 +309,8 @@ impl Deployment {
                     "type": "Available",
                     "status": if available { "True" } else { "False" },
                     "reason": if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+                    "message": if available { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
+                    "lastUpdateTime": since,
                     "lastTransitionTime": since,
                 },
                 {
@@ -315,6 +318,7 @@ impl Deployment {
                     "status": progressing,
                     "reason": reason,
                     "message": message,
+                    "lastUpdateTime": since,
                     "lastTransitionTime": since,
                 },
             ]),
@@ -325,6 +329,10 @@ impl Deployment {
             "metadata": {
                 "name": self.name,
                 "namespace": self.namespace,
+                // Server-filled; their values differ from a real cluster's by nature.
+                "uid": uid_of(&self.key()),
+                "resourceVersion": self.generation.to_string(),
+                "creationTimestamp": stamp(self.history.first().map_or(self.rollout.started, |r| r.created)),
                 "generation": self.generation,
                 "labels": self.labels,
                 "annotations": annotations,
@@ -332,6 +340,113 @@ impl Deployment {
             "spec": spec,
             "status": Value::Object(status),
         })
+    }
+
+    /// A pod template as the API shows it, with the defaults the API server fills in.
+    pub fn template_json(&self, t: &Template) -> Value {
+        let containers: Vec<Value> = t
+            .containers
+            .iter()
+            .map(|c| {
+                let mut o = json!({ "name": c.name, "image": c.image });
+                if !c.env.is_empty() {
+                    o["env"] = c
+                        .env
+                        .iter()
+                        .map(|(k, v)| json!({ "name": k, "value": v }))
+                        .collect();
+                }
+                let tag = c.image.rsplit('/').next().unwrap_or_default();
+                let latest =
+                    !c.image.contains('@') && (!tag.contains(':') || tag.ends_with(":latest"));
+                o["imagePullPolicy"] = json!(if latest { "Always" } else { "IfNotPresent" });
+                o["resources"] = json!({});
+                o["terminationMessagePath"] = json!("/dev/termination-log");
+                o["terminationMessagePolicy"] = json!("File");
+                o
+            })
+            .collect();
+        let mut meta = json!({ "creationTimestamp": null, "labels": self.pod_labels });
+        if !t.annotations.is_empty() {
+            meta["annotations"] = json!(t.annotations);
+        }
+        json!({ "metadata": meta, "spec": {
+            "containers": containers,
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "dnsPolicy": "ClusterFirst",
+            "securityContext": {},
+            "schedulerName": "default-scheduler",
+        } })
+    }
+
+    /// Takes back what an edit of `to_json`'s object changed (the real backend's edit
+    /// functions work on the API object): replicas, pause, the pod template, labels and
+    /// annotations. A changed spec counts as the API server counts it (`generation`), and the
+    /// controller then reacts as `reconcile` says.
+    pub fn absorb(&mut self, obj: &Value, now: DateTime<Utc>, stuck: bool) {
+        let text_map = |v: Option<&Value>| -> BTreeMap<String, String> {
+            v.and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        self.labels = text_map(obj.pointer("/metadata/labels"));
+        self.annotations = text_map(obj.pointer("/metadata/annotations"));
+        self.annotations.remove(REVISION_ANNOTATION);
+        let containers: Vec<Container> = obj
+            .pointer("/spec/template/spec/containers")
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .map(|k| Container {
+                        name: k["name"].as_str().unwrap_or_default().to_string(),
+                        image: k["image"].as_str().unwrap_or_default().to_string(),
+                        env: k["env"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .map(|e| {
+                                        (
+                                            e["name"].as_str().unwrap_or_default().to_string(),
+                                            e["value"].as_str().unwrap_or_default().to_string(),
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let template = Template {
+            containers,
+            annotations: text_map(obj.pointer("/spec/template/metadata/annotations")),
+        };
+        let replicas = obj
+            .pointer("/spec/replicas")
+            .and_then(Value::as_u64)
+            .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        let paused = obj
+            .pointer("/spec/paused")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        self.scale(replicas, now, stuck);
+        let mut spec_changed = false;
+        if paused != self.paused {
+            self.paused = paused;
+            spec_changed = true;
+        }
+        if template != self.template {
+            self.template = template;
+            spec_changed = true;
+        }
+        if spec_changed {
+            self.template_changed(now, stuck);
+        }
     }
 
     /// Pods of the current template: ready ones, then the ones that never become ready.
@@ -359,7 +474,7 @@ impl Deployment {
                 json!({
                     "apiVersion": "v1",
                     "kind": "Pod",
-                    "metadata": { "name": format!("{}-{hash}-{i}", self.name), "namespace": self.namespace, "labels": self.labels },
+                    "metadata": { "name": format!("{}-{hash}-{i}", self.name), "namespace": self.namespace, "labels": self.pod_labels },
                     "spec": { "containers": self.template.containers.iter().map(|c| json!({"name": c.name, "image": c.image})).collect::<Vec<_>>() },
                     "status": {
                         "phase": "Running",
@@ -370,6 +485,20 @@ impl Deployment {
             })
             .collect()
     }
+}
+
+/// A stable, UUID-shaped `metadata.uid` for a simulated object.
+pub fn uid_of(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = hex::encode(&Sha256::digest(key.as_bytes())[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// The ReplicaSet name of a template, `<deployment>-<hash>`, stable for the same template.

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::pattern::{glob, pick, subset, Counted};
 use super::predicate::holds;
 use super::{unscripted, Call, Reply, State};
-use crate::backends::http::DEFAULT_TIMEOUT;
+use crate::backends::http::{redirect_hop, NotFollowed, DEFAULT_TIMEOUT, MAX_REDIRECTS};
 use crate::backends::{ActionError, ErrorKind, HttpRequest};
 use crate::drill::spec::{EffectSpec, WorldStateSpec};
 
@@ -66,8 +66,74 @@ impl HttpRule {
     }
 }
 
-/// Answers a request from the script.
+/// Answers a request from the script, following the redirects the real backend follows
+/// (`redirect_hop` decides, as it does for the real one; the backend's `follow_redirects`,
+/// same origin by default): the next request is answered from the script too, and the result
+/// names the final `url` and the URLs `redirected_from`, or the `redirect` not followed.
 pub fn send(st: &mut State, req: &HttpRequest, c: &Call) -> Reply {
+    let mut req = req.clone();
+    let mut from: Vec<String> = vec![];
+    let mut spent = Duration::ZERO;
+    loop {
+        let what = match from.first() {
+            Some(first) => format!("{} {} (redirected from {first})", req.method, req.url),
+            None => c.what.to_string(),
+        };
+        let reply = send_one(st, &req, &Call { what: &what, ..*c }, spent);
+        let (mut v, takes) = match reply {
+            Reply::Answer(Ok(v), takes) => (v, takes),
+            Reply::Answer(Err(e), takes) => return Reply::Answer(Err(e), spent + takes),
+            other => return other,
+        };
+        spent += takes;
+        let status = v["status"].as_u64().unwrap_or(0) as u16;
+        let location = v["headers"]["location"].as_str().map(str::to_string);
+        let hop = reqwest::Url::parse(&req.url).ok().and_then(|url| {
+            redirect_hop(
+                req.follow_redirects,
+                &req.method,
+                &url,
+                status,
+                location.as_deref(),
+                &req.headers,
+                &req.secret_headers,
+                req.body_holds_secret,
+            )
+            .map(|h| (url, h))
+        });
+        let not_followed = match hop {
+            Some((_, Ok(_))) if from.len() >= MAX_REDIRECTS => Some(NotFollowed {
+                status,
+                location: location.clone().unwrap_or_default(),
+                reason: format!("more than {MAX_REDIRECTS} redirects"),
+            }),
+            Some((url, Ok(h))) => {
+                from.push(url.to_string());
+                req.url = h.url.to_string();
+                req.method = h.method;
+                req.headers = h.headers;
+                if !h.keep_body {
+                    req.body = None;
+                }
+                continue;
+            }
+            Some((_, Err(nf))) => Some(nf),
+            None => None,
+        };
+        if !from.is_empty() {
+            v["url"] = json!(req.url);
+            v["redirected_from"] = json!(from);
+        }
+        if let Some(nf) = not_followed {
+            v["redirect"] = nf.to_json();
+        }
+        v["elapsed_ms"] = json!(spent.as_millis() as u64);
+        return Reply::Answer(Ok(v), spent);
+    }
+}
+
+/// One request and its scripted answer; `spent` is the time the exchange took so far.
+fn send_one(st: &mut State, req: &HttpRequest, c: &Call, spent: Duration) -> Reply {
     let start = st.start;
     if let Some(r) = st.faults.http_failure(req, c.ctx, c.now, &start) {
         return Reply::Answer(r, Duration::ZERO);
@@ -104,6 +170,7 @@ pub fn send(st: &mut State, req: &HttpRequest, c: &Call) -> Reply {
     // As the real client: the request's own timeout (default 30s), cut to the attempt's.
     let limit = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let limit = c.ctx.remaining().map_or(limit, |rem| rem.min(limit));
+    let limit = limit.saturating_sub(spent);
     if resp.takes > limit {
         return Reply::Answer(
             Err(ActionError::new(

@@ -42,8 +42,9 @@ pub enum Reply {
     Answer(Result<Value, ActionError>, Duration),
     /// Not finished (a rollout in progress): ask again at this time. The text says where it
     /// stands, in the real backend's words; past the attempt's deadline the call fails with
-    /// "the rollout did not finish within …" as the real one does.
-    WaitUntil(DateTime<Utc>, String),
+    /// "the rollout did not finish within …" as the real one does, carrying the object as
+    /// last read (the third field), as the real one does.
+    WaitUntil(DateTime<Utc>, String, Option<Value>),
 }
 
 impl Reply {
@@ -166,7 +167,7 @@ impl World {
                         Err(e) => Err(self.finish_err(&before, e)),
                     };
                 }
-                Reply::WaitUntil(at, why) => {
+                Reply::WaitUntil(at, why, last) => {
                     ctx.progress.status(&why);
                     // Wake for a delayed effect landing first: it may change the answer.
                     let mut until = next_effect.map_or(at, |t| t.min(at));
@@ -179,7 +180,7 @@ impl World {
                         return Err(cancelled(what));
                     }
                     if deadline.is_some() {
-                        let e = ActionError::new(
+                        let mut e = ActionError::new(
                             ErrorKind::Timeout,
                             // The real backend's words (`backends/kubernetes/status.rs`).
                             format!(
@@ -187,6 +188,9 @@ impl World {
                                 fmt_duration((until - started).to_std().unwrap_or_default())
                             ),
                         );
+                        if let Some(v) = last {
+                            e = e.with_result(v);
+                        }
                         return Err(self.finish_err(&before, e));
                     }
                 }
@@ -320,13 +324,12 @@ impl KubernetesBackend for World {
         call: &KubeCall,
         ctx: &CallCtx,
     ) -> Result<Output, ActionError> {
-        let (verb, args) = (call.verb().as_str(), call.args());
-        let what = kube::describe(target, verb, &args);
+        let what = kube::describe(target, call);
         self.handle(BackendKind::Kubernetes, ctx, &what, |st, c| {
-            kube::call(st, target, verb, &args, c)
+            kube::call(st, target, call, c)
         })
         .await
-        .map_err(|e| prefixed(e, &format!("kubernetes.{verb}")))
+        .map_err(|e| prefixed(e, &format!("kubernetes.{}", call.verb())))
     }
 
     async fn preview(

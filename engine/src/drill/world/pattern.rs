@@ -1,7 +1,6 @@
-//! Matching scripted calls: `*` globs, argv patterns, JSON subsets, label selectors, and
+//! Matching scripted calls: `*` globs, argv patterns, JSON subsets (label selectors are
+//! `backends::kubernetes::selector`, shared with the real backend), and
 //! answer sequences used `times` times each.
-
-use std::collections::BTreeMap;
 
 use serde_json::Value;
 
@@ -53,29 +52,6 @@ pub fn subset(expected: &Value, actual: &Value) -> bool {
         (Value::Number(e), Value::Number(a)) => e.as_f64() == a.as_f64(),
         _ => expected == actual,
     }
-}
-
-/// Does a label set satisfy a selector like `app=flowengine,tier!=db,canary`?
-pub fn selector_matches(selector: &str, labels: &BTreeMap<String, String>) -> Result<bool, String> {
-    for term in selector.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        let ok = if let Some((k, v)) = term.split_once("!=") {
-            labels.get(k.trim()).map(String::as_str) != Some(v.trim())
-        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-            labels.get(k.trim()).map(String::as_str) == Some(v.trim())
-        } else if let Some(k) = term.strip_prefix('!') {
-            !labels.contains_key(k.trim())
-        } else if term.contains(' ') || term.contains('(') {
-            return Err(format!(
-                "the drill world understands equality selectors only (`a=b`, `a!=b`, `a`, `!a`), not `{term}`"
-            ));
-        } else {
-            labels.contains_key(term)
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 /// An answer that may be limited to a number of uses.
@@ -138,17 +114,6 @@ mod tests {
         ));
         assert!(!subset(&json!({"a": 1}), &json!({"b": 1})));
         assert!(!subset(&json!([1]), &json!([1, 2])));
-    }
-
-    #[test]
-    fn selectors() {
-        let labels: BTreeMap<String, String> = [("app".to_string(), "web".to_string())]
-            .into_iter()
-            .collect();
-        assert!(selector_matches("app=web", &labels).unwrap());
-        assert!(!selector_matches("app=web,tier", &labels).unwrap());
-        assert!(selector_matches("app!=db,!tier", &labels).unwrap());
-        assert!(selector_matches("app in (web)", &labels).is_err());
     }
 
     struct A(Option<u32>);

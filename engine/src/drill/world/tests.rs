@@ -85,7 +85,16 @@ async fn rollout_undo_swaps_the_template_and_records_a_new_revision() {
     let out = kube(&w, &c, "rollout_undo", json!({"name": "web"}))
         .await
         .unwrap();
-    let d = &out.result;
+    // As from the API server: the answer to the update carries the revision the controller
+    // had recorded so far; the new one shows on the next read.
+    assert_eq!(
+        out.result["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    let now = kube(&w, &c, "get", json!({"kind": "Deployment", "name": "web"}))
+        .await
+        .unwrap();
+    let d = &now.result;
     assert_eq!(d["kind"], "Deployment");
     assert_eq!(
         d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
@@ -136,8 +145,18 @@ async fn rollout_undo_swaps_the_template_and_records_a_new_revision() {
         back.result["spec"]["template"]["spec"]["containers"][0]["image"],
         "web:v2"
     );
+    // The answer to the update shows the revision the controller had recorded until then,
+    // as the API server's does; a read afterwards shows the new one.
     assert_eq!(
         back.result["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+    let now = kube(&w, &c, "get", json!({"kind": "Deployment", "name": "web"}))
+        .await
+        .unwrap()
+        .result;
+    assert_eq!(
+        now["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
         "4"
     );
     let missing = kube(
@@ -149,9 +168,9 @@ async fn rollout_undo_swaps_the_template_and_records_a_new_revision() {
     .await
     .unwrap_err();
     assert!(
-        missing
-            .message
-            .contains("unable to find the specified revision 1"),
+        missing.message.starts_with(
+            "kubernetes.rollout_undo: Deployment prod/web has no revision 1; its revisions: "
+        ),
         "{}",
         missing.message
     );
@@ -169,8 +188,13 @@ async fn rollout_status_waits_on_the_virtual_clock_and_respects_the_deadline() {
     )
     .await
     .unwrap();
+    // The answer to the update shows the status before the controller saw the change.
+    assert_eq!(out.result["status"]["updatedReplicas"], 3);
+    let now = kube(&w, &c, "get", json!({"kind": "Deployment", "name": "web"}))
+        .await
+        .unwrap();
     assert_eq!(
-        out.result["status"].get("updatedReplicas"),
+        now.result["status"].get("updatedReplicas"),
         None,
         "zero counts are left out"
     );
@@ -251,6 +275,10 @@ async fn scale_and_pods_follow_the_replicas() {
         .unwrap()
         .result;
     assert_eq!(d["spec"]["replicas"], 0);
+    let d = kube(&w, &c, "get", json!({"kind": "Deployment", "name": "web"}))
+        .await
+        .unwrap()
+        .result;
     assert_eq!(d["status"].get("availableReplicas"), None);
     let pods = kube(
         &w,
@@ -296,12 +324,27 @@ async fn scale_and_pods_follow_the_replicas() {
 async fn unscripted_calls_fail_loudly_with_the_call_shown() {
     let (w, clock) = world(DEPLOYMENT);
     let c = ctx(&clock, "s", 1, None);
+    // A missing object is the API server's 404, as the real backend reports it.
     let e = kube(&w, &c, "get", json!({"kind": "Deployment", "name": "wbe"}))
         .await
         .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Failed);
+    assert_eq!(
+        e.message,
+        "kubernetes.get: Deployment prod/wbe: 404 Not Found: deployments.apps \"wbe\" not found (check the kind, the name and the namespace)"
+    );
+    // What the world does not simulate fails loudly, naming the call.
+    let e = kube(
+        &w,
+        &c,
+        "scale",
+        json!({"kind": "StatefulSet", "name": "db", "replicas": 1}),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
     assert!(
-        e.message.contains("kubernetes get Deployment prod/wbe") && e.message.contains("prod/web"),
+        e.message.contains("drill world: StatefulSet prod/db") && !e.retryable(),
         "{}",
         e.message
     );
