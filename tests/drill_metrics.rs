@@ -230,7 +230,16 @@ fn a_polled_verification_without_data_asks_once_its_polls_are_spent() {
     assert_eq!(of_kind(&ev, "gate_answered").len(), 1);
     assert_eq!(of_kind(&ev, "gate_answered")[0]["answer"], "yes");
     assert_eq!(of_kind(&ev, "step_finished")[0]["outcome"], "succeeded");
-    let (_, ev, _) = drill(dir.path(), "verify-no-data-refused");
+    let (_, ev, run) = drill(dir.path(), "verify-no-data-refused");
+    // The report's verification summary says no data at each poll, never `false`.
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains(
+            "capture `rate` = `result.value` no data → no data → no data → no data → no data \
+             — still no data after 5 polls"
+        ),
+        "{md}"
+    );
     let fin = of_kind(&ev, "step_finished");
     assert_eq!(fin[0]["outcome"], "failed");
     let err = fin[0]["error"].as_str().unwrap();

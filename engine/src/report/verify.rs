@@ -110,14 +110,39 @@ fn value_chains(polls: &[Poll]) -> String {
         keys.retain(|k| !k.starts_with("inputs.") && !k.starts_with("env."));
     }
     if keys.is_empty() {
-        // Nothing observed (a constant expression): say which conditions held each time.
+        // Nothing observed (a constant expression, or a capture that read nothing): say which
+        // conditions held each time, and which polls had no data (never "false").
         let marks: Vec<&str> = polls
             .iter()
-            .map(|p| if p.ok { "held" } else { "false" })
+            .map(|p| {
+                if p.ok {
+                    "held"
+                } else if p
+                    .checks
+                    .iter()
+                    .any(|c| c.verdict() == crate::exec::verdict::Verdict::Inconclusive)
+                {
+                    "no data"
+                } else {
+                    "false"
+                }
+            })
             .collect();
+        // `capture `rate` = `result.value`` already quotes its parts.
         let thats: Vec<String> = polls
             .last()
-            .map(|p| p.checks.iter().map(|c| format!("`{}`", c.that)).collect())
+            .map(|p| {
+                p.checks
+                    .iter()
+                    .map(|c| {
+                        if c.that.contains('`') {
+                            c.that.clone()
+                        } else {
+                            format!("`{}`", c.that)
+                        }
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         return format!("{} {}", thats.join(", "), chain(&marks));
     }
