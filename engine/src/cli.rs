@@ -364,7 +364,9 @@ pub async fn cmd_plan(a: PlanArgs) -> i32 {
                 if let Some(Value::String(f)) = args.get_mut("file") {
                     *f = absolute(f);
                 }
-                planned.live = backends.kubernetes.preview(&target, verb, &args).await;
+                planned.live =
+                    crate::backends::preview_kube(&*backends.kubernetes, &target, verb, &args)
+                        .await;
             }
         }
     }

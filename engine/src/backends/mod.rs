@@ -210,13 +210,22 @@ pub trait KubernetesBackend: Send + Sync {
 
     /// What `plan --live` shows: the object and the change this call would make, read from
     /// the cluster without changing it. `None` when the backend cannot tell.
-    async fn preview(
-        &self,
-        _target: &KubernetesBackendSpec,
-        _verb: &str,
-        _args: &Value,
-    ) -> Option<String> {
+    async fn preview(&self, _target: &KubernetesBackendSpec, _call: &KubeCall) -> Option<String> {
         None
+    }
+}
+
+/// `preview` of a verb and its rendered arguments: arguments the verb rejects are what the
+/// step would fail with, on every backend alike.
+pub async fn preview_kube(
+    backend: &dyn KubernetesBackend,
+    target: &KubernetesBackendSpec,
+    verb: &str,
+    args: &Value,
+) -> Option<String> {
+    match KubeCall::parse(verb, args) {
+        Ok(call) => backend.preview(target, &call).await,
+        Err(e) => Some(format!("the step would fail: {}", e.message)),
     }
 }
 

@@ -255,17 +255,11 @@ impl KubernetesBackend for KubeBackend {
         .map(Output::from)
     }
 
-    async fn preview(
-        &self,
-        target: &KubernetesBackendSpec,
-        verb: &str,
-        args: &Value,
-    ) -> Option<String> {
+    async fn preview(&self, target: &KubernetesBackendSpec, call: &KubeCall) -> Option<String> {
         let res = async {
-            let call = KubeCall::parse(verb, args)?;
             let s = self.session(target, None).await?;
             // `plan` passes `apply.file` absolute; nothing else here reads files.
-            let call = verbs::prepare(&s, &call, chrono::Utc::now(), Path::new("."));
+            let call = verbs::prepare(&s, call, chrono::Utc::now(), Path::new("."));
             match call.await {
                 Ok(call) => preview::describe_live(&s, call).await,
                 Err(e) => Err(e),

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
 
 use super::{unscripted, Call, Reply, Snapshot, State};
-use crate::backends::{ActionError, ErrorKind};
+use crate::backends::{ActionError, ComposeCall, ErrorKind};
 use crate::drill::spec::{ServiceChangeSpec, ServiceState};
 use crate::spec::ComposeBackendSpec;
 
@@ -115,17 +115,12 @@ impl Projects {
 }
 
 /// `compose up phoenix: master-orchestrator`, for messages.
-pub fn describe(target: &ComposeBackendSpec, verb: &str, args: &Value) -> String {
-    let mut s = format!("compose {verb}");
+pub fn describe(target: &ComposeBackendSpec, call: &ComposeCall) -> String {
+    let mut s = format!("compose {}", call.verb());
     if let Some(p) = &target.project {
         s.push_str(&format!(" {p}"));
     }
-    let named: Vec<&str> = args
-        .get("services")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .or_else(|| args.get("service").and_then(Value::as_str).map(|s| vec![s]))
-        .unwrap_or_default();
+    let named = call.services();
     if !named.is_empty() {
         s.push_str(&format!(": {}", named.join(" ")));
     }
@@ -133,14 +128,8 @@ pub fn describe(target: &ComposeBackendSpec, verb: &str, args: &Value) -> String
 }
 
 /// Runs one compose verb against the project the backend names (or the only one).
-pub fn call(
-    st: &mut State,
-    target: &ComposeBackendSpec,
-    verb: &str,
-    args: &Value,
-    c: &Call,
-) -> Reply {
-    match dispatch(st, target, verb, args, c) {
+pub fn call(st: &mut State, target: &ComposeBackendSpec, call: &ComposeCall, c: &Call) -> Reply {
+    match dispatch(st, target, call, c) {
         Ok(r) => r,
         Err(e) => Reply::err(e),
     }
@@ -149,10 +138,10 @@ pub fn call(
 fn dispatch(
     st: &mut State,
     target: &ComposeBackendSpec,
-    verb: &str,
-    args: &Value,
+    call: &ComposeCall,
     c: &Call,
 ) -> Result<Reply, ActionError> {
+    let verb = call.verb().as_str();
     let names: Vec<String> = st.compose.0.keys().cloned().collect();
     let pname = match &target.project {
         Some(p) if names.contains(p) => p.clone(),
@@ -176,7 +165,12 @@ fn dispatch(
     };
     let project = st.compose.0.get_mut(&pname).expect("checked above");
     let run = Cli::new(target, &pname);
-    let selected = selected(project, &run, verb, args)?;
+    // `set_image` names its service itself, and checks it in the real backend's words.
+    let named = match call {
+        ComposeCall::SetImage(_) => vec![],
+        _ => call.services(),
+    };
+    let selected = selected(project, &run, verb, &named)?;
     let takes = project.takes;
     // Past the attempt's deadline the real backend kills the compose CLI: the same error, and
     // (a simplification) nothing changed.
@@ -186,8 +180,8 @@ fn dispatch(
         }
     }
     let flag = |on: bool, f: &str| on.then(|| f.to_string());
-    match verb {
-        "ps" => {
+    match call {
+        ComposeCall::Ps(_) => {
             let mut rows: Vec<(String, Value)> = project
                 .services
                 .iter()
@@ -211,7 +205,7 @@ fn dispatch(
             r["services"] = rows.into_iter().map(|(_, row)| row).collect();
             Ok(Reply::ok(r))
         }
-        "pull" => {
+        ComposeCall::Pull(_) => {
             for n in &selected {
                 let image = project.services[n].configured.clone();
                 run.pull(project, &image, &["pull"], &selected, true)?;
@@ -221,9 +215,9 @@ fn dispatch(
                 takes,
             ))
         }
-        "up" => {
-            let detach = args.get("detach").and_then(Value::as_bool).unwrap_or(true);
-            let wait = args.get("wait").and_then(Value::as_bool).unwrap_or(false);
+        ComposeCall::Up(a) => {
+            let detach = a.detach.unwrap_or(true);
+            let wait = a.wait;
             let head: Vec<String> = ["up".to_string()]
                 .into_iter()
                 .chain(flag(detach, "-d"))
@@ -255,21 +249,18 @@ fn dispatch(
             }
             Ok(Reply::Answer(Ok(run.ok(&head, &selected, takes)), takes))
         }
-        "down" => {
+        ComposeCall::Down(a) => {
             for s in project.services.values_mut() {
                 s.state = ServiceState::Absent;
             }
-            let volumes = args
-                .get("volumes")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+            let volumes = a.volumes;
             let head: Vec<String> = ["down".to_string()]
                 .into_iter()
                 .chain(flag(volumes, "-v"))
                 .collect();
             Ok(Reply::Answer(Ok(run.ok(&head, &[], takes)), takes))
         }
-        "restart" | "stop" => {
+        ComposeCall::Restart(_) | ComposeCall::Stop(_) => {
             for n in &selected {
                 let image = project.services[n].image.clone();
                 let started = project.started(&image);
@@ -286,8 +277,8 @@ fn dispatch(
             }
             Ok(Reply::Answer(Ok(run.ok(&[verb], &selected, takes)), takes))
         }
-        "logs" => {
-            let tail = args.get("tail").and_then(Value::as_u64).unwrap_or(100) as usize;
+        ComposeCall::Logs(a) => {
+            let tail = a.tail.unwrap_or(100) as usize;
             let mut out = String::new();
             for n in &selected {
                 let text = &project.services[n].logs;
@@ -305,17 +296,8 @@ fn dispatch(
             r["stdout"] = json!(out);
             Ok(Reply::ok(r))
         }
-        "set_image" => {
-            let service = args
-                .get("service")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let image = args
-                .get("image")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+        ComposeCall::SetImage(a) => {
+            let (service, image) = (a.service.clone(), a.image.clone());
             if !project.services.contains_key(&service) {
                 // The real backend's words (it reads the services from `config`, sorted).
                 let mut known: Vec<&str> = project.services.keys().map(String::as_str).collect();
@@ -347,10 +329,6 @@ fn dispatch(
             r["override_file"] = json!(override_file);
             Ok(Reply::Answer(Ok(r), takes))
         }
-        other => Err(unscripted(
-            c.what,
-            format!("the drill world does not simulate `{other}`"),
-        )),
     }
 }
 
@@ -450,18 +428,9 @@ fn selected(
     project: &Project,
     run: &Cli,
     verb: &str,
-    args: &Value,
+    named: &[String],
 ) -> Result<Vec<String>, ActionError> {
-    let named: Vec<String> = args
-        .get("services")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let named = named.to_vec();
     if named.is_empty() {
         return Ok(project.services.keys().cloned().collect());
     }

@@ -332,14 +332,9 @@ impl KubernetesBackend for World {
         .map_err(|e| prefixed(e, &format!("kubernetes.{}", call.verb())))
     }
 
-    async fn preview(
-        &self,
-        target: &KubernetesBackendSpec,
-        verb: &str,
-        args: &Value,
-    ) -> Option<String> {
+    async fn preview(&self, target: &KubernetesBackendSpec, call: &KubeCall) -> Option<String> {
         let st = self.lock();
-        kube::preview(&st, target, verb, args)
+        kube::preview(&st, target, call)
     }
 }
 
@@ -351,12 +346,11 @@ impl ComposeBackend for World {
         call: &ComposeCall,
         ctx: &CallCtx,
     ) -> Result<Output, ActionError> {
-        let (verb, args) = (call.verb().as_str(), call.args());
-        let what = compose::describe(target, verb, &args);
+        let what = compose::describe(target, call);
         self.handle(BackendKind::Compose, ctx, &what, |st, c| {
-            compose::call(st, target, verb, &args, c)
+            compose::call(st, target, call, c)
         })
         .await
-        .map_err(|e| prefixed(e, &format!("compose.{verb}")))
+        .map_err(|e| prefixed(e, &format!("compose.{}", call.verb())))
     }
 }

@@ -125,8 +125,13 @@ impl Runner {
                         if let Some(Value::String(f)) = args.get_mut("file") {
                             *f = absolute(f);
                         }
-                        if let Some(live) =
-                            self.backends.kubernetes.preview(&target, verb, &args).await
+                        if let Some(live) = crate::backends::preview_kube(
+                            &*self.backends.kubernetes,
+                            &target,
+                            verb,
+                            &args,
+                        )
+                        .await
                         {
                             change.push(format!("live: {}", redactor.str(&live)));
                         }

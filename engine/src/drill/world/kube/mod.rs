@@ -178,11 +178,6 @@ pub(super) fn namespace(target: &KubernetesBackendSpec, explicit: Option<&str>) 
         .to_string()
 }
 
-/// `namespace` for untyped arguments (the preview's).
-fn namespace_of(target: &KubernetesBackendSpec, args: &Value) -> String {
-    namespace(target, args.get("namespace").and_then(Value::as_str))
-}
-
 /// Runs one verb against the cluster.
 pub fn call(st: &mut State, target: &KubernetesBackendSpec, call: &KubeCall, c: &Call) -> Reply {
     let res = match call {

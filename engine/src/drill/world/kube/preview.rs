@@ -1,28 +1,27 @@
 //! `plan --live` in a drill: what a call would change in the simulated cluster, in the real
 //! backend's words.
 
-use serde_json::Value;
-
 use super::super::State;
-use super::namespace_of as namespace;
+use super::namespace;
+use crate::backends::calls::int_of;
+use crate::backends::KubeCall;
 use crate::spec::KubernetesBackendSpec;
 
 /// What a call would change, without changing anything: the simulated counterpart of the real
 /// backend's `plan --live` preview, in the same words (`Deployment prod/web: pod template of
 /// revision 1; image: web:v2 → v1`). `None` for verbs it does not preview.
-pub fn preview(
-    st: &State,
-    target: &KubernetesBackendSpec,
-    verb: &str,
-    args: &Value,
-) -> Option<String> {
+pub fn preview(st: &State, target: &KubernetesBackendSpec, call: &KubeCall) -> Option<String> {
     use crate::backends::kubernetes::image_change;
-    let ns = namespace(target, args);
-    let name = args.get("name").and_then(Value::as_str).unwrap_or("");
+    let (ns, name) = match call {
+        KubeCall::RolloutUndo(a) => (namespace(target, a.namespace.as_deref()), a.name.as_str()),
+        KubeCall::SetImage(a) => (namespace(target, a.namespace.as_deref()), a.name.as_str()),
+        _ => return None,
+    };
     let what = format!("Deployment {ns}/{name}");
     let Some(d) = st.kube.deployments.get(&format!("{ns}/{name}")) else {
-        return matches!(verb, "rollout_undo" | "set_image")
-            .then(|| format!("{what}: does not exist (the step will fail with 404 Not Found)"));
+        return Some(format!(
+            "{what}: does not exist (the step will fail with 404 Not Found)"
+        ));
     };
     let images = |t: &super::super::deployment::Template| -> Vec<(String, String)> {
         t.containers
@@ -46,15 +45,15 @@ pub fn preview(
             })
             .collect()
     };
-    match verb {
-        "rollout_undo" => {
+    match call {
+        KubeCall::RolloutUndo(a) => {
             if d.paused {
                 return Some(format!("{what} is paused; a paused rollout cannot be undone: resume it first (a `resume:` step)"));
             }
-            let to = args.get("to_revision").and_then(|v| {
-                v.as_i64()
-                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-            });
+            let to = a
+                .to_revision
+                .as_ref()
+                .and_then(|t| int_of("to_revision", t).ok());
             let rev = match to.filter(|n| *n != 0) {
                 Some(n) => d.history.iter().find(|r| r.number == n),
                 None if d.history.len() >= 2 => d.history.get(d.history.len() - 2),
@@ -75,12 +74,9 @@ pub fn preview(
             c.insert(0, format!("pod template of revision {}", rev.number));
             Some(format!("{what}: {}", c.join("; ")))
         }
-        "set_image" => {
-            let image = args.get("image").and_then(Value::as_str)?;
-            let container = args
-                .get("container")
-                .and_then(Value::as_str)
-                .filter(|c| !c.is_empty());
+        KubeCall::SetImage(a) => {
+            let image = a.image.as_str();
+            let container = a.container.as_deref().filter(|c| !c.is_empty());
             let names: Vec<&str> = d
                 .template
                 .containers
