@@ -23,7 +23,7 @@ fn start() -> DateTime<Utc> {
     "2026-01-01T00:00:00Z".parse().unwrap()
 }
 
-fn world(yaml: &str) -> (World, Arc<VirtualClock>) {
+pub(super) fn world(yaml: &str) -> (World, Arc<VirtualClock>) {
     let text = format!("{HEAD}{yaml}");
     let doc = crate::yaml::parse("t.yaml", text.as_bytes()).unwrap();
     let spec: DrillSpec = serde_json::from_value(doc.value).unwrap();
@@ -32,7 +32,12 @@ fn world(yaml: &str) -> (World, Arc<VirtualClock>) {
     (World::new(state), Arc::new(VirtualClock::new(start())))
 }
 
-fn ctx(clock: &Arc<VirtualClock>, step: &str, attempt: u32, timeout: Option<Duration>) -> CallCtx {
+pub(super) fn ctx(
+    clock: &Arc<VirtualClock>,
+    step: &str,
+    attempt: u32,
+    timeout: Option<Duration>,
+) -> CallCtx {
     CallCtx {
         step: step.into(),
         attempt,

@@ -11,7 +11,7 @@ mod workload;
 
 pub use preview::preview;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
@@ -30,8 +30,9 @@ pub struct Cluster {
     pub objects: IndexMap<String, Value>,
     /// Who calls (by kubeconfig or context) and what they may do; nobody listed: everything.
     pub users: Vec<KubeUserSpec>,
-    /// By object key: which field manager owns each applied field (`.data.mode`).
-    pub managers: HashMap<String, BTreeMap<String, String>>,
+    /// By object key: which field managers own each applied field (`.data.mode`); applying
+    /// the same value as another manager shares the field, as server-side apply does.
+    pub managers: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
     /// By object key: when it was created and its resourceVersion (world objects: the
     /// drill's start, version 1).
     pub meta: HashMap<String, (DateTime<Utc>, u64)>,
@@ -191,3 +192,6 @@ pub fn call(st: &mut State, target: &KubernetesBackendSpec, call: &KubeCall, c: 
     };
     res.unwrap_or_else(Reply::err)
 }
+
+#[cfg(test)]
+mod tests;

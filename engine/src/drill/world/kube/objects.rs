@@ -238,7 +238,9 @@ fn conflict_message(conflicts: &[(String, String)]) -> String {
         by.entry(m).or_default().push(p);
     }
     let mut lines = vec![];
-    for (m, paths) in by {
+    for (m, mut paths) in by {
+        // The API server lists each manager's fields in order.
+        paths.sort_unstable();
         lines.push(format!("conflicts with \"{m}\":"));
         lines.extend(paths.iter().map(|p| format!("- {p}")));
     }
@@ -292,10 +294,16 @@ pub fn apply(
         let owners = st.kube.managers.entry(key.clone()).or_default();
         let conflicts: Vec<(String, String)> = fields
             .iter()
-            .filter_map(|(p, v)| {
-                let owner = owners.get(&dotted(p))?;
-                let differs = current.as_ref().and_then(|o| at(o, p)) != Some(v);
-                (owner != manager && differs).then(|| (owner.clone(), dotted(p)))
+            .filter(|(p, v)| current.as_ref().and_then(|o| at(o, p)) != Some(v))
+            .flat_map(|(p, _)| {
+                let path = dotted(p);
+                owners
+                    .get(&path)
+                    .into_iter()
+                    .flatten()
+                    .filter(|m| *m != manager)
+                    .map(move |m| (m.clone(), path.clone()))
+                    .collect::<Vec<_>>()
             })
             .collect();
         if !conflicts.is_empty() && !a.force {
@@ -310,18 +318,21 @@ pub fn apply(
         let mut obj = current.unwrap_or_else(|| json!({}));
         merge_patch(&mut obj, &doc);
         let now_owned: Vec<String> = fields.iter().map(|(p, _)| dotted(p)).collect();
-        let dropped: Vec<String> = owners
-            .iter()
-            .filter(|(p, m)| *m == manager && !now_owned.contains(p))
-            .map(|(p, _)| p.clone())
-            .collect();
-        for p in &dropped {
-            owners.remove(p);
-            let keys: Vec<String> = p.split('.').skip(1).map(str::to_string).collect();
-            remove_at(&mut obj, &keys);
+        // Fields this manager no longer applies: it lets go; a field nobody owns goes.
+        for (p, set) in owners.iter_mut() {
+            if !now_owned.contains(p) && set.remove(manager) && set.is_empty() {
+                let keys: Vec<String> = p.split('.').skip(1).map(str::to_string).collect();
+                remove_at(&mut obj, &keys);
+            }
         }
+        owners.retain(|_, set| !set.is_empty());
         for p in now_owned {
-            owners.insert(p, manager.to_string());
+            let set = owners.entry(p.clone()).or_default();
+            // Forced: the other managers lose the fields they conflicted on.
+            if conflicts.iter().any(|(_, cp)| *cp == p) {
+                set.clear();
+            }
+            set.insert(manager.to_string());
         }
         st.kube.objects.insert(key.clone(), obj.clone());
         touch(st, &key, c);
