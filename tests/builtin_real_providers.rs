@@ -59,6 +59,9 @@ struct Now<'a> {
 /// Per-second increments of each series (`metric{labels}`), given the Deployment's state.
 type Rates = dyn Fn(&Now) -> Vec<(&'static str, f64)> + Send + Sync;
 
+/// Whether the service exports a series (`metric{labels}`) now, given the Deployment's state.
+type Exported = dyn Fn(&Now, &str) -> bool + Send + Sync;
+
 /// Counters exposed to the real Prometheus; they stop when this is dropped.
 struct Traffic {
     exporter: Arc<Exporter>,
@@ -82,6 +85,20 @@ impl Traffic {
         name: &str,
         initial: &[(&'static str, f64)],
         rates: Box<Rates>,
+    ) -> Traffic {
+        Traffic::start_exporting(env, client, ns, name, initial, rates, Box::new(|_, _| true))
+    }
+
+    /// As `start`, exporting only the series `exported` names at each moment (a series no
+    /// longer exported goes stale in Prometheus).
+    fn start_exporting(
+        env: &TestEnv,
+        client: kube::Client,
+        ns: &str,
+        name: &str,
+        initial: &[(&'static str, f64)],
+        rates: Box<Rates>,
+        exported: Box<Exported>,
     ) -> Traffic {
         let exporter = Arc::new(Exporter::start(env, "rb-providers"));
         let stop = Arc::new(AtomicBool::new(false));
@@ -109,6 +126,7 @@ impl Traffic {
                 }
                 let text: String = counters
                     .iter()
+                    .filter(|(k, _)| exported(&now, k))
                     .map(|(k, v)| format!("{k} {v:.3}\n"))
                     .collect();
                 e2.set(&text);
@@ -684,10 +702,7 @@ const QUOTA_LIMIT: f64 = 1_000_000.0;
 /// quota gauges are the tokens used so far (starting at `used` of the limit) and the limit.
 fn token_traffic(before: f64, after: f64) -> Box<Rates> {
     Box::new(move |now: &Now| {
-        let eased = now.rolled_out
-            && env_of(now.d, "ENABLE_CIRCUIT_BREAKER").as_deref() == Some("true")
-            && env_of(now.d, "FALLBACK_ROLE").as_deref() == Some("architect")
-            && env_of(now.d, "FALLBACK_ROLE_MODEL").as_deref() == Some("secondary-large-v1");
+        let eased = breaker_live(now);
         let primary = if eased { after } else { before };
         let secondary = if eased {
             (before - after).max(0.0)
@@ -704,6 +719,14 @@ fn token_traffic(before: f64, after: f64) -> Box<Rates> {
             ),
         ]
     })
+}
+
+/// The circuit breaker and the architect's routing are live on every pod.
+fn breaker_live(now: &Now) -> bool {
+    now.rolled_out
+        && env_of(now.d, "ENABLE_CIRCUIT_BREAKER").as_deref() == Some("true")
+        && env_of(now.d, "FALLBACK_ROLE").as_deref() == Some("architect")
+        && env_of(now.d, "FALLBACK_ROLE_MODEL").as_deref() == Some("secondary-large-v1")
 }
 
 fn quota_initial(used: f64) -> Vec<(&'static str, f64)> {
@@ -727,11 +750,13 @@ fn quota_initial(used: f64) -> Vec<(&'static str, f64)> {
     ]
 }
 
+/// The runbook's example: the rate, only while the counter is exported (`and`).
 fn consumption_query(t: &Traffic) -> String {
-    format!(
-        "sum(rate(model_api_tokens_total{{{},provider=\"primary\"}}[10s]))",
+    let tokens = format!(
+        "model_api_tokens_total{{{},provider=\"primary\"}}",
         t.label()
-    )
+    );
+    format!("sum(rate({tokens}[10s]) and {tokens})")
 }
 
 fn rate_limit_inputs(
@@ -768,7 +793,15 @@ struct RateLimitWorld {
     posts: Arc<Mutex<Vec<Value>>>,
 }
 
-async fn rate_limit_world(env: &TestEnv, prefix: &str, before: f64, after: f64) -> RateLimitWorld {
+/// `exported_after_change`: whether the token counters are still exported once the change is
+/// live on every pod.
+async fn rate_limit_world(
+    env: &TestEnv,
+    prefix: &str,
+    before: f64,
+    after: f64,
+    exported_after_change: bool,
+) -> RateLimitWorld {
     let client = kube_client(env).await;
     let (guard, ns) = namespaces(env, &client, &[prefix]).await;
     let ns = ns[0].clone();
@@ -781,13 +814,17 @@ async fn rate_limit_world(env: &TestEnv, prefix: &str, before: f64, after: f64) 
         json!({}),
     )
     .await;
-    let traffic = Traffic::start(
+    let traffic = Traffic::start_exporting(
         env,
         client.clone(),
         &ns,
         "flow-engine",
         &quota_initial(0.82),
         token_traffic(before, after),
+        Box::new(move |now: &Now, series: &str| {
+            exported_after_change
+                || !(series.starts_with("model_api_tokens_total") && breaker_live(now))
+        }),
     );
     let posts = Arc::new(Mutex::new(vec![]));
     let webhook = format!("{}/hooks/T0/B0/test", ops_webhook(posts.clone()).await);
@@ -814,7 +851,7 @@ async fn rate_limit_breaker_and_routing_lower_the_consumption_prometheus_measure
     let Some(env) = k8s_and_prometheus() else {
         return;
     };
-    let w = rate_limit_world(&env, "rb-quota-ok", 240.0, 118.5).await;
+    let w = rate_limit_world(&env, "rb-quota-ok", 240.0, 118.5, true).await;
     let work = tempfile::tempdir().expect("tempdir");
     let started = Instant::now();
     let r = run_builtin(
@@ -879,7 +916,7 @@ async fn rate_limit_undoes_the_breaker_and_the_routing_when_consumption_keeps_ri
     let Some(env) = k8s_and_prometheus() else {
         return;
     };
-    let w = rate_limit_world(&env, "rb-quota-runaway", 240.0, 265.0).await;
+    let w = rate_limit_world(&env, "rb-quota-runaway", 240.0, 265.0, true).await;
     let work = tempfile::tempdir().expect("tempdir");
     let started = Instant::now();
     let r = run_builtin(
@@ -921,7 +958,7 @@ async fn rate_limit_stops_when_the_real_prometheus_has_no_quota_series() {
     let Some(env) = k8s_and_prometheus() else {
         return;
     };
-    let w = rate_limit_world(&env, "rb-quota-typo", 240.0, 118.5).await;
+    let w = rate_limit_world(&env, "rb-quota-typo", 240.0, 118.5, true).await;
     let l = w.traffic.label();
     let typo =
         format!("topk(1, model_api_quota_used_token{{{l}}} / model_api_quota_limit_tokens{{{l}}})");
@@ -956,4 +993,44 @@ async fn rate_limit_stops_when_the_real_prometheus_has_no_quota_series() {
         "{env_after:?}"
     );
     assert_mirrors(&r, "rate-limit/quota-no-data.yaml");
+}
+
+/// Mirrors drill rate-limit/consumption-no-data: once the breaker and the routing are live,
+/// the restarted pods no longer export the token counter; the real Prometheus marks the
+/// series stale and, when its samples leave the query's window, answers an empty vector. No
+/// data is not a fall in consumption: after `verify_timeout` `consumption_falls` fails saying
+/// "no data" with the query, both switches are undone and the run escalates.
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_does_not_take_a_vanished_token_counter_for_a_fall_in_consumption() {
+    let Some(env) = k8s_and_prometheus() else {
+        return;
+    };
+    let w = rate_limit_world(&env, "rb-quota-gone", 240.0, 118.5, false).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let r = run_builtin(
+        &env,
+        "rate-limit",
+        work.path(),
+        &rate_limit_inputs(&w.traffic, &env, &w.ns, "25s"),
+        &["reset_time=in 3h", "approve=yes", "escalate=done"],
+        &[("OPS_WEBHOOK_URL", &w.webhook)],
+    )
+    .await;
+    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(r.code, 1, "{}", r.log());
+    let e = r.error("consumption_falls");
+    assert!(
+        e.contains("no data: the query returned no series")
+            && e.contains(&consumption_query(&w.traffic)),
+        "{e}"
+    );
+    assert_eq!(r.undo("breaker")["ok"], true, "{}", r.log());
+    assert_eq!(r.undo("route")["ok"], true, "{}", r.log());
+    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
+    assert!(
+        !env_after.contains_key("ENABLE_CIRCUIT_BREAKER"),
+        "{env_after:?}"
+    );
+    assert_mirrors(&r, "rate-limit/consumption-no-data.yaml");
 }
