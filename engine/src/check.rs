@@ -1466,7 +1466,7 @@ fn check_step(
     if matches!(
         action.kind,
         ActionKind::Kubernetes {
-            verb: "rollout_status"
+            verb: crate::backends::KubeVerb::RolloutStatus
         }
     ) && timeout.is_none()
         && timeout_template.is_none()
@@ -1550,8 +1550,8 @@ fn check_step(
 
 fn own_safety(a: &Action) -> Safety {
     match &a.kind {
-        ActionKind::Kubernetes { verb } => spec::kube_verb_safety(verb),
-        ActionKind::Compose { verb } => spec::compose_verb_safety(verb),
+        ActionKind::Kubernetes { verb } => spec::kube_verb_safety(verb.as_str()),
+        ActionKind::Compose { verb } => spec::compose_verb_safety(verb.as_str()),
         ActionKind::Shell => Safety::Reversible,
         ActionKind::Http => {
             let m = a
@@ -1945,7 +1945,9 @@ fn check_action(
             if !literal_arg_error(cx, ptr, verbs[0], &body[verbs[0]], args, "kubernetes") {
                 return None;
             }
-            ActionKind::Kubernetes { verb: verbs[0] }
+            ActionKind::Kubernetes {
+                verb: crate::backends::KubeVerb::parse(verbs[0])?,
+            }
         }
         "compose" => {
             let verbs: Vec<&'static str> = spec::COMPOSE_VERBS
@@ -1970,7 +1972,9 @@ fn check_action(
             if !literal_arg_error(cx, ptr, verbs[0], &body[verbs[0]], args, "compose") {
                 return None;
             }
-            ActionKind::Compose { verb: verbs[0] }
+            ActionKind::Compose {
+                verb: crate::backends::ComposeVerb::parse(verbs[0])?,
+            }
         }
         "prometheus" => {
             resolve_backend(cx, spec, ptr, "prometheus", backend_name, false);

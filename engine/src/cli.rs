@@ -353,7 +353,7 @@ pub async fn cmd_plan(a: PlanArgs) -> i32 {
                     .and_then(|b| b.kubernetes)
                     .unwrap_or_default();
                 // Relative paths resolve against the runbook's directory, as in a run.
-                let mut args = planned.rendered[*verb].clone();
+                let mut args = planned.rendered[verb.as_str()].clone();
                 let absolute = |p: &str| {
                     let p = crate::backends::expand_home(p);
                     rb.dir().join(p).display().to_string()
@@ -364,9 +364,13 @@ pub async fn cmd_plan(a: PlanArgs) -> i32 {
                 if let Some(Value::String(f)) = args.get_mut("file") {
                     *f = absolute(f);
                 }
-                planned.live =
-                    crate::backends::preview_kube(&*backends.kubernetes, &target, verb, &args)
-                        .await;
+                planned.live = crate::backends::preview_kube(
+                    &*backends.kubernetes,
+                    &target,
+                    verb.as_str(),
+                    &args,
+                )
+                .await;
             }
         }
     }

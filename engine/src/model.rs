@@ -186,10 +186,10 @@ pub enum ActionKind {
     Shell,
     Http,
     Kubernetes {
-        verb: &'static str,
+        verb: crate::backends::KubeVerb,
     },
     Compose {
-        verb: &'static str,
+        verb: crate::backends::ComposeVerb,
     },
     Confirm,
     Manual,

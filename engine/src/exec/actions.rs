@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 use crate::backends::prometheus::{PromQuery, PromRange, PromTarget};
 use crate::backends::{
-    ActionError, Backends, CallCtx, ErrorKind, HttpRequest, Output, ShellRequest,
+    ActionError, Backends, CallCtx, ComposeVerb, ErrorKind, HttpRequest, KubeVerb, Output,
+    ShellRequest,
 };
 use crate::model::{fmt_duration, parse_duration, Action, ActionKind, Runbook};
 use crate::spec::{self, BackendSpec};
@@ -161,7 +162,7 @@ pub fn summary(kind: &ActionKind, body: &Value, rb: &Runbook) -> String {
             format!("{method} {url}")
         }
         ActionKind::Kubernetes { verb } => {
-            let args = &body[*verb];
+            let args = &body[verb.as_str()];
             let kind = args
                 .get("kind")
                 .and_then(Value::as_str)
@@ -173,15 +174,15 @@ pub fn summary(kind: &ActionKind, body: &Value, rb: &Runbook) -> String {
                 .map(|n| format!(" -n {n}"))
                 .unwrap_or_default();
             let detail = match *verb {
-                "set_image" => format!(
+                KubeVerb::SetImage => format!(
                     " image={}",
                     args.get("image").and_then(Value::as_str).unwrap_or("?")
                 ),
-                "scale" => format!(
+                KubeVerb::Scale => format!(
                     " replicas={}",
                     args.get("replicas").map(value_text).unwrap_or_default()
                 ),
-                "set_env" => {
+                KubeVerb::SetEnv => {
                     let set: Vec<String> = args
                         .get("set")
                         .and_then(Value::as_object)
@@ -201,16 +202,16 @@ pub fn summary(kind: &ActionKind, body: &Value, rb: &Runbook) -> String {
                         set.into_iter().chain(unset).collect::<Vec<_>>().join(" ")
                     )
                 }
-                "rollout_undo" => args
+                KubeVerb::RolloutUndo => args
                     .get("to_revision")
                     .map(|r| format!(" to revision {}", value_text(r)))
                     .unwrap_or_else(|| " to the previous revision".into()),
-                "list" => args
+                KubeVerb::List => args
                     .get("selector")
                     .and_then(Value::as_str)
                     .map(|s| format!(" -l {s}"))
                     .unwrap_or_default(),
-                "apply" => {
+                KubeVerb::Apply => {
                     return match args.get("file").and_then(Value::as_str) {
                         Some(f) => format!("kubernetes apply (server-side) -f {f}"),
                         None => {
@@ -235,14 +236,14 @@ pub fn summary(kind: &ActionKind, body: &Value, rb: &Runbook) -> String {
             format!("kubernetes {verb} {kind}{name_part}{ns}{detail}")
         }
         ActionKind::Compose { verb } => {
-            let args = &body[*verb];
+            let args = &body[verb.as_str()];
             let services: Vec<String> = args
                 .get("services")
                 .and_then(Value::as_array)
                 .map(|a| a.iter().map(value_text).collect())
                 .unwrap_or_default();
             match *verb {
-                "set_image" => format!(
+                ComposeVerb::SetImage => format!(
                     "compose set_image {} → {}",
                     args.get("service").and_then(Value::as_str).unwrap_or("?"),
                     args.get("image").and_then(Value::as_str).unwrap_or("?")
@@ -613,7 +614,7 @@ pub async fn execute(
                 .and_then(|b| env.backends_real.get(b))
                 .and_then(|b| b.kubernetes.clone())
                 .unwrap_or_default();
-            let call = crate::backends::KubeCall::parse(verb, &real[*verb])?;
+            let call = crate::backends::KubeCall::parse(verb.as_str(), &real[verb.as_str()])?;
             env.backends.kubernetes.call(&target, &call, ctx).await
         }
         ActionKind::Compose { verb } => {
@@ -621,7 +622,7 @@ pub async fn execute(
                 .and_then(|b| env.backends_real.get(b))
                 .and_then(|b| b.compose.clone())
                 .unwrap_or_default();
-            let call = crate::backends::ComposeCall::parse(verb, &real[*verb])?;
+            let call = crate::backends::ComposeCall::parse(verb.as_str(), &real[verb.as_str()])?;
             env.backends.compose.call(&target, &call, ctx).await
         }
         ActionKind::Wait(d) => {

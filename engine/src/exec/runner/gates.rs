@@ -114,7 +114,7 @@ impl Runner {
                             .and_then(|b| frame.backends_real.get(b))
                             .and_then(|b| b.kubernetes.clone())
                             .unwrap_or_default();
-                        let mut args = r.real[*verb].clone();
+                        let mut args = r.real[verb.as_str()].clone();
                         let absolute = |p: &str| {
                             let p = crate::backends::expand_home(p);
                             rb.dir().join(p).display().to_string()
@@ -128,7 +128,7 @@ impl Runner {
                         if let Some(live) = crate::backends::preview_kube(
                             &*self.backends.kubernetes,
                             &target,
-                            verb,
+                            verb.as_str(),
                             &args,
                         )
                         .await
