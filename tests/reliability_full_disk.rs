@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// Three mutating steps around a read-only one. The argv of `two` is longer than a memory page,
-/// so its `step_started` event can never fit in the slack left at the end of the journal's last
-/// page: the journal breaks exactly there when the disk fills after the step before.
+/// Three mutating steps around a read-only one. The argv of `two` is longer than the journal's
+/// first preallocated chunk (`FIRST_CHUNK`, 64 KiB, see `exec/journal.rs`), so its
+/// `step_started` event can never fit in the space the journal reserved ahead of its events:
+/// the journal breaks exactly there when the disk fills after the step before.
 fn runbook_text(work: &Path) -> String {
-    let pad = "p".repeat(6000);
+    let pad = "p".repeat(70_000);
     format!(
         r#"apiVersion: runbook/v1
 kind: Runbook

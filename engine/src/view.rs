@@ -214,9 +214,14 @@ impl Inner {
         let line = crate::term::visible(&self.redactor.str(line)).into_owned();
         // A guided run wraps long lines at word boundaries to the terminal's width, each
         // continuation indented under the start of its text; CI logs keep one line each.
-        let text = match (self.style, terminal_width()) {
-            (Style::Rich, Some(w)) => wrap(&line, w),
-            _ => line,
+        // (The width is asked of the terminal only when it is used: two ioctls a line.)
+        let width = match self.style {
+            Style::Rich => terminal_width(),
+            _ => None,
+        };
+        let text = match width {
+            Some(w) => wrap(&line, w),
+            None => line,
         };
         match self
             .running
@@ -226,7 +231,10 @@ impl Inner {
         {
             Some(bar) => bar.println(text),
             None => {
-                let _ = writeln!(self.out, "{text}");
+                // One write per line (stderr is not buffered).
+                let mut text = text;
+                text.push('\n');
+                let _ = self.out.write_all(text.as_bytes());
             }
         }
     }

@@ -399,19 +399,29 @@ pub fn kill_running_groups() {
     }
 }
 
-/// This machine's host name.
+/// This machine's host name, read once per process (every step's `process_started` records
+/// it).
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "unknown".into())
+    })
+    .clone()
 }
 
-/// This boot of the kernel (`/proc/sys/kernel/random/boot_id`), empty when unknown.
+/// This boot of the kernel (`/proc/sys/kernel/random/boot_id`), empty when unknown. Read once
+/// per process: a process lives within one boot.
 pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
+    .clone()
 }
 
 /// A process's start time in clock ticks since boot (`/proc/<pid>/stat`, field 22).

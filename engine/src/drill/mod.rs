@@ -16,4 +16,7 @@ pub mod spec;
 pub mod training;
 pub mod world;
 
+#[cfg(test)]
+mod inprocess_tests;
+
 pub use model::Drill;
