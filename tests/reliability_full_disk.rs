@@ -159,14 +159,17 @@ fn a_full_journal_disk_stops_the_run_before_the_next_mutating_step() {
     for k in 1..n {
         let _ = std::fs::remove_dir_all(&runs);
         let _ = std::fs::remove_file(work.join("log"));
-        let child = runbook(&work)
+        // The run's output goes to a file: `two`'s command line (printed before its attempt)
+        // is longer than a pipe's buffer, which nobody reads while the run is paused.
+        let err_path = work.join("stderr");
+        let mut child = runbook(&work)
             .arg("run")
             .arg(&rb)
             .args(["--non-interactive", "--journal-dir"])
             .arg(&runs)
             .env("RUNBOOK_TEST_PAUSE_AFTER", k.to_string())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&err_path).unwrap())
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -179,8 +182,8 @@ fn a_full_journal_disk_stops_the_run_before_the_next_mutating_step() {
         };
         disk.fill();
         std::fs::remove_file(&marker).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let status = child.wait().unwrap();
+        let err = std::fs::read_to_string(&err_path).unwrap();
         assert!(!err.contains("panicked"), "{err}");
 
         // Whatever ran, ran journaled: a mutating step's effect implies its attempt is durable.
@@ -198,7 +201,7 @@ fn a_full_journal_disk_stops_the_run_before_the_next_mutating_step() {
         }
         let finished = ev.iter().any(|e| e["event"] == "run_finished");
         if !finished {
-            assert_eq!(out.status.code(), Some(1), "after event {k}: {err}");
+            assert_eq!(status.code(), Some(1), "after event {k}: {err}");
             assert!(err.contains("cannot write the journal"), "{err}");
         }
         if ev
