@@ -15,12 +15,11 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// Three mutating steps around a read-only one. The argv of `two` is longer than the journal's
-/// first preallocated chunk (`FIRST_CHUNK`, 64 KiB, see `exec/journal.rs`), so its
-/// `step_started` event can never fit in the space the journal reserved ahead of its events:
-/// the journal breaks exactly there when the disk fills after the step before.
+/// Three mutating steps around a read-only one. The argv of `two` is longer than a memory page,
+/// so its `step_started` event can never fit in the slack left at the end of the journal's last
+/// page: the journal breaks exactly there when the disk fills after the step before.
 fn runbook_text(work: &Path) -> String {
-    let pad = "p".repeat(70_000);
+    let pad = "p".repeat(6000);
     format!(
         r#"apiVersion: runbook/v1
 kind: Runbook
@@ -159,17 +158,14 @@ fn a_full_journal_disk_stops_the_run_before_the_next_mutating_step() {
     for k in 1..n {
         let _ = std::fs::remove_dir_all(&runs);
         let _ = std::fs::remove_file(work.join("log"));
-        // The run's output goes to a file: `two`'s command line (printed before its attempt)
-        // is longer than a pipe's buffer, which nobody reads while the run is paused.
-        let err_path = work.join("stderr");
-        let mut child = runbook(&work)
+        let child = runbook(&work)
             .arg("run")
             .arg(&rb)
             .args(["--non-interactive", "--journal-dir"])
             .arg(&runs)
             .env("RUNBOOK_TEST_PAUSE_AFTER", k.to_string())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&err_path).unwrap())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -182,8 +178,8 @@ fn a_full_journal_disk_stops_the_run_before_the_next_mutating_step() {
         };
         disk.fill();
         std::fs::remove_file(&marker).unwrap();
-        let status = child.wait().unwrap();
-        let err = std::fs::read_to_string(&err_path).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!err.contains("panicked"), "{err}");
 
         // Whatever ran, ran journaled: a mutating step's effect implies its attempt is durable.
@@ -201,7 +197,7 @@ fn a_full_journal_disk_stops_the_run_before_the_next_mutating_step() {
         }
         let finished = ev.iter().any(|e| e["event"] == "run_finished");
         if !finished {
-            assert_eq!(status.code(), Some(1), "after event {k}: {err}");
+            assert_eq!(out.status.code(), Some(1), "after event {k}: {err}");
             assert!(err.contains("cannot write the journal"), "{err}");
         }
         if ev

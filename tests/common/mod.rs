@@ -111,13 +111,10 @@ pub fn journal_path(journal_dir: &Path) -> PathBuf {
     runs[0].join("journal.jsonl")
 }
 
-/// Every event of a journal; panics on a line that is not JSON. The NUL bytes after the last
-/// line of a run that did not end (SIGKILL) are the journal's reserved, unwritten space, not a
-/// line (docs/reliability.md).
+/// Every event of a journal; panics on a line that is not JSON.
 pub fn events(journal: &Path) -> Vec<Value> {
     std::fs::read_to_string(journal)
         .unwrap()
-        .trim_end_matches('\0')
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad journal line {l}: {e}")))
         .collect()

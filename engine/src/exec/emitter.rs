@@ -115,14 +115,6 @@ impl Emitter {
             if self.broken.is_none() {
                 match j.append_all_sync(&batch, sync) {
                     Ok(()) => {
-                        // The run ended: the file gives back its reserved tail (a resume
-                        // reserves anew), so that a finished journal holds whole lines only.
-                        if batch
-                            .iter()
-                            .any(|e| matches!(e.event, Event::RunFinished { .. }))
-                        {
-                            let _ = j.trim();
-                        }
                         if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
                             pause_hook(first.seq..=last.seq, j.run_dir());
                         }
