@@ -5,9 +5,9 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
-fn check(bytes: &[u8]) -> runbook::check::Report {
+fn check(bytes: &[u8]) -> runbook::load::Report {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fuzz.yaml");
-    runbook::check::check_bytes("fuzz.yaml", &path, bytes)
+    runbook::load::check_bytes("fuzz.yaml", &path, bytes)
 }
 
 /// The examples, as seeds for mutation.

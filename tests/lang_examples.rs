@@ -99,7 +99,7 @@ fn examples_are_free_of_warnings() {
 
 #[test]
 fn examples_use_every_step_kind() {
-    use runbook::check::{check_path, Checked};
+    use runbook::load::{check_path, Checked};
     let mut kinds = std::collections::BTreeSet::new();
     let mut text = String::new();
     for f in shipped() {

@@ -13,7 +13,7 @@ fn checked_in_schema_matches_the_binary() {
     let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         checked_in == out.stdout,
-        "schemas/runbook.schema.json is out of date with the Rust types in engine/src/spec.rs.\n\
+        "schemas/runbook.schema.json is out of date with the Rust types in engine/src/spec/.\n\
          Regenerate it with:\n\n    cargo run -q -- schema > schemas/runbook.schema.json\n"
     );
 }

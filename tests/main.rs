@@ -11,6 +11,7 @@ mod common;
 mod lang_support;
 mod report_support;
 
+mod architecture;
 mod builtin_real;
 mod builtin_real_flows;
 mod builtin_real_providers;

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use runbook::check::{self, Checked};
+use runbook::load::{self as check, Checked};
 use runbook::spec;
 use serde_json::{json, Value};
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use runbook::check::{check_path, Checked};
+use runbook::load::{check_path, Checked};
 use runbook::drill::expect::evaluate;
 use runbook::drill::runner;
 

@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::backends::{kubernetes::Overrides, Backends};
 use crate::exec::actions;
 use crate::exec::context::{steps_read_in, RunContext};
 use crate::exec::gate::{hint, GateKind, GateRequest};
@@ -445,4 +446,46 @@ pub fn worst_case(rb: &Runbook) -> Duration {
             per * s.retry.attempts
         })
         .sum()
+}
+
+/// `plan --live`: each Kubernetes step's change as the live cluster would see it (read only).
+pub async fn preview_live(
+    p: &mut Plan,
+    rb: &Runbook,
+    inputs: &IndexMap<String, Value>,
+    context: Option<String>,
+    namespace: Option<String>,
+) {
+    let backends = Backends::real(Overrides { context, namespace });
+    let ctx = plan_context(rb, inputs).display(None);
+    for (planned, step) in p.steps.iter_mut().zip(&rb.steps) {
+        if let ActionKind::Kubernetes { verb } = &step.action.kind {
+            if !planned.runtime_values.is_empty() {
+                continue;
+            }
+            let mut target = step
+                .action
+                .backend
+                .as_ref()
+                .and_then(|b| rb.spec.backends.get(b))
+                .and_then(|b| crate::exec::actions::render_backend(b, &ctx).ok())
+                .and_then(|b| b.kubernetes)
+                .unwrap_or_default();
+            // Relative paths resolve against the runbook's directory, as in a run.
+            let mut args = planned.rendered[verb.as_str()].clone();
+            let absolute = |p: &str| {
+                let p = crate::backends::expand_home(p);
+                rb.dir().join(p).display().to_string()
+            };
+            if let Some(k) = target.kubeconfig.as_mut() {
+                *k = absolute(k);
+            }
+            if let Some(Value::String(f)) = args.get_mut("file") {
+                *f = absolute(f);
+            }
+            planned.live =
+                crate::backends::preview_kube(&*backends.kubernetes, &target, verb.as_str(), &args)
+                    .await;
+        }
+    }
 }

@@ -23,7 +23,7 @@ impl TerminalPrompter {
 }
 
 /// Text handed to dialoguer, which writes it to the terminal as it is: made visible first
-/// (`term::visible`), like everything else shown (`view.rs` does the lines printed above a
+/// (`term::visible`), like everything else shown (`view` does the lines printed above a
 /// prompt).
 fn shown(s: &str) -> String {
     crate::term::visible(s).into_owned()

@@ -8,11 +8,17 @@
 //! macros below, which shadow std's in every module of the crate), so a new message cannot
 //! bypass the sanitiser by accident. Styled output whose escapes the engine itself produces
 //! (miette's colours, indicatif's spinners, dialoguer's prompts) sanitises its *inputs* instead:
-//! `diag::Diagnostic::render`, `view.rs` and `prompt.rs`.
+//! `diag::Diagnostic::render`, `view` and `prompt.rs`.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write as _;
+
+/// Colour on stderr: only at a terminal, and never with `NO_COLOR` set (any value).
+pub fn color() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
 
 /// Whether `c` is shown as an escape rather than sent to the terminal. Line feed and tab are
 /// sent (they move to the next line or column, nothing else); every other C0 control, DEL,

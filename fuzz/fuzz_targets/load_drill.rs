@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut doc = b"apiVersion: runbook/v1\nkind: Drill\n".to_vec();
     doc.extend_from_slice(data);
-    let _ = runbook::check::check_bytes("fuzz.yaml", std::path::Path::new("fuzz.yaml"), &doc);
+    let _ = runbook::load::check_bytes("fuzz.yaml", std::path::Path::new("fuzz.yaml"), &doc);
 });

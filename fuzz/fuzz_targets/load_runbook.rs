@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use runbook::check::{self, Checked};
+use runbook::load::{self as check, Checked};
 
 fuzz_target!(|data: &[u8]| {
     let report = check::check_bytes("fuzz.yaml", std::path::Path::new("fuzz.yaml"), data);

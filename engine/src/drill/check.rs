@@ -13,9 +13,9 @@ use serde_json::{Map, Value};
 use super::model::{Drill, Expect, DEFAULT_START};
 use super::spec::{drill_schema, DrillSpec, ExpectedOutcome};
 use super::world::build::{self, Problem};
-use crate::check::{check_path, schema_diagnostics, Checked, Reports};
-use crate::cli::gate_ids;
+use crate::check::{check_path, schema_diagnostics, Reports};
 use crate::diag::{did_you_mean, Diagnostic};
+use crate::exec::gate::gate_ids;
 use crate::exec::gate::{parse_answer, GateKind};
 use crate::inputs;
 use crate::model::{parse_duration, ActionKind, Runbook};
@@ -80,6 +80,13 @@ fn quoted(items: &[String]) -> String {
         .map(|s| format!("`{s}`"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Reads and checks a drill file (`load::check_path` takes a file of either kind).
+pub fn check_drill_path(path: &Path) -> crate::check::Report<Drill> {
+    crate::check::check_path_with(path, |file, path, text, _bytes, doc| {
+        check_drill(file, path, text, doc)
+    })
 }
 
 /// Checks a parsed drill document.
@@ -275,7 +282,7 @@ fn runbook(cx: &mut Cx, drill_path: &Path, rel: &str) -> Option<Arc<Runbook>> {
         return None;
     }
     match report.checked {
-        Some(Checked::Runbook(rb)) => Some(Arc::new(*rb)),
+        Some(rb) => Some(Arc::new(*rb)),
         _ => {
             cx.err(
                 "/runbook",

@@ -1,12 +1,12 @@
 //! The runner, in process: small runbooks run against a simulated world on the virtual clock
 //! (milliseconds each, whatever the virtual durations), through the public entry points only
-//! (`check::check_path`, `drill::runner::run`, `drill::expect`), so that they hold whatever
+//! (`drill::check::check_drill_path`, `drill::runner::run`, `drill::expect`), so that they hold whatever
 //! shape the runner's code takes inside.
 
 use std::path::Path;
 use std::time::Duration;
 
-use crate::check::{check_path, Checked};
+use crate::drill::check::check_drill_path;
 use crate::drill::expect::{ending, step_outcomes};
 use crate::drill::runner::{run, DrillRun};
 use crate::drill::Drill;
@@ -20,9 +20,9 @@ fn drill(dir: &Path, runbook: &str, drill: &str) -> Drill {
     );
     let path = dir.join("rb.drill.yaml");
     std::fs::write(&path, text).unwrap();
-    let report = check_path(&path);
+    let report = check_drill_path(&path);
     match report.checked {
-        Some(Checked::Drill(d)) if !report.has_errors() => *d,
+        Some(d) if !report.has_errors() => d,
         _ => panic!("the drill does not check: {:#?}", report.diagnostics),
     }
 }

@@ -6,14 +6,12 @@
 //! backend traits; `training` runs a runbook interactively against a drill's world.
 
 pub mod check;
-pub mod cli;
 pub mod expect;
 pub mod junit;
 pub mod model;
 pub mod runner;
 pub mod score;
 pub mod spec;
-pub mod training;
 pub mod world;
 
 #[cfg(test)]

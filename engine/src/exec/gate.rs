@@ -8,6 +8,7 @@ use std::io;
 use serde_json::Value;
 
 use super::events::AnswerVia;
+use crate::model::{ActionKind, Runbook};
 use crate::spec::{InputSpec, Safety};
 
 /// What kind of answer a gate needs.
@@ -397,6 +398,77 @@ pub fn parse_answer(kind: &GateKind, raw: &str) -> Result<Answer, String> {
             "abort" => Ok(Answer::Process(ProcessReply::Abort)),
             _ => Err("expected wait, kill or abort".into()),
         },
+    }
+}
+
+/// Every gate id of a runbook (including called runbooks' and manual undos), with its kind.
+pub fn gate_ids(rb: &Runbook, prefix: &str, out: &mut Vec<(String, GateKind)>) {
+    for s in rb.steps.iter().chain(&rb.on_failure) {
+        let id = format!("{prefix}{}", s.id);
+        let kind = match &s.action.kind {
+            ActionKind::Confirm => Some(GateKind::Confirm),
+            ActionKind::Manual => Some(GateKind::Manual),
+            ActionKind::Input => {
+                serde_json::from_value::<crate::spec::InputAction>(s.action.body.clone())
+                    .ok()
+                    .map(|ia| GateKind::Input(Box::new(crate::inputs::input_action_spec(&ia))))
+            }
+            ActionKind::Call(child) => {
+                gate_ids(child, &format!("{id}/"), out);
+                None
+            }
+            _ => None,
+        };
+        // Any step may be a terminal or a resume gate.
+        out.push((id.clone(), kind.unwrap_or(GateKind::Resume)));
+        // A resume asks about a step's process group that outlived an interruption.
+        out.push((format!("{id}.process"), GateKind::Process));
+        if let Some(u) = &s.undo {
+            if matches!(u.action.kind, ActionKind::Manual) {
+                out.push((format!("{id}.undo"), GateKind::Manual));
+            } else {
+                // A terminal undo's gate, or the resume gate of an undo that did not finish.
+                out.push((format!("{id}.undo"), GateKind::Resume));
+                out.push((format!("{id}.undo.process"), GateKind::Process));
+            }
+        }
+    }
+}
+
+/// Parses and checks `--answer ID=VALUE` flags against the runbook's gates.
+pub fn parse_answers(rb: &Runbook, raw: &[String]) -> Result<HashMap<String, String>, Vec<String>> {
+    let mut ids = vec![];
+    gate_ids(rb, "", &mut ids);
+    let mut out = HashMap::new();
+    let mut errors = vec![];
+    for a in raw {
+        let Some((id, value)) = a.split_once('=') else {
+            errors.push(format!("`--answer {a}` is not of the form ID=VALUE"));
+            continue;
+        };
+        let id = id.trim();
+        match ids.iter().find(|(i, _)| i == id) {
+            None => {
+                let hint = crate::diag::did_you_mean(id, ids.iter().map(|(i, _)| i.as_str()))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                errors.push(format!(
+                    "`--answer {a}`: the runbook has no step `{id}`{hint}"
+                ));
+            }
+            Some((_, kind)) => {
+                if let Err(e) = parse_answer(kind, value) {
+                    errors.push(format!("`--answer {a}`: {e}"));
+                } else {
+                    out.insert(id.to_string(), value.to_string());
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
     }
 }
 

@@ -61,21 +61,26 @@ impl Scrubber {
     }
 
     /// Adds the secrets of the runbook the journal names, as far as they can be read now (its
-    /// environment variables and files). Best effort: a runbook that moved or no longer
-    /// checks adds nothing, and the patterns still apply.
+    /// environment variables and files), read from its `secrets` alone (not a whole check).
+    /// Best effort: a runbook that moved, or whose `secrets` lost their shape, adds nothing,
+    /// and the patterns still apply.
     pub fn add_runbook_secrets(&mut self, runbook_path: &str) {
         let path = Path::new(runbook_path);
         if runbook_path.is_empty() || !path.is_file() {
             return;
         }
-        let Ok((rb, _)) = crate::check::load_runbook(path) else {
+        let Some(secrets) = crate::check::declared_secrets(path) else {
             return;
         };
-        for s in rb.spec.secrets.values() {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        for s in secrets.values() {
             let value = if let Some(var) = &s.env {
                 std::env::var(var).ok()
             } else if let Some(file) = &s.file {
-                std::fs::read_to_string(rb.dir().join(file))
+                std::fs::read_to_string(dir.join(file))
                     .ok()
                     .map(|t| t.trim_end_matches(['\n', '\r']).to_string())
             } else {

@@ -10,31 +10,27 @@ use chrono::{SubsecRound, Utc};
 use indexmap::IndexMap;
 use serde_json::Value;
 
-use super::check::stand_ins;
-use super::model::Drill;
-use super::world::restore::Recorded;
-use super::world::run_values::RunValues;
-use super::world::World;
-use crate::check::{self, Checked};
-use crate::cli::{
-    execute, hostname, is_interactive, load_or_report, new_run_id, operator_for, parse_answers,
-    print_report, reason_for, Prepared, ResumeArgs, RunArgs,
+use super::{
+    execute, hostname, journal_dir_of, new_journal, operator_for, reason_for, reopen_journal,
+    resolve_inputs, resumed_inputs, unchanged_or_forced, GivenInputs, Options, Prepared,
 };
+use crate::drill::check::stand_ins;
+use crate::drill::model::Drill;
+use crate::drill::world::restore::Recorded;
+use crate::drill::world::run_values::RunValues;
+use crate::drill::world::World;
 use crate::exec::clock::{Clock, SystemClock, VirtualClock};
-use crate::exec::events::{AnswerVia, Event, RunMode};
-use crate::exec::journal::Journal;
+use crate::exec::events::{Event, RunMode};
 use crate::exec::resume::ResumeState;
 use crate::exec::runner::RunConfig;
 use crate::exit;
-use crate::inputs::{self, Supplied};
-use crate::view::Style;
+use crate::load::{self, load_or_report, Checked};
 
 /// The drill a `--world` names, checked; its errors printed.
 fn load_drill(world_file: &Path) -> Result<Drill, i32> {
-    let report = check::check_path(world_file);
-    let color = crate::cli::color();
+    let report = load::check_path(world_file);
     if report.has_errors() {
-        print_report(&report, color);
+        report.print(crate::term::color());
         eprintln!(
             "error: {} has errors; nothing was run",
             world_file.display()
@@ -59,12 +55,19 @@ fn resume_with(world_file: &Path) -> String {
     )
 }
 
-pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
+/// `runbook run RUNBOOK --world DRILL` (`fast`: on virtual time).
+pub async fn run(
+    runbook: &Path,
+    given: &GivenInputs,
+    opts: &Options,
+    world_file: &Path,
+    fast: bool,
+) -> i32 {
     let drill = match load_drill(world_file) {
         Ok(d) => d,
         Err(c) => return c,
     };
-    let rb = match load_or_report(&a.runbook, false) {
+    let rb = match load_or_report(runbook, false) {
         Ok(r) => r,
         Err(c) => return c,
     };
@@ -77,48 +80,19 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
         );
     }
     // The drill's inputs describe its world, so they are the defaults here.
-    let mut supplied = Supplied {
-        file: drill
-            .inputs
-            .iter()
-            .filter(|(k, _)| rb.spec.inputs.contains_key(*k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        args: vec![],
-    };
-    if let Some(f) = &a.inputs.inputs {
-        match Supplied::default().with_file(f) {
-            Ok(s) => supplied.file.extend(s.file),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::INVALID;
-            }
-        }
-    }
-    let supplied = match supplied.with_args(&a.inputs.input) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::INVALID;
-        }
-    };
-    let inputs = match inputs::resolve(&rb.spec.inputs, &supplied) {
+    let defaults = drill
+        .inputs
+        .iter()
+        .filter(|(k, _)| rb.spec.inputs.contains_key(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let inputs = match resolve_inputs(&rb, given, defaults) {
         Ok(i) => i,
-        Err(errs) => {
-            for e in errs {
-                eprintln!("error: {e}");
-            }
-            return exit::INVALID;
-        }
+        Err(c) => return c,
     };
-    let answers = match parse_answers(&rb, &a.common.answer) {
+    let answers = match opts.answers_for(&rb) {
         Ok(x) => x,
-        Err(errs) => {
-            for e in errs {
-                eprintln!("error: {e}");
-            }
-            return exit::INVALID;
-        }
+        Err(c) => return c,
     };
     let env: IndexMap<String, String> = drill
         .env
@@ -126,28 +100,32 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
         .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
         .collect();
     let (secrets, env) = stand_ins(&rb, &drill.secrets, &env);
-    let interactive = is_interactive(a.common.non_interactive);
+    let interactive = opts.interactive();
     let reason = match reason_for(
         &rb,
-        a.common.reason.clone(),
+        opts.reason.clone(),
         interactive,
         &rb.spec.metadata.title,
     ) {
         Ok(r) => r,
         Err(c) => return c,
     };
-    let operator = match operator_for(&rb, a.common.operator.clone(), interactive) {
+    let operator = match operator_for(&rb, opts.operator.clone(), interactive) {
         Ok(o) => o,
         Err(c) => return c,
     };
     // The journal keeps milliseconds; a virtual clock starting mid-millisecond would not.
     let now = Utc::now().trunc_subsecs(3);
-    let clock: Arc<dyn Clock> = if a.fast {
+    let clock: Arc<dyn Clock> = if fast {
         Arc::new(VirtualClock::new(now))
     } else {
         Arc::new(SystemClock)
     };
-    let run_id = new_run_id(rb.name(), now);
+    // The journal first: the world answers with the run's id.
+    let (run_id, journal) = match new_journal(&opts.journal_dir, rb.name(), now) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
     let mut state = drill.world.clone();
     state.rebase(now);
     // The world answers with this run's operator and reason where the drill says
@@ -159,23 +137,13 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
         started_at: crate::exec::clock::stamp(now),
     });
     let world = World::new(state);
-    let journal = match Journal::create(&a.common.journal_dir, &run_id) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!(
-                "error: cannot create the journal in {}: {e}; nothing was run",
-                a.common.journal_dir.display()
-            );
-            return exit::FAILED;
-        }
-    };
     eprintln!(
         "{}",
         crate::view::fit(&format!(
             "training: `{}` against the simulated world of drill `{}` ({}); nothing real is touched",
             rb.name(),
             drill.name,
-            if a.fast { "virtual time" } else { "real time" }
+            if fast { "virtual time" } else { "real time" }
         ))
     );
     let cfg = RunConfig {
@@ -190,32 +158,32 @@ pub async fn run(a: &RunArgs, world_file: &Path) -> i32 {
         forced: false,
         isolated: true,
     };
-    execute(Prepared {
-        rb: Arc::new(rb),
+    let backends = world.backends();
+    execute(Prepared::new(
+        rb,
         cfg,
         journal,
         run_id,
-        backends: world.backends(),
+        backends,
         clock,
         answers,
-        answers_via: AnswerVia::AnswerFlag,
-        yes: a.common.yes,
+        opts,
         interactive,
-        style: if interactive {
-            Style::Rich
-        } else {
-            Style::Plain
-        },
-        report: a.common.report.clone(),
-        resume_with: resume_with(world_file),
-    })
+        resume_with(world_file),
+    ))
     .await
 }
 
 /// `runbook resume RUN --world DRILL`: a training run goes on against the drill's world as the
 /// run left it, rebuilt from the effects its journal recorded (see `world::restore`), on the
 /// run's kind of clock (virtual from where the journal stopped, with `--fast`; else real).
-pub async fn resume(a: &ResumeArgs, world_file: &Path, path: &Path, rs: ResumeState) -> i32 {
+pub async fn resume(
+    opts: &Options,
+    force: bool,
+    world_file: &Path,
+    path: &Path,
+    rs: ResumeState,
+) -> i32 {
     let drill = match load_drill(world_file) {
         Ok(d) => d,
         Err(c) => return c,
@@ -224,24 +192,14 @@ pub async fn resume(a: &ResumeArgs, world_file: &Path, path: &Path, rs: ResumeSt
         Ok(r) => r,
         Err(c) => return c,
     };
-    let changed = rs.changed_file(&rb.files(), &rb.sha256);
-    if let (Some(what), false) = (&changed, a.force) {
-        eprintln!(
-            "error: {what}; resuming could run steps that were never planned. To resume anyway (it is journaled): runbook resume {} --journal-dir {} --world {} --force",
-            rs.run_id,
-            journal_dir_of(path),
-            world_file.display()
-        );
-        return exit::INVALID;
-    }
-    let answers = match parse_answers(&rb, &a.common.answer) {
+    let more = format!(" --world {}", world_file.display());
+    let forced = match unchanged_or_forced(&rs, &rb, force, &journal_dir_of(path), &more) {
+        Ok(f) => f,
+        Err(c) => return c,
+    };
+    let answers = match opts.answers_for(&rb) {
         Ok(x) => x,
-        Err(errs) => {
-            for e in errs {
-                eprintln!("error: {e}");
-            }
-            return exit::INVALID;
-        }
+        Err(c) => return c,
     };
     let events = match crate::exec::journal::read(path) {
         Ok(r) => r.events,
@@ -284,20 +242,9 @@ pub async fn resume(a: &ResumeArgs, world_file: &Path, path: &Path, rs: ResumeSt
         );
         return exit::INVALID;
     };
-    let inputs = match inputs::resolve(
-        &rb.spec.inputs,
-        &Supplied {
-            file: rs.inputs.clone(),
-            args: vec![],
-        },
-    ) {
+    let inputs = match resumed_inputs(&rb, &rs) {
         Ok(i) => i,
-        Err(errs) => {
-            for e in errs {
-                eprintln!("error: {e}");
-            }
-            return exit::INVALID;
-        }
+        Err(c) => return c,
     };
     let env: IndexMap<String, String> = drill
         .env
@@ -305,17 +252,14 @@ pub async fn resume(a: &ResumeArgs, world_file: &Path, path: &Path, rs: ResumeSt
         .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
         .collect();
     let (secrets, env) = stand_ins(&rb, &drill.secrets, &env);
-    let interactive = is_interactive(a.common.non_interactive);
-    let operator = match operator_for(&rb, a.common.operator.clone(), interactive) {
+    let interactive = opts.interactive();
+    let operator = match operator_for(&rb, opts.operator.clone(), interactive) {
         Ok(o) => o,
         Err(c) => return c,
     };
-    let journal = match Journal::reopen(path) {
+    let journal = match reopen_journal(path) {
         Ok(j) => j,
-        Err(e) => {
-            eprintln!("error: cannot append to {}: {e}", path.display());
-            return exit::FAILED;
-        }
+        Err(c) => return c,
     };
     // The world as the drill starts it, at the run's start, then the run's recorded effects.
     let mut state = drill.world.clone();
@@ -356,35 +300,21 @@ pub async fn resume(a: &ResumeArgs, world_file: &Path, path: &Path, rs: ResumeSt
         env: env.into_iter().collect::<serde_json::Map<String, Value>>(),
         host: hostname(),
         resume: Some(rs.clone()),
-        forced: a.force && changed.is_some(),
+        forced,
         isolated: true,
     };
-    execute(Prepared {
-        rb: Arc::new(rb),
+    let backends = world.backends();
+    execute(Prepared::new(
+        rb,
         cfg,
         journal,
-        run_id: rs.run_id.clone(),
-        backends: world.backends(),
+        rs.run_id.clone(),
+        backends,
         clock,
         answers,
-        answers_via: AnswerVia::AnswerFlag,
-        yes: a.common.yes,
+        opts,
         interactive,
-        style: if interactive {
-            Style::Rich
-        } else {
-            Style::Plain
-        },
-        report: a.common.report.clone(),
-        resume_with: resume_with(world_file),
-    })
+        resume_with(world_file),
+    ))
     .await
-}
-
-/// The journal directory of a run's journal (`<dir>/<run-id>/journal.jsonl`).
-fn journal_dir_of(path: &Path) -> String {
-    path.parent()
-        .and_then(Path::parent)
-        .map(|d| d.display().to_string())
-        .unwrap_or_default()
 }

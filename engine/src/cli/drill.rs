@@ -9,13 +9,13 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::Value;
 
-use super::expect::{ending, evaluate};
-use super::junit::{self, Case};
-use super::runner::{self, REPORT_NAME};
-use super::score::Score;
-use super::Drill;
-use crate::check::{self, Checked};
+use crate::drill::expect::{ending, evaluate};
+use crate::drill::junit::{self, Case};
+use crate::drill::runner::{self, REPORT_NAME};
+use crate::drill::score::Score;
+use crate::drill::Drill;
 use crate::exit;
+use crate::load::{self, Checked};
 use crate::model::fmt_duration;
 
 #[derive(Args, Debug)]
@@ -34,7 +34,7 @@ pub struct DrillArgs {
 /// What happened to one drill file.
 enum Verdict {
     Pass,
-    Fail(Vec<super::expect::Unmet>),
+    Fail(Vec<crate::drill::expect::Unmet>),
     /// It could not run: invalid, or the run itself broke.
     Error(String),
 }
@@ -115,12 +115,12 @@ pub async fn run(a: DrillArgs) -> i32 {
         return exit::INVALID;
     }
     let started = Instant::now();
-    let color = crate::cli::color();
+    let color = crate::term::color();
     let mut names: HashMap<String, String> = HashMap::new();
     let mut rows = vec![];
     for f in &files {
         let t0 = Instant::now();
-        let report = check::check_path(f);
+        let report = load::check_path(f);
         let mut row = Row {
             label: f.display().to_string(),
             file: f.display().to_string(),
@@ -136,7 +136,7 @@ pub async fn run(a: DrillArgs) -> i32 {
             _ => None,
         };
         let Some(drill) = drill else {
-            crate::cli::print_report(&report, color);
+            report.print(color);
             let n = report.diagnostics.iter().filter(|d| d.is_error()).count();
             row.verdict = Verdict::Error(format!(
                 "invalid drill: {n} error{} (shown above)",

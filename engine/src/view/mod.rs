@@ -1,0 +1,415 @@
+//! The terminal view: a sink for run events and the progress of running actions. Guided
+//! runs get spinners (indicatif) with elapsed time, attempt N of M and time left; CI runs get
+//! plain, timestamped log lines. Everything goes to stderr; stdout stays for machine output.
+
+mod format;
+mod sink;
+use format::terminal_width;
+pub use format::{fit, reflow, with_command, wrap, wrap_command};
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backends::Progress;
+use crate::exec::events::{Envelope, Event};
+use crate::exec::redact::Redactor;
+use crate::model::{fmt_duration, Runbook};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Spinners and colours for a person at a terminal.
+    Rich,
+    /// One plain line per event, for CI logs.
+    Plain,
+    /// Nothing (drills print their own summary).
+    Quiet,
+}
+
+struct Running {
+    bar: Option<ProgressBar>,
+    title: String,
+    started: Instant,
+    attempt: u32,
+    of: u32,
+    budget: Option<Duration>,
+    /// A prompt owns the terminal: the spinner is hidden and lines print directly.
+    paused: bool,
+    /// The backend's latest status (e.g. rollout progress), redacted.
+    status: String,
+    /// The step's safety class, and the result of its last successful attempt: a read-only
+    /// step's result is shown when it ends.
+    safety: String,
+    result: Option<serde_json::Value>,
+    /// Executions of its action so far (every poll of every attempt): the summary's
+    /// `attempts` column.
+    polls: u32,
+}
+
+struct Row {
+    step: String,
+    title: String,
+    outcome: String,
+    duration_ms: u64,
+    attempts: u32,
+}
+
+struct Inner {
+    style: Style,
+    redactor: Redactor,
+    budgets: HashMap<String, Duration>,
+    running: Option<Running>,
+    rows: Vec<Row>,
+    titles: HashMap<String, String>,
+    total: usize,
+    index: usize,
+    /// Each main step's number ([n/total]), from its place in the runbook: a resumed run
+    /// keeps the numbers of the first one.
+    numbers: HashMap<String, usize>,
+    /// A resumed run: when the run first started (its journal's first event), and how many
+    /// times it was resumed, for the final line.
+    first_ts: Option<String>,
+    out: Box<dyn Write + Send>,
+}
+
+/// Cloneable handle: one clone is the event sink, another the progress receiver.
+#[derive(Clone)]
+pub struct TerminalView(Arc<Mutex<Inner>>);
+
+impl TerminalView {
+    pub fn new(style: Style, redactor: Redactor, rb: &Runbook) -> Self {
+        Self::with_writer(style, redactor, rb, Box::new(std::io::stderr()))
+    }
+
+    pub fn with_writer(
+        style: Style,
+        redactor: Redactor,
+        rb: &Runbook,
+        out: Box<dyn Write + Send>,
+    ) -> Self {
+        let mut budgets = HashMap::new();
+        for s in rb.steps.iter().chain(&rb.on_failure) {
+            let b = match (&s.until, s.timeout) {
+                // A templated budget is only known when the step runs.
+                (Some(u), _) if u.timeout_template.is_some() => None,
+                (Some(u), _) => Some(u.timeout),
+                (None, t) => t,
+            };
+            if let Some(b) = b {
+                budgets.insert(s.id.clone(), b);
+            }
+        }
+        let view = TerminalView(Arc::new(Mutex::new(Inner {
+            style,
+            redactor,
+            budgets,
+            running: None,
+            rows: vec![],
+            titles: HashMap::new(),
+            total: rb.steps.len(),
+            index: 0,
+            numbers: rb
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(n, s)| (s.id.clone(), n + 1))
+                .collect(),
+            first_ts: None,
+            out,
+        })));
+        if style == Style::Rich {
+            // Keep elapsed time and time left moving while a step runs or polls.
+            let weak = Arc::downgrade(&view.0);
+            std::thread::spawn(move || {
+                while let Some(inner) = weak.upgrade() {
+                    if let Ok(mut i) = inner.lock() {
+                        i.refresh();
+                    }
+                    drop(inner);
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            });
+        }
+        view
+    }
+
+    /// Adds a secret discovered during the run (a called runbook's).
+    pub fn redactor_add(&self, secret: &str) {
+        self.0.lock().expect("view lock").redactor.add(secret);
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        let mut g = self.0.lock().expect("view lock");
+        f(&mut g)
+    }
+
+    /// Prints a line above any spinner.
+    pub fn println(&self, line: &str) {
+        self.with(|i| i.println(line));
+    }
+
+    /// Takes in the events of the run so far (a resumed run's journal) without printing
+    /// them: the summary table then covers the whole run, and the final line its whole
+    /// duration.
+    pub fn replay(&self, events: &[Envelope]) {
+        self.with(|i| {
+            i.first_ts = events.first().map(|e| e.ts.clone());
+            let mut polls: HashMap<String, u32> = HashMap::new();
+            for e in events {
+                match &e.event {
+                    Event::StepStarted { step, title, .. } => {
+                        i.titles.insert(step.clone(), title.clone());
+                        polls.remove(step);
+                    }
+                    Event::AttemptFinished { step, polls: n, .. } => {
+                        *polls.entry(step.clone()).or_default() += n;
+                    }
+                    Event::StepSkipped { step, title, .. } => i.rows.push(Row {
+                        step: step.clone(),
+                        title: title.clone(),
+                        outcome: "skipped".into(),
+                        duration_ms: 0,
+                        attempts: 0,
+                    }),
+                    Event::StepFinished {
+                        step,
+                        outcome,
+                        duration_ms,
+                        attempts,
+                        ..
+                    } => {
+                        let title = i.titles.get(step).cloned().unwrap_or_default();
+                        // A step finished again after the resume replaces its earlier row.
+                        i.rows.retain(|r| &r.step != step);
+                        i.rows.push(Row {
+                            step: step.clone(),
+                            title,
+                            outcome: outcome.as_str().into(),
+                            duration_ms: *duration_ms,
+                            attempts: polls
+                                .get(step)
+                                .copied()
+                                .filter(|n| *n > 0)
+                                .unwrap_or(*attempts),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    /// Prints the table of steps, outcomes and durations.
+    pub fn summary(&self) {
+        self.with(|i| i.summary());
+    }
+}
+
+impl Inner {
+    fn println(&mut self, line: &str) {
+        if self.style == Style::Quiet {
+            return;
+        }
+        // Redacted first (a secret split by an escape would otherwise survive), then made
+        // safe to show: this is the one way into the terminal for every line of a run.
+        let line = crate::term::visible(&self.redactor.str(line)).into_owned();
+        // A guided run wraps long lines at word boundaries to the terminal's width, each
+        // continuation indented under the start of its text; CI logs keep one line each.
+        // (The width is asked of the terminal only when it is used: two ioctls a line.)
+        let width = match self.style {
+            Style::Rich => terminal_width(),
+            _ => None,
+        };
+        let text = match width {
+            Some(w) => wrap(&line, w),
+            None => line,
+        };
+        match self
+            .running
+            .as_ref()
+            .filter(|r| !r.paused)
+            .and_then(|r| r.bar.as_ref())
+        {
+            Some(bar) => bar.println(text),
+            None => {
+                // One write per line (stderr is not buffered).
+                let mut text = text;
+                text.push('\n');
+                let _ = self.out.write_all(text.as_bytes());
+            }
+        }
+    }
+
+    fn log(&mut self, ts: &str, line: &str) {
+        match self.style {
+            Style::Plain => {
+                let t = ts.get(11..19).unwrap_or(ts);
+                self.println(&format!("{t} {line}"));
+            }
+            Style::Rich => self.println(line),
+            Style::Quiet => {}
+        }
+    }
+
+    fn stop_bar(&mut self) {
+        if let Some(r) = self.running.take() {
+            if let Some(b) = r.bar {
+                b.finish_and_clear();
+            }
+        }
+    }
+
+    fn refresh(&mut self) {
+        if let Some(r) = self.running.as_ref().filter(|r| !r.paused) {
+            if let Some(bar) = &r.bar {
+                bar.set_message(crate::term::visible_line(&message(r)).into_owned());
+            }
+        }
+    }
+
+    fn summary(&mut self) {
+        if self.style == Style::Quiet || self.rows.is_empty() {
+            return;
+        }
+        let w_step = self
+            .rows
+            .iter()
+            .map(|r| r.step.chars().count())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let w_out = 12;
+        let mut lines = vec![
+            String::new(),
+            format!(
+                "{:<w_step$}  {:<w_out$}  {:>9}  {:>8}  title",
+                "step", "outcome", "duration", "attempts"
+            ),
+        ];
+        lines.push(format!(
+            "{}  {}  {}  {}  {}",
+            "-".repeat(w_step),
+            "-".repeat(w_out),
+            "-".repeat(9),
+            "-".repeat(8),
+            "-".repeat(5)
+        ));
+        for r in &self.rows {
+            lines.push(format!(
+                "{:<w_step$}  {:<w_out$}  {:>9}  {:>8}  {}",
+                r.step,
+                r.outcome,
+                fmt_duration(Duration::from_millis(r.duration_ms)),
+                r.attempts,
+                r.title
+            ));
+        }
+        for l in lines {
+            self.println(&l);
+        }
+    }
+}
+
+fn message(r: &Running) -> String {
+    let elapsed = r.started.elapsed();
+    let mut m = format!(
+        "{} · {}",
+        r.title,
+        fmt_duration(Duration::from_secs(elapsed.as_secs()))
+    );
+    if r.of > 1 {
+        m.push_str(&format!(" · attempt {} of {}", r.attempt, r.of));
+    }
+    if let Some(b) = r.budget {
+        let left = b.saturating_sub(elapsed);
+        m.push_str(&format!(
+            " · {} left",
+            fmt_duration(Duration::from_secs(left.as_secs()))
+        ));
+    }
+    if !r.status.is_empty() {
+        m.push_str(&format!(" · {}", r.status));
+    }
+    m
+}
+
+impl Progress for TerminalView {
+    fn line(&self, stream: &str, line: &str) {
+        self.with(|i| {
+            if i.style == Style::Quiet {
+                return;
+            }
+            let bar = if stream == "stderr" { "┆" } else { "│" };
+            i.println(&format!("    {bar} {line}"));
+        });
+    }
+
+    fn secret(&self, value: &str) {
+        self.redactor_add(value);
+    }
+
+    fn status(&self, message: &str) {
+        self.with(|i| {
+            if i.style == Style::Plain {
+                let now = chrono::Utc::now().to_rfc3339();
+                i.log(&now, &format!("  … {message}"));
+            } else {
+                let redacted = i.redactor.str(message);
+                if let Some(r) = i.running.as_mut() {
+                    r.status = redacted;
+                }
+                i.refresh();
+            }
+        });
+    }
+}
+
+/// A running step's spinner (guided runs).
+fn spinner() -> ProgressBar {
+    let b = ProgressBar::new_spinner();
+    b.set_style(
+        // `wide_msg`: cut to the terminal's width, so that clearing the line clears all of it
+        // (a longer message wraps, and its first row would stay behind, frozen).
+        ProgressStyle::with_template("  {spinner} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    b.enable_steady_tick(Duration::from_millis(120));
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflow_joins_a_paragraphs_lines_but_not_list_items() {
+        let text = "Use when a release\nbreaks things.\n\nSteps:\n- one\n  more\n- two\n1. three";
+        assert_eq!(
+            reflow(text),
+            [
+                "Use when a release breaks things.",
+                "",
+                "Steps:",
+                "- one",
+                "  more",
+                "- two",
+                "1. three"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_command_wraps_at_words_with_shell_continuations() {
+        let cmd = "runbook resume 20261207T000010Z-k8s-rollback-7acd --journal-dir runs --world quick.yaml";
+        let w = wrap_command(cmd, 60);
+        assert!(w.lines().count() > 1, "{w}");
+        assert!(w.lines().all(|l| l.chars().count() <= 60), "{w}");
+        assert!(w.lines().rev().skip(1).all(|l| l.ends_with(" \\")), "{w}");
+        // Pasted into a shell, it is the same command.
+        let pasted: Vec<&str> = w.split_whitespace().filter(|t| *t != "\\").collect();
+        assert_eq!(pasted, cmd.split_whitespace().collect::<Vec<_>>(), "{w}");
+    }
+}
