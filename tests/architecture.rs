@@ -35,8 +35,15 @@ fn sources() -> Vec<(String, String)> {
     files
         .into_iter()
         .map(|p| {
-            let rel = p.strip_prefix(src()).unwrap().to_string_lossy().into_owned();
-            (rel, std::fs::read_to_string(&p).expect("a source file is UTF-8"))
+            let rel = p
+                .strip_prefix(src())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (
+                rel,
+                std::fs::read_to_string(&p).expect("a source file is UTF-8"),
+            )
         })
         .collect()
 }
@@ -103,7 +110,9 @@ fn no_source_file_is_longer_than_800_lines() {
     for (rel, text) in sources() {
         let lines = text.lines().count();
         if lines > MAX_LINES {
-            long.push(format!("engine/src/{rel}: {lines} lines (at most {MAX_LINES})"));
+            long.push(format!(
+                "engine/src/{rel}: {lines} lines (at most {MAX_LINES})"
+            ));
         }
     }
     assert!(
@@ -136,7 +145,11 @@ fn the_layers_form_no_cycle() {
     for (i, a) in ACYCLIC.iter().enumerate() {
         for b in &ACYCLIC[i + 1..] {
             if let (Some(there), Some(back)) = (path(&g, a, b), path(&g, b, a)) {
-                cycles.push(format!("{} and back: {}", there.join(" -> "), back.join(" -> ")));
+                cycles.push(format!(
+                    "{} and back: {}",
+                    there.join(" -> "),
+                    back.join(" -> ")
+                ));
             }
         }
     }
@@ -155,7 +168,11 @@ fn the_script_prints_the_same_graph() {
         .arg(&script)
         .output()
         .expect("sh runs scripts/module-graph");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed: BTreeSet<(String, String)> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {

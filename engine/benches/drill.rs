@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use runbook::load::{check_path, Checked};
 use runbook::drill::expect::evaluate;
 use runbook::drill::runner;
+use runbook::load::{check_path, Checked};
 
 const RUNS: u32 = 50;
 
