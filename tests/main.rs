@@ -44,6 +44,7 @@ mod report_html;
 mod report_secrets;
 mod report_snapshots;
 mod run_answers;
+mod run_exit;
 mod run_hostile;
 mod run_http;
 mod run_nodata;

@@ -10,5 +10,9 @@ pub const INVALID: i32 = 2;
 pub const ABORTED: i32 = 3;
 /// A non-interactive run reached a gate with no answer.
 pub const NEEDS_ANSWER: i32 = 4;
+/// The run's journal could not be created, reopened or locked: nothing was run.
+pub const JOURNAL: i32 = 5;
+/// The runtime could not start (threads, timers): nothing was run.
+pub const RUNTIME: i32 = 6;
 /// Interrupted by SIGINT or SIGTERM.
 pub const INTERRUPTED: i32 = 130;

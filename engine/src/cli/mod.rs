@@ -423,7 +423,7 @@ pub fn main() -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
-            return exit::FAILED;
+            return exit::RUNTIME;
         }
     };
     rt.block_on(async move {

@@ -160,7 +160,7 @@ fn new_journal(
             "error: cannot create the journal in {}: {e}; nothing was run",
             dir.display()
         );
-        exit::FAILED
+        exit::JOURNAL
     })
 }
 
@@ -168,7 +168,7 @@ fn new_journal(
 fn reopen_journal(path: &Path) -> Result<Journal, i32> {
     Journal::reopen(path).map_err(|e| {
         eprintln!("error: cannot append to {}: {e}", path.display());
-        exit::FAILED
+        exit::JOURNAL
     })
 }
 
@@ -457,7 +457,7 @@ pub async fn run(runbook: &Path, given: &GivenInputs, opts: &Options) -> i32 {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}; nothing was run");
-            return exit::FAILED;
+            return exit::JOURNAL;
         }
     };
     let cfg = RunConfig {
