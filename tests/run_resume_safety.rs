@@ -46,6 +46,45 @@ fn wait_for(path: &Path, child: &mut Child) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The marker is made by a step's process, which can run before the engine has journaled
+    // its `process_started` (the pid is known only once the spawn returns): wait for that
+    // event too, so a kill lands after the process group is on record.
+    let runs = path.parent().unwrap().join("runs");
+    while !current_process_journaled(&runs) {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before its process_started was journaled");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no process_started after {} appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Does the journal record a `process_started` after the latest other `*_started` event? Read
+/// while the run writes it, so a torn last line is skipped.
+fn current_process_journaled(runs: &Path) -> bool {
+    let Some(file) = std::fs::read_dir(runs)
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .map(|e| e.path().join("journal.jsonl"))
+    else {
+        return false;
+    };
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let kinds: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|e| e["event"].as_str().map(str::to_string))
+        .collect();
+    let last_other = kinds
+        .iter()
+        .rposition(|k| k.ends_with("_started") && k != "process_started");
+    let last_process = kinds.iter().rposition(|k| k == "process_started");
+    matches!((last_other, last_process), (Some(o), Some(p)) if p > o)
 }
 
 /// Runs until `marker` exists, then sends `signal`; returns the exit code (None: killed).
