@@ -1352,6 +1352,47 @@ struct AfterRollback {
     slowest: f64,
 }
 
+/// The api's request traffic, exported for the real Prometheus, and the runbook's two canary
+/// queries over it; returned once Prometheus reads the bad release (success rate under 99 %).
+struct CanaryTraffic {
+    exporter: Arc<backend_env::Exporter>,
+    feed: crate::builtin_real_flows::Feed,
+    watcher: tokio::task::JoinHandle<()>,
+    success: String,
+    p99: String,
+}
+
+async fn canary_traffic(
+    env: &TestEnv,
+    client: &kube::Client,
+    app_ns: &str,
+    name: &str,
+    after: AfterRollback,
+) -> CanaryTraffic {
+    let exporter = Arc::new(backend_env::Exporter::start(env, name));
+    let (feed, watcher) = api_traffic(client.clone(), app_ns.to_string(), exporter.clone(), after);
+    let sel = format!("test=\"{}\",service=\"api\"", exporter.name);
+    let success = format!(
+        "100 * sum(rate(http_requests_total{{{sel},code!~\"5..\"}}[5s])) / sum(rate(http_requests_total{{{sel}}}[5s]))"
+    );
+    let p99 = format!(
+        "1000 * histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[5s])))"
+    );
+    crate::builtin_real_flows::prom_ready(&exporter, success.clone(), |r| {
+        crate::builtin_real_flows::one_value(r)
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v < 99.0)
+    })
+    .await;
+    CanaryTraffic {
+        exporter,
+        feed,
+        watcher,
+        success,
+        p99,
+    }
+}
+
 /// The api's request metrics while it serves (1000 requests a tick), following the real
 /// Deployment: `after` once every replica runs the known-good image.
 fn api_traffic(
@@ -1463,21 +1504,7 @@ async fn flux_world(env: &TestEnv, name: &str, after: AfterRollback) -> FluxWorl
     )
     .await;
 
-    let ex = Arc::new(backend_env::Exporter::start(env, name));
-    let (traffic, watcher) = api_traffic(client.clone(), app_ns.clone(), ex.clone(), after);
-    let sel = format!("test=\"{}\",service=\"api\"", ex.name);
-    let success = format!(
-        "100 * sum(rate(http_requests_total{{{sel},code!~\"5..\"}}[5s])) / sum(rate(http_requests_total{{{sel}}}[5s]))"
-    );
-    let p99 = format!(
-        "1000 * histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[5s])))"
-    );
-    crate::builtin_real_flows::prom_ready(&ex, success.clone(), |r| {
-        crate::builtin_real_flows::one_value(r)
-            .and_then(|v| v.parse::<f64>().ok())
-            .is_some_and(|v| v < 99.0)
-    })
-    .await;
+    let canary = canary_traffic(env, &client, &app_ns, name, after).await;
 
     let forge = Forge::new(
         FORGE_TOKEN,
@@ -1496,7 +1523,10 @@ async fn flux_world(env: &TestEnv, name: &str, after: AfterRollback) -> FluxWorl
         env.var("RUNBOOK_TEST_PROMETHEUS_URL"),
     );
     inputs.retain(|(k, _)| !["success_rate_query", "p99_query"].contains(k));
-    inputs.extend([("success_rate_query", success), ("p99_query", p99)]);
+    inputs.extend([
+        ("success_rate_query", canary.success),
+        ("p99_query", canary.p99),
+    ]);
     FluxWorld {
         work,
         repo,
@@ -1506,9 +1536,9 @@ async fn flux_world(env: &TestEnv, name: &str, after: AfterRollback) -> FluxWorl
         app_ns,
         _namespaces: guard,
         _flux: flux,
-        _traffic: traffic,
-        watcher,
-        _exporter: ex,
+        _traffic: canary.feed,
+        watcher: canary.watcher,
+        _exporter: canary.exporter,
     }
 }
 
@@ -2379,25 +2409,11 @@ async fn gitops_revert_reverts_a_merge_commit_promotion_deployed_by_argocd() {
         app_ns.clone(),
     )
     .await;
-    let ex = Arc::new(backend_env::Exporter::start(&env, "rb-gitops-argo"));
     let after = AfterRollback {
         failed_per_1000: 6,
         slowest: 0.8,
     };
-    let (_traffic, watcher) = api_traffic(client.clone(), app_ns.clone(), ex.clone(), after);
-    let sel = format!("test=\"{}\",service=\"api\"", ex.name);
-    let success = format!(
-        "100 * sum(rate(http_requests_total{{{sel},code!~\"5..\"}}[5s])) / sum(rate(http_requests_total{{{sel}}}[5s]))"
-    );
-    let p99 = format!(
-        "1000 * histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[5s])))"
-    );
-    crate::builtin_real_flows::prom_ready(&ex, success.clone(), |r| {
-        crate::builtin_real_flows::one_value(r)
-            .and_then(|v| v.parse::<f64>().ok())
-            .is_some_and(|v| v < 99.0)
-    })
-    .await;
+    let canary = canary_traffic(&env, &client, &app_ns, "rb-gitops-argo", after).await;
     let forge = Forge::new(
         FORGE_TOKEN,
         "platform/gitops",
@@ -2424,8 +2440,8 @@ async fn gitops_revert_reverts_a_merge_commit_promotion_deployed_by_argocd() {
         .contains(k)
     });
     inputs.extend([
-        ("success_rate_query", success),
-        ("p99_query", p99),
+        ("success_rate_query", canary.success.clone()),
+        ("p99_query", canary.p99.clone()),
         ("controller", s("argocd")),
         ("argocd_application", s("api-prod")),
         ("argocd_namespace", argocd_ns.clone()),
@@ -2450,7 +2466,7 @@ async fn gitops_revert_reverts_a_merge_commit_promotion_deployed_by_argocd() {
         "gitops-revert argocd-revert-merge-commit: real run {:?}",
         started.elapsed()
     );
-    watcher.abort();
+    canary.watcher.abort();
     r.assert_ok();
     assert_eq!(r.capture("promotion", "parents"), 2);
     // The revert against the first parent brings 1.4.2 back and keeps the unrelated change
