@@ -1379,9 +1379,7 @@ async fn canary_traffic(
         "1000 * histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[5s])))"
     );
     crate::builtin_real_flows::prom_ready(&exporter, success.clone(), |r| {
-        crate::builtin_real_flows::one_value(r)
-            .and_then(|v| v.parse::<f64>().ok())
-            .is_some_and(|v| v < 99.0)
+        crate::builtin_real_flows::one_number(r).is_some_and(|v| v < 99.0)
     })
     .await;
     CanaryTraffic {

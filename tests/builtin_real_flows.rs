@@ -163,6 +163,11 @@ pub(crate) fn one_value(r: &Value) -> Option<String> {
     (a.len() == 1).then(|| a[0]["value"][1].as_str().unwrap_or_default().to_string())
 }
 
+/// The one sample of an instant query's answer, as a number (`NaN` included).
+pub(crate) fn one_number(r: &Value) -> Option<f64> {
+    one_value(r)?.parse().ok()
+}
+
 // ------------------------------------------------------------------------------------------
 // The flow service: a real Deployment (its env is what the runbooks switch), and a stand-in
 // of its HTTP API.
@@ -953,9 +958,7 @@ async fn timeout_recovery_undoes_its_real_changes_when_p95_stays_over_target() {
     let mut latency = Latency::new(mode, 12.0, 730, 0.85);
     let _feed = feed(ex.clone(), move || latency.tick());
     prom_ready(&ex, p95_query(&ex.name), |r| {
-        one_value(r)
-            .and_then(|v| v.parse::<f64>().ok())
-            .is_some_and(|v| v > 120.0)
+        one_number(r).is_some_and(|v| v > 120.0)
     })
     .await;
 
@@ -1015,9 +1018,7 @@ async fn timeout_recovery_stops_at_an_empty_cpu_query_before_changing_anything()
     let mut latency = Latency::new(mode, 25.0, 512, 0.46);
     let _feed = feed(ex.clone(), move || latency.tick());
     prom_ready(&ex, p95_query(&ex.name), |r| {
-        one_value(r)
-            .and_then(|v| v.parse::<f64>().ok())
-            .is_some_and(|v| v > 120.0)
+        one_number(r).is_some_and(|v| v > 120.0)
     })
     .await;
     // The exporter has `flow_engine_cpu_limit_ratio`; the query asks for the old name.
