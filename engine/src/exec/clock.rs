@@ -1,5 +1,7 @@
 //! Time, behind a trait: the system clock for real runs, a virtual one for drills.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -10,9 +12,60 @@ use chrono::{DateTime, SecondsFormat, Utc};
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
     async fn sleep(&self, d: Duration);
-    /// Virtual clocks advance instantly; waits and timeouts are accounted, not spent.
+    /// Runs `work` under a time limit of `limit` on this clock; true when the limit passed
+    /// before the work ended (`timeout` is the typed way to call it).
+    ///
+    /// The system clock stops waiting `grace` after the limit: work that enforces the limit
+    /// itself (and kills what it started) gets that long to wind down, and work that does not
+    /// is abandoned. On a virtual clock time passes only when the work sleeps on the clock, so
+    /// the work always ends; it is late when the clock moved past the limit meanwhile.
+    async fn limit(&self, limit: Duration, grace: Duration, work: Work<'_>) -> bool;
+    /// Virtual clocks advance instantly; waits and timeouts are accounted, not spent. For the
+    /// journal's `virtual_time` only: behaviour differences live in the methods above.
     fn is_virtual(&self) -> bool {
         false
+    }
+}
+
+/// Work run under a time limit (`Clock::limit`).
+pub type Work<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// How work under a time limit ended (`timeout`).
+#[derive(Debug)]
+pub enum Timed<T> {
+    /// It ended within the limit.
+    InTime(T),
+    /// It ended, after the limit (a virtual clock: the work accounted more time than allowed).
+    Late(T),
+    /// The clock stopped waiting: the work was abandoned.
+    CutOff,
+}
+
+/// Runs `fut` with a time limit on `clock` (see `Clock::limit`).
+pub async fn timeout<F>(
+    clock: &dyn Clock,
+    limit: Duration,
+    grace: Duration,
+    fut: F,
+) -> Timed<F::Output>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    let mut out = None;
+    let late = clock
+        .limit(
+            limit,
+            grace,
+            Box::pin(async {
+                out = Some(fut.await);
+            }),
+        )
+        .await;
+    match (out, late) {
+        (Some(v), false) => Timed::InTime(v),
+        (Some(v), true) => Timed::Late(v),
+        (None, _) => Timed::CutOff,
     }
 }
 
@@ -27,6 +80,11 @@ impl Clock for SystemClock {
     }
     async fn sleep(&self, d: Duration) {
         tokio::time::sleep(d).await;
+    }
+    async fn limit(&self, limit: Duration, grace: Duration, work: Work<'_>) -> bool {
+        tokio::time::timeout(limit.saturating_add(grace), work)
+            .await
+            .is_err()
     }
 }
 
@@ -69,6 +127,12 @@ impl Clock for VirtualClock {
     async fn sleep(&self, d: Duration) {
         self.advance(d);
     }
+    async fn limit(&self, limit: Duration, _grace: Duration, work: Work<'_>) -> bool {
+        // Simulated work winds down in no time: no grace.
+        let start = self.now();
+        work.await;
+        (self.now() - start).to_std().unwrap_or_default() > limit
+    }
     fn is_virtual(&self) -> bool {
         true
     }
@@ -82,4 +146,55 @@ pub fn stamp(t: DateTime<Utc>) -> String {
 /// Milliseconds between two instants (0 if negative).
 pub fn millis_between(a: DateTime<Utc>, b: DateTime<Utc>) -> u64 {
     (b - a).num_milliseconds().max(0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Duration = Duration::from_secs(3);
+
+    fn virtual_clock() -> VirtualClock {
+        VirtualClock::new(
+            DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                .unwrap()
+                .into(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_virtual_clock_lets_the_work_end_and_judges_the_time_it_accounted() {
+        let c = virtual_clock();
+        let r = timeout(&c, Duration::from_secs(10), GRACE, async {
+            c.sleep(Duration::from_secs(10)).await;
+            1
+        })
+        .await;
+        assert!(matches!(r, Timed::InTime(1)), "{r:?}");
+        // Within the grace a real clock gives, but late: simulated work winds down instantly.
+        let r = timeout(&c, Duration::from_secs(10), GRACE, async {
+            c.sleep(Duration::from_secs(11)).await;
+            2
+        })
+        .await;
+        assert!(matches!(r, Timed::Late(2)), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn the_system_clock_abandons_work_past_the_limit_and_its_grace() {
+        let c = SystemClock;
+        let r = timeout(&c, Duration::from_secs(10), GRACE, async { 1 }).await;
+        assert!(matches!(r, Timed::InTime(1)), "{r:?}");
+        let r = timeout(
+            &c,
+            Duration::from_millis(5),
+            Duration::from_millis(5),
+            std::future::pending::<()>(),
+        )
+        .await;
+        assert!(matches!(r, Timed::CutOff), "{r:?}");
+        // No limit overflows the clock's arithmetic.
+        let r = timeout(&c, Duration::MAX, GRACE, async { 3 }).await;
+        assert!(matches!(r, Timed::InTime(3)), "{r:?}");
+    }
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::backends::{ActionError, CallCtx, ErrorKind, Output};
 use crate::exec::actions::{self, Env};
-use crate::exec::clock::{later, millis_between, Clock};
+use crate::exec::clock::{later, millis_between, Clock, Timed};
 use crate::exec::context::{bound, observe, steps_read};
 use crate::exec::events::{Check, Event};
 use crate::exec::verdict::{self, Verdict};
@@ -484,42 +484,29 @@ impl Runner {
     }
 }
 
-/// Runs a future with the attempt's timeout. On a virtual clock the simulated backends
-/// account their own time, so the limit is checked against the clock afterwards.
+/// Runs a future with the attempt's timeout, on the run's clock. Backends enforce the
+/// deadline themselves (and kill what they started); the clock's limit is the safety net for
+/// one that does not, `KILL_GRACE` (and a second) later. Work that ended late (on a virtual
+/// clock, the simulated backends account their own time) succeeded too late: a timeout.
 pub(super) async fn with_timeout<F>(
     clock: &dyn Clock,
     timeout: Option<Duration>,
     fut: F,
 ) -> Result<Output, ActionError>
 where
-    F: std::future::Future<Output = Result<Output, ActionError>>,
+    F: std::future::Future<Output = Result<Output, ActionError>> + Send,
 {
     let Some(t) = timeout else { return fut.await };
-    if clock.is_virtual() {
-        let start = clock.now();
-        let r = fut.await;
-        let spent = (clock.now() - start).to_std().unwrap_or_default();
-        if spent > t && r.is_ok() {
-            return Err(ActionError::new(
-                ErrorKind::Timeout,
-                format!("timed out after {}", fmt_duration(t)),
-            ));
-        }
-        return r;
-    }
-    // Backends enforce the deadline themselves (and kill what they started); this is the
-    // safety net for one that does not.
-    match tokio::time::timeout(
-        t + crate::backends::shell::KILL_GRACE + Duration::from_secs(1),
-        fut,
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(_) => Err(ActionError::new(
+    let grace = crate::backends::shell::KILL_GRACE + Duration::from_secs(1);
+    let timed_out = || {
+        ActionError::new(
             ErrorKind::Timeout,
             format!("timed out after {}", fmt_duration(t)),
-        )),
+        )
+    };
+    match crate::exec::clock::timeout(clock, t, grace, fut).await {
+        Timed::InTime(r) | Timed::Late(r @ Err(_)) => r,
+        Timed::Late(Ok(_)) | Timed::CutOff => Err(timed_out()),
     }
 }
 
