@@ -118,7 +118,7 @@ impl Step {
     pub fn is_gate(&self) -> bool {
         matches!(
             self.action.kind,
-            ActionKind::Confirm | ActionKind::Manual | ActionKind::Input
+            ActionKind::Confirm(_) | ActionKind::Manual(_) | ActionKind::Input(_)
         ) || self.safety == Safety::Terminal
     }
 
@@ -126,13 +126,8 @@ impl Step {
     /// (`on_inconclusive: ask`, on the step or in its `analysis`)?
     pub fn asks_on_inconclusive(&self) -> bool {
         self.spec.on_inconclusive == Some(crate::spec::OnInconclusive::Ask)
-            || (matches!(self.action.kind, ActionKind::Analysis { .. })
-                && self
-                    .action
-                    .body
-                    .get("on_inconclusive")
-                    .and_then(Value::as_str)
-                    == Some("ask"))
+            || matches!(&self.action.kind, ActionKind::Analysis { spec, .. }
+                if spec.on_inconclusive == Some(crate::spec::OnInconclusive::Ask))
     }
 
     /// Does it change anything outside the engine?
@@ -149,14 +144,13 @@ pub fn guarded_steps(steps: &[Step], idx: usize) -> Vec<&Step> {
     let Some(confirm) = steps.get(idx) else {
         return vec![];
     };
-    if !matches!(confirm.action.kind, ActionKind::Confirm) {
+    let ActionKind::Confirm(c) = &confirm.action.kind else {
         return vec![];
-    }
-    if let Some(ids) = confirm.action.body.get("guards").and_then(Value::as_array) {
-        let ids: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();
+    };
+    if let Some(ids) = &c.guards {
         return steps[idx + 1..]
             .iter()
-            .filter(|s| ids.contains(&s.id.as_str()))
+            .filter(|s| ids.contains(&s.id))
             .collect();
     }
     steps[idx + 1..]
@@ -164,14 +158,17 @@ pub fn guarded_steps(steps: &[Step], idx: usize) -> Vec<&Step> {
         .take_while(|s| {
             !matches!(
                 s.action.kind,
-                ActionKind::Confirm | ActionKind::Manual | ActionKind::Input
+                ActionKind::Confirm(_) | ActionKind::Manual(_) | ActionKind::Input(_)
             )
         })
         .filter(|s| s.is_mutating())
         .collect()
 }
 
-/// An action: which kind, which backend, and its body (the YAML subtree, templates unrendered).
+/// An action: which kind with its typed arguments as written (deserialized once, when the
+/// runbook is checked), which backend, and its body as written (the YAML subtree, templates
+/// unrendered), which rendering walks and the plan and reference scans read. Rendering it
+/// (`exec::actions::render`) gives a typed `RenderedAction`.
 #[derive(Debug, Clone)]
 pub struct Action {
     pub kind: ActionKind,
@@ -181,28 +178,33 @@ pub struct Action {
     pub body: Value,
 }
 
+/// Each action kind with its typed arguments as written (templates unrendered).
+/// Kubernetes and compose arguments become typed calls (`KubeCall`, `ComposeCall`) once
+/// rendered: their literal values are validated by `check` with the same validation.
 #[derive(Debug, Clone)]
 pub enum ActionKind {
-    Shell,
-    Http,
+    Shell(Box<crate::spec::ShellAction>),
+    Http(Box<crate::spec::HttpAction>),
     Kubernetes {
         verb: crate::backends::KubeVerb,
     },
     Compose {
         verb: crate::backends::ComposeVerb,
     },
-    Confirm,
-    Manual,
-    Input,
+    Confirm(crate::spec::ConfirmAction),
+    Manual(crate::spec::ManualAction),
+    Input(Box<crate::spec::InputAction>),
     /// A literal duration, or `None` when it is a template (rendered and parsed at run time).
     Wait(Option<Duration>),
-    Assert,
+    /// The conditions (expressions, evaluated when the step runs, never rendered).
+    Assert(Vec<crate::spec::ConditionSpec>),
     Call(Arc<Runbook>),
-    /// A PromQL query (instant, or range when the body has `range`).
-    Prometheus,
+    /// A PromQL query (instant, or range when it has `range`).
+    Prometheus(Box<crate::spec::PrometheusAction>),
     /// A canary analysis: one check every `interval`.
     Analysis {
         interval: Duration,
+        spec: Box<crate::spec::AnalysisAction>,
     },
 }
 
@@ -210,17 +212,17 @@ impl ActionKind {
     /// The field name this action has in YAML (`shell`, `kubernetes`, ...).
     pub fn field(&self) -> &'static str {
         match self {
-            ActionKind::Shell => "shell",
-            ActionKind::Http => "http",
+            ActionKind::Shell(_) => "shell",
+            ActionKind::Http(_) => "http",
             ActionKind::Kubernetes { .. } => "kubernetes",
             ActionKind::Compose { .. } => "compose",
-            ActionKind::Confirm => "confirm",
-            ActionKind::Manual => "manual",
-            ActionKind::Input => "input",
+            ActionKind::Confirm(_) => "confirm",
+            ActionKind::Manual(_) => "manual",
+            ActionKind::Input(_) => "input",
             ActionKind::Wait(_) => "wait",
-            ActionKind::Assert => "assert",
+            ActionKind::Assert(_) => "assert",
             ActionKind::Call(_) => "call",
-            ActionKind::Prometheus => "prometheus",
+            ActionKind::Prometheus(_) => "prometheus",
             ActionKind::Analysis { .. } => "analysis",
         }
     }

@@ -198,14 +198,10 @@ fn plan_step(rb: &Runbook, s: &Step, ctx: &RunContext, prefix: &str) -> PlannedS
     let sid = format!("{prefix}{}", s.id);
     let gate = s.is_gate().then(|| {
         let kind = match &s.action.kind {
-            ActionKind::Confirm => GateKind::Confirm,
-            ActionKind::Manual => GateKind::Manual,
-            ActionKind::Input => GateKind::Input(Box::new(crate::spec::InputSpec {
-                kind: rendered
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .and_then(|t| serde_json::from_value(json!(t)).ok())
-                    .unwrap_or_default(),
+            ActionKind::Confirm(_) => GateKind::Confirm,
+            ActionKind::Manual(_) => GateKind::Manual,
+            ActionKind::Input(ia) => GateKind::Input(Box::new(crate::spec::InputSpec {
+                kind: ia.kind,
                 description: None,
                 default: None,
                 allowed: None,
@@ -238,7 +234,7 @@ fn plan_step(rb: &Runbook, s: &Step, ctx: &RunContext, prefix: &str) -> PlannedS
         let what = if s.safety == Safety::Terminal
             && !matches!(
                 s.action.kind,
-                ActionKind::Confirm | ActionKind::Manual | ActionKind::Input
+                ActionKind::Confirm(_) | ActionKind::Manual(_) | ActionKind::Input(_)
             ) {
             "terminal: explicit confirmation"
         } else {

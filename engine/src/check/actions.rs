@@ -144,6 +144,27 @@ pub(super) fn resolve_backend(
     }
 }
 
+/// The action's typed arguments, deserialized once here for the model. The schema has checked
+/// their shape already; a failure is still reported, at the action, never ignored.
+fn typed<T: serde::de::DeserializeOwned>(
+    cx: &mut Ctx,
+    ptr: &str,
+    field: &'static str,
+    body: &Value,
+) -> Option<T> {
+    match serde_json::from_value(body.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            cx.err(
+                ptr,
+                format!("this `{field}` action does not read: {e}"),
+                field,
+            );
+            None
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn check_action(
     cx: &mut Ctx,
@@ -205,9 +226,10 @@ pub(super) fn check_action(
             if backend_name.is_some() {
                 resolve_backend(cx, spec, ptr, "shell", backend_name, false)?;
             }
-            ActionKind::Shell
+            ActionKind::Shell(Box::new(typed(cx, ptr, "shell", body)?))
         }
         "http" => {
+            let typed_http: spec::HttpAction = typed(cx, ptr, "http", body)?;
             let req = body.get("request").cloned().unwrap_or(Value::Null);
             let has_url = req.get("url").is_some();
             let has_path = req.get("path").is_some();
@@ -248,7 +270,7 @@ pub(super) fn check_action(
                     return None;
                 }
             }
-            ActionKind::Http
+            ActionKind::Http(Box::new(typed_http))
         }
         "kubernetes" => {
             let verbs: Vec<&'static str> = spec::KUBE_VERBS
@@ -305,6 +327,7 @@ pub(super) fn check_action(
             }
         }
         "prometheus" => {
+            let p: spec::PrometheusAction = typed(cx, ptr, "prometheus", body)?;
             resolve_backend(cx, spec, ptr, "prometheus", backend_name, false);
             if let Some(r) = body.get("range") {
                 if let Some(l) = r.get("last").and_then(Value::as_str) {
@@ -318,11 +341,11 @@ pub(super) fn check_action(
                     }
                 }
             }
-            ActionKind::Prometheus
+            ActionKind::Prometheus(Box::new(p))
         }
         "analysis" => {
             resolve_backend(cx, spec, ptr, "prometheus", backend_name, false);
-            let a: spec::AnalysisAction = serde_json::from_value(body.clone()).ok()?;
+            let a: spec::AnalysisAction = typed(cx, ptr, "analysis", body)?;
             let interval = cx.duration(&format!("{ptr}/interval"), &a.interval)?;
             if a.failed_checks == 0 || a.checks == 0 {
                 cx.key_err(
@@ -359,27 +382,29 @@ pub(super) fn check_action(
                     );
                 }
             }
-            ActionKind::Analysis { interval }
+            ActionKind::Analysis {
+                interval,
+                spec: Box::new(a),
+            }
         }
-        "confirm" => ActionKind::Confirm,
-        "manual" => ActionKind::Manual,
+        "confirm" => ActionKind::Confirm(typed(cx, ptr, "confirm", body)?),
+        "manual" => ActionKind::Manual(typed(cx, ptr, "manual", body)?),
         "input" => {
-            if let Ok(ia) = serde_json::from_value::<spec::InputAction>(body.clone()) {
-                let as_input = crate::inputs::input_action_spec(&ia);
-                if let Some(d) = &ia.default {
-                    if let Err(e) = crate::inputs::validate_value("value", &as_input, d) {
-                        cx.err(
-                            &format!("{ptr}/default"),
-                            format!("default does not fit: {e}"),
-                            "input-default",
-                        )
-                        .help = Some(
-                            "change the default, or the `type`, `enum`, bounds or `pattern`".into(),
-                        );
-                    }
+            let ia: spec::InputAction = typed(cx, ptr, "input", body)?;
+            let as_input = crate::inputs::input_action_spec(&ia);
+            if let Some(d) = &ia.default {
+                if let Err(e) = crate::inputs::validate_value("value", &as_input, d) {
+                    cx.err(
+                        &format!("{ptr}/default"),
+                        format!("default does not fit: {e}"),
+                        "input-default",
+                    )
+                    .help = Some(
+                        "change the default, or the `type`, `enum`, bounds or `pattern`".into(),
+                    );
                 }
             }
-            ActionKind::Input
+            ActionKind::Input(Box::new(ia))
         }
         "wait" => {
             let s = body.as_str().unwrap_or_default();
@@ -392,32 +417,32 @@ pub(super) fn check_action(
             }
         }
         "assert" => {
-            if let Some(items) = body.as_array() {
-                for (i, c) in items.iter().enumerate() {
-                    if let Some(that) = c.get("that").and_then(Value::as_str) {
-                        check_expr(
-                            cx,
-                            scope,
-                            &format!("{ptr}/{i}/that"),
-                            that,
-                            Usage::Plain,
-                            position,
-                        );
-                    }
-                }
+            let conditions: Vec<spec::ConditionSpec> = typed(cx, ptr, "assert", body)?;
+            for (i, c) in conditions.iter().enumerate() {
+                check_expr(
+                    cx,
+                    scope,
+                    &format!("{ptr}/{i}/that"),
+                    &c.that,
+                    Usage::Plain,
+                    position,
+                );
             }
-            ActionKind::Assert
+            ActionKind::Assert(conditions)
         }
-        "call" => check_call(cx, ptr, body, path, stack)?,
+        "call" => {
+            let call: spec::CallAction = typed(cx, ptr, "call", body)?;
+            check_call(cx, ptr, &call, path, stack)?
+        }
         _ => unreachable!("action fields come from ACTION_KINDS"),
     };
     let backend = match &kind {
         ActionKind::Kubernetes { .. }
         | ActionKind::Compose { .. }
-        | ActionKind::Http
-        | ActionKind::Prometheus
+        | ActionKind::Http(_)
+        | ActionKind::Prometheus(_)
         | ActionKind::Analysis { .. }
-        | ActionKind::Shell => {
+        | ActionKind::Shell(_) => {
             let k = match kind.field() {
                 "analysis" => "prometheus",
                 other => other,

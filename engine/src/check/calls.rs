@@ -3,8 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::diag::did_you_mean;
 use crate::model::ActionKind;
 use crate::spec::{self};
@@ -18,11 +16,10 @@ use super::{canonical, check_runbook_doc, read_limited, Ctx, LenMut, Reports, MA
 pub(super) fn check_call(
     cx: &mut Ctx,
     ptr: &str,
-    body: &Value,
+    call: &spec::CallAction,
     path: &Path,
     stack: &mut Vec<PathBuf>,
 ) -> Option<ActionKind> {
-    let call: spec::CallAction = serde_json::from_value(body.clone()).ok()?;
     let target = path.parent().unwrap_or(Path::new(".")).join(&call.runbook);
     let canon = canonical(&target);
     if stack.len() >= MAX_CALL_DEPTH {

@@ -503,7 +503,7 @@ pub fn check_runbook_doc(
             }
             let step = check_step(&mut cx, &spec, &scope, &ptr, s, position, path, stack);
             if let Some(step) = step {
-                if matches!(step.action.kind, ActionKind::Confirm) {
+                if matches!(step.action.kind, ActionKind::Confirm(_)) {
                     confirmed = true;
                 }
                 if let Some(u) = step.undo.as_ref().filter(|u| u.safety == Safety::Terminal) {

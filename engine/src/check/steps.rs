@@ -131,11 +131,11 @@ pub(super) fn check_step(
     }
     let no_result = matches!(
         action.kind,
-        ActionKind::Confirm
-            | ActionKind::Manual
-            | ActionKind::Input
+        ActionKind::Confirm(_)
+            | ActionKind::Manual(_)
+            | ActionKind::Input(_)
             | ActionKind::Wait(_)
-            | ActionKind::Assert
+            | ActionKind::Assert(_)
     );
     if no_result && (!s.verify.is_empty() || s.until.is_some()) {
         cx.key_err(
@@ -149,8 +149,8 @@ pub(super) fn check_step(
         .help = Some("use an `assert` step to check earlier captures".into());
     }
 
-    let analysis_pass = matches!(action.kind, ActionKind::Analysis { .. })
-        && body.get("on_inconclusive").and_then(Value::as_str) == Some("pass");
+    let analysis_pass = matches!(&action.kind, ActionKind::Analysis { spec, .. }
+        if spec.on_inconclusive == Some(spec::OnInconclusive::Pass));
     if s.on_inconclusive == Some(spec::OnInconclusive::Pass) || analysis_pass {
         let p = if analysis_pass {
             format!("{ptr}/{field}/on_inconclusive")
@@ -288,7 +288,8 @@ pub(super) fn check_step(
     let own = own_safety(&action);
     let safety = match s.safety {
         Some(declared)
-            if declared < own && !matches!(action.kind, ActionKind::Shell | ActionKind::Http) =>
+            if declared < own
+                && !matches!(action.kind, ActionKind::Shell(_) | ActionKind::Http(_)) =>
         {
             cx.err(&format!("{ptr}/safety"),
                 format!("`{}` is below the action's own class `{}`", declared.as_str(), own.as_str()), "safety")
@@ -319,11 +320,11 @@ pub(super) fn check_step(
         && safety > Safety::ReadOnly
         && !matches!(
             action.kind,
-            ActionKind::Confirm
-                | ActionKind::Manual
-                | ActionKind::Input
+            ActionKind::Confirm(_)
+                | ActionKind::Manual(_)
+                | ActionKind::Input(_)
                 | ActionKind::Wait(_)
-                | ActionKind::Assert
+                | ActionKind::Assert(_)
                 | ActionKind::Call(_)
         )
     {
@@ -361,14 +362,13 @@ pub(super) fn own_safety(a: &Action) -> Safety {
     match &a.kind {
         ActionKind::Kubernetes { verb } => spec::kube_verb_safety(verb.as_str()),
         ActionKind::Compose { verb } => spec::compose_verb_safety(verb.as_str()),
-        ActionKind::Shell => Safety::Reversible,
-        ActionKind::Http => {
-            let m = a
-                .body
-                .pointer("/request/method")
-                .and_then(Value::as_str)
-                .unwrap_or("GET");
-            if matches!(m, "GET" | "HEAD" | "OPTIONS") {
+        ActionKind::Shell(_) => Safety::Reversible,
+        ActionKind::Http(h) => {
+            let m = h.request.method.unwrap_or(spec::HttpMethod::GET);
+            if matches!(
+                m,
+                spec::HttpMethod::GET | spec::HttpMethod::HEAD | spec::HttpMethod::OPTIONS
+            ) {
                 Safety::ReadOnly
             } else {
                 Safety::Reversible
@@ -475,7 +475,8 @@ pub(super) fn check_undo(
     let own = own_safety(&action);
     let safety = match u.safety {
         Some(declared)
-            if declared < own && !matches!(action.kind, ActionKind::Shell | ActionKind::Http) =>
+            if declared < own
+                && !matches!(action.kind, ActionKind::Shell(_) | ActionKind::Http(_)) =>
         {
             cx.err(&format!("{ptr}/safety"),
                 format!("`{}` is below the undo action's own class `{}`", declared.as_str(), own.as_str()), "safety")

@@ -28,12 +28,12 @@ pub fn render(action: &Action, real_ctx: &Value, display_ctx: &Value) -> Result<
     // Shell scripts are never templates: drop them from rendering and put them back as-is.
     let mut body = action.body.clone();
     let script = match (&action.kind, body.as_object_mut()) {
-        (ActionKind::Shell, Some(m)) => m.remove("script"),
+        (ActionKind::Shell(_), Some(m)) => m.remove("script"),
         _ => None,
     };
     // URLs render apart: a value never changes their shape (`template::render_url`).
     let mut urls = vec![];
-    if let (ActionKind::Http, Some(req)) = (
+    if let (ActionKind::Http(_), Some(req)) = (
         &action.kind,
         body.get_mut("request").and_then(Value::as_object_mut),
     ) {
@@ -78,7 +78,7 @@ pub fn render_for_plan(action: &Action, display_ctx: &Value) -> Value {
     if let Some(def) = action_def(&action.kind) {
         spec::coerce_to_schema(def, &mut display);
     }
-    if let (ActionKind::Shell, Some(s)) = (&action.kind, action.body.get("script")) {
+    if let (ActionKind::Shell(_), Some(s)) = (&action.kind, action.body.get("script")) {
         display["script"] = s.clone();
     }
     display
@@ -101,17 +101,17 @@ fn wait_duration(rendered: &Value) -> Result<Duration, ActionError> {
 /// The schema definition an action's body follows.
 fn action_def(kind: &ActionKind) -> Option<&'static str> {
     Some(match kind {
-        ActionKind::Shell => "ShellAction",
-        ActionKind::Http => "HttpAction",
+        ActionKind::Shell(_) => "ShellAction",
+        ActionKind::Http(_) => "HttpAction",
         ActionKind::Kubernetes { .. } => "KubernetesAction",
         ActionKind::Compose { .. } => "ComposeAction",
-        ActionKind::Confirm => "ConfirmAction",
-        ActionKind::Manual => "ManualAction",
-        ActionKind::Input => "InputAction",
+        ActionKind::Confirm(_) => "ConfirmAction",
+        ActionKind::Manual(_) => "ManualAction",
+        ActionKind::Input(_) => "InputAction",
         ActionKind::Call(_) => "CallAction",
-        ActionKind::Prometheus => "PrometheusAction",
+        ActionKind::Prometheus(_) => "PrometheusAction",
         ActionKind::Analysis { .. } => "AnalysisAction",
-        ActionKind::Wait(_) | ActionKind::Assert => return None,
+        ActionKind::Wait(_) | ActionKind::Assert(_) => return None,
     })
 }
 
@@ -135,7 +135,7 @@ pub fn render_backend(spec: &BackendSpec, ctx: &Value) -> Result<BackendSpec, St
 /// A one-line human summary of a rendered action: the argv, `GET url`, the verb and object.
 pub fn summary(kind: &ActionKind, body: &Value, rb: &Runbook) -> String {
     match kind {
-        ActionKind::Shell => {
+        ActionKind::Shell(_) => {
             if let Some(argv) = body.get("argv").and_then(Value::as_array) {
                 argv.iter()
                     .map(|a| shell_quote(a.as_str().unwrap_or_default()))
@@ -155,7 +155,7 @@ pub fn summary(kind: &ActionKind, body: &Value, rb: &Runbook) -> String {
                 format!("sh -c '{first}{more}'")
             }
         }
-        ActionKind::Http => {
+        ActionKind::Http(_) => {
             let req = &body["request"];
             let method = req.get("method").and_then(Value::as_str).unwrap_or("GET");
             let url = http_url(body, rb).unwrap_or_else(|e| e);
@@ -253,11 +253,11 @@ pub fn summary(kind: &ActionKind, body: &Value, rb: &Runbook) -> String {
                     .to_string(),
             }
         }
-        ActionKind::Confirm => format!(
+        ActionKind::Confirm(_) => format!(
             "confirm: {}",
             body.get("prompt").and_then(Value::as_str).unwrap_or("")
         ),
-        ActionKind::Manual => format!(
+        ActionKind::Manual(_) => format!(
             "manual: {}",
             first_line(
                 body.get("instructions")
@@ -265,7 +265,7 @@ pub fn summary(kind: &ActionKind, body: &Value, rb: &Runbook) -> String {
                     .unwrap_or("")
             )
         ),
-        ActionKind::Input => format!(
+        ActionKind::Input(_) => format!(
             "input: {}",
             body.get("prompt").and_then(Value::as_str).unwrap_or("")
         ),
@@ -274,7 +274,7 @@ pub fn summary(kind: &ActionKind, body: &Value, rb: &Runbook) -> String {
             Value::String(s) => format!("wait {s}"),
             other => format!("wait {other}"),
         },
-        ActionKind::Assert => {
+        ActionKind::Assert(_) => {
             let n = body.as_array().map_or(0, Vec::len);
             format!("assert {n} condition{}", if n == 1 { "" } else { "s" })
         }
@@ -283,7 +283,7 @@ pub fn summary(kind: &ActionKind, body: &Value, rb: &Runbook) -> String {
             child.name(),
             body.get("runbook").and_then(Value::as_str).unwrap_or("")
         ),
-        ActionKind::Prometheus => {
+        ActionKind::Prometheus(_) => {
             let q = body.get("query").and_then(Value::as_str).unwrap_or("");
             match body.get("range") {
                 Some(r) => format!(
@@ -293,7 +293,7 @@ pub fn summary(kind: &ActionKind, body: &Value, rb: &Runbook) -> String {
                 None => format!("prometheus query `{q}`"),
             }
         }
-        ActionKind::Analysis { interval } => {
+        ActionKind::Analysis { interval, .. } => {
             let names: Vec<String> = body
                 .get("metrics")
                 .and_then(Value::as_array)
@@ -337,7 +337,7 @@ fn value_text(v: &Value) -> String {
 /// `base_url` rendered like the rest of the plan (a base URL may be a template).
 pub fn display_summary(rb: &Runbook, action: &Action, rendered: &Value, display: &Value) -> String {
     let mut body = rendered.clone();
-    if matches!(action.kind, ActionKind::Http) && body.pointer("/request/url").is_none() {
+    if matches!(action.kind, ActionKind::Http(_)) && body.pointer("/request/url").is_none() {
         let base = action
             .backend
             .as_ref()
@@ -445,7 +445,7 @@ pub async fn execute(
     step_has_verify: bool,
 ) -> Result<Output, ActionError> {
     match kind {
-        ActionKind::Shell => {
+        ActionKind::Shell(_) => {
             let a: spec::ShellAction = serde_json::from_value(real.clone()).map_err(|e| {
                 ActionError::new(
                     ErrorKind::Invalid,
@@ -484,7 +484,7 @@ pub async fn execute(
             };
             env.backends.shell.run(&req, ctx).await
         }
-        ActionKind::Http => {
+        ActionKind::Http(_) => {
             let a: spec::HttpAction = serde_json::from_value(real.clone()).map_err(|e| {
                 ActionError::new(
                     ErrorKind::Invalid,
@@ -645,7 +645,7 @@ pub async fn execute(
                 _ = ctx.cancel.cancelled() => Err(ActionError::new(ErrorKind::Cancelled, "wait interrupted")),
             }
         }
-        ActionKind::Prometheus => {
+        ActionKind::Prometheus(_) => {
             let a: spec::PrometheusAction = serde_json::from_value(real.clone()).map_err(|e| {
                 ActionError::new(
                     ErrorKind::Invalid,

@@ -406,13 +406,11 @@ pub fn gate_ids(rb: &Runbook, prefix: &str, out: &mut Vec<(String, GateKind)>) {
     for s in rb.steps.iter().chain(&rb.on_failure) {
         let id = format!("{prefix}{}", s.id);
         let kind = match &s.action.kind {
-            ActionKind::Confirm => Some(GateKind::Confirm),
-            ActionKind::Manual => Some(GateKind::Manual),
-            ActionKind::Input => {
-                serde_json::from_value::<crate::spec::InputAction>(s.action.body.clone())
-                    .ok()
-                    .map(|ia| GateKind::Input(Box::new(crate::inputs::input_action_spec(&ia))))
-            }
+            ActionKind::Confirm(_) => Some(GateKind::Confirm),
+            ActionKind::Manual(_) => Some(GateKind::Manual),
+            ActionKind::Input(ia) => Some(GateKind::Input(Box::new(
+                crate::inputs::input_action_spec(ia),
+            ))),
             ActionKind::Call(child) => {
                 gate_ids(child, &format!("{id}/"), out);
                 None
@@ -424,7 +422,7 @@ pub fn gate_ids(rb: &Runbook, prefix: &str, out: &mut Vec<(String, GateKind)>) {
         // A resume asks about a step's process group that outlived an interruption.
         out.push((format!("{id}.process"), GateKind::Process));
         if let Some(u) = &s.undo {
-            if matches!(u.action.kind, ActionKind::Manual) {
+            if matches!(u.action.kind, ActionKind::Manual(_)) {
                 out.push((format!("{id}.undo"), GateKind::Manual));
             } else {
                 // A terminal undo's gate, or the resume gate of an undo that did not finish.

@@ -90,19 +90,18 @@ fn check_url(src: &str, start: UrlStart, ctx: &Value, dest: &str, errors: &mut V
 }
 
 fn check_action(action: &Action, ctx: &Value, dest: &str, errors: &mut Vec<String>) {
-    if !matches!(action.kind, ActionKind::Http) {
+    let ActionKind::Http(http) = &action.kind else {
         return;
+    };
+    let req = &http.request;
+    for (k, src) in &req.headers {
+        check_header(k, src, ctx, dest, errors);
     }
-    let req = &action.body["request"];
-    if let Some(h) = req.get("headers").and_then(Value::as_object) {
-        for (k, v) in h {
-            if let Some(src) = v.as_str() {
-                check_header(k, src, ctx, dest, errors);
-            }
-        }
-    }
-    for (field, start) in [("url", UrlStart::Url), ("path", UrlStart::Path)] {
-        if let Some(src) = req.get(field).and_then(Value::as_str) {
+    for (field, start, src) in [
+        ("url", UrlStart::Url, &req.url),
+        ("path", UrlStart::Path, &req.path),
+    ] {
+        if let Some(src) = src {
             check_url(src, start, ctx, &format!("{dest}, `{field}`"), errors);
         }
     }

@@ -104,7 +104,7 @@ pub(super) fn result_evidence(kind: &ActionKind, result: &Value) -> Option<Strin
         }
     };
     match kind {
-        ActionKind::Http => {
+        ActionKind::Http(_) => {
             let status = result.get("status").and_then(Value::as_u64)?;
             if status < 400 {
                 return None;
@@ -124,7 +124,7 @@ pub(super) fn result_evidence(kind: &ActionKind, result: &Value) -> Option<Strin
                 .unwrap_or_default();
             Some(format!("the server answered HTTP {status}{reason}{body}"))
         }
-        ActionKind::Shell => {
+        ActionKind::Shell(_) => {
             let code = result.get("exit_code").and_then(Value::as_i64)?;
             if code == 0 {
                 return None;

@@ -101,7 +101,7 @@ impl Runner {
                     &summary_ctx,
                 ));
                 match &g.action.kind {
-                    ActionKind::Http => {
+                    ActionKind::Http(_) => {
                         if let Some(j) = r.display.pointer("/request/json") {
                             change.push(format!("JSON body: {j}"));
                         }

@@ -45,7 +45,7 @@ impl Runner {
                     .ctx
                     .set_step_field(&step.id, "outcome", json!(outcome.as_str()));
                 if r.answers.get(sid).map(String::as_str) == Some("skip")
-                    && matches!(step.action.kind, ActionKind::Confirm)
+                    && matches!(step.action.kind, ActionKind::Confirm(_))
                 {
                     // A confirmation answered `skip` before the interruption: what it guards
                     // stays skipped.

@@ -23,7 +23,7 @@ impl Runner {
             if self.cancel.is_cancelled() {
                 return Some((StepEnd::Interrupted, uid));
             }
-            let manual = matches!(entry.undo.action.kind, ActionKind::Manual);
+            let manual = matches!(entry.undo.action.kind, ActionKind::Manual(_));
             let mut pre_approved = false;
             if let Some(r) = &self.resume {
                 match r.resumption(&uid) {
@@ -148,7 +148,7 @@ impl Runner {
                 }
             }
             let (ok, error) = match &entry.undo.action.kind {
-                ActionKind::Manual => {
+                ActionKind::Manual(_) => {
                     let prompt = rendered
                         .display
                         .get("instructions")

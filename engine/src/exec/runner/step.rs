@@ -211,7 +211,7 @@ impl Runner {
         };
         // The context only serves to show an HTTP backend's base URL; backends are rendered
         // when their frame starts, before any step of it has values.
-        let summary_ctx = if matches!(step.action.kind, ActionKind::Http) {
+        let summary_ctx = if matches!(step.action.kind, ActionKind::Http(_)) {
             frame.ctx.display_reading(None, Some(&HashSet::new()))
         } else {
             Value::Null
@@ -229,9 +229,9 @@ impl Runner {
         // 4. Gate.
         if step.is_gate() && !pre_approved {
             let kind = match &step.action.kind {
-                ActionKind::Confirm => GateKind::Confirm,
-                ActionKind::Manual => GateKind::Manual,
-                ActionKind::Input => {
+                ActionKind::Confirm(_) => GateKind::Confirm,
+                ActionKind::Manual(_) => GateKind::Manual,
+                ActionKind::Input(_) => {
                     let ia: crate::spec::InputAction =
                         match serde_json::from_value(rendered.real.clone()) {
                             Ok(i) => i,
@@ -250,13 +250,13 @@ impl Runner {
                 _ => GateKind::Terminal,
             };
             let prompt = match &step.action.kind {
-                ActionKind::Confirm | ActionKind::Input => rendered
+                ActionKind::Confirm(_) | ActionKind::Input(_) => rendered
                     .display
                     .get("prompt")
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string(),
-                ActionKind::Manual => rendered
+                ActionKind::Manual(_) => rendered
                     .display
                     .get("instructions")
                     .and_then(Value::as_str)
@@ -270,7 +270,7 @@ impl Runner {
             // What the gate guards, as it will be made: the confirmation's guarded steps, or
             // the terminal step itself.
             let guarded = match &step.action.kind {
-                ActionKind::Confirm => {
+                ActionKind::Confirm(_) => {
                     let mut out = vec![];
                     for g in rb.guarded_by(step) {
                         if let Some(d) = self.describe_change(g, frame).await {
@@ -279,7 +279,7 @@ impl Runner {
                     }
                     out
                 }
-                ActionKind::Manual | ActionKind::Input => vec![],
+                ActionKind::Manual(_) | ActionKind::Input(_) => vec![],
                 _ => self
                     .describe_change(step, frame)
                     .await
@@ -358,7 +358,7 @@ impl Runner {
             // or lets a terminal action run.
             let settled: Option<(StepOutcome, Option<String>, Option<String>)> =
                 match (&step.action.kind, answer) {
-                    (ActionKind::Confirm, Answer::Reply(r)) => {
+                    (ActionKind::Confirm(_), Answer::Reply(r)) => {
                         let text = Answer::Reply(r).text();
                         frame.ctx.set_step_field(&step.id, "answer", json!(text));
                         Some(match r {
@@ -375,7 +375,7 @@ impl Runner {
                             }
                         })
                     }
-                    (ActionKind::Manual, Answer::Manual(m, note)) => {
+                    (ActionKind::Manual(_), Answer::Manual(m, note)) => {
                         if let Some(n) = &note {
                             frame.ctx.set_step_field(&step.id, "note", json!(n));
                         }
@@ -391,7 +391,7 @@ impl Runner {
                             }
                         })
                     }
-                    (ActionKind::Input, Answer::Input(v)) => {
+                    (ActionKind::Input(_), Answer::Input(v)) => {
                         frame.ctx.set_step_field(&step.id, "value", v.clone());
                         self.emit(Event::Capture {
                             step: sid.to_string(),
@@ -429,22 +429,15 @@ impl Runner {
 
         // 5. Execute.
         match &step.action.kind {
-            ActionKind::Assert => {
+            ActionKind::Assert(conds) => {
                 let display = frame.ctx.display(None);
                 let real = frame.ctx.real(None);
-                // A body that does not read as conditions proves nothing: it fails closed.
-                let (checks, malformed) = match serde_json::from_value::<
-                    Vec<crate::spec::ConditionSpec>,
-                >(step.action.body.clone())
-                {
-                    Ok(conds) if conds.is_empty() => {
-                        (vec![], Some("the assert has no conditions".to_string()))
-                    }
-                    Ok(conds) => (evaluate(&conds, &real, &display, None), None),
-                    Err(e) => (
-                        vec![],
-                        Some(format!("the assert's conditions do not deserialize: {e}")),
-                    ),
+                // No conditions prove nothing: it fails closed. (Conditions that do not read
+                // as conditions never reach the model: `check` rejects them at their line.)
+                let (checks, malformed) = if conds.is_empty() {
+                    (vec![], Some("the assert has no conditions".to_string()))
+                } else {
+                    (evaluate(conds, &real, &display, None), None)
                 };
                 let ok = malformed.is_none() && checks.iter().all(|c| c.ok);
                 self.emit(Event::AttemptStarted {
@@ -499,12 +492,12 @@ impl Runner {
                     )
                     .await;
             }
-            ActionKind::Analysis { interval } => {
+            ActionKind::Analysis { interval, .. } => {
                 return self
                     .run_analysis(step, sid, phase, frame, &rendered.real, *interval, started)
                     .await;
             }
-            ActionKind::Confirm | ActionKind::Manual | ActionKind::Input => {
+            ActionKind::Confirm(_) | ActionKind::Manual(_) | ActionKind::Input(_) => {
                 unreachable!("gates return above")
             }
             _ => {}
