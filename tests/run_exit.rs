@@ -1,10 +1,13 @@
 //! Exit codes of a run that cannot start (README, "Exit codes"): a journal that cannot be
 //! created is 5, not 1 ("a step failed"), and nothing runs; the same for a training run, which
-//! goes through the same session layer.
+//! goes through the same session layer. A runtime that cannot start is 6: the engine is run
+//! with too few file descriptors for tokio's I/O driver and signal pipe.
 
 use crate::common;
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::Command;
 
 use common::*;
 
@@ -37,6 +40,8 @@ fn a_journal_that_cannot_be_created_exits_5_and_runs_nothing() {
     assert_eq!(o.status.code(), Some(5), "{out}{err}");
     assert!(err.contains("cannot create the journal in runs"), "{err}");
     assert!(err.contains("nothing was run"), "{err}");
+    // Printed once, by `main`.
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
     assert!(
         !dir.path().join("ran").exists(),
         "the step ran without a journal"
@@ -60,4 +65,83 @@ fn a_training_run_without_a_journal_exits_5_too() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(5), "{out}{err}");
     assert!(err.contains("cannot create the journal in runs"), "{err}");
+}
+
+/// `cmd` with at most `n` open file descriptors (RLIMIT_NOFILE), and none inherited past
+/// stdin, stdout and stderr (whatever the test harness holds open is closed at exec), so that
+/// the limit means the same on every machine.
+fn with_fd_limit(mut cmd: Command, n: u64) -> Command {
+    // SAFETY: between fork and exec, only async-signal-safe calls (fcntl, setrlimit).
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in 3..1024 {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+            let lim = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+#[test]
+fn a_runtime_that_cannot_start_exits_6_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rb.yaml"), RUNBOOK).unwrap();
+    // Four descriptors: stdin, stdout, stderr and one for the dynamic loader, which closes it
+    // again; tokio's I/O driver needs two (epoll and its waker), so the runtime cannot be built.
+    let mut cmd = runbook(dir.path());
+    cmd.args([
+        "run",
+        "rb.yaml",
+        "--non-interactive",
+        "--journal-dir",
+        "runs",
+    ]);
+    let o = with_fd_limit(cmd, 4).output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(6), "{out}{err}");
+    assert!(
+        err.starts_with("error: cannot start the runtime: "),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "printed once: {err}");
+    assert!(
+        !dir.path().join("ran").exists(),
+        "the step ran without a runtime"
+    );
+    assert!(
+        !dir.path().join("runs").exists(),
+        "a journal was started for a run that could not start"
+    );
+}
+
+#[test]
+fn too_few_file_descriptors_exit_6_never_a_panic() {
+    // tokio returns some of its failures to start and panics on others (its signal pipe, at 6
+    // and 7 descriptors here): every one is exit 6 with one line, or the command works.
+    let dir = tempfile::tempdir().unwrap();
+    for n in 4..=16 {
+        let mut cmd = runbook(dir.path());
+        cmd.args(["schema", "drill"]);
+        let o = with_fd_limit(cmd, n).output().unwrap();
+        let (out, err) = text(&o);
+        match o.status.code() {
+            Some(0) => assert!(out.contains("\"$schema\""), "{n} descriptors: {out}"),
+            Some(6) => {
+                assert!(
+                    err.starts_with("error: cannot start the runtime: "),
+                    "{n} descriptors: {err}"
+                );
+                assert_eq!(err.lines().count(), 1, "{n} descriptors: {err}");
+            }
+            other => panic!("{n} descriptors: exit {other:?}\n{err}"),
+        }
+    }
 }

@@ -1,9 +1,9 @@
 //! Loading the files a command is given: any runbook or drill file, checked by its kind
 //! (`check` knows runbooks, `drill::check` drills; this module sits above both), and loading
-//! a runbook for `plan` and `run` with its diagnostics printed.
+//! a runbook for `plan` and `run` (or a drill for training), its diagnostics returned in a
+//! `LoadError` for `main` to print.
 
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -51,26 +51,57 @@ fn check_doc(
     }
 }
 
-/// Loads a runbook for plan/run, printing diagnostics (errors, and warnings when
-/// `show_warnings`). Err holds the exit code.
-pub fn load_or_report(path: &Path, show_warnings: bool) -> Result<Runbook, i32> {
-    let color = crate::term::color();
-    match crate::check::load_runbook(path) {
-        Ok((rb, warnings)) => {
-            if show_warnings && !warnings.is_empty() {
-                let src = std::fs::read_to_string(path).ok();
-                // Rendered diagnostics carry miette's colours and sanitise their own text.
-                let mut err = std::io::stderr().lock();
-                for w in warnings {
-                    let _ = write!(err, "{}", w.render(src.as_deref(), color));
-                }
-            }
-            Ok(rb)
+/// Why a runbook or drill could not be loaded for `plan`, `run` or training.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file has errors: its diagnostics, rendered (miette) before this message.
+    #[error("{} has errors; nothing was run", path.display())]
+    Invalid {
+        path: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+        /// The file's text, for the diagnostics' excerpts.
+        text: Option<String>,
+    },
+    /// `--world` names a file that is a runbook, not a drill.
+    #[error("{} is not a drill: `--world` takes a `kind: Drill` file, whose `world:` the run uses", path.display())]
+    NotADrill { path: PathBuf },
+}
+
+impl LoadError {
+    /// The diagnostics to show before the message, with the file's text.
+    pub fn diagnostics(&self) -> (&[Diagnostic], Option<&str>) {
+        match self {
+            LoadError::Invalid {
+                diagnostics, text, ..
+            } => (diagnostics, text.as_deref()),
+            LoadError::NotADrill { .. } => (&[], None),
         }
-        Err(r) => {
-            r.print(color);
-            eprintln!("error: {} has errors; nothing was run", path.display());
-            Err(crate::exit::INVALID)
-        }
+    }
+}
+
+/// Loads a runbook for plan/run: the runbook and its warnings, or its errors.
+pub fn load_runbook(path: &Path) -> Result<(Runbook, Vec<Diagnostic>), LoadError> {
+    crate::check::load_runbook(path).map_err(|r| LoadError::Invalid {
+        path: path.to_path_buf(),
+        diagnostics: r.diagnostics,
+        text: r.source,
+    })
+}
+
+/// Loads the drill a training run's `--world` names.
+pub fn load_drill(path: &Path) -> Result<Drill, LoadError> {
+    let report = check_path(path);
+    if report.has_errors() {
+        return Err(LoadError::Invalid {
+            path: path.to_path_buf(),
+            diagnostics: report.diagnostics,
+            text: report.source,
+        });
+    }
+    match report.checked {
+        Some(Checked::Drill(drill)) => Ok(*drill),
+        _ => Err(LoadError::NotADrill {
+            path: path.to_path_buf(),
+        }),
     }
 }

@@ -31,6 +31,24 @@ pub struct DrillArgs {
     pub report_dir: Option<PathBuf>,
 }
 
+/// Why `runbook drill` could not run its drills at all (a drill that cannot run is a row of
+/// the table instead, `Verdict::Error`).
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    #[error("{} does not exist", .0.display())]
+    NoSuchPath(PathBuf),
+    #[error("{} is not a drill (drills have `kind: Drill`; run runbooks with `runbook run`)", .0.display())]
+    NotADrill(PathBuf),
+    #[error("no drills found in {0} (drills are YAML files with `kind: Drill`)")]
+    NoDrills(String),
+    /// The drills ran, but their JUnit file cannot be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Junit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// What happened to one drill file.
 enum Verdict {
     Pass,
@@ -66,18 +84,15 @@ fn is_drill(path: &Path) -> bool {
 }
 
 /// The drill files under the given paths, in order, each once.
-fn find(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+fn find(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DrillError> {
     let mut out: Vec<PathBuf> = vec![];
     for p in paths {
         if !p.exists() {
-            return Err(format!("{} does not exist", p.display()));
+            return Err(DrillError::NoSuchPath(p.clone()));
         }
         if p.is_file() {
             if !is_drill(p) {
-                return Err(format!(
-                    "{} is not a drill (drills have `kind: Drill`; run runbooks with `runbook run`)",
-                    p.display()
-                ));
+                return Err(DrillError::NotADrill(p.clone()));
             }
             out.push(p.clone());
             continue;
@@ -93,26 +108,18 @@ fn find(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-pub async fn run(a: DrillArgs) -> i32 {
+/// Runs the drills; `Ok` holds the exit code of their outcome (0 all passed, 1 one failed,
+/// 2 one could not run).
+pub async fn run(a: DrillArgs) -> Result<i32, DrillError> {
     let paths = if a.paths.is_empty() {
         vec![PathBuf::from("runbooks")]
     } else {
         a.paths.clone()
     };
-    let files = match find(&paths) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::INVALID;
-        }
-    };
+    let files = find(&paths)?;
     if files.is_empty() {
         let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        eprintln!(
-            "error: no drills found in {} (drills are YAML files with `kind: Drill`)",
-            shown.join(", ")
-        );
-        return exit::INVALID;
+        return Err(DrillError::NoDrills(shown.join(", ")));
     }
     let started = Instant::now();
     let color = crate::term::color();
@@ -163,23 +170,27 @@ pub async fn run(a: DrillArgs) -> i32 {
     print_rows(&rows, seconds);
     if let Some(path) = &a.junit {
         let cases: Vec<Case> = rows.iter().map(case).collect();
-        if let Err(e) = std::fs::write(path, junit::render(&cases, seconds)) {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            return exit::FAILED;
-        }
+        std::fs::write(path, junit::render(&cases, seconds)).map_err(|source| {
+            DrillError::Junit {
+                path: path.clone(),
+                source,
+            }
+        })?;
         eprintln!("junit: {}", path.display());
     }
     let failed = rows.iter().any(|r| matches!(r.verdict, Verdict::Fail(_)));
     if failed && a.report_dir.is_none() {
         eprintln!("to see what each run did, rerun with --report-dir DIR: it keeps every drill's journal and report");
     }
-    if rows.iter().any(|r| matches!(r.verdict, Verdict::Error(_))) {
-        exit::INVALID
-    } else if failed {
-        exit::FAILED
-    } else {
-        exit::SUCCESS
-    }
+    Ok(
+        if rows.iter().any(|r| matches!(r.verdict, Verdict::Error(_))) {
+            exit::INVALID
+        } else if failed {
+            exit::FAILED
+        } else {
+            exit::SUCCESS
+        },
+    )
 }
 
 async fn run_one(drill: &Drill, report_dir: Option<&Path>, row: &mut Row) {

@@ -1,9 +1,14 @@
 //! The command line: `check`, `plan`, `list`, `schema`, `run`, `resume`, `report`, `drill`.
 //! It parses arguments, calls the library (`load`, `plan`, `session`, `report`, `drill`) and
-//! prints; no other module imports from here.
+//! prints; no other module imports from here. A command returns its exit code or an error
+//! (`error::Error`), which `main` prints once and maps to its exit code.
 
 mod drill;
+mod error;
 
+pub use error::Error;
+
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -11,7 +16,7 @@ use serde_json::json;
 
 use crate::diag::Diagnostic;
 use crate::exit;
-use crate::load::{self, load_or_report, yaml_files, Checked};
+use crate::load::{self, load_runbook, yaml_files, Checked};
 use crate::session::{self, GivenInputs, Options};
 
 #[derive(Parser, Debug)]
@@ -203,17 +208,14 @@ impl From<&CommonRunArgs> for Options {
     }
 }
 
-pub fn cmd_check(a: CheckArgs) -> i32 {
+pub fn cmd_check(a: CheckArgs) -> Result<i32, Error> {
     let paths = if a.paths.is_empty() {
         vec![PathBuf::from("runbooks")]
     } else {
         a.paths
     };
-    for p in &paths {
-        if !p.exists() {
-            eprintln!("error: {} does not exist", p.display());
-            return exit::INVALID;
-        }
+    if let Some(p) = paths.iter().find(|p| !p.exists()) {
+        return Err(Error::NoSuchPath(p.clone()));
     }
     let files = crate::files::yaml_files_of(&paths);
     let mut all: Vec<Diagnostic> = vec![];
@@ -253,23 +255,25 @@ pub fn cmd_check(a: CheckArgs) -> i32 {
             }
         );
     }
-    if errors > 0 || (a.strict && warnings > 0) {
+    Ok(if errors > 0 || (a.strict && warnings > 0) {
         exit::INVALID
     } else {
         exit::SUCCESS
-    }
+    })
 }
 
-pub async fn cmd_plan(a: PlanArgs) -> i32 {
-    let rb = match load_or_report(&a.runbook, true) {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
-    let inputs =
-        match session::resolve_inputs(&rb, &GivenInputs::from(&a.inputs), Default::default()) {
-            Ok(i) => i,
-            Err(c) => return c,
-        };
+pub async fn cmd_plan(a: PlanArgs) -> Result<i32, Error> {
+    let (rb, warnings) = load_runbook(&a.runbook)?;
+    if !warnings.is_empty() {
+        let src = std::fs::read_to_string(&a.runbook).ok();
+        // Rendered diagnostics carry miette's colours and sanitise their own text.
+        let color = crate::term::color();
+        let mut err = std::io::stderr().lock();
+        for w in warnings {
+            let _ = write!(err, "{}", w.render(src.as_deref(), color));
+        }
+    }
+    let inputs = session::resolve_inputs(&rb, &GivenInputs::from(&a.inputs), Default::default())?;
     let mut p = crate::plan::plan(&rb, &inputs);
     if a.live {
         crate::plan::preview_live(&mut p, &rb, &inputs, a.context.clone(), a.namespace.clone())
@@ -279,14 +283,13 @@ pub async fn cmd_plan(a: PlanArgs) -> i32 {
         OutFormat::Json => println!("{}", serde_json::to_string_pretty(&p).expect("json")),
         OutFormat::Text => print!("{}", crate::plan::render_text(&p)),
     }
-    exit::SUCCESS
+    Ok(exit::SUCCESS)
 }
 
-pub fn cmd_list(a: ListArgs) -> i32 {
+pub fn cmd_list(a: ListArgs) -> Result<i32, Error> {
     let dir = a.dir.unwrap_or_else(|| PathBuf::from("runbooks"));
     if !dir.exists() {
-        eprintln!("error: {} does not exist", dir.display());
-        return exit::INVALID;
+        return Err(Error::NoSuchPath(dir));
     }
     let mut rows = vec![];
     let mut bad = 0;
@@ -344,29 +347,29 @@ pub fn cmd_list(a: ListArgs) -> i32 {
             );
         }
     }
-    if bad > 0 {
+    Ok(if bad > 0 {
         exit::INVALID
     } else {
         exit::SUCCESS
-    }
+    })
 }
 
-pub async fn cmd_run(a: RunArgs) -> i32 {
+pub async fn cmd_run(a: RunArgs) -> Result<i32, Error> {
     let (given, opts) = (GivenInputs::from(&a.inputs), Options::from(&a.common));
-    match &a.world {
-        Some(world) => session::training::run(&a.runbook, &given, &opts, world, a.fast).await,
-        None => session::run(&a.runbook, &given, &opts).await,
-    }
+    Ok(match &a.world {
+        Some(world) => session::training::run(&a.runbook, &given, &opts, world, a.fast).await?,
+        None => session::run(&a.runbook, &given, &opts).await?,
+    })
 }
 
-pub async fn cmd_resume(a: ResumeArgs) -> i32 {
-    session::resume(
+pub async fn cmd_resume(a: ResumeArgs) -> Result<i32, Error> {
+    Ok(session::resume(
         &a.run,
         &Options::from(&a.common),
         a.force,
         a.world.as_deref(),
     )
-    .await
+    .await?)
 }
 
 pub fn cmd_schema(kind: SchemaKind) -> i32 {
@@ -400,7 +403,36 @@ pub fn init_logging(verbose: u8, format: LogFormat) {
     };
 }
 
-/// Runs the CLI; returns the exit code.
+/// The async runtime of every command. tokio returns most failures to build it (no file
+/// descriptor for its I/O driver) but panics on others (its signal pipe, a worker thread the
+/// OS refuses): those are caught too, so that each is "cannot start the runtime", never a
+/// panic.
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    let build = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let built = std::panic::catch_unwind(build);
+    std::panic::set_hook(hook);
+    match built {
+        Ok(Ok(rt)) => Ok(rt),
+        Ok(Err(e)) => Err(Error::Runtime(e.to_string())),
+        Err(panic) => Err(Error::Runtime(
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "it panicked".into()),
+        )),
+    }
+}
+
+/// Runs the CLI; returns the exit code. Every error ends here: printed once (`error::report`),
+/// exiting with its code (`Error::exit_code`).
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -415,27 +447,27 @@ pub fn main() -> i32 {
     };
     init_logging(cli.verbose, cli.log_format);
     crate::backends::http::install_crypto_provider();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    match runtime().and_then(|rt| rt.block_on(command(cli.command))) {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return exit::RUNTIME;
+            error::report(&e);
+            e.exit_code()
         }
-    };
-    rt.block_on(async move {
-        match cli.command {
-            Command::Check(a) => cmd_check(a),
-            Command::Plan(a) => cmd_plan(a).await,
-            Command::List(a) => cmd_list(a),
-            Command::Schema { kind } => cmd_schema(kind),
-            Command::Run(a) => cmd_run(*a).await,
-            Command::Resume(a) => cmd_resume(*a).await,
-            Command::Report(a) => crate::report::cli::run(a),
-            Command::Drill(a) => drill::run(a).await,
-        }
-    })
+    }
+}
+
+/// Runs a command: its exit code, or the error it ended with.
+async fn command(c: Command) -> Result<i32, Error> {
+    match c {
+        Command::Check(a) => cmd_check(a),
+        Command::Plan(a) => cmd_plan(a).await,
+        Command::List(a) => cmd_list(a),
+        Command::Schema { kind } => Ok(cmd_schema(kind)),
+        Command::Run(a) => cmd_run(*a).await,
+        Command::Resume(a) => cmd_resume(*a).await,
+        Command::Report(a) => crate::report::cli::run(&a)
+            .map(|()| exit::SUCCESS)
+            .map_err(Error::from),
+        Command::Drill(a) => Ok(drill::run(a).await?),
+    }
 }

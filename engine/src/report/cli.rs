@@ -7,7 +7,6 @@ use clap::Args;
 
 use super::{Format, Options, ReportError, Zone};
 use crate::exec::journal;
-use crate::exit;
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
@@ -31,20 +30,8 @@ pub struct ReportArgs {
     pub template: Option<PathBuf>,
 }
 
-pub fn run(a: ReportArgs) -> i32 {
-    match report(&a) {
-        Ok(()) => exit::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            match e {
-                ReportError::Write { .. } => exit::FAILED,
-                _ => exit::INVALID,
-            }
-        }
-    }
-}
-
-fn report(a: &ReportArgs) -> Result<(), ReportError> {
+/// Writes the report; an error is returned for `main` to print.
+pub fn run(a: &ReportArgs) -> Result<(), ReportError> {
     let format = match (a.format, &a.output) {
         (Some(f), _) => f,
         (None, Some(out)) => match Format::from_path(out) {

@@ -4,10 +4,12 @@
 //! run's lock, then the runner with the terminal view, and at the end the report and the next
 //! command. `cli` turns flags into `Options` and calls in here; nothing here reads flags.
 
+mod error;
 mod signals;
 pub mod training;
 mod who;
 
+pub use error::SessionError;
 pub use signals::{install_signals, run_cancel};
 pub use who::{default_operator, needs_identity, operator_for, reason_for};
 
@@ -29,9 +31,8 @@ use crate::exec::lock;
 use crate::exec::redact::Redactor;
 use crate::exec::resume::ResumeState;
 use crate::exec::runner::{declared_env, load_secrets, RunConfig, RunResult, Runner};
-use crate::exit;
 use crate::inputs::{self, Supplied};
-use crate::load::load_or_report;
+use crate::load::load_runbook;
 use crate::model::Runbook;
 use crate::view::{Style, TerminalView};
 
@@ -77,14 +78,9 @@ impl Options {
         })
     }
 
-    /// The `--answer` values checked against the runbook's gates (errors printed).
-    fn answers_for(&self, rb: &Runbook) -> Result<HashMap<String, String>, i32> {
-        parse_answers(rb, &self.answers).map_err(|errs| {
-            for e in errs {
-                eprintln!("error: {e}");
-            }
-            exit::INVALID
-        })
+    /// The `--answer` values checked against the runbook's gates.
+    fn answers_for(&self, rb: &Runbook) -> Result<HashMap<String, String>, SessionError> {
+        parse_answers(rb, &self.answers).map_err(SessionError::Invalid)
     }
 }
 
@@ -98,42 +94,33 @@ fn mode(interactive: bool) -> RunMode {
 }
 
 /// Input values for a new run: the given ones over `defaults` (a drill's, in training),
-/// resolved against the runbook's declarations (errors printed).
+/// resolved against the runbook's declarations.
 pub fn resolve_inputs(
     rb: &Runbook,
     given: &GivenInputs,
     defaults: IndexMap<String, Value>,
-) -> Result<IndexMap<String, Value>, i32> {
+) -> Result<IndexMap<String, Value>, SessionError> {
     let mut sup = Supplied {
         file: defaults,
         args: vec![],
     };
     if let Some(f) = &given.file {
-        match Supplied::default().with_file(f) {
-            Ok(s) => sup.file.extend(s.file),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Err(exit::INVALID);
-            }
-        }
+        let s = Supplied::default()
+            .with_file(f)
+            .map_err(|e| SessionError::Invalid(vec![e]))?;
+        sup.file.extend(s.file);
     }
-    let sup = match sup.with_args(&given.values) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Err(exit::INVALID);
-        }
-    };
-    inputs::resolve(&rb.spec.inputs, &sup).map_err(|errs| {
-        for e in errs {
-            eprintln!("error: {e}");
-        }
-        exit::INVALID
-    })
+    let sup = sup
+        .with_args(&given.values)
+        .map_err(|e| SessionError::Invalid(vec![e]))?;
+    inputs::resolve(&rb.spec.inputs, &sup).map_err(SessionError::Invalid)
 }
 
 /// A resumed run's inputs: the journal's (they were validated when the run started).
-fn resumed_inputs(rb: &Runbook, state: &ResumeState) -> Result<IndexMap<String, Value>, i32> {
+fn resumed_inputs(
+    rb: &Runbook,
+    state: &ResumeState,
+) -> Result<IndexMap<String, Value>, SessionError> {
     inputs::resolve(
         &rb.spec.inputs,
         &Supplied {
@@ -141,34 +128,26 @@ fn resumed_inputs(rb: &Runbook, state: &ResumeState) -> Result<IndexMap<String, 
             args: vec![],
         },
     )
-    .map_err(|errs| {
-        for e in errs {
-            eprintln!("error: {e}");
-        }
-        exit::INVALID
-    })
+    .map_err(SessionError::Invalid)
 }
 
-/// Creates the journal of a new run (errors printed: nothing was run).
+/// Creates the journal of a new run (an error: nothing was run).
 fn new_journal(
     dir: &Path,
     name: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(String, Journal), i32> {
-    create_journal(dir, || new_run_id(name, now)).map_err(|e| {
-        eprintln!(
-            "error: cannot create the journal in {}: {e}; nothing was run",
-            dir.display()
-        );
-        exit::JOURNAL
+) -> Result<(String, Journal), SessionError> {
+    create_journal(dir, || new_run_id(name, now)).map_err(|source| SessionError::JournalCreate {
+        dir: dir.to_path_buf(),
+        source,
     })
 }
 
 /// Reopens a resumed run's journal to append to it.
-fn reopen_journal(path: &Path) -> Result<Journal, i32> {
-    Journal::reopen(path).map_err(|e| {
-        eprintln!("error: cannot append to {}: {e}", path.display());
-        exit::JOURNAL
+fn reopen_journal(path: &Path) -> Result<Journal, SessionError> {
+    Journal::reopen(path).map_err(|source| SessionError::JournalReopen {
+        path: path.to_path_buf(),
+        source,
     })
 }
 
@@ -180,7 +159,7 @@ fn journal_dir_of(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Whether every file the run loaded is as it was; an error (printed) when one changed and
+/// Whether every file the run loaded is as it was; an error when one changed and
 /// `force` is not given, naming the command that resumes anyway (`more`: its other flags).
 fn unchanged_or_forced(
     state: &ResumeState,
@@ -188,14 +167,16 @@ fn unchanged_or_forced(
     force: bool,
     journal_dir: &str,
     more: &str,
-) -> Result<bool, i32> {
+) -> Result<bool, SessionError> {
     let changed = state.changed_file(&rb.files(), &rb.sha256);
     if let (Some(what), false) = (&changed, force) {
-        eprintln!(
-            "error: {what}; resuming could run steps that were never planned. To resume anyway (it is journaled): runbook resume {} --journal-dir {journal_dir}{more} --force",
-            state.run_id
-        );
-        return Err(exit::INVALID);
+        return Err(SessionError::Changed {
+            what: what.clone(),
+            command: format!(
+                "runbook resume {} --journal-dir {journal_dir}{more} --force",
+                state.run_id
+            ),
+        });
     }
     Ok(force && changed.is_some())
 }
@@ -411,55 +392,26 @@ pub async fn execute(p: Prepared) -> i32 {
 }
 
 /// `runbook run`: a new run against the real systems.
-pub async fn run(runbook: &Path, given: &GivenInputs, opts: &Options) -> i32 {
-    let rb = match load_or_report(runbook, false) {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
-    let inputs = match resolve_inputs(&rb, given, IndexMap::new()) {
-        Ok(i) => i,
-        Err(c) => return c,
-    };
-    let answers = match opts.answers_for(&rb) {
-        Ok(x) => x,
-        Err(c) => return c,
-    };
-    let secrets = match load_secrets(&rb) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::INVALID;
-        }
-    };
+pub async fn run(runbook: &Path, given: &GivenInputs, opts: &Options) -> Result<i32, SessionError> {
+    let (rb, _warnings) = load_runbook(runbook)?;
+    let inputs = resolve_inputs(&rb, given, IndexMap::new())?;
+    let answers = opts.answers_for(&rb)?;
+    let secrets = load_secrets(&rb).map_err(SessionError::Secrets)?;
     let interactive = opts.interactive();
     // Signals are handled from here on (Ctrl-C at the reason prompt exits 130).
     let _ = run_cancel();
-    let reason = match reason_for(
+    let reason = reason_for(
         &rb,
         opts.reason.clone(),
         interactive,
         &rb.spec.metadata.title,
-    ) {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
-    let operator = match operator_for(&rb, opts.operator.clone(), interactive) {
-        Ok(o) => o,
-        Err(c) => return c,
-    };
+    )?;
+    let operator = operator_for(&rb, opts.operator.clone(), interactive)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (run_id, journal) = match new_journal(&opts.journal_dir, rb.name(), clock.now()) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
+    let (run_id, journal) = new_journal(&opts.journal_dir, rb.name(), clock.now())?;
     // Held until this process ends: a `resume` of this run meanwhile is refused.
-    let _lock = match lock::acquire(journal.run_dir(), &lock_holder("run")) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}; nothing was run");
-            return exit::JOURNAL;
-        }
-    };
+    let _lock =
+        lock::acquire(journal.run_dir(), &lock_holder("run")).map_err(SessionError::Lock)?;
     let cfg = RunConfig {
         operator,
         reason,
@@ -485,27 +437,26 @@ pub async fn run(runbook: &Path, given: &GivenInputs, opts: &Options) -> i32 {
         interactive,
         String::new(),
     );
-    execute(p).await
+    Ok(execute(p).await)
 }
 
 /// `runbook resume`: a run that stopped goes on (against its simulated world with `world`,
 /// a training run's drill).
-pub async fn resume(run: &str, opts: &Options, force: bool, world: Option<&Path>) -> i32 {
-    let path = match journal::locate(run, &opts.journal_dir) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::INVALID;
-        }
-    };
+pub async fn resume(
+    run: &str,
+    opts: &Options,
+    force: bool,
+    world: Option<&Path>,
+) -> Result<i32, SessionError> {
+    let path = journal::locate(run, &opts.journal_dir).map_err(SessionError::NoRun)?;
     // One process at a time: taken before the journal is read, held until this process ends.
     let run_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let _lock = match lock::acquire(&run_dir, &lock_holder("resume")) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "error: cannot resume {}: {e}: runbook resume {} --journal-dir {}",
-                run,
+    let _lock =
+        lock::acquire(&run_dir, &lock_holder("resume")).map_err(|why| SessionError::Busy {
+            run: run.to_string(),
+            why,
+            command: format!(
+                "runbook resume {} --journal-dir {}",
                 run_dir
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -514,65 +465,35 @@ pub async fn resume(run: &str, opts: &Options, force: bool, world: Option<&Path>
                     .parent()
                     .map(|d| d.display().to_string())
                     .unwrap_or_default()
-            );
-            return exit::INVALID;
-        }
-    };
-    let state = match ResumeState::load(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::INVALID;
-        }
-    };
+            ),
+        })?;
+    let state = ResumeState::load(&path).map_err(SessionError::Journal)?;
     let journal_dir = journal_dir_of(&path);
     if let Err(e) = state.resumable(world.is_some()) {
-        eprintln!("error: run {}: {e}", state.run_id);
         let (id, dir) = (&state.run_id, &journal_dir);
-        match state.mode {
-            Some(RunMode::Training) if world.is_none() => eprintln!(
-                "to continue it against its simulated world: runbook resume {id} --journal-dir {dir} --world <the drill it ran with>"
-            ),
-            _ => eprintln!("its report: runbook report {id} --journal-dir {dir}"),
-        }
-        return exit::INVALID;
+        return Err(SessionError::NotResumable {
+            run: id.clone(),
+            why: e,
+            next: match state.mode {
+                Some(RunMode::Training) if world.is_none() => format!(
+                    "to continue it against its simulated world: runbook resume {id} --journal-dir {dir} --world <the drill it ran with>"
+                ),
+                _ => format!("its report: runbook report {id} --journal-dir {dir}"),
+            },
+        });
     }
     if let Some(world) = world {
         return training::resume(opts, force, world, &path, state).await;
     }
-    let rb = match load_or_report(Path::new(&state.runbook_path), false) {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
+    let (rb, _warnings) = load_runbook(Path::new(&state.runbook_path))?;
     // Every runbook file the run loaded (the called ones too) must be as it was.
-    let forced = match unchanged_or_forced(&state, &rb, force, &journal_dir, "") {
-        Ok(f) => f,
-        Err(c) => return c,
-    };
-    let answers = match opts.answers_for(&rb) {
-        Ok(x) => x,
-        Err(c) => return c,
-    };
-    let secrets = match load_secrets(&rb) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::INVALID;
-        }
-    };
-    let inputs = match resumed_inputs(&rb, &state) {
-        Ok(i) => i,
-        Err(c) => return c,
-    };
-    let journal = match reopen_journal(&path) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
+    let forced = unchanged_or_forced(&state, &rb, force, &journal_dir, "")?;
+    let answers = opts.answers_for(&rb)?;
+    let secrets = load_secrets(&rb).map_err(SessionError::Secrets)?;
+    let inputs = resumed_inputs(&rb, &state)?;
+    let journal = reopen_journal(&path)?;
     let interactive = opts.interactive();
-    let operator = match operator_for(&rb, opts.operator.clone(), interactive) {
-        Ok(o) => o,
-        Err(c) => return c,
-    };
+    let operator = operator_for(&rb, opts.operator.clone(), interactive)?;
     let cfg = RunConfig {
         operator,
         reason: state.reason.clone(),
@@ -598,7 +519,7 @@ pub async fn resume(run: &str, opts: &Options, force: bool, world: Option<&Path>
         interactive,
         String::new(),
     );
-    execute(p).await
+    Ok(execute(p).await)
 }
 
 #[cfg(test)]

@@ -13,9 +13,9 @@ use serde_json::Value;
 use super::{
     execute, hostname, journal_dir_of, new_journal, operator_for, reason_for, reopen_journal,
     resolve_inputs, resumed_inputs, unchanged_or_forced, GivenInputs, Options, Prepared,
+    SessionError,
 };
 use crate::drill::check::stand_ins;
-use crate::drill::model::Drill;
 use crate::drill::world::restore::Recorded;
 use crate::drill::world::run_values::RunValues;
 use crate::drill::world::World;
@@ -23,29 +23,7 @@ use crate::exec::clock::{Clock, SystemClock, VirtualClock};
 use crate::exec::events::{Event, RunMode};
 use crate::exec::resume::ResumeState;
 use crate::exec::runner::RunConfig;
-use crate::exit;
-use crate::load::{self, load_or_report, Checked};
-
-/// The drill a `--world` names, checked; its errors printed.
-fn load_drill(world_file: &Path) -> Result<Drill, i32> {
-    let report = load::check_path(world_file);
-    if report.has_errors() {
-        report.print(crate::term::color());
-        eprintln!(
-            "error: {} has errors; nothing was run",
-            world_file.display()
-        );
-        return Err(exit::INVALID);
-    }
-    let Some(Checked::Drill(drill)) = report.checked else {
-        eprintln!(
-            "error: {} is not a drill: `--world` takes a `kind: Drill` file, whose `world:` the run uses",
-            world_file.display()
-        );
-        return Err(exit::INVALID);
-    };
-    Ok(*drill)
-}
+use crate::load::{load_drill, load_runbook};
 
 /// ` --world <drill>`, for the `runbook resume` command a training run prints.
 fn resume_with(world_file: &Path) -> String {
@@ -62,15 +40,9 @@ pub async fn run(
     opts: &Options,
     world_file: &Path,
     fast: bool,
-) -> i32 {
-    let drill = match load_drill(world_file) {
-        Ok(d) => d,
-        Err(c) => return c,
-    };
-    let rb = match load_or_report(runbook, false) {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
+) -> Result<i32, SessionError> {
+    let drill = load_drill(world_file)?;
+    let (rb, _warnings) = load_runbook(runbook)?;
     let same = |p: &Path| std::fs::canonicalize(p).ok();
     if same(&rb.path) != same(&drill.runbook.path) {
         eprintln!(
@@ -86,14 +58,8 @@ pub async fn run(
         .filter(|(k, _)| rb.spec.inputs.contains_key(*k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let inputs = match resolve_inputs(&rb, given, defaults) {
-        Ok(i) => i,
-        Err(c) => return c,
-    };
-    let answers = match opts.answers_for(&rb) {
-        Ok(x) => x,
-        Err(c) => return c,
-    };
+    let inputs = resolve_inputs(&rb, given, defaults)?;
+    let answers = opts.answers_for(&rb)?;
     let env: IndexMap<String, String> = drill
         .env
         .iter()
@@ -101,19 +67,13 @@ pub async fn run(
         .collect();
     let (secrets, env) = stand_ins(&rb, &drill.secrets, &env);
     let interactive = opts.interactive();
-    let reason = match reason_for(
+    let reason = reason_for(
         &rb,
         opts.reason.clone(),
         interactive,
         &rb.spec.metadata.title,
-    ) {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
-    let operator = match operator_for(&rb, opts.operator.clone(), interactive) {
-        Ok(o) => o,
-        Err(c) => return c,
-    };
+    )?;
+    let operator = operator_for(&rb, opts.operator.clone(), interactive)?;
     // The journal keeps milliseconds; a virtual clock starting mid-millisecond would not.
     let now = Utc::now().trunc_subsecs(3);
     let clock: Arc<dyn Clock> = if fast {
@@ -122,10 +82,7 @@ pub async fn run(
         Arc::new(SystemClock)
     };
     // The journal first: the world answers with the run's id.
-    let (run_id, journal) = match new_journal(&opts.journal_dir, rb.name(), now) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
+    let (run_id, journal) = new_journal(&opts.journal_dir, rb.name(), now)?;
     let mut state = drill.world.clone();
     state.rebase(now);
     // The world answers with this run's operator and reason where the drill says
@@ -159,7 +116,7 @@ pub async fn run(
         isolated: true,
     };
     let backends = world.backends();
-    execute(Prepared::new(
+    Ok(execute(Prepared::new(
         rb,
         cfg,
         journal,
@@ -171,7 +128,7 @@ pub async fn run(
         interactive,
         resume_with(world_file),
     ))
-    .await
+    .await)
 }
 
 /// `runbook resume RUN --world DRILL`: a training run goes on against the drill's world as the
@@ -183,31 +140,15 @@ pub async fn resume(
     world_file: &Path,
     path: &Path,
     rs: ResumeState,
-) -> i32 {
-    let drill = match load_drill(world_file) {
-        Ok(d) => d,
-        Err(c) => return c,
-    };
-    let rb = match load_or_report(Path::new(&rs.runbook_path), false) {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
+) -> Result<i32, SessionError> {
+    let drill = load_drill(world_file)?;
+    let (rb, _warnings) = load_runbook(Path::new(&rs.runbook_path))?;
     let more = format!(" --world {}", world_file.display());
-    let forced = match unchanged_or_forced(&rs, &rb, force, &journal_dir_of(path), &more) {
-        Ok(f) => f,
-        Err(c) => return c,
-    };
-    let answers = match opts.answers_for(&rb) {
-        Ok(x) => x,
-        Err(c) => return c,
-    };
-    let events = match crate::exec::journal::read(path) {
-        Ok(r) => r.events,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", path.display());
-            return exit::INVALID;
-        }
-    };
+    let forced = unchanged_or_forced(&rs, &rb, force, &journal_dir_of(path), &more)?;
+    let answers = opts.answers_for(&rb)?;
+    let events = crate::exec::journal::read(path)
+        .map_err(|e| SessionError::Journal(format!("cannot read {}: {e}", path.display())))?
+        .events;
     let (mut virtual_time, mut last) = (false, None);
     let mut recorded = vec![];
     for e in &events {
@@ -235,17 +176,13 @@ pub async fn resume(
         .ok()
         .map(|t| t.with_timezone(&Utc))
     else {
-        eprintln!(
-            "error: {}: the run's start time `{}` is not a time",
+        return Err(SessionError::Journal(format!(
+            "{}: the run's start time `{}` is not a time",
             path.display(),
             rs.started_at
-        );
-        return exit::INVALID;
+        )));
     };
-    let inputs = match resumed_inputs(&rb, &rs) {
-        Ok(i) => i,
-        Err(c) => return c,
-    };
+    let inputs = resumed_inputs(&rb, &rs)?;
     let env: IndexMap<String, String> = drill
         .env
         .iter()
@@ -253,14 +190,8 @@ pub async fn resume(
         .collect();
     let (secrets, env) = stand_ins(&rb, &drill.secrets, &env);
     let interactive = opts.interactive();
-    let operator = match operator_for(&rb, opts.operator.clone(), interactive) {
-        Ok(o) => o,
-        Err(c) => return c,
-    };
-    let journal = match reopen_journal(path) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
+    let operator = operator_for(&rb, opts.operator.clone(), interactive)?;
+    let journal = reopen_journal(path)?;
     // The world as the drill starts it, at the run's start, then the run's recorded effects.
     let mut state = drill.world.clone();
     state.rebase(started);
@@ -304,7 +235,7 @@ pub async fn resume(
         isolated: true,
     };
     let backends = world.backends();
-    execute(Prepared::new(
+    Ok(execute(Prepared::new(
         rb,
         cfg,
         journal,
@@ -316,5 +247,5 @@ pub async fn resume(
         interactive,
         resume_with(world_file),
     ))
-    .await
+    .await)
 }

@@ -1,7 +1,7 @@
 //! Who runs and why: the operator's name and the incident reason, given, asked for at a
 //! terminal, or required (P1/P2 runbooks and terminal steps) in CI.
 
-use crate::exit;
+use super::SessionError;
 use crate::model::Runbook;
 use crate::spec::Severity;
 
@@ -31,7 +31,11 @@ pub fn needs_identity(rb: &Runbook) -> Option<String> {
 /// Who runs: `--operator`, else $RUNBOOK_OPERATOR / $USER / $LOGNAME. A run that needs an
 /// identity (see `needs_identity`) asks for it at a terminal and, without one, refuses in CI
 /// naming the flag; any other run is journaled as "unknown".
-pub fn operator_for(rb: &Runbook, given: Option<String>, interactive: bool) -> Result<String, i32> {
+pub fn operator_for(
+    rb: &Runbook,
+    given: Option<String>,
+    interactive: bool,
+) -> Result<String, SessionError> {
     if let Some(g) = given
         .map(|g| g.trim().to_string())
         .filter(|g| !g.is_empty())
@@ -63,13 +67,12 @@ pub fn operator_for(rb: &Runbook, given: Option<String>, interactive: bool) -> R
                 }
             })
             .interact_text()
-            .map_err(|_| exit::ABORTED)?;
+            .map_err(|_| SessionError::Declined { interrupted: false })?;
         return Ok(name.trim().to_string());
     }
-    eprintln!(
-        "error: {why}: a run needs to know who runs it, and $USER, $LOGNAME and $RUNBOOK_OPERATOR are empty; pass --operator <name> (or set RUNBOOK_OPERATOR)"
-    );
-    Err(exit::INVALID)
+    Err(SessionError::Identity(format!(
+        "{why}: a run needs to know who runs it, and $USER, $LOGNAME and $RUNBOOK_OPERATOR are empty; pass --operator <name> (or set RUNBOOK_OPERATOR)"
+    )))
 }
 
 /// The incident reason: given, asked for at a terminal, or required for P1/P2 in CI.
@@ -78,7 +81,7 @@ pub fn reason_for(
     given: Option<String>,
     interactive: bool,
     prompter_title: &str,
-) -> Result<Option<String>, i32> {
+) -> Result<Option<String>, SessionError> {
     if given.as_deref().is_some_and(|r| !r.trim().is_empty()) {
         return Ok(given);
     }
@@ -98,18 +101,17 @@ pub fn reason_for(
             .interact_text()
             .map_err(|e| match crate::prompt::to_io(e).kind() {
                 // Ctrl-C at the prompt: nothing ran, no journal yet.
-                std::io::ErrorKind::Interrupted => exit::INTERRUPTED,
-                _ => exit::ABORTED,
+                std::io::ErrorKind::Interrupted => SessionError::Declined { interrupted: true },
+                _ => SessionError::Declined { interrupted: false },
             })?;
         return Ok(Some(r).filter(|r| !r.trim().is_empty()));
     }
     if high {
-        eprintln!(
-            "error: `{}` is a {:?} runbook: a non-interactive run needs --reason \"<incident, alert or ticket>\"",
+        return Err(SessionError::Identity(format!(
+            "`{}` is a {:?} runbook: a non-interactive run needs --reason \"<incident, alert or ticket>\"",
             rb.name(),
             rb.spec.metadata.severity.expect("high implies some")
-        );
-        return Err(exit::INVALID);
+        )));
     }
     Ok(None)
 }
