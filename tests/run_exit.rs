@@ -145,3 +145,90 @@ fn too_few_file_descriptors_exit_6_never_a_panic() {
         }
     }
 }
+
+/// Runs `runbook ARGS` in `dir`: (exit code, stderr).
+fn fails(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let o = runbook(dir).args(args).output().unwrap();
+    (o.status.code(), text(&o).1)
+}
+
+#[test]
+fn each_error_exits_with_its_code_from_the_one_table_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("rb.yaml"), RUNBOOK).unwrap();
+    std::fs::write(
+        d.join("bad.yaml"),
+        "apiVersion: runbook/v1\nkind: Runbook\n",
+    )
+    .unwrap();
+    let drills = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/drills");
+    let drill = drills.join("rollback-recovers.yaml");
+    let drill = drill.to_str().unwrap();
+    // A finished run, for `report`.
+    let (code, err) = fails(
+        d,
+        &[
+            "run",
+            "rb.yaml",
+            "--non-interactive",
+            "--journal-dir",
+            "runs",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let run_id = std::fs::read_dir(d.join("runs"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["check", "nope"], 2, "nope does not exist"),
+        (&["list", "nope"], 2, "nope does not exist"),
+        (
+            &["plan", "bad.yaml"],
+            2,
+            "bad.yaml has errors; nothing was run",
+        ),
+        (
+            &["run", "rb.yaml", "--non-interactive", "--input", "x=1"],
+            2,
+            "x",
+        ),
+        (
+            &["run", "rb.yaml", "--world", "rb.yaml", "--non-interactive"],
+            2,
+            "rb.yaml is not a drill",
+        ),
+        (&["resume", "nope", "--journal-dir", "runs"], 2, "nope"),
+        (&["report", "nope", "--journal-dir", "runs"], 2, "nope"),
+        (
+            &[
+                "report",
+                &run_id,
+                "--journal-dir",
+                "runs",
+                "-o",
+                "rb.yaml/r.md",
+            ],
+            1,
+            "cannot write the report rb.yaml/r.md",
+        ),
+        (&["drill", "nope"], 2, "nope does not exist"),
+        (
+            &["drill", drill, "--junit", "rb.yaml/j.xml"],
+            1,
+            "cannot write rb.yaml/j.xml",
+        ),
+    ];
+    for (args, want, says) in cases {
+        let (code, err) = fails(d, args);
+        assert_eq!(code, Some(*want), "{args:?}: {err}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+        assert_eq!(errors.len(), 1, "{args:?} prints its error once: {err}");
+        assert!(errors[0].contains(says), "{args:?}: {err}");
+    }
+}
