@@ -1,7 +1,8 @@
 //! The engine's shape (issue 13, docs/architecture.md): no source file longer than 800 lines;
 //! no module but `main.rs` names `cli` (the command line only parses arguments and prints); no
-//! import cycle among `check`, `drill`, `report`, `exec`, `session` and `cli`. The graph is the
-//! one `scripts/module-graph` prints: module A depends on B when a file of A names `crate::B`.
+//! import cycle among `check`, `drill`, `report`, `exec`, `session` and `cli`; errors printed
+//! once, by `main`, with their codes from one table. The graph is the one
+//! `scripts/module-graph` prints: module A depends on B when a file of A names `crate::B`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -158,6 +159,82 @@ fn the_layers_form_no_cycle() {
         "import cycles (see `scripts/module-graph`):\n{}",
         cycles.join("\n")
     );
+}
+
+/// The lines a run that started says as it ends, after its outcome: part of the run's view
+/// (README, "Known limits"), not an error that ends a command.
+const CLOSING_LINES: &[&str] = &[
+    "the run stopped before changing anything else",
+    "writing the report",
+];
+
+/// The string literals that `eprintln!(` / `eprint!(` start with, in a source text.
+fn stderr_literals(text: &str) -> Vec<String> {
+    let mut out = vec![];
+    for mac in ["eprintln!(", "eprint!("] {
+        for (i, m) in text.match_indices(mac) {
+            let rest = text[i + m.len()..].trim_start();
+            if let Some(lit) = rest.strip_prefix('"') {
+                out.push(lit.chars().take_while(|c| *c != '"').collect());
+            }
+        }
+    }
+    out
+}
+
+/// One error story (issue 13 §3, docs/architecture.md "Invariants"): the library returns
+/// typed errors and `main` prints them, once, through `cli::error::report`; no function
+/// answers an error with a bare exit code, and the codes of errors (2, 5, 6) are chosen only
+/// by the command line's one table.
+#[test]
+fn errors_are_printed_once_by_main_from_one_table() {
+    let mut offenders = vec![];
+    for (rel, text) in sources() {
+        if rel == "cli/error.rs" {
+            continue;
+        }
+        for lit in stderr_literals(&text) {
+            if lit.starts_with("error") && !CLOSING_LINES.iter().any(|c| lit.contains(c)) {
+                offenders.push(format!(
+                    "engine/src/{rel} prints an error (`{lit}`): return it (a variant of the \
+                     layer's error type) for main to print"
+                ));
+            }
+        }
+        for (i, _) in text.match_indices("Result<") {
+            let mut depth = 0;
+            let inner: String = text[i + "Result<".len()..]
+                .chars()
+                .take_while(|c| {
+                    match c {
+                        '<' => depth += 1,
+                        '>' if depth == 0 => return false,
+                        '>' => depth -= 1,
+                        _ => {}
+                    }
+                    true
+                })
+                .collect();
+            if inner.replace(char::is_whitespace, "").ends_with(",i32") {
+                offenders.push(format!(
+                    "engine/src/{rel}: `Result<{inner}>` answers an error with an exit code: \
+                     return a typed error, and give it its code in cli/error.rs"
+                ));
+            }
+        }
+        let top = top_module(&rel);
+        if top != "cli" && top != "exit" {
+            for code in ["exit::INVALID", "exit::JOURNAL", "exit::RUNTIME"] {
+                if text.contains(code) {
+                    offenders.push(format!(
+                        "engine/src/{rel} names {code}: the codes of errors are chosen in \
+                         cli/error.rs (Error::exit_code)"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{}", offenders.join("\n"));
 }
 
 /// The graph the tests above read is the one `scripts/module-graph` prints.
