@@ -21,6 +21,7 @@ mod compose_backend;
 mod contract_args;
 mod contract_backends;
 mod drill_check;
+mod drill_host;
 mod drill_metrics;
 mod drill_run;
 mod drill_training;

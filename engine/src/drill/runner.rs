@@ -16,6 +16,7 @@ use crate::exec::clock::{Clock, VirtualClock};
 use crate::exec::emitter::{Collect, Emitter};
 use crate::exec::events::{AnswerVia, Envelope, RunMode};
 use crate::exec::gate::Gatekeeper;
+use crate::exec::host::IsolatedHost;
 use crate::exec::journal::{Journal, FILE_NAME};
 use crate::exec::redact::Redactor;
 use crate::exec::runner::{RunConfig, RunResult, Runner};
@@ -91,7 +92,7 @@ pub async fn run(drill: &Drill, journal_dir: Option<&Path>) -> Result<DrillRun, 
         host: "drill".into(),
         resume: None,
         forced: false,
-        isolated: true,
+        host_env: Arc::new(IsolatedHost::new(drill.secrets.clone(), drill.env.clone())),
     };
     let result = runner.run(drill.runbook.clone(), cfg).await;
     if let Some(why) = runner.emitter().broken() {

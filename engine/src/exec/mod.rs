@@ -6,6 +6,7 @@ pub mod context;
 pub mod emitter;
 pub mod events;
 pub mod gate;
+pub mod host;
 pub mod journal;
 pub mod lock;
 pub mod preflight;

@@ -77,16 +77,7 @@ impl Scrubber {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         for s in secrets.values() {
-            let value = if let Some(var) = &s.env {
-                std::env::var(var).ok()
-            } else if let Some(file) = &s.file {
-                std::fs::read_to_string(dir.join(file))
-                    .ok()
-                    .map(|t| t.trim_end_matches(['\n', '\r']).to_string())
-            } else {
-                None
-            };
-            if let Some(v) = value {
+            if let Some(v) = crate::exec::host::RealHost::secret(s, dir) {
                 self.redactor.add(&v);
             }
         }

@@ -26,11 +26,12 @@ use crate::exec::clock::{Clock, SystemClock};
 use crate::exec::emitter::Emitter;
 use crate::exec::events::{AnswerVia, RunMode, RunOutcome};
 use crate::exec::gate::{parse_answers, Gatekeeper, Prompter};
+use crate::exec::host::{HostEnv, RealHost};
 use crate::exec::journal::{self, Journal};
 use crate::exec::lock;
 use crate::exec::redact::Redactor;
 use crate::exec::resume::ResumeState;
-use crate::exec::runner::{declared_env, load_secrets, RunConfig, RunResult, Runner};
+use crate::exec::runner::{RunConfig, RunResult, Runner};
 use crate::inputs::{self, Supplied};
 use crate::load::load_runbook;
 use crate::model::Runbook;
@@ -396,7 +397,7 @@ pub async fn run(runbook: &Path, given: &GivenInputs, opts: &Options) -> Result<
     let (rb, _warnings) = load_runbook(runbook)?;
     let inputs = resolve_inputs(&rb, given, IndexMap::new())?;
     let answers = opts.answers_for(&rb)?;
-    let secrets = load_secrets(&rb).map_err(SessionError::Secrets)?;
+    let secrets = RealHost.secrets(&rb).map_err(SessionError::Secrets)?;
     let interactive = opts.interactive();
     // Signals are handled from here on (Ctrl-C at the reason prompt exits 130).
     let _ = run_cancel();
@@ -418,11 +419,11 @@ pub async fn run(runbook: &Path, given: &GivenInputs, opts: &Options) -> Result<
         mode: mode(interactive),
         inputs,
         secrets,
-        env: declared_env(&rb),
+        env: RealHost.env(&rb),
         host: hostname(),
         resume: None,
         forced: false,
-        isolated: false,
+        host_env: Arc::new(RealHost),
     };
     let backends = opts.real_backends();
     let p = Prepared::new(
@@ -489,7 +490,7 @@ pub async fn resume(
     // Every runbook file the run loaded (the called ones too) must be as it was.
     let forced = unchanged_or_forced(&state, &rb, force, &journal_dir, "")?;
     let answers = opts.answers_for(&rb)?;
-    let secrets = load_secrets(&rb).map_err(SessionError::Secrets)?;
+    let secrets = RealHost.secrets(&rb).map_err(SessionError::Secrets)?;
     let inputs = resumed_inputs(&rb, &state)?;
     let journal = reopen_journal(&path)?;
     let interactive = opts.interactive();
@@ -500,11 +501,11 @@ pub async fn resume(
         mode: mode(interactive),
         inputs,
         secrets,
-        env: declared_env(&rb),
+        env: RealHost.env(&rb),
         host: hostname(),
         resume: Some(state.clone()),
         forced,
-        isolated: false,
+        host_env: Arc::new(RealHost),
     };
     let backends = opts.real_backends();
     let p = Prepared::new(

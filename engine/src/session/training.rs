@@ -21,6 +21,7 @@ use crate::drill::world::run_values::RunValues;
 use crate::drill::world::World;
 use crate::exec::clock::{Clock, SystemClock, VirtualClock};
 use crate::exec::events::{Event, RunMode};
+use crate::exec::host::IsolatedHost;
 use crate::exec::resume::ResumeState;
 use crate::exec::runner::RunConfig;
 use crate::load::{load_drill, load_runbook};
@@ -103,17 +104,19 @@ pub async fn run(
             if fast { "virtual time" } else { "real time" }
         ))
     );
+    let env = env.into_iter().collect::<serde_json::Map<String, Value>>();
+    let host_env = Arc::new(IsolatedHost::new(secrets.clone(), env.clone()));
     let cfg = RunConfig {
         operator,
         reason,
         mode: RunMode::Training,
         inputs,
         secrets,
-        env: env.into_iter().collect::<serde_json::Map<String, Value>>(),
+        env,
         host: hostname(),
         resume: None,
         forced: false,
-        isolated: true,
+        host_env,
     };
     let backends = world.backends();
     Ok(execute(Prepared::new(
@@ -222,17 +225,19 @@ pub async fn resume(
         ))
     );
     let world = World::new(state);
+    let env = env.into_iter().collect::<serde_json::Map<String, Value>>();
+    let host_env = Arc::new(IsolatedHost::new(secrets.clone(), env.clone()));
     let cfg = RunConfig {
         operator,
         reason: rs.reason.clone(),
         mode: RunMode::Training,
         inputs,
         secrets,
-        env: env.into_iter().collect::<serde_json::Map<String, Value>>(),
+        env,
         host: hostname(),
         resume: Some(rs.clone()),
         forced,
-        isolated: true,
+        host_env,
     };
     let backends = world.backends();
     Ok(execute(Prepared::new(

@@ -10,7 +10,7 @@ use crate::exec::context::RunContext;
 use crate::exec::events::{Phase, StepOutcome};
 use crate::model::{Runbook, Step};
 
-use super::{declared_env, load_secrets, render_backends, Frame, Runner, StepEnd};
+use super::{render_backends, Frame, Runner, StepEnd};
 
 impl Runner {
     pub(super) async fn run_call(
@@ -58,17 +58,9 @@ impl Runner {
             }
             inputs.insert(name.clone(), v);
         }
-        let secrets = match &self.isolated {
-            Some((known, _)) => child
-                .spec
-                .secrets
-                .keys()
-                .map(|k| (k.clone(), known.get(k).cloned().unwrap_or_default()))
-                .collect(),
-            None => match load_secrets(&child) {
-                Ok(s) => s,
-                Err(e) => return self.step_failed(sid, phase, started, 0, format!("call: {e}")),
-            },
+        let secrets = match self.host_env.secrets(&child) {
+            Ok(s) => s,
+            Err(e) => return self.step_failed(sid, phase, started, 0, format!("call: {e}")),
         };
         for v in secrets.values() {
             self.add_secret(&Value::String(v.clone()));
@@ -76,15 +68,7 @@ impl Runner {
         let ctx = RunContext {
             inputs,
             secrets,
-            env: match &self.isolated {
-                Some((_, known)) => child
-                    .spec
-                    .env
-                    .iter()
-                    .map(|k| (k.clone(), known.get(k).cloned().unwrap_or(json!(""))))
-                    .collect(),
-                None => declared_env(&child),
-            },
+            env: self.host_env.env(&child),
             run: frame.ctx.run.clone(),
             steps: Map::new(),
             tainted: Default::default(),

@@ -33,6 +33,7 @@ use super::context::{observe, RunContext};
 use super::emitter::Emitter;
 use super::events::{Event, Phase, RunMode, RunOutcome, RunbookInfo};
 use super::gate::Gatekeeper;
+use super::host::{HostEnv, IsolatedHost};
 use super::resume::ResumeState;
 use super::verdict;
 use crate::backends::{Backends, Progress};
@@ -54,9 +55,9 @@ pub struct RunConfig {
     pub resume: Option<ResumeState>,
     /// Resume even though the runbook changed (journaled).
     pub forced: bool,
-    /// Drills and training: called runbooks take their secrets and environment variables by
-    /// name from `secrets` and `env` above, never from the host.
-    pub isolated: bool,
+    /// Where called runbooks' secrets and environment variables come from: the host
+    /// (`RealHost`), or for drills and training the values above by name (`IsolatedHost`).
+    pub host_env: Arc<dyn HostEnv>,
 }
 
 /// How a run ended.
@@ -130,8 +131,8 @@ pub struct Runner {
     undo_stack: Vec<UndoEntry>,
     resume: Option<ResumeState>,
     operator: String,
-    /// Secrets and env for called runbooks when the run is isolated from the host.
-    isolated: Option<(IndexMap<String, String>, Map<String, Value>)>,
+    /// Where called runbooks' secrets and env come from (`RunConfig::host_env`).
+    host_env: Arc<dyn HostEnv>,
     /// Set by `attempts` when an inconclusive verification needs the operator's answer
     /// (`on_inconclusive: ask`) and none can be given: the hint to show.
     needs_answer: Option<String>,
@@ -163,7 +164,7 @@ impl Runner {
             undo_stack: vec![],
             resume: None,
             operator: String::new(),
-            isolated: None,
+            host_env: Arc::new(IsolatedHost::default()),
             needs_answer: None,
             tainted_now: vec![],
             skipped_by: Default::default(),
@@ -197,7 +198,7 @@ impl Runner {
         let started = self.clock.now();
         self.operator = cfg.operator.clone();
         self.resume = cfg.resume.clone();
-        self.isolated = cfg.isolated.then(|| (cfg.secrets.clone(), cfg.env.clone()));
+        self.host_env = cfg.host_env.clone();
         let run_id = self.emitter.run_id().to_string();
         let run_started_at = cfg
             .resume
@@ -508,67 +509,6 @@ fn render_backends(
             actions::render_backend(b, &real)
                 .map(|r| (n.clone(), r))
                 .map_err(|e| format!("backend `{n}`: {e}"))
-        })
-        .collect()
-}
-
-/// Reads the runbook's secrets from the environment and files.
-pub fn load_secrets(rb: &Runbook) -> Result<IndexMap<String, String>, String> {
-    let mut out = IndexMap::new();
-    let mut missing = vec![];
-    for (name, s) in &rb.spec.secrets {
-        let v = if let Some(var) = &s.env {
-            std::env::var(var).ok()
-        } else if let Some(file) = &s.file {
-            let p = rb.dir().join(file);
-            std::fs::read_to_string(&p)
-                .ok()
-                .map(|t| t.trim_end_matches(['\n', '\r']).to_string())
-        } else {
-            None
-        };
-        match v {
-            Some(v) => {
-                // A value that cannot be masked safely would leak, or mask ordinary text.
-                if let Some(why) = crate::exec::redact::weakness(&v) {
-                    let from = match (&s.env, &s.file) {
-                        (Some(var), _) => format!(" (the environment variable {var})"),
-                        (_, Some(f)) => format!(" (the file {f})"),
-                        _ => String::new(),
-                    };
-                    missing.push(format!(
-                        "secret `{name}`{from} cannot be masked in output safely: {why}; use a longer, random value"
-                    ));
-                }
-                out.insert(name.clone(), v);
-            }
-            None if !s.required => {
-                out.insert(name.clone(), String::new());
-            }
-            None => missing.push(match (&s.env, &s.file) {
-                (Some(var), _) => format!("secret `{name}`: set the environment variable {var}"),
-                (_, Some(f)) => format!("secret `{name}`: cannot read the file {f}"),
-                _ => format!("secret `{name}` has no source"),
-            }),
-        }
-    }
-    if missing.is_empty() {
-        Ok(out)
-    } else {
-        Err(missing.join("; "))
-    }
-}
-
-/// The environment variables a runbook declared (absent ones are empty strings).
-pub fn declared_env(rb: &Runbook) -> Map<String, Value> {
-    rb.spec
-        .env
-        .iter()
-        .map(|k| {
-            (
-                k.clone(),
-                Value::String(std::env::var(k).unwrap_or_default()),
-            )
         })
         .collect()
 }
