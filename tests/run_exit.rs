@@ -70,7 +70,7 @@ fn a_training_run_without_a_journal_exits_5_too() {
 /// `cmd` with at most `n` open file descriptors (RLIMIT_NOFILE), and none inherited past
 /// stdin, stdout and stderr (whatever the test harness holds open is closed at exec), so that
 /// the limit means the same on every machine.
-fn with_fd_limit(mut cmd: Command, n: u64) -> Command {
+fn with_fd_limit(mut cmd: Command, n: libc::rlim_t) -> Command {
     // SAFETY: between fork and exec, only async-signal-safe calls (fcntl, setrlimit).
     unsafe {
         cmd.pre_exec(move || {
@@ -78,8 +78,8 @@ fn with_fd_limit(mut cmd: Command, n: u64) -> Command {
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             }
             let lim = libc::rlimit {
-                rlim_cur: n as libc::rlim_t,
-                rlim_max: n as libc::rlim_t,
+                rlim_cur: n,
+                rlim_max: n,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -111,6 +111,11 @@ fn a_runtime_that_cannot_start_exits_6_and_runs_nothing() {
         err.starts_with("error: cannot start the runtime: "),
         "{err}"
     );
+    // The evidence and the way out.
+    assert!(
+        err.contains("the open-file limit is 4: raise it (ulimit -n)"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "printed once: {err}");
     assert!(
         !dir.path().join("ran").exists(),
@@ -140,6 +145,10 @@ fn too_few_file_descriptors_exit_6_never_a_panic() {
                     "{n} descriptors: {err}"
                 );
                 assert_eq!(err.lines().count(), 1, "{n} descriptors: {err}");
+                assert!(
+                    err.contains(&format!("the open-file limit is {n}: raise it")),
+                    "{n} descriptors: {err}"
+                );
             }
             other => panic!("{n} descriptors: exit {other:?}\n{err}"),
         }

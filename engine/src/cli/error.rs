@@ -21,9 +21,13 @@ pub enum Error {
     /// A path given on the command line (`check`, `list`) does not exist.
     #[error("{} does not exist", .0.display())]
     NoSuchPath(PathBuf),
-    /// The async runtime (its threads, its I/O driver, its signal pipe) could not be built.
-    #[error("cannot start the runtime: {0}")]
-    Runtime(String),
+    /// The async runtime (its threads, its I/O driver, its signal pipe) could not be built;
+    /// `fd_limit`: the open-file limit, when it ran out of file descriptors.
+    #[error("cannot start the runtime: {why}{}", fd_limit.map(|n| format!("; the open-file limit is {n}: raise it (ulimit -n)")).unwrap_or_default())]
+    Runtime {
+        why: String,
+        fd_limit: Option<libc::rlim_t>,
+    },
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
@@ -39,7 +43,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::NoSuchPath(_) => exit::INVALID,
-            Error::Runtime(_) => exit::RUNTIME,
+            Error::Runtime { .. } => exit::RUNTIME,
             Error::Load(_) => exit::INVALID,
             Error::Session(e) => match e {
                 SessionError::Load(_)

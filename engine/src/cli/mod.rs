@@ -418,17 +418,31 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     std::panic::set_hook(Box::new(|_| {}));
     let built = std::panic::catch_unwind(build);
     std::panic::set_hook(hook);
-    match built {
-        Ok(Ok(rt)) => Ok(rt),
-        Ok(Err(e)) => Err(Error::Runtime(e.to_string())),
-        Err(panic) => Err(Error::Runtime(
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "it panicked".into()),
-        )),
-    }
+    let why = match built {
+        Ok(Ok(rt)) => return Ok(rt),
+        Ok(Err(e)) => e.to_string(),
+        Err(panic) => panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "it panicked".into()),
+    };
+    // EMFILE, returned (`Too many open files (os error 24)`) or in tokio's panic message.
+    let fd_limit = why
+        .contains("Too many open files")
+        .then(open_file_limit)
+        .flatten();
+    Err(Error::Runtime { why, fd_limit })
+}
+
+/// This process's open-file limit (RLIMIT_NOFILE, soft).
+fn open_file_limit() -> Option<libc::rlim_t> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given, nothing else.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim.rlim_cur)
 }
 
 /// Runs the CLI; returns the exit code. Every error ends here: printed once (`error::report`),
