@@ -11,6 +11,8 @@ pub mod journal;
 pub mod lock;
 pub mod preflight;
 pub mod redact;
+pub mod render;
 pub mod resume;
 pub mod runner;
+pub mod summary;
 pub mod verdict;

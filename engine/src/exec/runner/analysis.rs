@@ -28,14 +28,10 @@ impl Runner {
         sid: &str,
         phase: Phase,
         frame: &mut Frame,
-        real: &Value,
+        a: &crate::spec::AnalysisAction,
         interval: Duration,
         started: DateTime<Utc>,
     ) -> StepEnd {
-        let a: crate::spec::AnalysisAction = match serde_json::from_value(real.clone()) {
-            Ok(a) => a,
-            Err(e) => return self.step_failed(sid, phase, started, 0, format!("analysis: {e}")),
-        };
         let on_inc = a.on_inconclusive.unwrap_or_default();
         let rb = frame.rb.clone();
         self.emit(Event::AttemptStarted {

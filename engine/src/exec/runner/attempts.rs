@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
 
 use crate::backends::{ActionError, CallCtx, ErrorKind, Output};
-use crate::exec::actions::{self, Env};
+use crate::exec::actions::{self, Env, RenderedAction};
 use crate::exec::clock::{later, millis_between, Clock, Timed};
 use crate::exec::context::{bound, observe, steps_read};
 use crate::exec::events::{Check, Event};
@@ -28,7 +28,7 @@ impl Runner {
         step: &Step,
         sid: &str,
         frame: &Frame,
-        real: &Value,
+        action: &RenderedAction,
         retry: &Retry,
         timeout: Option<Duration>,
     ) -> (bool, u32, Option<Value>, Option<String>) {
@@ -109,9 +109,8 @@ impl Runner {
                         self.clock.as_ref(),
                         timeout,
                         actions::execute(
-                            &step.action.kind,
+                            action,
                             step.action.backend.as_deref(),
-                            real,
                             &env,
                             &cctx,
                             has_verify,

@@ -20,14 +20,9 @@ impl Runner {
         phase: Phase,
         frame: &mut Frame,
         child: Arc<Runbook>,
-        real: &Value,
+        supplied: &IndexMap<String, Value>,
         started: DateTime<Utc>,
     ) -> StepEnd {
-        let supplied: IndexMap<String, Value> = real
-            .get("inputs")
-            .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
         let mut inputs = IndexMap::new();
         for (name, spec) in &child.spec.inputs {
             let v = match supplied.get(name).or(spec.default.as_ref()) {

@@ -3,9 +3,8 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
-
-use crate::exec::actions;
+use crate::backends::KubeCall;
+use crate::exec::actions::{self, RenderedAction};
 use crate::exec::context::{steps_read, steps_read_in};
 use crate::exec::events::{Event, Gate};
 use crate::exec::gate::{Answer, Decision, GateKind, GateRequest, Guarded, Reply};
@@ -106,7 +105,7 @@ impl Runner {
                             change.push(format!("JSON body: {j}"));
                         }
                     }
-                    ActionKind::Kubernetes { verb } => {
+                    ActionKind::Kubernetes { .. } => {
                         let mut target = g
                             .action
                             .backend
@@ -114,7 +113,6 @@ impl Runner {
                             .and_then(|b| frame.backends_real.get(b))
                             .and_then(|b| b.kubernetes.clone())
                             .unwrap_or_default();
-                        let mut args = r.real[verb.as_str()].clone();
                         let absolute = |p: &str| {
                             let p = crate::backends::expand_home(p);
                             rb.dir().join(p).display().to_string()
@@ -122,17 +120,23 @@ impl Runner {
                         if let Some(k) = target.kubeconfig.as_mut() {
                             *k = absolute(k);
                         }
-                        if let Some(Value::String(f)) = args.get_mut("file") {
-                            *f = absolute(f);
-                        }
-                        if let Some(live) = crate::backends::preview_kube(
-                            &*self.backends.kubernetes,
-                            &target,
-                            verb.as_str(),
-                            &args,
-                        )
-                        .await
-                        {
+                        // Arguments the verb rejects are what the step would fail with.
+                        let live = match &r.action {
+                            RenderedAction::Kubernetes(call) => {
+                                let mut call = call.clone();
+                                if let KubeCall::Apply(a) = &mut call {
+                                    if let Some(f) = a.file.as_mut() {
+                                        *f = absolute(f);
+                                    }
+                                }
+                                self.backends.kubernetes.preview(&target, &call).await
+                            }
+                            RenderedAction::Invalid(e) => {
+                                Some(format!("the step would fail: {}", e.message))
+                            }
+                            _ => None,
+                        };
+                        if let Some(live) = live {
                             change.push(format!("live: {}", redactor.str(&live)));
                         }
                     }

@@ -210,7 +210,7 @@ impl Runner {
                             &pseudo,
                             &uid,
                             &frame,
-                            &rendered.real,
+                            &rendered.action,
                             &entry.undo.retry,
                             entry.undo.timeout,
                         )

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::exec::actions;
+use crate::exec::actions::{self, RenderedAction};
 use crate::exec::clock::millis_between;
 use crate::exec::context::{bound, observe, steps_read, steps_read_in};
 use crate::exec::events::{Event, Phase, SkipCause, StepOutcome};
@@ -231,22 +231,15 @@ impl Runner {
             let kind = match &step.action.kind {
                 ActionKind::Confirm(_) => GateKind::Confirm,
                 ActionKind::Manual(_) => GateKind::Manual,
-                ActionKind::Input(_) => {
-                    let ia: crate::spec::InputAction =
-                        match serde_json::from_value(rendered.real.clone()) {
-                            Ok(i) => i,
-                            Err(e) => {
-                                return self.step_failed(
-                                    sid,
-                                    phase,
-                                    started,
-                                    0,
-                                    format!("input step: {e}"),
-                                )
-                            }
-                        };
-                    GateKind::Input(Box::new(crate::inputs::input_action_spec(&ia)))
-                }
+                ActionKind::Input(_) => match &rendered.action {
+                    RenderedAction::Input(ia) => {
+                        GateKind::Input(Box::new(crate::inputs::input_action_spec(ia)))
+                    }
+                    RenderedAction::Invalid(e) => {
+                        return self.step_failed(sid, phase, started, 0, e.message.clone())
+                    }
+                    _ => unreachable!("an input step renders to an input"),
+                },
                 _ => GateKind::Terminal,
             };
             let prompt = match &step.action.kind {
@@ -428,8 +421,8 @@ impl Runner {
         }
 
         // 5. Execute.
-        match &step.action.kind {
-            ActionKind::Assert(conds) => {
+        match &rendered.action {
+            RenderedAction::Assert(conds) => {
                 let display = frame.ctx.display(None);
                 let real = frame.ctx.real(None);
                 // No conditions prove nothing: it fails closed. (Conditions that do not read
@@ -479,26 +472,28 @@ impl Runner {
                 let why = malformed.unwrap_or_else(|| failed_checks_message(&checks));
                 return self.step_failed(sid, phase, started, 1, why);
             }
-            ActionKind::Call(child) => {
+            RenderedAction::Call { runbook, inputs } => {
                 return self
-                    .run_call(
-                        step,
-                        sid,
-                        phase,
-                        frame,
-                        child.clone(),
-                        &rendered.real,
-                        started,
-                    )
+                    .run_call(step, sid, phase, frame, runbook.clone(), inputs, started)
                     .await;
             }
-            ActionKind::Analysis { interval, .. } => {
+            RenderedAction::Analysis { interval, spec } => {
                 return self
-                    .run_analysis(step, sid, phase, frame, &rendered.real, *interval, started)
+                    .run_analysis(step, sid, phase, frame, spec, *interval, started)
                     .await;
             }
-            ActionKind::Confirm(_) | ActionKind::Manual(_) | ActionKind::Input(_) => {
+            RenderedAction::Confirm | RenderedAction::Manual | RenderedAction::Input(_) => {
                 unreachable!("gates return above")
+            }
+            // A call or an analysis that does not hold once rendered fails before it starts;
+            // a backend's action fails in its attempt, as the backend would fail it.
+            RenderedAction::Invalid(e)
+                if matches!(
+                    step.action.kind,
+                    ActionKind::Call(_) | ActionKind::Analysis { .. }
+                ) =>
+            {
+                return self.step_failed(sid, phase, started, 0, e.message.clone());
             }
             _ => {}
         }
@@ -516,7 +511,7 @@ impl Runner {
         };
         let (ok, attempts, last, err) = match timeout {
             Ok(timeout) => {
-                self.attempts(step, sid, frame, &rendered.real, &step.retry, timeout)
+                self.attempts(step, sid, frame, &rendered.action, &step.retry, timeout)
                     .await
             }
             Err(e) => (false, 0, None, Some(e)),
