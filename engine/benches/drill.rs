@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use runbook::drill::expect::evaluate;
-use runbook::drill::runner;
 use runbook::load::{check_path, Checked};
+use runbook::session::drill as runner;
 
 const RUNS: u32 = 50;
 

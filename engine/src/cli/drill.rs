@@ -11,12 +11,12 @@ use serde_json::Value;
 
 use crate::drill::expect::{ending, evaluate};
 use crate::drill::junit::{self, Case};
-use crate::drill::runner::{self, REPORT_NAME};
 use crate::drill::score::Score;
-use crate::drill::Drill;
+use crate::drill::{Drill, REPORT_NAME};
 use crate::exit;
 use crate::load::{self, Checked};
 use crate::model::fmt_duration;
+use crate::session;
 
 #[derive(Args, Debug)]
 pub struct DrillArgs {
@@ -194,7 +194,7 @@ pub async fn run(a: DrillArgs) -> Result<i32, DrillError> {
 }
 
 async fn run_one(drill: &Drill, report_dir: Option<&Path>, row: &mut Row) {
-    let run = match runner::run(drill, report_dir).await {
+    let run = match session::drill::run(drill, report_dir).await {
         Ok(r) => r,
         Err(e) => {
             row.verdict = Verdict::Error(format!("the drill could not run: {e}"));

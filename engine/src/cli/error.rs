@@ -59,6 +59,7 @@ impl Error {
                 SessionError::Declined { interrupted: false } => exit::ABORTED,
                 SessionError::JournalCreate { .. }
                 | SessionError::JournalReopen { .. }
+                | SessionError::DrillJournal(_)
                 | SessionError::Lock(_) => exit::JOURNAL,
             },
             Error::Report(e) => match e {

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use super::model::DrillRun;
 use super::model::Expect;
-use super::runner::DrillRun;
 use super::world::predicate::mismatches;
 use crate::exec::events::{Envelope, Event};
 use crate::model::fmt_duration;

@@ -11,7 +11,9 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use super::spec::{ExpectedOutcome, ExpectedStep, WorldStateSpec};
-use super::world::State;
+use super::world::{State, World};
+use crate::exec::events::Envelope;
+use crate::exec::runner::RunResult;
 use crate::model::Runbook;
 
 /// Where the virtual clock starts unless the drill says otherwise.
@@ -39,6 +41,32 @@ pub struct Drill {
     /// The world as the drill starts, faults included.
     pub world: State,
     pub expect: Expect,
+}
+
+impl Drill {
+    /// `<start>-<drill name>-drill`: shaped like a real run id, and the same on every run, so
+    /// that the same drill gives the same journal.
+    pub fn run_id(&self) -> String {
+        format!(
+            "{}-{}-drill",
+            self.start.format("%Y%m%dT%H%M%SZ"),
+            self.name
+        )
+    }
+}
+
+/// The report file written next to a drill's journal.
+pub const REPORT_NAME: &str = "report.md";
+
+/// One finished drill run (`session::drill`): its events (as journaled), the world it left,
+/// and when it ended.
+pub struct DrillRun {
+    pub events: Vec<Envelope>,
+    pub result: RunResult,
+    pub world: World,
+    pub end: DateTime<Utc>,
+    /// The journal file, when the run was journaled to disk.
+    pub journal: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

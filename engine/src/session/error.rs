@@ -37,6 +37,10 @@ pub enum SessionError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A drill's journal cannot replace the one an earlier run of the drill left, or cannot
+    /// be created.
+    #[error("{0}")]
+    DrillJournal(String),
     /// The new run's lock cannot be taken.
     #[error("{0}; nothing was run")]
     Lock(String),

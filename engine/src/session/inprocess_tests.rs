@@ -1,6 +1,6 @@
 //! The runner, in process: small runbooks run against a simulated world on the virtual clock
 //! (milliseconds each, whatever the virtual durations), through the public entry points only
-//! (`drill::check::check_drill_path`, `drill::runner::run`, `drill::expect`), so that they hold whatever
+//! (`drill::check::check_drill_path`, `session::drill::run`, `drill::expect`), so that they hold whatever
 //! shape the runner's code takes inside.
 
 use std::path::Path;
@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use crate::drill::check::check_drill_path;
 use crate::drill::expect::{ending, step_outcomes};
-use crate::drill::runner::{run, DrillRun};
 use crate::drill::Drill;
+use crate::drill::DrillRun;
 use crate::exec::events::Event;
+use crate::session::drill::run;
 
 /// Writes `rb.yaml` and `rb.drill.yaml` (a drill of it with `drill`'s body) and checks the drill.
 fn drill(dir: &Path, runbook: &str, drill: &str) -> Drill {
