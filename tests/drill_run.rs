@@ -359,3 +359,55 @@ fn two_drills_with_one_name_cannot_both_run() {
         "{out}"
     );
 }
+
+/// Issue 13 §3: a drill runs through the same session layer as a real run, so an environment
+/// value whose name says TOKEN or SECRET is masked in its output, journal and report as a
+/// real run masks it (drills used to mask only the drill's secrets).
+#[test]
+fn a_drills_token_environment_value_is_masked_like_a_real_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: envy, title: Envy }
+env: [API_TOKEN]
+steps:
+  - id: show
+    safety: read-only
+    shell: { argv: ["echo", "token {{ env.API_TOKEN }}"] }
+"#,
+    );
+    write(
+        dir.path(),
+        "envy.drill.yaml",
+        r#"apiVersion: runbook/v1
+kind: Drill
+metadata: { name: envy }
+runbook: rb.yaml
+env: { API_TOKEN: drill-token-4417 }
+world:
+  shell:
+    - match: { argv: [echo, "**"] }
+      respond: { stdout: "token drill-token-4417\n" }
+expect: { outcome: succeeded }
+"#,
+    );
+    let (code, out, err) = drill(dir.path(), &["envy.drill.yaml", "--report-dir", "out"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let run_dir = dir.path().join("out/20260101T000000Z-envy-drill");
+    let journal = std::fs::read_to_string(run_dir.join("journal.jsonl")).unwrap();
+    let report = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    for (what, text) in [
+        ("output", format!("{out}{err}")),
+        ("journal", journal.clone()),
+        ("report", report),
+    ] {
+        assert!(
+            !text.contains("drill-token-4417"),
+            "the token is in the drill's {what}:\n{text}"
+        );
+    }
+    assert!(journal.contains("token ***"), "{journal}");
+}

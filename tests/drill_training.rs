@@ -396,3 +396,75 @@ fn a_read_only_step_shows_what_it_read() {
         "{err}"
     );
 }
+
+/// Issue 13 §3: a training run goes through the same session as a real run, so it holds the
+/// run's lock while it runs: a `resume --world` of it meanwhile is refused and told who holds
+/// it, and writes nothing (training runs used to take no lock).
+#[test]
+fn a_training_run_holds_its_lock_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: slow, title: Slow }\nsteps:\n  - id: pause\n    wait: 60s\n",
+    );
+    write(
+        dir.path(),
+        "slow.drill.yaml",
+        "apiVersion: runbook/v1\nkind: Drill\nmetadata: { name: slow }\nrunbook: rb.yaml\n",
+    );
+    // Real time: the wait keeps the run (and its lock) alive until it is killed.
+    let mut first = runbook(dir.path())
+        .args(["run", "rb.yaml", "--world", "slow.drill.yaml"])
+        .args(["--non-interactive", "--journal-dir", "runs"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runs = dir.path().join("runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let journal = loop {
+        let started = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(Result::ok)
+            .map(|e| e.path().join("journal.jsonl"))
+            .filter(|j| {
+                std::fs::read_to_string(j).is_ok_and(|t| t.contains(r#""event":"step_started""#))
+            });
+        if let Some(j) = started {
+            break j;
+        }
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("the training run ended ({status}) before its wait started");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the wait never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let before = std::fs::read_to_string(&journal).unwrap();
+    let id = run_id(&events(&journal));
+    let o = runbook(dir.path())
+        .args([
+            "resume",
+            &id,
+            "--journal-dir",
+            "runs",
+            "--world",
+            "slow.drill.yaml",
+        ])
+        .arg("--non-interactive")
+        .output()
+        .unwrap();
+    let err = text(&o).1;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("held by `runbook run` (pid {}", first.id())),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), before);
+}

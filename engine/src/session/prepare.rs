@@ -380,6 +380,67 @@ fn replace_journal(dir: &Path, id: &str) -> Result<Journal, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::clock::VirtualClock;
+
+    /// A training run's setup (a drill's world, a fresh journal in `dir`).
+    fn training(dir: &Path) -> Setup {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/drills/rollback-recovers.yaml");
+        let report = crate::drill::check::check_drill_path(&file);
+        let drill = report.checked.expect("the fixture drill checks");
+        let start = drill.start;
+        Setup {
+            rb: drill.runbook.clone(),
+            journaling: Journaling::Fresh {
+                dir: dir.to_path_buf(),
+                start,
+                command: "run",
+            },
+            systems: Systems::World {
+                state: Box::new(drill.world.clone()),
+                rebase: Some(start),
+                recorded: vec![],
+            },
+            clock: Arc::new(VirtualClock::new(start)),
+            mode: RunMode::Training,
+            operator: "trainee".into(),
+            reason: None,
+            inputs: drill.inputs.clone(),
+            secrets: drill.secrets.clone(),
+            env: drill.env.clone(),
+            host: "here".into(),
+            answers: Answers {
+                given: HashMap::new(),
+                via: AnswerVia::AnswerFlag,
+                yes: false,
+            },
+            forced: false,
+        }
+    }
+
+    /// Issue 13 §3: training prepares its run like any run, so an id already taken is drawn
+    /// again (training used to fail on it), and the run is locked.
+    #[test]
+    fn a_training_run_whose_id_is_taken_draws_again_and_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("taken")).unwrap();
+        DRAWS.with(|d| {
+            d.borrow_mut()
+                .extend(["taken", "taken", "free"].map(String::from))
+        });
+        let p = prepare(training(dir.path())).unwrap_or_else(|r| panic!("{}", r.message));
+        assert_eq!(p.run_id, "free");
+        assert_eq!(
+            p.journal_path.as_deref(),
+            Some(dir.path().join("free/journal.jsonl").as_path())
+        );
+        assert!(p.lock.is_some() && dir.path().join("free/lock").is_file());
+        assert!(
+            format!("{:?}", p.cfg.host_env).starts_with("IsolatedHost"),
+            "a world's run takes nothing from the host: {:?}",
+            p.cfg.host_env
+        );
+    }
 
     #[test]
     fn a_run_id_already_taken_is_drawn_again() {
