@@ -428,7 +428,7 @@ mod tests {
             d.borrow_mut()
                 .extend(["taken", "taken", "free"].map(String::from))
         });
-        let p = prepare(training(dir.path())).unwrap_or_else(|r| panic!("{}", r.message));
+        let p = prepare(training(dir.path())).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.run_id, "free");
         assert_eq!(
             p.journal_path.as_deref(),
