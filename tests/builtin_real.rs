@@ -14,6 +14,7 @@
 
 use crate::backend_env;
 use crate::common;
+use crate::scenario::{set_input, Scenario};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -596,12 +597,20 @@ impl Orchestrator {
     }
 }
 
-/// Without a Kubernetes or compose stack this scenario needs only loopback: it skips only
-/// when the binary's environment says so (never under CI).
-fn plain_env() -> TestEnv {
-    TestEnv {
-        vars: BTreeMap::new(),
-    }
+const ORCH_TOKEN: &str = "orchestrator-token-of-the-test";
+
+/// Serves the orchestrator `orch` and runs control-plane-rollback against it with `answers`
+/// (only loopback: never skips).
+async fn control_plane_rollback(orch: &Orchestrator, answers: &[&str]) -> Run {
+    let url = orch.serve().await;
+    Scenario::plain()
+        .run(
+            "control-plane-rollback",
+            &control_plane_inputs(&url),
+            answers,
+            &[("ORCHESTRATOR_TOKEN", ORCH_TOKEN)],
+        )
+        .await
 }
 
 fn control_plane_inputs(url: &str) -> Vec<(&'static str, String)> {
@@ -620,16 +629,9 @@ fn control_plane_inputs(url: &str) -> Vec<(&'static str, String)> {
 /// rollback's own audit record.
 #[tokio::test(flavor = "multi_thread")]
 async fn control_plane_rollback_waits_for_an_asynchronous_rollback_and_finds_its_audit_record() {
-    let env = plain_env();
-    let token = "orchestrator-token-of-the-test";
-    let orch = Orchestrator::new(token, true, true, vec![]);
-    let url = orch.serve().await;
-    let journals = tempfile::tempdir().expect("tempdir");
-    let r = run_builtin(
-        &env,
-        "control-plane-rollback",
-        journals.path(),
-        &control_plane_inputs(&url),
+    let orch = Orchestrator::new(ORCH_TOKEN, true, true, vec![]);
+    let r = control_plane_rollback(
+        &orch,
         &[
             "triage=done",
             "approve_rollback=yes",
@@ -638,7 +640,6 @@ async fn control_plane_rollback_waits_for_an_asynchronous_rollback_and_finds_its
             "evidence=done",
             "tell=done",
         ],
-        &[("ORCHESTRATOR_TOKEN", token)],
     )
     .await;
     r.assert_ok();
@@ -658,12 +659,10 @@ async fn control_plane_rollback_waits_for_an_asynchronous_rollback_and_finds_its
 /// at `audit` and escalates.
 #[tokio::test(flavor = "multi_thread")]
 async fn control_plane_rollback_does_not_take_an_old_audit_record_for_this_rollback() {
-    let env = plain_env();
-    let token = "orchestrator-token-of-the-test";
     let week_ago = (chrono::Utc::now() - chrono::Duration::days(7))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let orch = Orchestrator::new(
-        token,
+        ORCH_TOKEN,
         false,
         false,
         vec![
@@ -673,30 +672,19 @@ async fn control_plane_rollback_does_not_take_an_old_audit_record_for_this_rollb
                    "resource": "plan-42", "operator": "someone-else@example.com", "timestamp": week_ago}),
         ],
     );
-    let url = orch.serve().await;
-    let journals = tempfile::tempdir().expect("tempdir");
-    let r = run_builtin(
-        &env,
-        "control-plane-rollback",
-        journals.path(),
-        &control_plane_inputs(&url),
+    let r = control_plane_rollback(
+        &orch,
         &[
             "triage=done",
             "approve_rollback=yes",
             "rollback_plan=yes",
             "escalate=done",
         ],
-        &[("ORCHESTRATOR_TOKEN", token)],
     )
     .await;
-    assert_eq!(r.code, 1, "{}", r.log());
-    assert_eq!(r.outcome("audit"), "failed");
-    assert!(
-        r.error("audit")
-            .contains("a rollback.executed record names tester"),
-        "{}",
-        r.error("audit")
-    );
+    r.assert_exit(1);
+    r.assert_outcome("audit", "failed");
+    r.assert_error("audit", &["a rollback.executed record names tester"]);
     assert_mirrors(&r, "control-plane-rollback/audit-record-missing.yaml");
 }
 
@@ -753,6 +741,22 @@ fn gitops_policy(range: &str) -> String {
 }
 
 fn gitops_repo(work: &Path) -> GitopsRepo {
+    gitops_history(work, true, |seed| {
+        common::write(seed, DEPLOYMENT_FILE, &gitops_manifest("1.5.0"));
+        common::write(
+            seed,
+            "apps/api/prod/image-policy.yaml",
+            &gitops_policy("1.5.x"),
+        );
+        git(seed, &["commit", "-q", "-am", "bump api prod to 1.5.0"]);
+    })
+}
+
+/// A GitOps repository: `remote.git` (bare, the remote) with a first commit of api on 1.4.2
+/// (and its Flux ImagePolicy when `policy`), then the promotion to 1.5.0 that `promote` makes
+/// in the seed clone (`promotion` is the commit it leaves at HEAD), pushed; and the on-call
+/// engineer's clone (`platform-gitops`).
+fn gitops_history(work: &Path, policy: bool, promote: fn(&Path)) -> GitopsRepo {
     let remote = work.join("remote.git");
     std::fs::create_dir_all(&remote).expect("mkdir");
     git(&remote, &["init", "-q", "--bare"]);
@@ -764,21 +768,17 @@ fn gitops_repo(work: &Path) -> GitopsRepo {
     );
     git(&seed, &["checkout", "-q", "-b", "main"]);
     common::write(&seed, DEPLOYMENT_FILE, &gitops_manifest("1.4.2"));
-    common::write(
-        &seed,
-        "apps/api/prod/image-policy.yaml",
-        &gitops_policy("1.4.x"),
-    );
+    if policy {
+        common::write(
+            &seed,
+            "apps/api/prod/image-policy.yaml",
+            &gitops_policy("1.4.x"),
+        );
+    }
     common::write(&seed, "README.md", "platform gitops\n");
     git(&seed, &["add", "-A"]);
     git(&seed, &["commit", "-q", "-m", "api prod on 1.4.2"]);
-    common::write(&seed, DEPLOYMENT_FILE, &gitops_manifest("1.5.0"));
-    common::write(
-        &seed,
-        "apps/api/prod/image-policy.yaml",
-        &gitops_policy("1.5.x"),
-    );
-    git(&seed, &["commit", "-q", "-am", "bump api prod to 1.5.0"]);
+    promote(&seed);
     let promotion = git(&seed, &["rev-parse", "--short=10", "HEAD"]);
     git(&seed, &["push", "-q", "origin", "main"]);
     git(
@@ -815,6 +815,27 @@ fn image_on_main(remote: &Path) -> Option<String> {
         .find_map(|l| l.trim().strip_prefix("image: "))
         .and_then(|l| l.split_whitespace().next())
         .map(str::to_string)
+}
+
+/// Makes a GitOps repository under `work` with `make`, off the async runtime.
+async fn repo_in(work: &Path, make: fn(&Path) -> GitopsRepo) -> GitopsRepo {
+    let work = work.to_path_buf();
+    tokio::task::spawn_blocking(move || make(&work))
+        .await
+        .expect("repo")
+}
+
+/// The run's rollback branch is gone from the remote, and its worktree from the disk.
+fn assert_rollback_branch_removed(r: &Run, repo: &GitopsRepo, work: &Path) {
+    let run_id = common::run_id(&r.events);
+    let remote_branches = git(&repo.remote, &["branch", "--list"]);
+    assert!(!remote_branches.contains("rollback/"), "{remote_branches}");
+    assert!(
+        !work
+            .join(format!("platform-gitops-rollback-{run_id}"))
+            .exists(),
+        "the worktree is removed"
+    );
 }
 
 /// What the reviewer of a rollback pull request does.
@@ -1010,6 +1031,15 @@ impl ForgeState {
             seen: vec![],
         }
     }
+
+    /// The runbook closed (or tried to close) a pull request.
+    fn assert_patched(&self) {
+        assert!(
+            self.seen.iter().any(|s| s.starts_with("PATCH ")),
+            "{:?}",
+            self.seen
+        );
+    }
 }
 
 /// metav1.Condition, as Flux's CRDs declare it.
@@ -1156,6 +1186,9 @@ async fn api_service(client: kube::Client, ns: String, good: &'static str) -> St
 
 const GOOD_API: &str = "registry.example/api:1.4.2";
 
+/// The flow service's release the scenarios start from.
+pub(crate) const FLOW_IMAGE: &str = "registry.example/flow-engine:v1.1.0";
+
 fn gitops_inputs(
     repo: &GitopsRepo,
     forge: &str,
@@ -1197,32 +1230,26 @@ fn gitops_inputs(
 /// runbook closes the pull request, deletes the branch on the remote and the worktree.
 #[tokio::test(flavor = "multi_thread")]
 async fn gitops_revert_closes_the_pull_request_and_deletes_the_branch_when_the_review_fails() {
-    let Some(env) = backend_env::k8s() else {
+    let Some(sc) = Scenario::k8s(&["rb-gitops-flux", "rb-gitops-app"]).await else {
         return;
     };
-    let client = kube_client(&env).await;
-    install_gitops_crds(&client).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-gitops-flux", "rb-gitops-app"]).await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let repo = tokio::task::spawn_blocking({
-        let w = work.path().to_path_buf();
-        move || gitops_repo(&w)
-    })
-    .await
-    .expect("repo");
-    let token = "forge-token-of-the-test";
-    let forge = Forge::new(token, "platform/gitops", &repo.remote, Reviewer::Rejects);
+    install_gitops_crds(sc.client()).await;
+    let repo = repo_in(sc.work.path(), gitops_repo).await;
+    let forge = Forge::new(
+        FORGE_TOKEN,
+        "platform/gitops",
+        &repo.remote,
+        Reviewer::Rejects,
+    );
     let forge_url = forge.serve().await;
-    let service = api_service(client.clone(), ns[1].clone(), GOOD_API).await;
-    let r = run_builtin(
-        &env,
-        "gitops-revert",
-        &work.path().join("runs"),
+    let service = api_service(sc.client().clone(), sc.namespace(1).to_string(), GOOD_API).await;
+    let r = gitops_revert(
+        &sc,
         &gitops_inputs(
             &repo,
             &forge_url,
-            &ns[0],
-            &ns[1],
+            sc.namespace(0),
+            sc.namespace(1),
             &service,
             "http://127.0.0.1:9",
         ),
@@ -1232,37 +1259,26 @@ async fn gitops_revert_closes_the_pull_request_and_deletes_the_branch_when_the_r
             "review=failed: the diff also reverts the ingress timeout change",
             "escalate=done",
         ],
-        &[("FORGE_TOKEN", token)],
     )
     .await;
-    assert_eq!(r.code, 1, "{}", r.log());
-    assert_eq!(r.outcome("review"), "failed");
+    r.assert_exit(1);
+    r.assert_outcome("review", "failed");
     // The branch was pushed, then deleted; the pull request is closed; main is untouched.
-    let run_id = common::run_id(&r.events);
-    let remote_branches = git(&repo.remote, &["branch", "--list"]);
-    assert!(!remote_branches.contains("rollback/"), "{remote_branches}");
     {
         let st = forge.state.lock().expect("lock");
         assert_eq!(st.prs.len(), 1);
         assert_eq!(st.prs[0]["state"], "closed");
-        assert_eq!(st.prs[0]["head"]["ref"], format!("rollback/{run_id}"));
-        assert!(
-            st.seen.iter().any(|s| s.starts_with("PATCH ")),
-            "{:?}",
-            st.seen
+        assert_eq!(
+            st.prs[0]["head"]["ref"],
+            format!("rollback/{}", common::run_id(&r.events))
         );
+        st.assert_patched();
     }
     assert_eq!(
         image_on_main(&repo.remote).as_deref(),
         Some("registry.example/api:1.5.0")
     );
-    assert!(
-        !work
-            .path()
-            .join(format!("platform-gitops-rollback-{run_id}"))
-            .exists(),
-        "the worktree is removed"
-    );
+    assert_rollback_branch_removed(&r, &repo, sc.work.path());
     assert_mirrors(&r, "gitops-revert/review-rejected.yaml");
 }
 
@@ -1355,8 +1371,8 @@ struct AfterRollback {
 /// The api's request traffic, exported for the real Prometheus, and the runbook's two canary
 /// queries over it; returned once Prometheus reads the bad release (success rate under 99 %).
 struct CanaryTraffic {
-    exporter: Arc<backend_env::Exporter>,
-    feed: crate::builtin_real_flows::Feed,
+    _exporter: Arc<backend_env::Exporter>,
+    _feed: crate::builtin_real_flows::Feed,
     watcher: tokio::task::JoinHandle<()>,
     success: String,
     p99: String,
@@ -1383,8 +1399,8 @@ async fn canary_traffic(
     })
     .await;
     CanaryTraffic {
-        exporter,
-        feed,
+        _exporter: exporter,
+        _feed: feed,
         watcher,
         success,
         p99,
@@ -1437,58 +1453,66 @@ fn api_traffic(
 /// remote, the api's traffic in the real Prometheus, the forge (stand-in, the reviewer
 /// merges) and the api's own endpoints (stand-in).
 struct FluxWorld {
-    work: tempfile::TempDir,
+    sc: Scenario,
     repo: GitopsRepo,
     forge: Forge,
     inputs: Vec<(&'static str, String)>,
-    client: kube::Client,
-    app_ns: String,
-    _namespaces: Namespaces,
     _flux: tokio::sync::oneshot::Sender<()>,
-    _traffic: crate::builtin_real_flows::Feed,
-    watcher: tokio::task::JoinHandle<()>,
-    _exporter: Arc<backend_env::Exporter>,
+    canary: CanaryTraffic,
 }
 
 const FORGE_TOKEN: &str = "forge-token-of-the-test";
 
-async fn flux_world(env: &TestEnv, name: &str, after: AfterRollback) -> FluxWorld {
-    let client = kube_client(env).await;
-    install_gitops_crds(&client).await;
-    let (guard, ns) = namespaces(
-        env,
-        &client,
-        &[&format!("{name}-flux"), &format!("{name}-app")],
+/// The answers of a gitops-revert whose revert is reviewed, merged and recovers.
+const MERGED_ANSWERS: [&str; 5] = [
+    "signature_by_hand=done",
+    "approve=yes",
+    "review=done",
+    "tell=done",
+    "record=done",
+];
+
+impl FluxWorld {
+    /// Runs gitops-revert with the world's inputs and `answers`; the api's traffic stops
+    /// following the Deployment when it ends.
+    async fn run(&self, answers: &[&str]) -> Run {
+        let r = gitops_revert(&self.sc, &self.inputs, answers).await;
+        self.canary.watcher.abort();
+        r
+    }
+}
+
+/// Runs gitops-revert with `inputs` and `answers`, with the forge's token.
+async fn gitops_revert(sc: &Scenario, inputs: &[(&str, String)], answers: &[&str]) -> Run {
+    sc.run(
+        "gitops-revert",
+        inputs,
+        answers,
+        &[("FORGE_TOKEN", FORGE_TOKEN)],
     )
-    .await;
-    let (flux_ns, app_ns) = (ns[0].clone(), ns[1].clone());
-    let work = tempfile::tempdir().expect("tempdir");
-    let repo = tokio::task::spawn_blocking({
-        let w = work.path().to_path_buf();
-        move || gitops_repo(&w)
-    })
     .await
-    .expect("repo");
-    deployment(&client, &app_ns, "api", 4, GOOD_API, json!({})).await;
-    release(
-        &client,
-        &app_ns,
-        "api",
-        "registry.example/api:1.5.0",
-        json!({}),
-    )
-    .await;
+}
+
+/// Flux's namespace (`<name>-flux`) and the api's (`<name>-app`); `None` after a skip.
+async fn flux_world(name: &str, after: AfterRollback) -> Option<FluxWorld> {
+    let sc =
+        Scenario::k8s_and_prometheus(&[&format!("{name}-flux"), &format!("{name}-app")]).await?;
+    let client = sc.client();
+    install_gitops_crds(client).await;
+    let (flux_ns, app_ns) = (sc.namespace(0), sc.namespace(1));
+    let repo = repo_in(sc.work.path(), gitops_repo).await;
+    api_on_the_bad_release(client, app_ns).await;
     create(
-        &client,
-        &flux_ns,
+        client,
+        flux_ns,
         json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
                "metadata": {"name": "platform-gitops"},
                "spec": {"url": format!("file://{}", repo.remote.display()), "interval": "5m", "ref": {"branch": "main"}}}),
     )
     .await;
     create(
-        &client,
-        &flux_ns,
+        client,
+        flux_ns,
         json!({"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy",
                "metadata": {"name": "api-prod"},
                "spec": {"imageRepositoryRef": {"name": "api"}, "policy": {"semver": {"range": "1.5.x"}}}}),
@@ -1497,13 +1521,50 @@ async fn flux_world(env: &TestEnv, name: &str, after: AfterRollback) -> FluxWorl
     let flux = flux_controllers(
         client.clone(),
         repo.remote.clone(),
-        flux_ns.clone(),
-        app_ns.clone(),
+        flux_ns.to_string(),
+        app_ns.to_string(),
     )
     .await;
+    let canary = canary_traffic(&sc.env, client, app_ns, name, after).await;
+    let (forge, inputs) = merging_forge(&sc, &repo, flux_ns, app_ns, &canary).await;
+    Some(FluxWorld {
+        sc,
+        repo,
+        forge,
+        inputs,
+        _flux: flux,
+        canary,
+    })
+}
 
-    let canary = canary_traffic(env, &client, &app_ns, name, after).await;
+/// The api on 1.5.0: revision 2 of a real Deployment of 4 replicas (1.4.2 before).
+async fn api_on_the_bad_release(client: &kube::Client, app_ns: &str) {
+    deployment(client, app_ns, "api", 4, GOOD_API, json!({})).await;
+    release(
+        client,
+        app_ns,
+        "api",
+        "registry.example/api:1.5.0",
+        json!({}),
+    )
+    .await;
+}
 
+/// Every replica of the api runs the known-good image.
+async fn api_serves_good(client: &kube::Client, app_ns: &str) {
+    let (image, all, _) = serving(client, app_ns, "api").await.expect("deployment");
+    assert_eq!((image.as_str(), all), (GOOD_API, true));
+}
+
+/// The forge (stand-in, the reviewer merges), the api's own endpoints (stand-in) and the
+/// runbook's inputs, with the canary queries over the api's traffic.
+async fn merging_forge(
+    sc: &Scenario,
+    repo: &GitopsRepo,
+    flux_ns: &str,
+    app_ns: &str,
+    canary: &CanaryTraffic,
+) -> (Forge, Vec<(&'static str, String)>) {
     let forge = Forge::new(
         FORGE_TOKEN,
         "platform/gitops",
@@ -1511,33 +1572,18 @@ async fn flux_world(env: &TestEnv, name: &str, after: AfterRollback) -> FluxWorl
         Reviewer::Merges,
     );
     let forge_url = forge.serve().await;
-    let service = api_service(client.clone(), app_ns.clone(), GOOD_API).await;
+    let service = api_service(sc.client().clone(), app_ns.to_string(), GOOD_API).await;
     let mut inputs = gitops_inputs(
-        &repo,
-        &forge_url,
-        &flux_ns,
-        &app_ns,
-        &service,
-        env.var("RUNBOOK_TEST_PROMETHEUS_URL"),
-    );
-    inputs.retain(|(k, _)| !["success_rate_query", "p99_query"].contains(k));
-    inputs.extend([
-        ("success_rate_query", canary.success),
-        ("p99_query", canary.p99),
-    ]);
-    FluxWorld {
-        work,
         repo,
-        forge,
-        inputs,
-        client,
+        &forge_url,
+        flux_ns,
         app_ns,
-        _namespaces: guard,
-        _flux: flux,
-        _traffic: canary.feed,
-        watcher: canary.watcher,
-        _exporter: canary.exporter,
-    }
+        &service,
+        &sc.prometheus_url(),
+    );
+    set_input(&mut inputs, "success_rate_query", &canary.success);
+    set_input(&mut inputs, "p99_query", &canary.p99);
+    (forge, inputs)
 }
 
 /// Mirrors drill gitops-revert/flux-v1-revert-recovers: the revert is committed on a branch
@@ -1547,39 +1593,18 @@ async fn flux_world(env: &TestEnv, name: &str, after: AfterRollback) -> FluxWorl
 /// gates, read from the real Prometheus, pass.
 #[tokio::test(flavor = "multi_thread")]
 async fn gitops_revert_rolls_back_through_a_merged_revert_and_flux_v1() {
-    let Some(env) = crate::builtin_real_flows::k8s_and_prometheus() else {
-        return;
-    };
     let after = AfterRollback {
         failed_per_1000: 4,
         slowest: 0.8,
     };
-    let mut w = flux_world(&env, "rb-gitops-ok", after).await;
+    let Some(mut w) = flux_world("rb-gitops-ok", after).await else {
+        return;
+    };
     w.inputs.extend([
         ("flux_source", s("platform-gitops")),
         ("smoke_path", s("/healthz/deep")),
     ]);
-    let started = std::time::Instant::now();
-    let r = run_builtin(
-        &env,
-        "gitops-revert",
-        &w.work.path().join("runs"),
-        &w.inputs,
-        &[
-            "signature_by_hand=done",
-            "approve=yes",
-            "review=done",
-            "tell=done",
-            "record=done",
-        ],
-        &[("FORGE_TOKEN", FORGE_TOKEN)],
-    )
-    .await;
-    eprintln!(
-        "gitops-revert flux-v1-revert-recovers: real run {:?}",
-        started.elapsed()
-    );
-    w.watcher.abort();
+    let r = w.run(&MERGED_ANSWERS).await;
     r.assert_ok();
     assert_eq!(
         image_on_main(&w.repo.remote).as_deref(),
@@ -1591,10 +1616,7 @@ async fn gitops_revert_rolls_back_through_a_merged_revert_and_flux_v1() {
         "image.toolkit.fluxcd.io/v1"
     );
     assert_eq!(r.capture("flux_policy", "latest"), GOOD_API);
-    let (image, all, _) = serving(&w.client, &w.app_ns, "api")
-        .await
-        .expect("deployment");
-    assert_eq!((image.as_str(), all), (GOOD_API, true));
+    api_serves_good(w.sc.client(), w.sc.namespace(1)).await;
     {
         let st = w.forge.state.lock().expect("lock");
         assert_eq!(st.prs.len(), 1);
@@ -1610,71 +1632,37 @@ async fn gitops_revert_rolls_back_through_a_merged_revert_and_flux_v1() {
 /// the remote and the worktree removed, and the run escalates.
 #[tokio::test(flavor = "multi_thread")]
 async fn gitops_revert_keeps_a_merged_revert_and_escalates_when_a_canary_gate_fails() {
-    let Some(env) = crate::builtin_real_flows::k8s_and_prometheus() else {
-        return;
-    };
     // 99.5% of requests succeed: the success-rate gate holds a few seconds after the rollout
     // (once the 5s rate window is mostly past it); p99 never does.
     let after = AfterRollback {
         failed_per_1000: 5,
         slowest: 3.0,
     };
-    let mut w = flux_world(&env, "rb-gitops-p99", after).await;
-    w.inputs.retain(|(k, _)| *k != "canary_timeout");
-    w.inputs.push(("canary_timeout", s("12s")));
-    let started = std::time::Instant::now();
-    let r = run_builtin(
-        &env,
-        "gitops-revert",
-        &w.work.path().join("runs"),
-        &w.inputs,
-        &[
+    let Some(mut w) = flux_world("rb-gitops-p99", after).await else {
+        return;
+    };
+    set_input(&mut w.inputs, "canary_timeout", "12s");
+    let r = w
+        .run(&[
             "signature_by_hand=done",
             "approve=yes",
             "review=done",
             "escalate=done",
-        ],
-        &[("FORGE_TOKEN", FORGE_TOKEN)],
-    )
-    .await;
-    eprintln!(
-        "gitops-revert canary-gate-fails: real run {:?}",
-        started.elapsed()
-    );
-    w.watcher.abort();
-    assert_eq!(r.code, 1, "{}", r.log());
-    assert!(
-        r.error("p99").contains("p99 latency is at most 1500 ms"),
-        "{}",
-        r.error("p99")
-    );
+        ])
+        .await;
+    r.assert_exit(1);
+    r.assert_error("p99", &["p99 latency is at most 1500 ms"]);
     // The revert stays merged and deployed; the pull request stays merged.
     assert_eq!(image_on_main(&w.repo.remote).as_deref(), Some(GOOD_API));
-    let (image, all, _) = serving(&w.client, &w.app_ns, "api")
-        .await
-        .expect("deployment");
-    assert_eq!((image.as_str(), all), (GOOD_API, true));
-    assert_eq!(r.undo("open_pr")["ok"], true, "{}", r.log());
+    api_serves_good(w.sc.client(), w.sc.namespace(1)).await;
+    r.assert_undone(&["open_pr"]);
     {
         let st = w.forge.state.lock().expect("lock");
         assert_eq!(st.prs[0]["merged"], true);
-        assert!(
-            st.seen.iter().any(|s| s.starts_with("PATCH ")),
-            "{:?}",
-            st.seen
-        );
+        st.assert_patched();
     }
     // The branch is gone from the remote, the worktree from the disk.
-    let run_id = common::run_id(&r.events);
-    let remote_branches = git(&w.repo.remote, &["branch", "--list"]);
-    assert!(!remote_branches.contains("rollback/"), "{remote_branches}");
-    assert!(
-        !w.work
-            .path()
-            .join(format!("platform-gitops-rollback-{run_id}"))
-            .exists(),
-        "the worktree is removed"
-    );
+    assert_rollback_branch_removed(&r, &w.repo, w.sc.work.path());
     crate::builtin_real_flows::assert_fails_like(&r, "gitops-revert/canary-gate-fails.yaml");
     assert_mirrors(&r, "gitops-revert/canary-gate-fails.yaml");
 }
@@ -1683,14 +1671,11 @@ async fn gitops_revert_keeps_a_merged_revert_and_escalates_when_a_canary_gate_fa
 // k8s-rollback: a real Deployment; the service's own API is a stand-in that answers from the
 // Deployment's real state.
 
-/// Stand-in of the flow engine's API (health, chat, agents): healthy only while every
-/// replica runs `good`.
-async fn flow_engine_api(
-    client: kube::Client,
-    ns: String,
-    name: &'static str,
-    good: &'static str,
-) -> String {
+/// Stand-in of the flow engine's API (health, chat, agents) for the scenario's Deployment
+/// `flowengine`: healthy only while every replica runs `flowengine:v1.0.0`.
+async fn flowengine_api(sc: &Scenario) -> String {
+    let (client, ns) = (sc.client().clone(), s(sc.ns()));
+    let (name, good) = ("flowengine", "flowengine:v1.0.0");
     stand_in(move |r: Req| {
         let (client, ns) = (client.clone(), ns.clone());
         async move {
@@ -1714,59 +1699,51 @@ async fn flow_engine_api(
     .await
 }
 
+/// Runs k8s-rollback on the scenario's Deployment `flowengine`, its API a stand-in
+/// (`flowengine_api`), with `more` inputs and `answers`.
+async fn k8s_rollback(sc: &Scenario, more: &[(&'static str, String)], answers: &[&str]) -> Run {
+    let mut inputs = vec![
+        ("namespace", s(sc.ns())),
+        ("deployment", s("flowengine")),
+        ("service_url", flowengine_api(sc).await),
+    ];
+    inputs.extend_from_slice(more);
+    sc.run(
+        "k8s-rollback",
+        &inputs,
+        answers,
+        &[("SERVICE_API_TOKEN", "flow-token-of-the-test")],
+    )
+    .await
+}
+
 /// Mirrors drill k8s-rollback/recovers: flowengine v1.1.0 is bad; rolling back to the
 /// previous revision brings health, chat and agents back.
 #[tokio::test(flavor = "multi_thread")]
 async fn k8s_rollback_rolls_a_real_deployment_back_to_its_previous_revision() {
-    let Some(env) = backend_env::k8s() else {
+    let Some(sc) = Scenario::k8s(&["rb-k8s-ok"]).await else {
         return;
     };
-    let client = kube_client(&env).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-k8s-ok"]).await;
-    let ns = ns[0].clone();
-    deployment(
-        &client,
-        &ns,
-        "flowengine",
-        3,
-        "flowengine:v1.0.0",
-        json!({}),
-    )
-    .await;
-    release(&client, &ns, "flowengine", "flowengine:v1.1.0", json!({})).await;
-    let service = flow_engine_api(
-        client.clone(),
-        ns.clone(),
-        "flowengine",
-        "flowengine:v1.0.0",
-    )
-    .await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let r = run_builtin(
-        &env,
-        "k8s-rollback",
-        work.path(),
-        &[
-            ("namespace", ns.clone()),
-            ("deployment", s("flowengine")),
-            ("service_url", service),
-        ],
+    sc.deployment("flowengine", 3, "flowengine:v1.0.0", json!({}))
+        .await;
+    sc.release("flowengine", "flowengine:v1.1.0", json!({}))
+        .await;
+    let r = k8s_rollback(
+        &sc,
+        &[],
         &[
             "approve=yes",
             "metrics=done",
             "tell=done: posted in #incidents",
             "record=done",
         ],
-        &[("SERVICE_API_TOKEN", "flow-token-of-the-test")],
     )
     .await;
     r.assert_ok();
-    let (image, all, d) = serving(&client, &ns, "flowengine")
-        .await
-        .expect("deployment");
+    let (image, all, d) = sc.serving("flowengine").await;
     assert_eq!(image, "flowengine:v1.0.0");
     assert!(all, "{d}");
-    assert_eq!(revision_soon(&client, &ns, "flowengine", "3").await, "3");
+    assert_eq!(sc.revision_soon("flowengine", "3").await, "3");
     assert_mirrors(&r, "k8s-rollback/recovers.yaml");
 }
 
@@ -1776,15 +1753,10 @@ async fn k8s_rollback_rolls_a_real_deployment_back_to_its_previous_revision() {
 /// the bad revision back and escalates.
 #[tokio::test(flavor = "multi_thread")]
 async fn k8s_rollback_puts_the_release_back_when_the_previous_revision_never_becomes_available() {
-    let Some(env) = backend_env::k8s() else {
+    let Some(sc) = Scenario::k8s(&["rb-k8s-stuck"]).await else {
         return;
     };
-    let client = kube_client(&env).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-k8s-stuck"]).await;
-    let ns = ns[0].clone();
-    deployment(
-        &client,
-        &ns,
+    sc.deployment(
         "flowengine",
         3,
         "flowengine:v1.0.0",
@@ -1793,59 +1765,34 @@ async fn k8s_rollback_puts_the_release_back_when_the_previous_revision_never_bec
                                                       "resources": {"limits": {"cpu": "1"}}}]}}}),
     )
     .await;
-    release(
-        &client,
-        &ns,
+    sc.release(
         "flowengine",
         "flowengine:v1.1.0",
         json!({"limits": {"cpu": "100m"}}),
     )
     .await;
     create(
-        &client,
-        &ns,
+        sc.client(),
+        sc.ns(),
         json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "small"},
                "spec": {"limits": [{"type": "Container", "max": {"cpu": "200m"}}]}}),
     )
     .await;
-    let service = flow_engine_api(
-        client.clone(),
-        ns.clone(),
-        "flowengine",
-        "flowengine:v1.0.0",
-    )
-    .await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let r = run_builtin(
-        &env,
-        "k8s-rollback",
-        work.path(),
-        &[
-            ("namespace", ns.clone()),
-            ("deployment", s("flowengine")),
-            ("service_url", service),
-            ("rollout_timeout", s("8s")),
-        ],
+    let r = k8s_rollback(
+        &sc,
+        &[("rollout_timeout", s("8s"))],
         &["approve=yes", "escalate=done: paged the tech lead"],
-        &[("SERVICE_API_TOKEN", "flow-token-of-the-test")],
     )
     .await;
-    assert_eq!(r.code, 1, "{}", r.log());
+    r.assert_exit(1);
     // Its pods are never created, so the Deployment keeps reporting its last complete
     // rollout (Progressing: NewReplicaSetAvailable) and never reaches the progress deadline:
     // the step's timeout ends the wait.
-    assert!(
-        r.error("rollout")
-            .contains("the rollout did not finish within 8"),
-        "{}",
-        r.error("rollout")
-    );
-    let (image, _, _) = serving(&client, &ns, "flowengine")
-        .await
-        .expect("deployment");
+    r.assert_error("rollout", &["the rollout did not finish within 8"]);
+    let (image, _, _) = sc.serving("flowengine").await;
     assert_eq!(image, "flowengine:v1.1.0", "the release is back");
     // The Deployment controller numbers the revision put back (4) once it sees the change.
-    assert_eq!(revision_soon(&client, &ns, "flowengine", "4").await, "4");
+    assert_eq!(sc.revision_soon("flowengine", "4").await, "4");
     assert_mirrors(&r, "k8s-rollback/rollout-stuck.yaml");
 }
 
@@ -1898,37 +1845,46 @@ async fn test_flow_api(client: kube::Client, ns: String, honours_redaction: bool
     .await
 }
 
+/// Runs security-incident on the scenario's Deployment `flow-engine` for a PII leak, with
+/// `more` inputs, `answers` and the pager's webhook `pager`.
+async fn security_incident(
+    sc: &Scenario,
+    more: &[(&'static str, String)],
+    answers: &[&str],
+    pager: &str,
+) -> Run {
+    let mut inputs = vec![
+        ("namespace", s(sc.ns())),
+        ("deployment", s("flow-engine")),
+        ("finding", s("pii-leak")),
+    ];
+    inputs.extend_from_slice(more);
+    sc.run(
+        "security-incident",
+        &inputs,
+        answers,
+        &[
+            ("SECURITY_PAGER_WEBHOOK_URL", pager),
+            ("SERVICE_API_TOKEN", "flow-token-of-the-test"),
+        ],
+    )
+    .await
+}
+
 /// Mirrors drill security-incident/contain-and-recover: flows halted (scaled to 0, every pod
 /// gone), security paged, then the Deployment comes back with PII redaction verified.
 #[tokio::test(flavor = "multi_thread")]
 async fn security_incident_halts_real_flows_and_brings_them_back_redacted() {
-    let Some(env) = backend_env::k8s() else {
+    let Some(sc) = Scenario::k8s(&["rb-sec-ok"]).await else {
         return;
     };
-    let client = kube_client(&env).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-sec-ok"]).await;
-    let ns = ns[0].clone();
-    deployment(
-        &client,
-        &ns,
-        "flow-engine",
-        3,
-        "registry.example/flow-engine:v1.1.0",
-        json!({}),
-    )
-    .await;
+    sc.deployment("flow-engine", 3, FLOW_IMAGE, json!({})).await;
     let pages = Arc::new(Mutex::new(vec![]));
     let pager_url = pager(pages.clone()).await;
-    let service = test_flow_api(client.clone(), ns.clone(), true).await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let r = run_builtin(
-        &env,
-        "security-incident",
-        work.path(),
+    let service = test_flow_api(sc.client().clone(), s(sc.ns()), true).await;
+    let r = security_incident(
+        &sc,
         &[
-            ("namespace", ns.clone()),
-            ("deployment", s("flow-engine")),
-            ("finding", s("pii-leak")),
             ("task_id", s("t-5521")),
             (
                 "artifact_location",
@@ -1950,13 +1906,7 @@ async fn security_incident_halts_real_flows_and_brings_them_back_redacted() {
             "cleared=yes",
             "all_clear=done",
         ],
-        &[
-            (
-                "SECURITY_PAGER_WEBHOOK_URL",
-                &format!("{pager_url}/v2/enqueue"),
-            ),
-            ("SERVICE_API_TOKEN", "flow-token-of-the-test"),
-        ],
+        &format!("{pager_url}/v2/enqueue"),
     )
     .await;
     r.assert_ok();
@@ -1964,9 +1914,7 @@ async fn security_incident_halts_real_flows_and_brings_them_back_redacted() {
     let pages = pages.lock().expect("lock").clone();
     assert_eq!(pages.len(), 1, "{pages:?}");
     assert_eq!(pages[0]["details"]["task_id"], "t-5521");
-    let (_, all, d) = serving(&client, &ns, "flow-engine")
-        .await
-        .expect("deployment");
+    let (_, all, d) = sc.serving("flow-engine").await;
     assert!(all, "{d}");
     assert_eq!(d["spec"]["replicas"], 3);
     assert_mirrors(&r, "security-incident/contain-and-recover.yaml");
@@ -1977,31 +1925,14 @@ async fn security_incident_halts_real_flows_and_brings_them_back_redacted() {
 /// again and the run escalates.
 #[tokio::test(flavor = "multi_thread")]
 async fn security_incident_halts_again_when_redaction_is_not_verified() {
-    let Some(env) = backend_env::k8s() else {
+    let Some(sc) = Scenario::k8s(&["rb-sec-pii"]).await else {
         return;
     };
-    let client = kube_client(&env).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-sec-pii"]).await;
-    let ns = ns[0].clone();
-    deployment(
-        &client,
-        &ns,
-        "flow-engine",
-        0,
-        "registry.example/flow-engine:v1.1.0",
-        json!({}),
-    )
-    .await;
-    let service = test_flow_api(client.clone(), ns.clone(), false).await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let r = run_builtin(
-        &env,
-        "security-incident",
-        work.path(),
+    sc.deployment("flow-engine", 0, FLOW_IMAGE, json!({})).await;
+    let service = test_flow_api(sc.client().clone(), s(sc.ns()), false).await;
+    let r = security_incident(
+        &sc,
         &[
-            ("namespace", ns.clone()),
-            ("deployment", s("flow-engine")),
-            ("finding", s("pii-leak")),
             ("recover_only", s("true")),
             ("replicas", s("3")),
             ("service_url", service),
@@ -2009,25 +1940,15 @@ async fn security_incident_halts_again_when_redaction_is_not_verified() {
             ("poll_interval", s("500ms")),
         ],
         &["cleared=yes", "escalate=done"],
-        &[
-            (
-                "SECURITY_PAGER_WEBHOOK_URL",
-                "http://127.0.0.1:9/never-called",
-            ),
-            ("SERVICE_API_TOKEN", "flow-token-of-the-test"),
-        ],
+        "http://127.0.0.1:9/never-called",
     )
     .await;
-    assert_eq!(r.code, 1, "{}", r.log());
-    assert!(
-        r.error("redaction_verified")
-            .contains("the PII sample does not appear anywhere in the answer"),
-        "{}",
-        r.error("redaction_verified")
+    r.assert_exit(1);
+    r.assert_error(
+        "redaction_verified",
+        &["the PII sample does not appear anywhere in the answer"],
     );
-    let (_, _, d) = serving(&client, &ns, "flow-engine")
-        .await
-        .expect("deployment");
+    let (_, _, d) = sc.serving("flow-engine").await;
     assert_eq!(d["spec"]["replicas"], 0, "halted again");
     assert_mirrors(&r, "security-incident/redaction-not-verified.yaml");
 }
@@ -2070,10 +1991,41 @@ impl Drop for ComposeProject {
     }
 }
 
+/// A compose project of the scenario (see `compose_project`).
+struct ComposeStack {
+    guard: ComposeProject,
+    dir: PathBuf,
+    /// The images' name, without tag.
+    image: String,
+    port: u16,
+}
+
+impl ComposeStack {
+    /// The runbook's inputs, with `known_good` as the image to go back to.
+    fn inputs(&self, known_good: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("project_directory", s(self.dir.to_str().expect("utf-8"))),
+            ("project", s(&self.guard.project)),
+            ("service", s("web")),
+            ("known_good_image", s(known_good)),
+            ("service_url", format!("http://127.0.0.1:{}", self.port)),
+            ("smoke_path", s("/cgi-bin/chat")),
+        ]
+    }
+}
+
+/// `compose_project` in the scenario's work directory, off the async runtime.
+async fn compose_stack(sc: &Scenario) -> ComposeStack {
+    let (env, work) = (sc.env.clone(), sc.work.path().to_path_buf());
+    tokio::task::spawn_blocking(move || compose_project(&env, &work))
+        .await
+        .expect("stack")
+}
+
 /// A compose project `dir` whose `web` service runs `<image>:v2` (a release without a
 /// health endpoint), with `<image>:v1` (healthy, with a chat endpoint) and `<image>-broken:v1`
-/// (exits at once) built on the host. Returns the guard, the directory, the image and the port.
-fn compose_stack(env: &TestEnv, work: &Path) -> (ComposeProject, PathBuf, String, u16) {
+/// (exits at once) built on the host.
+fn compose_project(env: &TestEnv, work: &Path) -> ComposeStack {
     let project = backend_env::unique("rb-compose");
     let image = format!("localhost/{project}-web");
     let guard = ComposeProject {
@@ -2156,51 +2108,33 @@ fn compose_stack(env: &TestEnv, work: &Path) -> (ComposeProject, PathBuf, String
         ]);
     }
     docker(&["compose", "-p", &project, "up", "-d", "--wait"]);
-    (guard, dir, image, port)
-}
-
-fn compose_inputs(
-    dir: &Path,
-    project: &str,
-    known_good: &str,
-    port: u16,
-) -> Vec<(&'static str, String)> {
-    vec![
-        ("project_directory", s(dir.to_str().expect("utf-8"))),
-        ("project", s(project)),
-        ("service", s("web")),
-        ("known_good_image", s(known_good)),
-        ("service_url", format!("http://127.0.0.1:{port}")),
-        ("smoke_path", s("/cgi-bin/chat")),
-    ]
+    ComposeStack {
+        guard,
+        dir,
+        image,
+        port,
+    }
 }
 
 /// Mirrors drill compose-rollback/recover-previous-tag: v2 answers no health; v1 is pulled
 /// (nothing to pull here), started, and passes the health and smoke checks.
 #[tokio::test(flavor = "multi_thread")]
 async fn compose_rollback_runs_the_previous_image_of_a_real_service() {
-    let Some(env) = backend_env::compose() else {
+    let Some(sc) = Scenario::compose() else {
         return;
     };
-    let work = tempfile::tempdir().expect("tempdir");
-    let (guard, dir, image, port) = tokio::task::spawn_blocking({
-        let (env, w) = (env.clone(), work.path().to_path_buf());
-        move || compose_stack(&env, &w)
-    })
-    .await
-    .expect("stack");
-    let r = run_builtin(
-        &env,
-        "compose-rollback",
-        &work.path().join("runs"),
-        &compose_inputs(&dir, &guard.project, &format!("{image}:v1"), port),
-        &["approve=yes", "tell=done", "persist=done", "record=done"],
-        &[("SERVICE_API_TOKEN", "compose-token-of-the-test")],
-    )
-    .await;
+    let stack = compose_stack(&sc).await;
+    let r = sc
+        .run(
+            "compose-rollback",
+            &stack.inputs(&format!("{}:v1", stack.image)),
+            &["approve=yes", "tell=done", "persist=done", "record=done"],
+            &[("SERVICE_API_TOKEN", "compose-token-of-the-test")],
+        )
+        .await;
     r.assert_ok();
-    assert_eq!(r.capture("current", "image"), format!("{image}:v2"));
-    assert_eq!(r.capture("running", "image"), format!("{image}:v1"));
+    assert_eq!(r.capture("current", "image"), format!("{}:v2", stack.image));
+    assert_eq!(r.capture("running", "image"), format!("{}:v1", stack.image));
     assert_mirrors(&r, "compose-rollback/recover-previous-tag.yaml");
 }
 
@@ -2208,85 +2142,47 @@ async fn compose_rollback_runs_the_previous_image_of_a_real_service() {
 /// `up --wait` fails, the service is pointed back at v2 and recreated, and the run escalates.
 #[tokio::test(flavor = "multi_thread")]
 async fn compose_rollback_puts_the_release_back_when_the_previous_image_crashes() {
-    let Some(env) = backend_env::compose() else {
+    let Some(sc) = Scenario::compose() else {
         return;
     };
-    let work = tempfile::tempdir().expect("tempdir");
-    let (guard, dir, image, port) = tokio::task::spawn_blocking({
-        let (env, w) = (env.clone(), work.path().to_path_buf());
-        move || compose_stack(&env, &w)
-    })
-    .await
-    .expect("stack");
-    let r = run_builtin(
-        &env,
-        "compose-rollback",
-        &work.path().join("runs"),
-        &compose_inputs(&dir, &guard.project, &format!("{image}-broken:v1"), port),
-        &["approve=yes", "escalate=done"],
-        &[("SERVICE_API_TOKEN", "compose-token-of-the-test")],
-    )
-    .await;
-    assert_eq!(r.code, 1, "{}", r.log());
-    assert_eq!(r.outcome("up"), "failed");
-    assert_eq!(r.undo("pin")["ok"], true, "{}", r.log());
+    let stack = compose_stack(&sc).await;
+    let r = sc
+        .run(
+            "compose-rollback",
+            &stack.inputs(&format!("{}-broken:v1", stack.image)),
+            &["approve=yes", "escalate=done"],
+            &[("SERVICE_API_TOKEN", "compose-token-of-the-test")],
+        )
+        .await;
+    r.assert_exit(1);
+    r.assert_outcome("up", "failed");
+    r.assert_undone(&["pin"]);
     assert_mirrors(&r, "compose-rollback/previous-tag-crashes.yaml");
 }
 
 /// A GitOps repository whose promotion of api 1.5.0 was merged as a merge commit
 /// ("Merge pull request #127 from platform/promote-api-1.5.0"): `promotion` is that merge.
 fn gitops_repo_merged_promotion(work: &Path) -> GitopsRepo {
-    let remote = work.join("remote.git");
-    std::fs::create_dir_all(&remote).expect("mkdir");
-    git(&remote, &["init", "-q", "--bare"]);
-    git(&remote, &["symbolic-ref", "HEAD", "refs/heads/main"]);
-    git(
-        work,
-        &["clone", "-q", remote.to_str().expect("utf-8"), "seed"],
-    );
-    let seed = work.join("seed");
-    git(&seed, &["checkout", "-q", "-b", "main"]);
-    common::write(&seed, DEPLOYMENT_FILE, &gitops_manifest("1.4.2"));
-    common::write(&seed, "README.md", "platform gitops\n");
-    git(&seed, &["add", "-A"]);
-    git(&seed, &["commit", "-q", "-m", "api prod on 1.4.2"]);
-    git(&seed, &["checkout", "-q", "-b", "promote-api-1.5.0"]);
-    common::write(&seed, DEPLOYMENT_FILE, &gitops_manifest("1.5.0"));
-    git(&seed, &["commit", "-q", "-am", "bump api prod to 1.5.0"]);
-    git(&seed, &["checkout", "-q", "main"]);
-    common::write(&seed, "docs/on-call.md", "who to call\n");
-    git(&seed, &["add", "-A"]);
-    git(&seed, &["commit", "-q", "-m", "on-call notes"]);
-    git(
-        &seed,
-        &[
-            "merge",
-            "-q",
-            "--no-ff",
-            "-m",
-            "Merge pull request #127 from platform/promote-api-1.5.0",
-            "promote-api-1.5.0",
-        ],
-    );
-    let promotion = git(&seed, &["rev-parse", "--short=10", "HEAD"]);
-    git(&seed, &["push", "-q", "origin", "main"]);
-    git(
-        work,
-        &[
-            "clone",
-            "-q",
-            remote.to_str().expect("utf-8"),
-            "platform-gitops",
-        ],
-    );
-    let clone = work.join("platform-gitops");
-    git(&clone, &["config", "user.name", "On-call Engineer"]);
-    git(&clone, &["config", "user.email", "oncall@example.com"]);
-    GitopsRepo {
-        remote,
-        clone,
-        promotion,
-    }
+    gitops_history(work, false, |seed| {
+        git(seed, &["checkout", "-q", "-b", "promote-api-1.5.0"]);
+        common::write(seed, DEPLOYMENT_FILE, &gitops_manifest("1.5.0"));
+        git(seed, &["commit", "-q", "-am", "bump api prod to 1.5.0"]);
+        git(seed, &["checkout", "-q", "main"]);
+        common::write(seed, "docs/on-call.md", "who to call\n");
+        git(seed, &["add", "-A"]);
+        git(seed, &["commit", "-q", "-m", "on-call notes"]);
+        git(
+            seed,
+            &[
+                "merge",
+                "-q",
+                "--no-ff",
+                "-m",
+                "Merge pull request #127 from platform/promote-api-1.5.0",
+                "promote-api-1.5.0",
+            ],
+        );
+    })
 }
 
 /// Stand-in of Argo CD's application controller for the Application `api-prod`: it syncs
@@ -2366,32 +2262,22 @@ async fn argocd_controller(
 /// reports the Application Synced and Healthy; the canary gates pass in the real Prometheus.
 #[tokio::test(flavor = "multi_thread")]
 async fn gitops_revert_reverts_a_merge_commit_promotion_deployed_by_argocd() {
-    let Some(env) = crate::builtin_real_flows::k8s_and_prometheus() else {
+    let Some(sc) = Scenario::k8s_and_prometheus(&["rb-gitops-argo", "rb-gitops-argo-app"]).await
+    else {
         return;
     };
-    let client = kube_client(&env).await;
-    install_gitops_crds(&client).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-gitops-argo", "rb-gitops-argo-app"]).await;
-    let (argocd_ns, app_ns) = (ns[0].clone(), ns[1].clone());
-    let work = tempfile::tempdir().expect("tempdir");
-    let repo = tokio::task::spawn_blocking({
-        let w = work.path().to_path_buf();
-        move || gitops_repo_merged_promotion(&w)
-    })
-    .await
-    .expect("repo");
-    deployment(&client, &app_ns, "api", 4, GOOD_API, json!({})).await;
-    release(
-        &client,
-        &app_ns,
-        "api",
-        "registry.example/api:1.5.0",
-        json!({}),
-    )
-    .await;
+    let client = sc.client();
+    install_gitops_crds(client).await;
+    let (argocd_ns, app_ns) = (sc.namespace(0), sc.namespace(1));
+    let repo = repo_in(sc.work.path(), gitops_repo_merged_promotion).await;
+    let after = AfterRollback {
+        failed_per_1000: 6,
+        slowest: 0.8,
+    };
+    api_on_the_bad_release(client, app_ns).await;
     create(
-        &client,
-        &argocd_ns,
+        client,
+        argocd_ns,
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
                "metadata": {"name": "api-prod"},
                "spec": {"source": {"repoURL": format!("file://{}", repo.remote.display()), "path": "apps/api/prod"},
@@ -2403,67 +2289,19 @@ async fn gitops_revert_reverts_a_merge_commit_promotion_deployed_by_argocd() {
     let _argocd = argocd_controller(
         client.clone(),
         repo.remote.clone(),
-        argocd_ns.clone(),
-        app_ns.clone(),
+        argocd_ns.to_string(),
+        app_ns.to_string(),
     )
     .await;
-    let after = AfterRollback {
-        failed_per_1000: 6,
-        slowest: 0.8,
-    };
-    let canary = canary_traffic(&env, &client, &app_ns, "rb-gitops-argo", after).await;
-    let forge = Forge::new(
-        FORGE_TOKEN,
-        "platform/gitops",
-        &repo.remote,
-        Reviewer::Merges,
-    );
-    let forge_url = forge.serve().await;
-    let service = api_service(client.clone(), app_ns.clone(), GOOD_API).await;
-    let mut inputs = gitops_inputs(
-        &repo,
-        &forge_url,
-        "flux-system",
-        &app_ns,
-        &service,
-        env.var("RUNBOOK_TEST_PROMETHEUS_URL"),
-    );
-    inputs.retain(|(k, _)| {
-        ![
-            "success_rate_query",
-            "p99_query",
-            "controller",
-            "flux_image_policy",
-        ]
-        .contains(k)
-    });
+    let canary = canary_traffic(&sc.env, client, app_ns, "rb-gitops-argo", after).await;
+    let (_forge, mut inputs) = merging_forge(&sc, &repo, "flux-system", app_ns, &canary).await;
+    inputs.retain(|(k, _)| !["controller", "flux_image_policy"].contains(k));
     inputs.extend([
-        ("success_rate_query", canary.success.clone()),
-        ("p99_query", canary.p99.clone()),
         ("controller", s("argocd")),
         ("argocd_application", s("api-prod")),
-        ("argocd_namespace", argocd_ns.clone()),
+        ("argocd_namespace", s(argocd_ns)),
     ]);
-    let started = std::time::Instant::now();
-    let r = run_builtin(
-        &env,
-        "gitops-revert",
-        &work.path().join("runs"),
-        &inputs,
-        &[
-            "signature_by_hand=done",
-            "approve=yes",
-            "review=done",
-            "tell=done",
-            "record=done",
-        ],
-        &[("FORGE_TOKEN", FORGE_TOKEN)],
-    )
-    .await;
-    eprintln!(
-        "gitops-revert argocd-revert-merge-commit: real run {:?}",
-        started.elapsed()
-    );
+    let r = gitops_revert(&sc, &inputs, &MERGED_ANSWERS).await;
     canary.watcher.abort();
     r.assert_ok();
     assert_eq!(r.capture("promotion", "parents"), 2);
@@ -2477,7 +2315,6 @@ async fn gitops_revert_reverts_a_merge_commit_promotion_deployed_by_argocd() {
         .expect("git show");
     assert!(notes.status.success(), "the on-call notes stay");
     assert_eq!(r.capture("argocd_app", "health"), "Healthy");
-    let (image, all, _) = serving(&client, &app_ns, "api").await.expect("deployment");
-    assert_eq!((image.as_str(), all), (GOOD_API, true));
+    api_serves_good(sc.client(), sc.namespace(1)).await;
     assert_mirrors(&r, "gitops-revert/argocd-revert-merge-commit.yaml");
 }

@@ -11,17 +11,14 @@
 //! harness (stand-ins, Kubernetes helpers, `run_builtin`) is `builtin_real`'s.
 
 use crate::backend_env;
-use crate::builtin_real::{
-    assert_mirrors, deployment, kube_client, namespaces, revision_soon, run_builtin, s, serving,
-    stand_in, Req,
-};
+use crate::builtin_real::{assert_mirrors, s, serving, stand_in, Req, FLOW_IMAGE};
+use crate::scenario::{assert_env, env_of, set_input, Scenario};
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backend_env::{Exporter, TestEnv};
+use backend_env::{Exporter, Run};
 use serde_json::{json, Value};
 
 /// The drill says where and why its run fails (`expect.failed_step`, `expect.message`): the
@@ -151,7 +148,11 @@ impl Histogram {
 }
 
 /// Waits (off the runtime) until Prometheus answers `query` as `ok` says.
-pub(crate) async fn prom_ready(ex: &Arc<Exporter>, query: String, ok: fn(&Value) -> bool) {
+pub(crate) async fn prom_ready(
+    ex: &Arc<Exporter>,
+    query: String,
+    ok: impl Fn(&Value) -> bool + Send + 'static,
+) {
     let ex = ex.clone();
     tokio::task::spawn_blocking(move || ex.wait_for(&query, ok))
         .await
@@ -172,22 +173,43 @@ pub(crate) fn one_number(r: &Value) -> Option<f64> {
 // The flow service: a real Deployment (its env is what the runbooks switch), and a stand-in
 // of its HTTP API.
 
-const FLOW_IMAGE: &str = "registry.example/flow-engine:v1.1.0";
 const TOKEN: &str = "flow-token-of-the-test";
 
 /// The env of the Deployment's first container, as a map.
-fn env_of(d: &Value) -> BTreeMap<String, String> {
-    d["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            Some((
-                e["name"].as_str()?.to_string(),
-                e["value"].as_str().unwrap_or_default().to_string(),
-            ))
-        })
-        .collect()
+/// The flow service's Deployment (`replicas` of `FLOW_IMAGE`) in a new namespace `prefix`, and
+/// an exporter of the same name that the real Prometheus scrapes; `None` after a skip (a
+/// failure under CI).
+async fn flow_service(prefix: &str, replicas: i32) -> Option<(Scenario, Arc<Exporter>)> {
+    let sc = Scenario::k8s_and_prometheus(&[prefix]).await?;
+    sc.deployment("flow-engine", replicas, FLOW_IMAGE, json!({}))
+        .await;
+    let ex = Arc::new(Exporter::start(&sc.env, prefix));
+    Some((sc, ex))
+}
+
+/// Runs `then` every 200 ms while every replica of the flow service is available and `live`
+/// holds of its image and object: how the service behaves follows its real Deployment.
+fn while_live(
+    sc: &Scenario,
+    live: impl Fn(&str, &Value) -> bool + Send + 'static,
+    then: impl Fn() + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let (client, ns) = (sc.client().clone(), s(sc.ns()));
+    tokio::spawn(async move {
+        loop {
+            if let Some((image, true, d)) = serving(&client, &ns, "flow-engine").await {
+                if live(&image, &d) {
+                    then();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// The Deployment's environment sets `name` to `true`.
+fn switched_on(d: &Value, name: &str) -> bool {
+    env_of(d).get(name).map(String::as_str) == Some("true")
 }
 
 /// What the stand-in's flow service accepts a retry with.
@@ -210,6 +232,14 @@ struct FlowState {
     retried_at: Option<Instant>,
     /// Every retry request's body, accepted or not.
     retries: Vec<Value>,
+}
+
+impl FlowApi {
+    /// The flow was retried once.
+    fn assert_retried_once(&self) {
+        let st = self.state.lock().expect("lock");
+        assert_eq!(st.retries.len(), 1, "{:?}", st.retries);
+    }
 }
 
 /// Stand-in of the flow service's API (`/api/v1/flows`): one failed flow, listed with
@@ -309,7 +339,8 @@ impl FlowApi {
         }
     }
 
-    async fn serve(&self, client: kube::Client, ns: String) -> String {
+    async fn serve(&self, sc: &Scenario) -> String {
+        let (client, ns) = (sc.client().clone(), s(sc.ns()));
         let me = self.clone();
         stand_in(move |r| {
             let (me, client, ns) = (me.clone(), client.clone(), ns.clone());
@@ -333,6 +364,17 @@ struct FlowRates {
     quota: f64,
 }
 
+/// Feeds the flow service's `rates` to its exporter until dropped; returns once the real
+/// Prometheus reads the recent failure rate `recent` (as it prints it, e.g. `0.011`).
+async fn flow_rates(ex: &Arc<Exporter>, rates: FlowRates, recent: &'static str) -> Feed {
+    let f = feed(ex.clone(), move || rates.text());
+    prom_ready(ex, recent_query(&ex.name), move |r| {
+        one_value(r).as_deref() == Some(recent)
+    })
+    .await;
+    f
+}
+
 impl FlowRates {
     fn text(&self) -> String {
         let (failed_5m, total_5m) = *self.recent.lock().expect("lock");
@@ -351,17 +393,16 @@ impl FlowRates {
 }
 
 fn flow_failure_inputs(
-    env: &TestEnv,
-    ns: &str,
+    sc: &Scenario,
     service: &str,
     test: &str,
     recent_query: String,
 ) -> Vec<(&'static str, String)> {
     let sel = format!("{{test=\"{test}\"}}");
     vec![
-        ("namespace", s(ns)),
+        ("namespace", s(sc.ns())),
         ("deployment", s("flow-engine")),
-        ("metrics_url", s(env.var("RUNBOOK_TEST_PROMETHEUS_URL"))),
+        ("metrics_url", sc.prometheus_url()),
         (
             "failure_rate_query",
             format!("sum(flow:runs_failed:rate1h{sel}) / sum(flow:runs:rate1h{sel})"),
@@ -384,13 +425,25 @@ fn flow_failure_inputs(
     ]
 }
 
-/// Both backends, or a skip (a failure under CI).
-pub(crate) fn k8s_and_prometheus() -> Option<TestEnv> {
-    let k8s = backend_env::k8s()?;
-    let prom = backend_env::prometheus()?;
-    let mut vars = k8s.vars;
-    vars.extend(prom.vars);
-    Some(TestEnv { vars })
+/// The answers of a run that switches the circuit breaker on, and escalates.
+const BREAKER_ANSWERS: [&str; 6] = [
+    "classify=rate-limit",
+    "page_tl=done",
+    "approve_breaker=yes",
+    "tell=done",
+    "record=done",
+    "escalate=done",
+];
+
+/// Runs flow-failure with `inputs` and `answers`, with the flow service's token.
+async fn flow_failure(sc: &Scenario, inputs: &[(&str, String)], answers: &[&str]) -> Run {
+    sc.run(
+        "flow-failure",
+        inputs,
+        answers,
+        &[("SERVICE_API_TOKEN", TOKEN)],
+    )
+    .await
 }
 
 fn recent_query(test: &str) -> String {
@@ -404,15 +457,9 @@ fn recent_query(test: &str) -> String {
 /// recent failure rate read from the real Prometheus falls to 0. The Deployment is untouched.
 #[tokio::test(flavor = "multi_thread")]
 async fn flow_failure_retries_a_timed_out_flow_with_pruning_and_sees_the_rate_fall() {
-    let Some(env) = k8s_and_prometheus() else {
+    let Some((sc, ex)) = flow_service("rb-flow-timeout", 3).await else {
         return;
     };
-    let client = kube_client(&env).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-flow-timeout"]).await;
-    let ns = ns[0].clone();
-    deployment(&client, &ns, "flow-engine", 3, FLOW_IMAGE, json!({})).await;
-
-    let ex = Arc::new(Exporter::start(&env, "rb-flow-timeout"));
     let recent = Arc::new(Mutex::new((11, 1000)));
     let rates = FlowRates {
         failed_1h: 12,
@@ -420,18 +467,14 @@ async fn flow_failure_retries_a_timed_out_flow_with_pruning_and_sees_the_rate_fa
         reasons: vec![("deadline_exceeded", 3), ("rate_limited", 1)],
         quota: 0.35,
     };
-    let _feed = feed(ex.clone(), move || rates.text());
-    prom_ready(&ex, recent_query(&ex.name), |r| {
-        one_value(r).as_deref() == Some("0.011")
-    })
-    .await;
+    let _feed = flow_rates(&ex, rates, "0.011").await;
 
     let api = FlowApi::new(
         json!({"id": "f-2002", "flow_type": "impl", "status": "failed",
                "error": "flow exceeded its 45s deadline", "context_size_kb": 612}),
         RetryNeeds::Pruning,
     );
-    let service = api.serve(client.clone(), ns.clone()).await;
+    let service = api.serve(&sc).await;
     // Once the retried flow succeeded, the recent failure rate falls (after a few scrapes).
     let done = api.succeeded.clone();
     let falls = tokio::spawn(async move {
@@ -442,34 +485,20 @@ async fn flow_failure_retries_a_timed_out_flow_with_pruning_and_sees_the_rate_fa
         *recent.lock().expect("lock") = (0, 1000);
     });
 
-    let work = tempfile::tempdir().expect("tempdir");
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "flow-failure",
-        work.path(),
-        &flow_failure_inputs(&env, &ns, &service, &ex.name, recent_query(&ex.name)),
+    let r = flow_failure(
+        &sc,
+        &flow_failure_inputs(&sc, &service, &ex.name, recent_query(&ex.name)),
         &["classify=timeout", "tell=done", "record=done"],
-        &[("SERVICE_API_TOKEN", TOKEN)],
     )
     .await;
-    eprintln!(
-        "flow-failure timeout-pruning: real run {:?}",
-        started.elapsed()
-    );
     falls.abort();
     r.assert_ok();
     assert_eq!(r.capture("failure_rate", "rate"), json!(0.012));
     assert_eq!(r.capture("top_reason", "reason"), "deadline_exceeded");
     assert_eq!(r.capture("context", "kb"), 612);
     assert_eq!(r.capture("recovered", "rate"), json!(0.0));
-    {
-        let st = api.state.lock().expect("lock");
-        assert_eq!(st.retries.len(), 1, "{:?}", st.retries);
-    }
-    let (image, all, d) = serving(&client, &ns, "flow-engine")
-        .await
-        .expect("deployment");
+    api.assert_retried_once();
+    let (image, all, d) = sc.serving("flow-engine").await;
     assert_eq!((image.as_str(), all), (FLOW_IMAGE, true));
     assert!(env_of(&d).is_empty(), "nothing changed: {d}");
     assert_mirrors(&r, "flow-failure/timeout-pruning.yaml");
@@ -483,88 +512,48 @@ async fn flow_failure_retries_a_timed_out_flow_with_pruning_and_sees_the_rate_fa
 /// escalates.
 #[tokio::test(flavor = "multi_thread")]
 async fn flow_failure_does_not_take_an_empty_recovery_query_for_a_recovery() {
-    let Some(env) = k8s_and_prometheus() else {
+    let Some((sc, ex)) = flow_service("rb-flow-typo", 3).await else {
         return;
     };
-    let client = kube_client(&env).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-flow-typo"]).await;
-    let ns = ns[0].clone();
-    deployment(&client, &ns, "flow-engine", 3, FLOW_IMAGE, json!({})).await;
-
-    let ex = Arc::new(Exporter::start(&env, "rb-flow-typo"));
     let rates = FlowRates {
         failed_1h: 34,
         recent: Arc::new(Mutex::new((2, 1000))),
         reasons: vec![("rate_limited", 41), ("deadline_exceeded", 2)],
         quota: 0.91,
     };
-    let _feed = feed(ex.clone(), move || rates.text());
-    prom_ready(&ex, recent_query(&ex.name), |r| {
-        one_value(r).as_deref() == Some("0.002")
-    })
-    .await;
+    let _feed = flow_rates(&ex, rates, "0.002").await;
     // The typo: `flow:run_failed` for `flow:runs_failed`. Prometheus answers an empty vector
     // (the correct query gives 0.002: with the old `else 0.0` both would have "recovered").
     let sel = format!("{{test=\"{}\"}}", ex.name);
     let typo = format!("sum(flow:run_failed:rate5m{sel}) / sum(flow:runs:rate5m{sel})");
-    let answer = backend_env::prom_query(env.var("RUNBOOK_TEST_PROMETHEUS_URL"), &typo);
-    assert_eq!(answer["data"]["result"], json!([]), "{answer}");
+    sc.assert_no_series(&typo);
 
     let api = FlowApi::new(
         json!({"id": "f-8841", "flow_type": "impl", "status": "failed",
                "error": "model API 429: rate limit exceeded"}),
         RetryNeeds::Breaker,
     );
-    let service = api.serve(client.clone(), ns.clone()).await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let mut inputs = flow_failure_inputs(&env, &ns, &service, &ex.name, typo.clone());
-    inputs.retain(|(k, _)| *k != "recovery_timeout");
-    inputs.push(("recovery_timeout", s("4s")));
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "flow-failure",
-        work.path(),
-        &inputs,
-        &[
-            "classify=rate-limit",
-            "page_tl=done",
-            "approve_breaker=yes",
-            "tell=done",
-            "record=done",
-            "escalate=done",
-        ],
-        &[("SERVICE_API_TOKEN", TOKEN)],
-    )
-    .await;
-    eprintln!(
-        "flow-failure recovery-query-typo: real run {:?}",
-        started.elapsed()
+    let service = api.serve(&sc).await;
+    let mut inputs = flow_failure_inputs(&sc, &service, &ex.name, typo.clone());
+    set_input(&mut inputs, "recovery_timeout", "4s");
+    let r = flow_failure(&sc, &inputs, &BREAKER_ANSWERS).await;
+    r.assert_exit(1);
+    r.assert_outcome("retried", "succeeded");
+    r.assert_outcome("recovered", "failed");
+    r.assert_error(
+        "recovered",
+        &["no data: the query returned no series", &typo],
     );
-    assert_eq!(r.code, 1, "{}", r.log());
-    assert_eq!(r.outcome("retried"), "succeeded");
-    assert_eq!(r.outcome("recovered"), "failed");
-    let err = r.error("recovered");
-    assert!(
-        err.contains("no data: the query returned no series"),
-        "{err}"
-    );
-    assert!(err.contains(&typo), "the query as sent: {err}");
-    assert_eq!(r.undo("breaker")["ok"], true, "{}", r.log());
-    {
-        let st = api.state.lock().expect("lock");
-        assert_eq!(st.retries.len(), 1, "{:?}", st.retries);
-    }
-    let (_, _, d) = serving(&client, &ns, "flow-engine")
-        .await
-        .expect("deployment");
-    assert!(
-        !env_of(&d).contains_key("ENABLE_CIRCUIT_BREAKER"),
-        "the breaker is off again: {d}"
+    r.assert_undone(&["breaker"]);
+    api.assert_retried_once();
+    // The breaker is off again.
+    assert_env(
+        &sc.env_now("flow-engine").await,
+        &[("ENABLE_CIRCUIT_BREAKER", None)],
     );
     // The template is revision 1's again: the controller numbers it 3, as the simulator
     // does (drill breaker-does-not-help).
-    assert_eq!(revision_soon(&client, &ns, "flow-engine", "3").await, "3");
+    assert_eq!(sc.revision_soon("flow-engine", "3").await, "3");
     assert_fails_like(&r, "flow-failure/recovery-query-typo.yaml");
     assert_mirrors(&r, "flow-failure/recovery-query-typo.yaml");
 }
@@ -576,15 +565,9 @@ async fn flow_failure_does_not_take_an_empty_recovery_query_for_a_recovery() {
 /// again and the run escalates.
 #[tokio::test(flavor = "multi_thread")]
 async fn flow_failure_does_not_take_a_real_nan_failure_rate_for_a_recovery() {
-    let Some(env) = k8s_and_prometheus() else {
+    let Some((sc, ex)) = flow_service("rb-flow-nan", 3).await else {
         return;
     };
-    let client = kube_client(&env).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-flow-nan"]).await;
-    let ns = ns[0].clone();
-    deployment(&client, &ns, "flow-engine", 3, FLOW_IMAGE, json!({})).await;
-
-    let ex = Arc::new(Exporter::start(&env, "rb-flow-nan"));
     let recent = Arc::new(Mutex::new((31, 1000)));
     let rates = FlowRates {
         failed_1h: 34,
@@ -592,70 +575,32 @@ async fn flow_failure_does_not_take_a_real_nan_failure_rate_for_a_recovery() {
         reasons: vec![("rate_limited", 41)],
         quota: 0.91,
     };
-    let _feed = feed(ex.clone(), move || rates.text());
-    prom_ready(&ex, recent_query(&ex.name), |r| {
-        one_value(r).as_deref() == Some("0.031")
-    })
-    .await;
+    let _feed = flow_rates(&ex, rates, "0.031").await;
     // Once the breaker is live on every pod, no flow runs at all.
-    let world = {
-        let (client, ns) = (client.clone(), ns.clone());
-        tokio::spawn(async move {
-            loop {
-                if let Some((_, true, d)) = serving(&client, &ns, "flow-engine").await {
-                    if env_of(&d).get("ENABLE_CIRCUIT_BREAKER").map(String::as_str) == Some("true")
-                    {
-                        *recent.lock().expect("lock") = (0, 0);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
+    let world = while_live(
+        &sc,
+        |_, d| switched_on(d, "ENABLE_CIRCUIT_BREAKER"),
+        move || *recent.lock().expect("lock") = (0, 0),
+    );
 
     let api = FlowApi::new(
         json!({"id": "f-8841", "flow_type": "impl", "status": "failed",
                "error": "model API 429: rate limit exceeded"}),
         RetryNeeds::Breaker,
     );
-    let service = api.serve(client.clone(), ns.clone()).await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let mut inputs = flow_failure_inputs(&env, &ns, &service, &ex.name, recent_query(&ex.name));
-    inputs.retain(|(k, _)| *k != "recovery_timeout");
-    inputs.push(("recovery_timeout", s("5s")));
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "flow-failure",
-        work.path(),
-        &inputs,
-        &[
-            "classify=rate-limit",
-            "page_tl=done",
-            "approve_breaker=yes",
-            "tell=done",
-            "record=done",
-            "escalate=done",
-        ],
-        &[("SERVICE_API_TOKEN", TOKEN)],
-    )
-    .await;
-    eprintln!(
-        "flow-failure breaker-pauses-traffic: real run {:?}",
-        started.elapsed()
-    );
+    let service = api.serve(&sc).await;
+    let mut inputs = flow_failure_inputs(&sc, &service, &ex.name, recent_query(&ex.name));
+    set_input(&mut inputs, "recovery_timeout", "5s");
+    let r = flow_failure(&sc, &inputs, &BREAKER_ANSWERS).await;
     world.abort();
-    assert_eq!(r.code, 1, "{}", r.log());
+    r.assert_exit(1);
     assert_eq!(r.result("recovered")["text"], "NaN", "{}", r.log());
-    let err = r.error("recovered");
-    assert!(err.contains("the query gave NaN, not a number"), "{err}");
-    assert_eq!(r.undo("breaker")["ok"], true, "{}", r.log());
-    let (_, _, d) = serving(&client, &ns, "flow-engine")
-        .await
-        .expect("deployment");
-    assert!(
-        !env_of(&d).contains_key("ENABLE_CIRCUIT_BREAKER"),
-        "the breaker is off again: {d}"
+    r.assert_error("recovered", &["the query gave NaN, not a number"]);
+    r.assert_undone(&["breaker"]);
+    // The breaker is off again.
+    assert_env(
+        &sc.env_now("flow-engine").await,
+        &[("ENABLE_CIRCUIT_BREAKER", None)],
     );
     assert_fails_like(&r, "flow-failure/breaker-pauses-traffic.yaml");
     assert_mirrors(&r, "flow-failure/breaker-pauses-traffic.yaml");
@@ -668,23 +613,15 @@ async fn flow_failure_does_not_take_a_real_nan_failure_rate_for_a_recovery() {
 /// real Prometheus once every pod runs it.
 #[tokio::test(flavor = "multi_thread")]
 async fn flow_failure_rolls_a_real_deployment_back_through_k8s_rollback_on_a_schema_mismatch() {
-    let Some(env) = k8s_and_prometheus() else {
+    let Some((sc, ex)) = flow_service("rb-flow-schema", 4).await else {
         return;
     };
-    let client = kube_client(&env).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-flow-schema"]).await;
-    let ns = ns[0].clone();
-    deployment(&client, &ns, "flow-engine", 4, FLOW_IMAGE, json!({})).await;
-    crate::builtin_real::release(
-        &client,
-        &ns,
+    sc.release(
         "flow-engine",
         "registry.example/flow-engine:v1.2.0",
         json!({}),
     )
     .await;
-
-    let ex = Arc::new(Exporter::start(&env, "rb-flow-schema"));
     let recent = Arc::new(Mutex::new((120, 1000)));
     let rates = FlowRates {
         failed_1h: 127,
@@ -692,37 +629,22 @@ async fn flow_failure_rolls_a_real_deployment_back_through_k8s_rollback_on_a_sch
         reasons: vec![("validation_error", 212), ("deadline_exceeded", 3)],
         quota: 0.4,
     };
-    let _feed = feed(ex.clone(), move || rates.text());
-    prom_ready(&ex, recent_query(&ex.name), |r| {
-        one_value(r).as_deref() == Some("0.12")
-    })
-    .await;
+    let _feed = flow_rates(&ex, rates, "0.12").await;
     // Once every pod runs v1.1.0 again, tasks validate and flows stop failing.
-    let world = {
-        let (client, ns) = (client.clone(), ns.clone());
-        tokio::spawn(async move {
-            loop {
-                if matches!(serving(&client, &ns, "flow-engine").await, Some((i, true, _)) if i == FLOW_IMAGE)
-                {
-                    *recent.lock().expect("lock") = (1, 1000);
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
+    let world = while_live(
+        &sc,
+        |image, _| image == FLOW_IMAGE,
+        move || *recent.lock().expect("lock") = (1, 1000),
+    );
     let api = FlowApi::new(
         json!({"id": "f-1207", "flow_type": "plan", "status": "failed",
                "error": "TaskObject schema v3 expected, got v2"}),
         RetryNeeds::Image(FLOW_IMAGE),
     );
-    let service = api.serve(client.clone(), ns.clone()).await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "flow-failure",
-        work.path(),
-        &flow_failure_inputs(&env, &ns, &service, &ex.name, recent_query(&ex.name)),
+    let service = api.serve(&sc).await;
+    let r = flow_failure(
+        &sc,
+        &flow_failure_inputs(&sc, &service, &ex.name, recent_query(&ex.name)),
         &[
             "classify=validation",
             "page_tl=done",
@@ -731,21 +653,14 @@ async fn flow_failure_rolls_a_real_deployment_back_through_k8s_rollback_on_a_sch
             "tell=done",
             "record=done",
         ],
-        &[("SERVICE_API_TOKEN", TOKEN)],
     )
     .await;
-    eprintln!(
-        "flow-failure schema-mismatch-rollback: real run {:?}",
-        started.elapsed()
-    );
     world.abort();
     r.assert_ok();
     assert_eq!(r.capture("top_reason", "reason"), "validation_error");
-    let (image, all, d) = serving(&client, &ns, "flow-engine")
-        .await
-        .expect("deployment");
+    let (image, all, d) = sc.serving("flow-engine").await;
     assert_eq!((image.as_str(), all), (FLOW_IMAGE, true), "{d}");
-    assert_eq!(revision_soon(&client, &ns, "flow-engine", "3").await, "3");
+    assert_eq!(sc.revision_soon("flow-engine", "3").await, "3");
     assert_mirrors(&r, "flow-failure/schema-mismatch-rollback.yaml");
 }
 
@@ -815,12 +730,12 @@ impl Latency {
     }
 }
 
-fn timeout_recovery_inputs(env: &TestEnv, ns: &str, test: &str) -> Vec<(&'static str, String)> {
+fn timeout_recovery_inputs(sc: &Scenario, test: &str) -> Vec<(&'static str, String)> {
     let sel = format!("{{test=\"{test}\"}}");
     vec![
-        ("namespace", s(ns)),
+        ("namespace", s(sc.ns())),
         ("deployment", s("flow-engine")),
-        ("metrics_url", s(env.var("RUNBOOK_TEST_PROMETHEUS_URL"))),
+        ("metrics_url", sc.prometheus_url()),
         ("p95_query", p95_query(test)),
         (
             "context_size_query",
@@ -837,6 +752,19 @@ fn timeout_recovery_inputs(env: &TestEnv, ns: &str, test: &str) -> Vec<(&'static
     ]
 }
 
+/// Feeds the flow service's `latency` to its exporter until dropped; returns once the real
+/// Prometheus answers P95 as `ok` says.
+async fn flow_latency(ex: &Arc<Exporter>, mut latency: Latency, ok: fn(&Value) -> bool) -> Feed {
+    let f = feed(ex.clone(), move || latency.tick());
+    prom_ready(ex, p95_query(&ex.name), ok).await;
+    f
+}
+
+/// P95 is over the 120 s target.
+fn p95_over_target(r: &Value) -> bool {
+    one_number(r).is_some_and(|v| v > 120.0)
+}
+
 fn p95_query(test: &str) -> String {
     format!(
         "histogram_quantile(0.95, sum by (le) (rate(flow_duration_seconds_bucket{{test=\"{test}\"}}[10s])))"
@@ -845,25 +773,12 @@ fn p95_query(test: &str) -> String {
 
 /// The flows run fast again once context pruning is live on every pod of the real
 /// Deployment (a stand-in for the service's behaviour: nothing else could decide it).
-fn flows_follow_pruning(
-    client: kube::Client,
-    ns: String,
-    mode: Arc<Mutex<Flows>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if let Some((_, true, d)) = serving(&client, &ns, "flow-engine").await {
-                if env_of(&d)
-                    .get("CONTEXT_PRUNING_ENABLED")
-                    .map(String::as_str)
-                    == Some("true")
-                {
-                    *mode.lock().expect("lock") = Flows::Fast;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
+fn flows_follow_pruning(sc: &Scenario, mode: Arc<Mutex<Flows>>) -> tokio::task::JoinHandle<()> {
+    while_live(
+        sc,
+        |_, d| switched_on(d, "CONTEXT_PRUNING_ENABLED"),
+        move || *mode.lock().expect("lock") = Flows::Fast,
+    )
 }
 
 /// Mirrors drill timeout-recovery/flows-stuck: no flow finishes, so the real Prometheus
@@ -873,44 +788,27 @@ fn flows_follow_pruning(
 /// live the flows finish and P95 (112.5 s) is under the 120 s target.
 #[tokio::test(flavor = "multi_thread")]
 async fn timeout_recovery_reads_a_real_nan_p95_as_stuck_and_recovers_with_pruning() {
-    let Some(env) = k8s_and_prometheus() else {
+    let Some((sc, ex)) = flow_service("rb-timeout-stuck", 3).await else {
         return;
     };
-    let client = kube_client(&env).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-timeout-stuck"]).await;
-    let ns = ns[0].clone();
-    deployment(&client, &ns, "flow-engine", 3, FLOW_IMAGE, json!({})).await;
-
-    let ex = Arc::new(Exporter::start(&env, "rb-timeout-stuck"));
     let mode = Arc::new(Mutex::new(Flows::Stuck));
-    let mut latency = Latency::new(mode.clone(), 25.0, 512, 0.46);
-    let _feed = feed(ex.clone(), move || latency.tick());
-    prom_ready(&ex, p95_query(&ex.name), |r| {
-        one_value(r).as_deref() == Some("NaN")
-    })
-    .await;
-    let world = flows_follow_pruning(client.clone(), ns.clone(), mode.clone());
+    let latency = Latency::new(mode.clone(), 25.0, 512, 0.46);
+    let _feed = flow_latency(&ex, latency, |r| one_value(r).as_deref() == Some("NaN")).await;
+    let world = flows_follow_pruning(&sc, mode.clone());
 
-    let work = tempfile::tempdir().expect("tempdir");
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "timeout-recovery",
-        work.path(),
-        &timeout_recovery_inputs(&env, &ns, &ex.name),
-        &[
-            "approve=yes",
-            "retry_stuck=done",
-            "tell=done",
-            "record=done",
-        ],
-        &[],
-    )
-    .await;
-    eprintln!(
-        "timeout-recovery flows-stuck: real run {:?}",
-        started.elapsed()
-    );
+    let r = sc
+        .run(
+            "timeout-recovery",
+            &timeout_recovery_inputs(&sc, &ex.name),
+            &[
+                "approve=yes",
+                "retry_stuck=done",
+                "tell=done",
+                "record=done",
+            ],
+            &[],
+        )
+        .await;
     world.abort();
     r.assert_ok();
     assert_eq!(r.result("p95")["text"], "NaN", "{}", r.log());
@@ -921,20 +819,16 @@ async fn timeout_recovery_reads_a_real_nan_p95_as_stuck_and_recovers_with_prunin
         .as_f64()
         .unwrap_or_default();
     assert!((p95 - 112.5).abs() < 1e-6, "{p95}");
-    let (_, all, d) = serving(&client, &ns, "flow-engine")
-        .await
-        .expect("deployment");
+    let (_, all, d) = sc.serving("flow-engine").await;
     assert!(all, "{d}");
-    let e = env_of(&d);
-    assert_eq!(
-        e.get("CONTEXT_PRUNING_ENABLED").map(String::as_str),
-        Some("true")
+    assert_env(
+        &env_of(&d),
+        &[
+            ("CONTEXT_PRUNING_ENABLED", Some("true")),
+            ("CONTEXT_MAX_SIZE_KB", Some("180")),
+            ("FALLBACK_MODEL", None),
+        ],
     );
-    assert_eq!(
-        e.get("CONTEXT_MAX_SIZE_KB").map(String::as_str),
-        Some("180")
-    );
-    assert!(!e.contains_key("FALLBACK_MODEL"), "{d}");
     assert_eq!(d["spec"]["replicas"], 3);
     assert_mirrors(&r, "timeout-recovery/flows-stuck.yaml");
 }
@@ -945,55 +839,28 @@ async fn timeout_recovery_reads_a_real_nan_p95_as_stuck_and_recovers_with_prunin
 /// undoes all three (3 replicas, no env switches) and escalates.
 #[tokio::test(flavor = "multi_thread")]
 async fn timeout_recovery_undoes_its_real_changes_when_p95_stays_over_target() {
-    let Some(env) = k8s_and_prometheus() else {
+    let Some((sc, ex)) = flow_service("rb-timeout-persists", 3).await else {
         return;
     };
-    let client = kube_client(&env).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-timeout-persists"]).await;
-    let ns = ns[0].clone();
-    deployment(&client, &ns, "flow-engine", 3, FLOW_IMAGE, json!({})).await;
-
-    let ex = Arc::new(Exporter::start(&env, "rb-timeout-persists"));
     let mode = Arc::new(Mutex::new(Flows::Slow));
-    let mut latency = Latency::new(mode, 12.0, 730, 0.85);
-    let _feed = feed(ex.clone(), move || latency.tick());
-    prom_ready(&ex, p95_query(&ex.name), |r| {
-        one_number(r).is_some_and(|v| v > 120.0)
-    })
-    .await;
+    let latency = Latency::new(mode, 12.0, 730, 0.85);
+    let _feed = flow_latency(&ex, latency, p95_over_target).await;
 
-    let work = tempfile::tempdir().expect("tempdir");
-    let mut inputs = timeout_recovery_inputs(&env, &ns, &ex.name);
-    inputs.retain(|(k, _)| *k != "recovery_timeout");
-    inputs.push(("recovery_timeout", s("5s")));
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "timeout-recovery",
-        work.path(),
-        &inputs,
-        &["approve=yes", "retry_stuck=done", "escalate=done"],
-        &[],
-    )
-    .await;
-    eprintln!(
-        "timeout-recovery latency-persists: real run {:?}",
-        started.elapsed()
-    );
-    assert_eq!(r.code, 1, "{}", r.log());
-    assert_eq!(r.outcome("p95_recovered"), "failed");
-    assert!(
-        r.error("p95_recovered")
-            .contains("P95 flow latency is under the target"),
-        "{}",
-        r.error("p95_recovered")
-    );
-    for step in ["pruning", "db_pool", "scale"] {
-        assert_eq!(r.undo(step)["ok"], true, "{step}\n{}", r.log());
-    }
-    let (_, _, d) = serving(&client, &ns, "flow-engine")
-        .await
-        .expect("deployment");
+    let mut inputs = timeout_recovery_inputs(&sc, &ex.name);
+    set_input(&mut inputs, "recovery_timeout", "5s");
+    let r = sc
+        .run(
+            "timeout-recovery",
+            &inputs,
+            &["approve=yes", "retry_stuck=done", "escalate=done"],
+            &[],
+        )
+        .await;
+    r.assert_exit(1);
+    r.assert_outcome("p95_recovered", "failed");
+    r.assert_error("p95_recovered", &["P95 flow latency is under the target"]);
+    r.assert_undone(&["pruning", "db_pool", "scale"]);
+    let (_, _, d) = sc.serving("flow-engine").await;
     assert_eq!(d["spec"]["replicas"], 3, "{d}");
     assert!(env_of(&d).is_empty(), "every switch unset: {d}");
     assert_fails_like(&r, "timeout-recovery/latency-persists.yaml");
@@ -1005,61 +872,36 @@ async fn timeout_recovery_undoes_its_real_changes_when_p95_stays_over_target() {
 /// diagnosis stops at `cpu` (after its retries) before anything changes on the Deployment.
 #[tokio::test(flavor = "multi_thread")]
 async fn timeout_recovery_stops_at_an_empty_cpu_query_before_changing_anything() {
-    let Some(env) = k8s_and_prometheus() else {
+    let Some((sc, ex)) = flow_service("rb-timeout-cpu", 3).await else {
         return;
     };
-    let client = kube_client(&env).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-timeout-cpu"]).await;
-    let ns = ns[0].clone();
-    deployment(&client, &ns, "flow-engine", 3, FLOW_IMAGE, json!({})).await;
-
-    let ex = Arc::new(Exporter::start(&env, "rb-timeout-cpu"));
     let mode = Arc::new(Mutex::new(Flows::Slow));
-    let mut latency = Latency::new(mode, 25.0, 512, 0.46);
-    let _feed = feed(ex.clone(), move || latency.tick());
-    prom_ready(&ex, p95_query(&ex.name), |r| {
-        one_number(r).is_some_and(|v| v > 120.0)
-    })
-    .await;
+    let latency = Latency::new(mode, 25.0, 512, 0.46);
+    let _feed = flow_latency(&ex, latency, p95_over_target).await;
     // The exporter has `flow_engine_cpu_limit_ratio`; the query asks for the old name.
     let renamed = format!("max(flow_engine_cpu_ratio{{test=\"{}\"}})", ex.name);
-    let answer = backend_env::prom_query(env.var("RUNBOOK_TEST_PROMETHEUS_URL"), &renamed);
-    assert_eq!(answer["data"]["result"], json!([]), "{answer}");
+    sc.assert_no_series(&renamed);
 
-    let work = tempfile::tempdir().expect("tempdir");
-    let mut inputs = timeout_recovery_inputs(&env, &ns, &ex.name);
-    inputs.retain(|(k, _)| *k != "cpu_query");
-    inputs.push(("cpu_query", renamed.clone()));
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "timeout-recovery",
-        work.path(),
-        &inputs,
-        &[
-            "approve=yes",
-            "retry_stuck=done",
-            "tell=done",
-            "record=done",
-            "escalate=done",
-        ],
-        &[],
-    )
-    .await;
-    eprintln!(
-        "timeout-recovery cpu-query-empty: real run {:?}",
-        started.elapsed()
-    );
-    assert_eq!(r.code, 1, "{}", r.log());
-    let err = r.error("cpu");
-    assert!(
-        err.contains("no data: the query returned no series"),
-        "{err}"
-    );
-    assert!(err.contains(&renamed), "the query as sent: {err}");
-    let (_, all, d) = serving(&client, &ns, "flow-engine")
-        .await
-        .expect("deployment");
+    let mut inputs = timeout_recovery_inputs(&sc, &ex.name);
+    set_input(&mut inputs, "cpu_query", &renamed);
+    let r = sc
+        .run(
+            "timeout-recovery",
+            &inputs,
+            &[
+                "approve=yes",
+                "retry_stuck=done",
+                "tell=done",
+                "record=done",
+                "escalate=done",
+            ],
+            &[],
+        )
+        .await;
+    r.assert_exit(1);
+    // The query as sent.
+    r.assert_error("cpu", &["no data: the query returned no series", &renamed]);
+    let (_, all, d) = sc.serving("flow-engine").await;
     assert!(all, "{d}");
     assert!(env_of(&d).is_empty(), "nothing changed: {d}");
     assert_eq!(d["spec"]["replicas"], 3);

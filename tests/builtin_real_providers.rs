@@ -13,10 +13,9 @@
 //! journal equal the drill's (`builtin_real::assert_mirrors`). Poll intervals and timeouts are
 //! the runbooks' own inputs, set short here; the queries' windows are 10 s instead of 5m/15m.
 
-use crate::backend_env::{self, Exporter, TestEnv};
-use crate::builtin_real::{
-    assert_mirrors, deployment, kube_client, namespaces, run_builtin, s, serving, stand_in, Req,
-};
+use crate::backend_env::{Exporter, Run};
+use crate::builtin_real::{assert_mirrors, s, serving, stand_in, Req, FLOW_IMAGE};
+use crate::scenario::{assert_env, env_of, set_input, Scenario};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,32 +27,36 @@ use serde_json::{json, Value};
 // ------------------------------------------------------------------------------------------
 // The metered traffic: counters whose rates follow the Deployment's real state.
 
-/// The Kubernetes API server and the real Prometheus, both up (or the test skips; under CI it
-/// fails).
-fn k8s_and_prometheus() -> Option<TestEnv> {
-    let k8s = backend_env::k8s()?;
-    let prom = backend_env::prometheus()?;
-    let mut vars = k8s.vars;
-    vars.extend(prom.vars);
-    Some(TestEnv { vars })
+/// The value of `name` in the Deployment's container environment (`None`: absent).
+fn env_var(d: &Value, name: &str) -> Option<String> {
+    env_of(d).remove(name)
 }
 
-/// The value of `name` in the Deployment's container environment (`None`: absent).
-fn env_of(d: &Value, name: &str) -> Option<String> {
-    d["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()?
-        .iter()
-        .find(|e| e["name"] == name)
-        .and_then(|e| e["value"].as_str())
-        .map(str::to_string)
+/// The flow service's Deployment (3 replicas of `FLOW_IMAGE`) in the scenario's namespace.
+async fn flow_service(prefix: &str) -> Option<Scenario> {
+    let sc = Scenario::k8s_and_prometheus(&[prefix]).await?;
+    sc.deployment("flow-engine", 3, FLOW_IMAGE, json!({})).await;
+    Some(sc)
 }
 
 /// What the Deployment serves now, as the traffic sees it.
-struct Now<'a> {
+struct Now {
     /// The Deployment (`{}` when it cannot be read).
-    d: &'a Value,
+    d: Value,
     /// Every replica runs the current template and is available.
     rolled_out: bool,
+}
+
+impl Now {
+    async fn read(client: &kube::Client, ns: &str, name: &str) -> Now {
+        match serving(client, ns, name).await {
+            Some((_, all, d)) => Now { d, rolled_out: all },
+            None => Now {
+                d: json!({}),
+                rolled_out: false,
+            },
+        }
+    }
 }
 
 /// Per-second increments of each series (`metric{labels}`), given the Deployment's state.
@@ -77,48 +80,33 @@ impl Drop for Traffic {
 impl Traffic {
     /// Starts the counters at `initial` (series absent until their first increment, as a
     /// client library creates them), updated every 200 ms from `rates` of the Deployment
-    /// `ns/name`.
-    fn start(
-        env: &TestEnv,
-        client: kube::Client,
-        ns: &str,
-        name: &str,
-        initial: &[(&'static str, f64)],
-        rates: Box<Rates>,
-    ) -> Traffic {
-        Traffic::start_exporting(env, client, ns, name, initial, rates, Box::new(|_, _| true))
+    /// flow-engine of the scenario.
+    fn start(sc: &Scenario, initial: &[(&'static str, f64)], rates: Box<Rates>) -> Traffic {
+        Traffic::start_exporting(sc, initial, rates, Box::new(|_, _| true))
     }
 
     /// As `start`, exporting only the series `exported` names at each moment (a series no
     /// longer exported goes stale in Prometheus).
     fn start_exporting(
-        env: &TestEnv,
-        client: kube::Client,
-        ns: &str,
-        name: &str,
+        sc: &Scenario,
         initial: &[(&'static str, f64)],
         rates: Box<Rates>,
         exported: Box<Exported>,
     ) -> Traffic {
-        let exporter = Arc::new(Exporter::start(env, "rb-providers"));
+        let exporter = Arc::new(Exporter::start(&sc.env, "rb-providers"));
         let stop = Arc::new(AtomicBool::new(false));
         let counters: BTreeMap<&'static str, f64> = initial.iter().copied().collect();
-        let (e2, s2, ns, name) = (
+        let (e2, s2, client, ns) = (
             exporter.clone(),
             stop.clone(),
-            ns.to_string(),
-            name.to_string(),
+            sc.client().clone(),
+            s(sc.ns()),
         );
         tokio::spawn(async move {
             let mut counters = counters;
             let mut last = Instant::now();
             while !s2.load(Ordering::SeqCst) {
-                let state = serving(&client, &ns, &name).await;
-                let empty = json!({});
-                let now = Now {
-                    d: state.as_ref().map(|(_, _, d)| d).unwrap_or(&empty),
-                    rolled_out: state.as_ref().is_some_and(|(_, all, _)| *all),
-                };
+                let now = Now::read(&client, &ns, "flow-engine").await;
                 let dt = last.elapsed().as_secs_f64();
                 last = Instant::now();
                 for (series, per_s) in rates(&now) {
@@ -161,19 +149,9 @@ impl Traffic {
 }
 
 /// The Deployment's environment now (name → value), for assertions.
-async fn env_now(client: &kube::Client, ns: &str, name: &str) -> BTreeMap<String, String> {
-    let (_, _, d) = serving(client, ns, name).await.expect("deployment");
-    d["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap_or_default().to_string(),
-                e["value"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
+/// The flow service's Deployment now (its environment, for assertions).
+async fn env_now(sc: &Scenario) -> BTreeMap<String, String> {
+    sc.env_now("flow-engine").await
 }
 
 // ------------------------------------------------------------------------------------------
@@ -211,8 +189,8 @@ async fn status_pages(primary: (&str, &str), fallback: (&str, &str)) -> String {
 fn routes_to_fallback(now: &Now, honours: bool) -> bool {
     honours
         && now.rolled_out
-        && env_of(now.d, "FALLBACK_MODEL").as_deref() == Some(FALLBACK_MODEL)
-        && env_of(now.d, "FALLBACK_ON_5XX").as_deref() == Some("true")
+        && env_var(&now.d, "FALLBACK_MODEL").as_deref() == Some(FALLBACK_MODEL)
+        && env_var(&now.d, "FALLBACK_ON_5XX").as_deref() == Some("true")
 }
 
 /// Stand-in of the flow service's test-flow endpoint: a dry-run flow served by the fallback
@@ -234,12 +212,7 @@ async fn test_flow_api(
                 return (404, json!({"error": "not found"}));
             }
             seen.lock().expect("lock").push(r.body.clone());
-            let state = serving(&client, &ns, "flow-engine").await;
-            let empty = json!({});
-            let now = Now {
-                d: state.as_ref().map(|(_, _, d)| d).unwrap_or(&empty),
-                rolled_out: state.as_ref().is_some_and(|(_, all, _)| *all),
-            };
+            let now = Now::read(&client, &ns, "flow-engine").await;
             if routes_to_fallback(&now, honours) {
                 (200, json!({"status": "succeeded", "model": FALLBACK_MODEL}))
             } else {
@@ -285,19 +258,14 @@ fn error_rate_query(t: &Traffic) -> String {
     )
 }
 
-fn provider_inputs(
-    t: &Traffic,
-    env: &TestEnv,
-    ns: &str,
-    status: &str,
-    service: &str,
-) -> Vec<(&'static str, String)> {
-    let l = t.label();
+fn provider_inputs(w: &ProviderWorld) -> Vec<(&'static str, String)> {
+    let l = w.traffic.label();
+    let status = &w.status;
     vec![
-        ("namespace", s(ns)),
+        ("namespace", s(w.sc.ns())),
         ("deployment", s("flow-engine")),
-        ("metrics_url", s(env.var("RUNBOOK_TEST_PROMETHEUS_URL"))),
-        ("error_rate_query", error_rate_query(t)),
+        ("metrics_url", w.sc.prometheus_url()),
+        ("error_rate_query", error_rate_query(&w.traffic)),
         (
             "primary_status_url",
             format!("{status}/primary/api/v2/status.json"),
@@ -313,7 +281,7 @@ fn provider_inputs(
                 "sum(rate(model_api_calls_total{{{l},model=\"{FALLBACK_MODEL}\"}}[10s])) / sum(rate(model_api_calls_total{{{l}}}[10s]))"
             ),
         ),
-        ("service_url", s(service)),
+        ("service_url", s(&w.service)),
         ("test_flow_timeout", s("8s")),
         ("poll_interval", s("500ms")),
         ("share_timeout", s("40s")),
@@ -326,55 +294,58 @@ const FLOW_TOKEN: &str = "flow-token-of-the-test";
 /// A namespace with the flow service's Deployment (3 replicas), its metered traffic, the
 /// status pages and the test-flow endpoint.
 struct ProviderWorld {
-    _ns_guard: crate::builtin_real::Namespaces,
-    ns: String,
-    client: kube::Client,
+    sc: Scenario,
     traffic: Traffic,
     status: String,
     service: String,
     test_flows: Arc<Mutex<Vec<Value>>>,
 }
 
+impl ProviderWorld {
+    /// Runs provider-outage with `inputs` (`provider_inputs`, changed or not).
+    async fn run(&self, inputs: &[(&str, String)], answers: &[&str]) -> Run {
+        self.sc
+            .run(
+                "provider-outage",
+                inputs,
+                answers,
+                &[("SERVICE_API_TOKEN", FLOW_TOKEN)],
+            )
+            .await
+    }
+
+    /// Waits until the real Prometheus reads the primary's 5xx rate as `rate` (± 0.02).
+    async fn error_rate_reads(&self, rate: f64) {
+        self.traffic
+            .wait_for(error_rate_query(&self.traffic), move |v| {
+                (v - rate).abs() < 0.02
+            })
+            .await;
+    }
+}
+
+/// The traffic starts at `initial` (see `Traffic::start`); `None` after a skip.
 async fn provider_world(
-    env: &TestEnv,
     prefix: &str,
     primary: (&str, &str),
     fallback: (&str, &str),
     honours: bool,
+    initial: &[(&'static str, f64)],
     rates: Box<Rates>,
-) -> ProviderWorld {
-    let client = kube_client(env).await;
-    let (guard, ns) = namespaces(env, &client, &[prefix]).await;
-    let ns = ns[0].clone();
-    deployment(
-        &client,
-        &ns,
-        "flow-engine",
-        3,
-        "registry.example/flow-engine:v1.1.0",
-        json!({}),
-    )
-    .await;
-    let traffic = Traffic::start(env, client.clone(), &ns, "flow-engine", &[], rates);
+) -> Option<ProviderWorld> {
+    let sc = flow_service(prefix).await?;
+    let client = sc.client().clone();
+    let traffic = Traffic::start(&sc, initial, rates);
     let status = status_pages(primary, fallback).await;
     let test_flows = Arc::new(Mutex::new(vec![]));
-    let service = test_flow_api(
-        client.clone(),
-        ns.clone(),
-        FLOW_TOKEN,
-        honours,
-        test_flows.clone(),
-    )
-    .await;
-    ProviderWorld {
-        _ns_guard: guard,
-        ns,
-        client,
+    let service = test_flow_api(client, s(sc.ns()), FLOW_TOKEN, honours, test_flows.clone()).await;
+    Some(ProviderWorld {
+        sc,
         traffic,
         status,
         service,
         test_flows,
-    }
+    })
 }
 
 /// Mirrors drill provider-outage/failover-to-fallback: 23 % of the calls to the primary fail
@@ -382,38 +353,30 @@ async fn provider_world(
 /// model (a real rollout), test flows are served by it and Prometheus measures its share.
 #[tokio::test(flavor = "multi_thread")]
 async fn provider_outage_fails_over_to_the_fallback_and_prometheus_sees_it_serve() {
-    let Some(env) = k8s_and_prometheus() else {
-        return;
-    };
-    let w = provider_world(
-        &env,
+    let Some(w) = provider_world(
         "rb-prov-ok",
         ("major", "Partial System Outage"),
         ("none", "All Systems Operational"),
         true,
+        &[],
         model_calls(100.0, 0.23, true),
     )
-    .await;
-    w.traffic
-        .wait_for(error_rate_query(&w.traffic), |v| (v - 0.23).abs() < 0.02)
+    .await
+    else {
+        return;
+    };
+    w.error_rate_reads(0.23).await;
+    let r = w
+        .run(
+            &provider_inputs(&w),
+            &[
+                "approve_fallback=yes",
+                "status_page=done",
+                "page=skipped",
+                "record=done",
+            ],
+        )
         .await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "provider-outage",
-        work.path(),
-        &provider_inputs(&w.traffic, &env, &w.ns, &w.status, &w.service),
-        &[
-            "approve_fallback=yes",
-            "status_page=done",
-            "page=skipped",
-            "record=done",
-        ],
-        &[("SERVICE_API_TOKEN", FLOW_TOKEN)],
-    )
-    .await;
-    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
     r.assert_ok();
     let rate = r.capture("error_rate", "rate").as_f64().expect("a number");
     assert!((rate - 0.23).abs() < 0.02, "{rate}");
@@ -424,16 +387,14 @@ async fn provider_outage_fails_over_to_the_fallback_and_prometheus_sees_it_serve
             .expect("a number")
             >= 0.5
     );
-    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
-    assert_eq!(
-        env_after.get("FALLBACK_MODEL").map(String::as_str),
-        Some(FALLBACK_MODEL)
+    assert_env(
+        &env_now(&w.sc).await,
+        &[
+            ("FALLBACK_MODEL", Some(FALLBACK_MODEL)),
+            ("FALLBACK_ON_5XX", Some("true")),
+            ("MANUAL_REVIEW_MODE", None),
+        ],
     );
-    assert_eq!(
-        env_after.get("FALLBACK_ON_5XX").map(String::as_str),
-        Some("true")
-    );
-    assert!(!env_after.contains_key("MANUAL_REVIEW_MODE"));
     assert!(!w.test_flows.lock().expect("lock").is_empty());
     assert_mirrors(&r, "provider-outage/failover-to-fallback.yaml");
 }
@@ -443,44 +404,32 @@ async fn provider_outage_fails_over_to_the_fallback_and_prometheus_sees_it_serve
 /// removes the setting again (a real rollout back) and escalates.
 #[tokio::test(flavor = "multi_thread")]
 async fn provider_outage_removes_the_fallback_setting_when_the_release_ignores_it() {
-    let Some(env) = k8s_and_prometheus() else {
-        return;
-    };
-    let w = provider_world(
-        &env,
+    let Some(w) = provider_world(
         "rb-prov-ignored",
         ("minor", "Degraded Performance"),
         ("none", "All Systems Operational"),
         false,
+        &[],
         model_calls(100.0, 0.18, false),
     )
-    .await;
-    w.traffic
-        .wait_for(error_rate_query(&w.traffic), |v| (v - 0.18).abs() < 0.02)
+    .await
+    else {
+        return;
+    };
+    w.error_rate_reads(0.18).await;
+    let r = w
+        .run(
+            &provider_inputs(&w),
+            &["approve_fallback=yes", "escalate=done"],
+        )
         .await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "provider-outage",
-        work.path(),
-        &provider_inputs(&w.traffic, &env, &w.ns, &w.status, &w.service),
-        &["approve_fallback=yes", "escalate=done"],
-        &[("SERVICE_API_TOKEN", FLOW_TOKEN)],
-    )
-    .await;
-    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
-    assert_eq!(r.code, 1, "{}", r.log());
-    assert!(
-        r.error("test_flow")
-            .contains("the test flow endpoint answers 200"),
-        "{}",
-        r.error("test_flow")
+    r.assert_exit(1);
+    r.assert_error("test_flow", &["the test flow endpoint answers 200"]);
+    r.assert_undone(&["fallback"]);
+    assert_env(
+        &env_now(&w.sc).await,
+        &[("FALLBACK_MODEL", None), ("FALLBACK_ON_5XX", None)],
     );
-    assert_eq!(r.undo("fallback")["ok"], true, "{}", r.log());
-    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
-    assert!(!env_after.contains_key("FALLBACK_MODEL"), "{env_after:?}");
-    assert!(!env_after.contains_key("FALLBACK_ON_5XX"), "{env_after:?}");
     assert_mirrors(&r, "provider-outage/fallback-not-serving.yaml");
 }
 
@@ -489,48 +438,41 @@ async fn provider_outage_removes_the_fallback_setting_when_the_release_ignores_i
 /// review mode (a real rollout) instead of routing to a fallback that is down too.
 #[tokio::test(flavor = "multi_thread")]
 async fn provider_outage_switches_to_manual_review_when_the_fallback_is_down_too() {
-    let Some(env) = k8s_and_prometheus() else {
-        return;
-    };
-    let w = provider_world(
-        &env,
+    let Some(w) = provider_world(
         "rb-prov-alldown",
         ("critical", "Major System Outage"),
         ("major", "Elevated error rates on all models"),
         true,
+        &[],
         model_calls(100.0, 0.71, true),
     )
-    .await;
-    w.traffic
-        .wait_for(error_rate_query(&w.traffic), |v| (v - 0.71).abs() < 0.02)
+    .await
+    else {
+        return;
+    };
+    w.error_rate_reads(0.71).await;
+    let r = w
+        .run(
+            &provider_inputs(&w),
+            &[
+                "approve_manual_review=yes",
+                "reviewers=done",
+                "status_page=done",
+                "page=done",
+                "record=done",
+            ],
+        )
         .await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "provider-outage",
-        work.path(),
-        &provider_inputs(&w.traffic, &env, &w.ns, &w.status, &w.service),
-        &[
-            "approve_manual_review=yes",
-            "reviewers=done",
-            "status_page=done",
-            "page=done",
-            "record=done",
-        ],
-        &[("SERVICE_API_TOKEN", FLOW_TOKEN)],
-    )
-    .await;
-    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
     r.assert_ok();
     assert_eq!(r.capture("fallback_status", "healthy"), false);
     assert_eq!(r.capture("fallback_status", "indicator"), "major");
-    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
-    assert_eq!(
-        env_after.get("MANUAL_REVIEW_MODE").map(String::as_str),
-        Some("true")
+    assert_env(
+        &env_now(&w.sc).await,
+        &[
+            ("MANUAL_REVIEW_MODE", Some("true")),
+            ("FALLBACK_MODEL", None),
+        ],
     );
-    assert!(!env_after.contains_key("FALLBACK_MODEL"), "{env_after:?}");
     assert!(w.test_flows.lock().expect("lock").is_empty());
     assert_mirrors(&r, "provider-outage/all-providers-down.yaml");
 }
@@ -541,19 +483,19 @@ async fn provider_outage_switches_to_manual_review_when_the_fallback_is_down_too
 /// nothing is changed.
 #[tokio::test(flavor = "multi_thread")]
 async fn provider_outage_stops_on_a_nan_error_rate_from_the_real_prometheus() {
-    let Some(env) = k8s_and_prometheus() else {
-        return;
-    };
     // The counters exist (the service ran) but no longer grow.
-    let w = provider_world(
-        &env,
+    let Some(w) = provider_world(
         "rb-prov-nan",
         ("major", "Partial System Outage"),
         ("none", "All Systems Operational"),
         true,
+        &[],
         model_calls(0.0, 0.23, true),
     )
-    .await;
+    .await
+    else {
+        return;
+    };
     w.traffic
         .wait_for(
             format!("count(model_api_calls_total{{{}}})", w.traffic.label()),
@@ -570,27 +512,14 @@ async fn provider_outage_stops_on_a_nan_error_rate_from_the_real_prometheus() {
     })
     .await
     .expect("NaN from Prometheus");
-    let work = tempfile::tempdir().expect("tempdir");
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "provider-outage",
-        work.path(),
-        &provider_inputs(&w.traffic, &env, &w.ns, &w.status, &w.service),
-        &["escalate=done"],
-        &[("SERVICE_API_TOKEN", FLOW_TOKEN)],
-    )
-    .await;
-    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
-    assert_eq!(r.code, 1, "{}", r.log());
-    let e = r.error("error_rate");
-    assert!(e.contains("inconclusive") && e.contains("NaN"), "{e}");
-    assert!(
-        e.contains(&error_rate_query(&w.traffic)),
-        "the query as sent: {e}"
+    let r = w.run(&provider_inputs(&w), &["escalate=done"]).await;
+    r.assert_exit(1);
+    // With the query as sent.
+    r.assert_error(
+        "error_rate",
+        &["inconclusive", "NaN", &error_rate_query(&w.traffic)],
     );
-    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
-    assert!(!env_after.contains_key("FALLBACK_MODEL"), "{env_after:?}");
+    assert_env(&env_now(&w.sc).await, &[("FALLBACK_MODEL", None)]);
     assert!(w.test_flows.lock().expect("lock").is_empty());
     assert_mirrors(&r, "provider-outage/error-rate-nan.yaml");
 }
@@ -602,29 +531,14 @@ async fn provider_outage_stops_on_a_nan_error_rate_from_the_real_prometheus() {
 /// `fallback_share` fails saying the query gave NaN, the setting is removed, the run escalates.
 #[tokio::test(flavor = "multi_thread")]
 async fn provider_outage_does_not_take_a_nan_share_for_a_working_fallback() {
-    let Some(env) = k8s_and_prometheus() else {
-        return;
-    };
-    let client = kube_client(&env).await;
-    let (_guard, ns) = namespaces(&env, &client, &["rb-prov-sharenan"]).await;
-    let ns = ns[0].clone();
-    deployment(
-        &client,
-        &ns,
-        "flow-engine",
-        3,
-        "registry.example/flow-engine:v1.1.0",
-        json!({}),
-    )
-    .await;
     const FALLBACK_CALLS: &str =
         "model_api_calls_total{provider=\"fallback\",model=\"fallback-large-v1\",code=\"200\"}";
     let primary = model_calls(100.0, 0.23, true);
-    let traffic = Traffic::start(
-        &env,
-        client.clone(),
-        &ns,
-        "flow-engine",
+    let Some(w) = provider_world(
+        "rb-prov-sharenan",
+        ("major", "Partial System Outage"),
+        ("none", "All Systems Operational"),
+        true,
         // The service registered the fallback's series when it started (at 0).
         &[(FALLBACK_CALLS, 0.0)],
         Box::new(move |now: &Now| {
@@ -634,45 +548,28 @@ async fn provider_outage_does_not_take_a_nan_share_for_a_working_fallback() {
                 primary(now)
             }
         }),
-    );
-    traffic
-        .wait_for(error_rate_query(&traffic), |v| (v - 0.23).abs() < 0.02)
+    )
+    .await
+    else {
+        return;
+    };
+    w.error_rate_reads(0.23).await;
+    let mut inputs = provider_inputs(&w);
+    set_input(&mut inputs, "share_timeout", "25s");
+    let r = w
+        .run(&inputs, &["approve_fallback=yes", "escalate=done"])
         .await;
-    let status = status_pages(
-        ("major", "Partial System Outage"),
-        ("none", "All Systems Operational"),
-    )
-    .await;
-    let test_flows = Arc::new(Mutex::new(vec![]));
-    let service = test_flow_api(client.clone(), ns.clone(), FLOW_TOKEN, true, test_flows).await;
-    let mut inputs = provider_inputs(&traffic, &env, &ns, &status, &service);
-    for (k, v) in inputs.iter_mut() {
-        if *k == "share_timeout" {
-            *v = s("25s");
-        }
-    }
-    let work = tempfile::tempdir().expect("tempdir");
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "provider-outage",
-        work.path(),
-        &inputs,
-        &["approve_fallback=yes", "escalate=done"],
-        &[("SERVICE_API_TOKEN", FLOW_TOKEN)],
-    )
-    .await;
-    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
-    assert_eq!(r.code, 1, "{}", r.log());
-    let e = r.error("fallback_share");
-    assert!(
-        e.contains("inconclusive") && e.contains("the query gave NaN"),
-        "{e}"
+    r.assert_exit(1);
+    r.assert_error(
+        "fallback_share",
+        &[
+            "inconclusive",
+            "the query gave NaN",
+            "sum(rate(model_api_calls_total{",
+        ],
     );
-    assert!(e.contains("sum(rate(model_api_calls_total{"), "{e}");
-    assert_eq!(r.undo("fallback")["ok"], true, "{}", r.log());
-    let env_after = env_now(&client, &ns, "flow-engine").await;
-    assert!(!env_after.contains_key("FALLBACK_MODEL"), "{env_after:?}");
+    r.assert_undone(&["fallback"]);
+    assert_env(&env_now(&w.sc).await, &[("FALLBACK_MODEL", None)]);
     assert_mirrors(&r, "provider-outage/fallback-share-nan.yaml");
 }
 
@@ -724,9 +621,9 @@ fn token_traffic(before: f64, after: f64) -> Box<Rates> {
 /// The circuit breaker and the architect's routing are live on every pod.
 fn breaker_live(now: &Now) -> bool {
     now.rolled_out
-        && env_of(now.d, "ENABLE_CIRCUIT_BREAKER").as_deref() == Some("true")
-        && env_of(now.d, "FALLBACK_ROLE").as_deref() == Some("architect")
-        && env_of(now.d, "FALLBACK_ROLE_MODEL").as_deref() == Some("secondary-large-v1")
+        && env_var(&now.d, "ENABLE_CIRCUIT_BREAKER").as_deref() == Some("true")
+        && env_var(&now.d, "FALLBACK_ROLE").as_deref() == Some("architect")
+        && env_var(&now.d, "FALLBACK_ROLE_MODEL").as_deref() == Some("secondary-large-v1")
 }
 
 fn quota_initial(used: f64) -> Vec<(&'static str, f64)> {
@@ -759,24 +656,19 @@ fn consumption_query(t: &Traffic) -> String {
     format!("sum(rate({tokens}[10s]) and {tokens})")
 }
 
-fn rate_limit_inputs(
-    t: &Traffic,
-    env: &TestEnv,
-    ns: &str,
-    verify_timeout: &str,
-) -> Vec<(&'static str, String)> {
-    let l = t.label();
+fn rate_limit_inputs(w: &RateLimitWorld, verify_timeout: &str) -> Vec<(&'static str, String)> {
+    let l = w.traffic.label();
     vec![
-        ("namespace", s(ns)),
+        ("namespace", s(w.sc.ns())),
         ("deployment", s("flow-engine")),
-        ("metrics_url", s(env.var("RUNBOOK_TEST_PROMETHEUS_URL"))),
+        ("metrics_url", w.sc.prometheus_url()),
         (
             "quota_usage_query",
             format!(
                 "topk(1, model_api_quota_used_tokens{{{l}}} / model_api_quota_limit_tokens{{{l}}})"
             ),
         ),
-        ("consumption_query", consumption_query(t)),
+        ("consumption_query", consumption_query(&w.traffic)),
         ("role", s("architect")),
         ("secondary_model", s("secondary-large-v1")),
         ("verify_timeout", s(verify_timeout)),
@@ -785,40 +677,37 @@ fn rate_limit_inputs(
 }
 
 struct RateLimitWorld {
-    _ns_guard: crate::builtin_real::Namespaces,
-    ns: String,
-    client: kube::Client,
+    sc: Scenario,
     traffic: Traffic,
     webhook: String,
     posts: Arc<Mutex<Vec<Value>>>,
 }
 
+impl RateLimitWorld {
+    /// Runs rate-limit with `inputs` (`rate_limit_inputs`, changed or not).
+    async fn run(&self, inputs: &[(&str, String)], answers: &[&str]) -> Run {
+        self.sc
+            .run(
+                "rate-limit",
+                inputs,
+                answers,
+                &[("OPS_WEBHOOK_URL", &self.webhook)],
+            )
+            .await
+    }
+}
+
 /// `exported_after_change`: whether the token counters are still exported once the change is
 /// live on every pod.
 async fn rate_limit_world(
-    env: &TestEnv,
     prefix: &str,
     before: f64,
     after: f64,
     exported_after_change: bool,
-) -> RateLimitWorld {
-    let client = kube_client(env).await;
-    let (guard, ns) = namespaces(env, &client, &[prefix]).await;
-    let ns = ns[0].clone();
-    deployment(
-        &client,
-        &ns,
-        "flow-engine",
-        3,
-        "registry.example/flow-engine:v1.1.0",
-        json!({}),
-    )
-    .await;
+) -> Option<RateLimitWorld> {
+    let sc = flow_service(prefix).await?;
     let traffic = Traffic::start_exporting(
-        env,
-        client.clone(),
-        &ns,
-        "flow-engine",
+        &sc,
         &quota_initial(0.82),
         token_traffic(before, after),
         Box::new(move |now: &Now, series: &str| {
@@ -833,14 +722,12 @@ async fn rate_limit_world(
             (v - before).abs() < 5.0
         })
         .await;
-    RateLimitWorld {
-        _ns_guard: guard,
-        ns,
-        client,
+    Some(RateLimitWorld {
+        sc,
         traffic,
         webhook,
         posts,
-    }
+    })
 }
 
 /// Mirrors drill rate-limit/recover-with-breaker: the primary's quota is at 82 % and burns
@@ -848,27 +735,20 @@ async fn rate_limit_world(
 /// bring the primary's consumption to 118.5 tokens/s, which Prometheus measures.
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limit_breaker_and_routing_lower_the_consumption_prometheus_measures() {
-    let Some(env) = k8s_and_prometheus() else {
+    let Some(w) = rate_limit_world("rb-quota-ok", 240.0, 118.5, true).await else {
         return;
     };
-    let w = rate_limit_world(&env, "rb-quota-ok", 240.0, 118.5, true).await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "rate-limit",
-        work.path(),
-        &rate_limit_inputs(&w.traffic, &env, &w.ns, "40s"),
-        &[
-            "reset_time=23:59 UTC (in 8h 23m)",
-            "approve=yes",
-            "tell=done",
-            "record=done",
-        ],
-        &[("OPS_WEBHOOK_URL", &w.webhook)],
-    )
-    .await;
-    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
+    let r = w
+        .run(
+            &rate_limit_inputs(&w, "40s"),
+            &[
+                "reset_time=23:59 UTC (in 8h 23m)",
+                "approve=yes",
+                "tell=done",
+                "record=done",
+            ],
+        )
+        .await;
     r.assert_ok();
     assert_eq!(r.capture("quota", "provider"), "primary");
     let before = r
@@ -890,20 +770,13 @@ async fn rate_limit_breaker_and_routing_lower_the_consumption_prometheus_measure
             .contains("quota at 82%"),
         "{posts:?}"
     );
-    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
-    assert_eq!(
-        env_after.get("ENABLE_CIRCUIT_BREAKER").map(String::as_str),
-        Some("true")
-    );
-    assert_eq!(
-        env_after
-            .get("CIRCUIT_BREAKER_THRESHOLD")
-            .map(String::as_str),
-        Some("85")
-    );
-    assert_eq!(
-        env_after.get("FALLBACK_ROLE").map(String::as_str),
-        Some("architect")
+    assert_env(
+        &env_now(&w.sc).await,
+        &[
+            ("ENABLE_CIRCUIT_BREAKER", Some("true")),
+            ("CIRCUIT_BREAKER_THRESHOLD", Some("85")),
+            ("FALLBACK_ROLE", Some("architect")),
+        ],
     );
     assert_mirrors(&r, "rate-limit/recover-with-breaker.yaml");
 }
@@ -913,39 +786,27 @@ async fn rate_limit_breaker_and_routing_lower_the_consumption_prometheus_measure
 /// switches the breaker and the routing off again (a real rollout back) and escalates.
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limit_undoes_the_breaker_and_the_routing_when_consumption_keeps_rising() {
-    let Some(env) = k8s_and_prometheus() else {
+    let Some(w) = rate_limit_world("rb-quota-runaway", 240.0, 265.0, true).await else {
         return;
     };
-    let w = rate_limit_world(&env, "rb-quota-runaway", 240.0, 265.0, true).await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "rate-limit",
-        work.path(),
-        &rate_limit_inputs(&w.traffic, &env, &w.ns, "12s"),
-        &["reset_time=in 3h", "approve=yes", "escalate=done"],
-        &[("OPS_WEBHOOK_URL", &w.webhook)],
-    )
-    .await;
-    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
-    assert_eq!(r.code, 1, "{}", r.log());
-    assert!(
-        r.error("consumption_falls").contains("verify failed"),
-        "{}",
-        r.error("consumption_falls")
+    let r = w
+        .run(
+            &rate_limit_inputs(&w, "12s"),
+            &["reset_time=in 3h", "approve=yes", "escalate=done"],
+        )
+        .await;
+    r.assert_exit(1);
+    r.assert_error("consumption_falls", &["verify failed"]);
+    r.assert_undone(&["breaker", "route"]);
+    assert_env(
+        &env_now(&w.sc).await,
+        &[
+            ("ENABLE_CIRCUIT_BREAKER", None),
+            ("CIRCUIT_BREAKER_THRESHOLD", None),
+            ("FALLBACK_ROLE", None),
+            ("FALLBACK_ROLE_MODEL", None),
+        ],
     );
-    assert_eq!(r.undo("breaker")["ok"], true, "{}", r.log());
-    assert_eq!(r.undo("route")["ok"], true, "{}", r.log());
-    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
-    for k in [
-        "ENABLE_CIRCUIT_BREAKER",
-        "CIRCUIT_BREAKER_THRESHOLD",
-        "FALLBACK_ROLE",
-        "FALLBACK_ROLE_MODEL",
-    ] {
-        assert!(!env_after.contains_key(k), "{k} left: {env_after:?}");
-    }
     assert_mirrors(&r, "rate-limit/consumption-keeps-rising.yaml");
 }
 
@@ -955,43 +816,19 @@ async fn rate_limit_undoes_the_breaker_and_the_routing_when_consumption_keeps_ri
 /// the query as sent, and nothing is changed.
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limit_stops_when_the_real_prometheus_has_no_quota_series() {
-    let Some(env) = k8s_and_prometheus() else {
+    let Some(w) = rate_limit_world("rb-quota-typo", 240.0, 118.5, true).await else {
         return;
     };
-    let w = rate_limit_world(&env, "rb-quota-typo", 240.0, 118.5, true).await;
     let l = w.traffic.label();
     let typo =
         format!("topk(1, model_api_quota_used_token{{{l}}} / model_api_quota_limit_tokens{{{l}}})");
-    let mut inputs = rate_limit_inputs(&w.traffic, &env, &w.ns, "40s");
-    for (k, v) in inputs.iter_mut() {
-        if *k == "quota_usage_query" {
-            *v = typo.clone();
-        }
-    }
-    let work = tempfile::tempdir().expect("tempdir");
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "rate-limit",
-        work.path(),
-        &inputs,
-        &["escalate=done"],
-        &[("OPS_WEBHOOK_URL", &w.webhook)],
-    )
-    .await;
-    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
-    assert_eq!(r.code, 1, "{}", r.log());
-    let e = r.error("quota");
-    assert!(
-        e.contains("no data: the query returned no series") && e.contains(&typo),
-        "{e}"
-    );
+    let mut inputs = rate_limit_inputs(&w, "40s");
+    set_input(&mut inputs, "quota_usage_query", &typo);
+    let r = w.run(&inputs, &["escalate=done"]).await;
+    r.assert_exit(1);
+    r.assert_error("quota", &["no data: the query returned no series", &typo]);
     assert!(w.posts.lock().expect("lock").is_empty());
-    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
-    assert!(
-        !env_after.contains_key("ENABLE_CIRCUIT_BREAKER"),
-        "{env_after:?}"
-    );
+    assert_env(&env_now(&w.sc).await, &[("ENABLE_CIRCUIT_BREAKER", None)]);
     assert_mirrors(&r, "rate-limit/quota-no-data.yaml");
 }
 
@@ -1002,35 +839,24 @@ async fn rate_limit_stops_when_the_real_prometheus_has_no_quota_series() {
 /// "no data" with the query, both switches are undone and the run escalates.
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limit_does_not_take_a_vanished_token_counter_for_a_fall_in_consumption() {
-    let Some(env) = k8s_and_prometheus() else {
+    let Some(w) = rate_limit_world("rb-quota-gone", 240.0, 118.5, false).await else {
         return;
     };
-    let w = rate_limit_world(&env, "rb-quota-gone", 240.0, 118.5, false).await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let started = Instant::now();
-    let r = run_builtin(
-        &env,
-        "rate-limit",
-        work.path(),
-        &rate_limit_inputs(&w.traffic, &env, &w.ns, "25s"),
-        &["reset_time=in 3h", "approve=yes", "escalate=done"],
-        &[("OPS_WEBHOOK_URL", &w.webhook)],
-    )
-    .await;
-    eprintln!("real run: {:.1} s", started.elapsed().as_secs_f64());
-    assert_eq!(r.code, 1, "{}", r.log());
-    let e = r.error("consumption_falls");
-    assert!(
-        e.contains("no data: the query returned no series")
-            && e.contains(&consumption_query(&w.traffic)),
-        "{e}"
+    let r = w
+        .run(
+            &rate_limit_inputs(&w, "25s"),
+            &["reset_time=in 3h", "approve=yes", "escalate=done"],
+        )
+        .await;
+    r.assert_exit(1);
+    r.assert_error(
+        "consumption_falls",
+        &[
+            "no data: the query returned no series",
+            &consumption_query(&w.traffic),
+        ],
     );
-    assert_eq!(r.undo("breaker")["ok"], true, "{}", r.log());
-    assert_eq!(r.undo("route")["ok"], true, "{}", r.log());
-    let env_after = env_now(&w.client, &w.ns, "flow-engine").await;
-    assert!(
-        !env_after.contains_key("ENABLE_CIRCUIT_BREAKER"),
-        "{env_after:?}"
-    );
+    r.assert_undone(&["breaker", "route"]);
+    assert_env(&env_now(&w.sc).await, &[("ENABLE_CIRCUIT_BREAKER", None)]);
     assert_mirrors(&r, "rate-limit/consumption-no-data.yaml");
 }

@@ -360,20 +360,10 @@ fn control_plane_drills_train_with_any_operator_and_reason() {
 /// shows the Deployment's image, revision and availability.
 #[test]
 fn a_read_only_step_shows_what_it_read() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = tempfile::tempdir().unwrap();
-    let o = runbook(dir.path())
-        .arg("run")
-        .arg(root.join("runbooks/k8s-rollback.yaml"))
-        .arg("--world")
-        .arg(root.join("runbooks/drills/k8s-rollback/recovers.yaml"))
-        .args(["--fast", "--non-interactive", "--reason", "x", "--yes"])
-        .args(["--answer", "tell=done", "--answer", "record=done"])
-        .args(["--answer", "metrics=done", "--journal-dir", "runs"])
-        .output()
-        .unwrap();
-    let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{err}");
+    let w = Workdir::new();
+    let r = w.train_k8s_rollback(&["tell=done", "record=done", "metrics=done"]);
+    r.assert_code(0);
+    let err = &r.stderr;
     let lines: Vec<&str> = err
         .lines()
         .map(|l| l.split_once(' ').map_or(l, |(_, rest)| rest)) // the time

@@ -10,6 +10,7 @@ mod backend_env;
 mod common;
 mod lang_support;
 mod report_support;
+mod scenario;
 
 mod architecture;
 mod builtin_real;

@@ -3,8 +3,6 @@
 
 use crate::common;
 
-use std::path::Path;
-
 use common::*;
 use serde_json::Value;
 
@@ -30,42 +28,22 @@ steps:
     shell: { argv: ["touch", "after"] }
 "#;
 
-fn run(dir: &Path, args: &[&str]) -> (i32, String, Vec<Value>) {
-    let o = runbook(dir)
-        .args([
-            "run",
-            "rb.yaml",
-            "--journal-dir",
-            "runs",
-            "--non-interactive",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    let (_, err) = text(&o);
-    let ev = events(&journal_path(&dir.join("runs")));
-    (o.status.code().unwrap(), err, ev)
-}
-
-fn skipped<'a>(ev: &'a [Value], step: &str) -> Option<&'a Value> {
-    of_kind(ev, "step_skipped")
-        .into_iter()
-        .find(|e| e["step"] == step)
+/// `rb.yaml` run non-interactively with `args`, and the events of its journal.
+fn run(w: &Workdir, args: &[&str]) -> (Ran, Vec<Value>) {
+    let r = w.run("rb.yaml", args);
+    let ev = w.events();
+    (r, ev)
 }
 
 #[test]
 fn skip_at_a_confirmation_never_runs_the_change_it_guards() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "rb.yaml", GUARDED);
-    let (code, err, ev) = run(dir.path(), &["--answer", "approve=skip"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(
-        !dir.path().join("switched").exists(),
-        "skip ran the guarded change"
-    );
+    let w = Workdir::with_runbook(GUARDED);
+    let (r, ev) = run(&w, &["--answer", "approve=skip"]);
+    r.assert_code(0);
+    assert!(!w.has("switched"), "skip ran the guarded change");
     // The run goes on after the guarded change.
-    assert!(dir.path().join("after").exists());
-    assert!(dir.path().join("prepared").exists());
+    assert!(w.has("after"));
+    assert!(w.has("prepared"));
     let s = skipped(&ev, "switch").expect("switch is journaled as skipped");
     assert_eq!(s["cause"], "answer");
     assert!(
@@ -79,73 +57,50 @@ fn skip_at_a_confirmation_never_runs_the_change_it_guards() {
 
 #[test]
 fn no_stops_before_the_change_and_resume_asks_again() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "rb.yaml", GUARDED);
-    let (code, err, ev) = run(dir.path(), &["--answer", "approve=no"]);
-    assert_eq!(code, 3, "{err}");
-    assert!(!dir.path().join("switched").exists());
+    let w = Workdir::with_runbook(GUARDED);
+    let (r, ev) = run(&w, &["--answer", "approve=no"]);
+    r.assert_code(3);
+    assert!(!w.has("switched"));
     // Nothing is undone: what ran before stays.
-    assert!(dir.path().join("prepared").exists());
+    assert!(w.has("prepared"));
     assert!(of_kind(&ev, "undo_started").is_empty());
-    assert!(err.contains("answered no"), "{err}");
-    assert!(err.contains("runbook resume"), "{err}");
+    r.assert_says(&["answered no", "runbook resume"]);
     // Resuming asks the question again; yes lets the change run.
-    let id = run_id(&ev);
-    let o = runbook(dir.path())
-        .args(["resume", &id, "--journal-dir", "runs", "--non-interactive"])
-        .args(["--answer", "approve=yes"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
-    assert!(dir.path().join("switched").exists());
+    w.resume(
+        &run_id(&ev),
+        &["--non-interactive", "--answer", "approve=yes"],
+    )
+    .assert_code(0);
+    assert!(w.has("switched"));
 }
 
 #[test]
 fn abort_stops_and_undoes_what_the_run_changed() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "rb.yaml", GUARDED);
-    let (code, err, ev) = run(dir.path(), &["--answer", "approve=abort"]);
-    assert_eq!(code, 3, "{err}");
-    assert!(!dir.path().join("switched").exists());
-    assert!(
-        !dir.path().join("prepared").exists(),
-        "abort did not undo `prepare`"
-    );
+    let w = Workdir::with_runbook(GUARDED);
+    let (r, ev) = run(&w, &["--answer", "approve=abort"]);
+    r.assert_code(3);
+    assert!(!w.has("switched"));
+    assert!(!w.has("prepared"), "abort did not undo `prepare`");
     assert_eq!(of_kind(&ev, "undo_finished")[0]["ok"], true);
-    assert!(err.contains("cannot be resumed"), "{err}");
+    r.assert_says(&["cannot be resumed"]);
     // An aborted run that undid its changes is not resumed.
-    let o = runbook(dir.path())
-        .args([
-            "resume",
-            &run_id(&ev),
-            "--journal-dir",
-            "runs",
-            "--non-interactive",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o).1);
+    w.resume(&run_id(&ev), &["--non-interactive"])
+        .assert_code(2);
 }
 
 #[test]
 fn the_needs_answer_hint_says_what_each_answer_does() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "rb.yaml", GUARDED);
-    let (code, err, _) = run(dir.path(), &[]);
-    assert_eq!(code, 4, "{err}");
-    assert!(err.contains("--answer approve=yes"), "{err}");
-    assert!(
-        err.contains("it guards `switch`: =skip goes on without it, =no stops here, =abort stops and undoes what the run changed"),
-        "{err}"
-    );
+    let w = Workdir::with_runbook(GUARDED);
+    let (r, _) = run(&w, &[]);
+    r.assert_code(4).assert_says(&[
+        "--answer approve=yes",
+        "it guards `switch`: =skip goes on without it, =no stops here, =abort stops and undoes what the run changed",
+    ]);
 }
 
 #[test]
 fn an_explicit_guards_list_is_what_skip_leaves_out() {
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "rb.yaml",
+    let w = Workdir::with_runbook(
         r#"apiVersion: runbook/v1
 kind: Runbook
 metadata:
@@ -162,18 +117,15 @@ steps:
     no_undo: a test
 "#,
     );
-    let (code, err, _) = run(dir.path(), &["--answer", "approve=skip"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(dir.path().join("first").exists());
-    assert!(!dir.path().join("second").exists());
+    let (r, _) = run(&w, &["--answer", "approve=skip"]);
+    r.assert_code(0);
+    assert!(w.has("first"));
+    assert!(!w.has("second"));
 }
 
 #[test]
 fn check_rejects_guards_that_are_not_later_steps() {
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "rb.yaml",
+    let w = Workdir::with_runbook(
         r#"apiVersion: runbook/v1
 kind: Runbook
 metadata:
@@ -187,35 +139,28 @@ steps:
     confirm: { prompt: "Go?", guards: [first, nowhere] }
 "#,
     );
-    let o = runbook(dir.path())
-        .args(["check", "rb.yaml"])
-        .output()
-        .unwrap();
-    let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("`guards` names `first`"), "{err}");
-    assert!(err.contains("runs before this confirmation"), "{err}");
-    assert!(err.contains("`guards` names `nowhere`"), "{err}");
+    w.output(w.cmd().args(["check", "rb.yaml"]))
+        .assert_code(2)
+        .assert_says(&[
+            "`guards` names `first`",
+            "runs before this confirmation",
+            "`guards` names `nowhere`",
+        ]);
 }
 
 /// Item 1, the command of the issue: `approve=skip` in training must not roll back.
 #[test]
 fn training_skip_at_the_rollback_confirmation_does_not_roll_back() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = tempfile::tempdir().unwrap();
-    let o = runbook(dir.path())
-        .arg("run")
-        .arg(root.join("runbooks/k8s-rollback.yaml"))
-        .arg("--world")
-        .arg(root.join("runbooks/drills/k8s-rollback/recovers.yaml"))
-        .args(["--fast", "--non-interactive", "--reason", "x", "--yes"])
-        .args(["--answer", "approve=skip", "--answer", "tell=done"])
-        .args(["--answer", "record=done", "--answer", "metrics=done"])
-        .args(["--answer", "escalate=done", "--journal-dir", "runs"])
-        .output()
-        .unwrap();
-    let (_, err) = text(&o);
-    let ev = events(&journal_path(&dir.path().join("runs")));
+    let w = Workdir::new();
+    let r = w.train_k8s_rollback(&[
+        "approve=skip",
+        "tell=done",
+        "record=done",
+        "metrics=done",
+        "escalate=done",
+    ]);
+    let err = &r.stderr;
+    let ev = w.events();
     let undo = skipped(&ev, "undo").unwrap_or_else(|| panic!("undo ran:\n{err}"));
     assert_eq!(undo["cause"], "answer");
     // Nothing changed the world: the rollback was not made.
@@ -225,10 +170,7 @@ fn training_skip_at_the_rollback_confirmation_does_not_roll_back() {
 
 #[test]
 fn a_terminal_runbook_without_an_identity_refuses_in_ci_naming_the_flag() {
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "rb.yaml",
+    let w = Workdir::with_runbook(
         r#"apiVersion: runbook/v1
 kind: Runbook
 metadata:
@@ -243,102 +185,63 @@ steps:
 "#,
     );
     let attempt = |extra: &[&str]| {
-        runbook(dir.path())
-            .env_remove("RUNBOOK_OPERATOR")
-            .env("USER", "")
-            .env_remove("LOGNAME")
-            .args([
-                "run",
-                "rb.yaml",
-                "--journal-dir",
-                "runs",
-                "--non-interactive",
-            ])
-            .args(["--answer", "approve=yes", "--answer", "wipe=yes"])
-            .args(extra)
-            .output()
-            .unwrap()
+        w.output(
+            anonymous(w.run_cmd("rb.yaml"))
+                .args(["--answer", "approve=yes", "--answer", "wipe=yes"])
+                .args(extra),
+        )
     };
-    let o = attempt(&[]);
-    let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("--operator"), "{err}");
-    assert!(!dir.path().join("wiped").exists());
-    assert!(!dir.path().join("runs").exists(), "a journal was started");
-    let o = attempt(&["--operator", "dana"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
-    let ev = events(&journal_path(&dir.path().join("runs")));
+    attempt(&[]).assert_code(2).assert_says(&["--operator"]);
+    assert!(!w.has("wiped"));
+    assert!(!w.has("runs"), "a journal was started");
+    attempt(&["--operator", "dana"]).assert_code(0);
+    let ev = w.events();
     assert_eq!(of_kind(&ev, "run_started")[0]["operator"], "dana");
     assert_eq!(of_kind(&ev, "gate_answered")[1]["by"], "dana");
 }
 
+/// The command without any identity of the operator (no RUNBOOK_OPERATOR, USER, LOGNAME).
+fn anonymous(mut cmd: std::process::Command) -> std::process::Command {
+    cmd.env_remove("RUNBOOK_OPERATOR")
+        .env("USER", "")
+        .env_remove("LOGNAME");
+    cmd
+}
+
 #[test]
 fn a_low_risk_runbook_without_an_identity_still_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "rb.yaml", GUARDED);
-    let o = runbook(dir.path())
-        .env_remove("RUNBOOK_OPERATOR")
-        .env("USER", "")
-        .env_remove("LOGNAME")
-        .args([
-            "run",
-            "rb.yaml",
-            "--journal-dir",
-            "runs",
-            "--non-interactive",
-            "--yes",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let w = Workdir::with_runbook(GUARDED);
+    w.output(anonymous(w.run_cmd("rb.yaml")).arg("--yes"))
+        .assert_code(0);
 }
 
 #[test]
 fn the_end_of_a_run_points_to_its_report() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "rb.yaml", GUARDED);
-    let (code, err, ev) = run(dir.path(), &["--yes"]);
-    assert_eq!(code, 0, "{err}");
+    let w = Workdir::with_runbook(GUARDED);
+    let (r, ev) = run(&w, &["--yes"]);
+    r.assert_code(0);
     let id = run_id(&ev);
-    let line = format!("runbook report {id} --journal-dir runs");
-    assert!(err.contains(&line), "{err}");
+    r.assert_says(&[&format!("runbook report {id} --journal-dir runs")]);
     // The command works as printed.
-    let o = runbook(dir.path())
-        .args(["report", &id, "--journal-dir", "runs"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    w.output(w.cmd().args(["report", &id, "--journal-dir", "runs"]))
+        .assert_code(0);
 }
 
 #[test]
 fn training_reports_say_training_and_virtual_time_and_count_by_design_skips_apart() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = tempfile::tempdir().unwrap();
-    let o = runbook(dir.path())
-        .arg("run")
-        .arg(root.join("runbooks/k8s-rollback.yaml"))
-        .arg("--world")
-        .arg(root.join("runbooks/drills/k8s-rollback/recovers.yaml"))
-        .args(["--fast", "--non-interactive", "--reason", "x", "--yes"])
-        .args(["--answer", "tell=done", "--answer", "record=done"])
-        .args(["--answer", "metrics=done", "--journal-dir", "runs"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
-    let ev = events(&journal_path(&dir.path().join("runs")));
-    let o = runbook(dir.path())
-        .args([
-            "report",
-            &run_id(&ev),
-            "--journal-dir",
-            "runs",
-            "--format",
-            "md",
-        ])
-        .output()
-        .unwrap();
-    let (md, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{err}");
+    let w = Workdir::new();
+    w.train_k8s_rollback(&["tell=done", "record=done", "metrics=done"])
+        .assert_code(0);
+    let report = w.output(w.cmd().args([
+        "report",
+        &run_id(&w.events()),
+        "--journal-dir",
+        "runs",
+        "--format",
+        "md",
+    ]));
+    report.assert_code(0);
+    let md = &report.stdout;
     let title = md.lines().find(|l| l.starts_with("# ")).unwrap_or_default();
     assert!(title.contains("Training run"), "{title}");
     assert!(md.contains("Times are virtual"), "{md}");
@@ -358,12 +261,8 @@ fn a_failed_capture_shows_what_the_server_answered() {
             serde_json::json!({"error": "token expired"}),
         )],
     )]);
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "rb.yaml",
-        &format!(
-            r#"apiVersion: runbook/v1
+    let w = Workdir::with_runbook(&format!(
+        r#"apiVersion: runbook/v1
 kind: Runbook
 metadata:
   name: cap
@@ -377,11 +276,10 @@ steps:
     verify:
       - that: "steps.read.phase == 'Running'"
 "#,
-            srv.url("/status")
-        ),
-    );
-    let (code, err, ev) = run(dir.path(), &[]);
-    assert_eq!(code, 1, "{err}");
+        srv.url("/status")
+    ));
+    let (r, ev) = run(&w, &[]);
+    r.assert_code(1);
     let fin = of_kind(&ev, "step_finished");
     let msg = fin[0]["error"].as_str().unwrap();
     assert!(msg.contains("capture `phase`"), "{msg}");
@@ -390,7 +288,7 @@ steps:
         "{msg}"
     );
     assert!(msg.contains("token expired"), "{msg}");
-    assert!(err.contains("HTTP 401 Unauthorized"), "{err}");
+    r.assert_says(&["HTTP 401 Unauthorized"]);
 }
 
 /// Item 7 (issue 12): every way a run ends short names the step, what was observed and the
@@ -403,9 +301,8 @@ fn every_ending_names_the_step_the_value_and_the_next_command() {
         "/health",
         vec![Reply::json(503, serde_json::json!({"status": "down"}))],
     )]);
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
+    let w = Workdir::with_runbook(GUARDED);
+    w.write(
         "check.yaml",
         &format!(
             r#"apiVersion: runbook/v1
@@ -421,104 +318,58 @@ steps:
             srv.url("/health")
         ),
     );
-    write(dir.path(), "rb.yaml", GUARDED);
+    // A run, and the id of the newest run under `runs` (the one it started).
     let go = |file: &str, args: &[&str]| {
-        let o = runbook(dir.path())
-            .args(["run", file, "--journal-dir", "runs", "--non-interactive"])
-            .args(args)
-            .output()
-            .unwrap();
-        let runs = std::fs::read_dir(dir.path().join("runs")).unwrap();
+        let r = w.run(file, args);
+        let runs = std::fs::read_dir(w.path().join("runs")).unwrap();
         let newest = runs
             .map(|e| e.unwrap().path())
             .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
             .unwrap();
         let id = newest.file_name().unwrap().to_str().unwrap().to_string();
-        (o.status.code().unwrap(), text(&o).1, id)
+        (r, id)
     };
 
     // A verification fails: the step, the value read, and the report.
-    let (code, err, id) = go("check.yaml", &[]);
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains(&format!("run {id} failed at `health`")),
-        "{err}"
-    );
-    assert!(err.contains("result.status=503"), "{err}");
-    assert!(
-        err.contains(&format!("report: runbook report {id} --journal-dir runs")),
-        "{err}"
-    );
+    let (r, id) = go("check.yaml", &[]);
+    r.assert_code(1).assert_says(&[
+        &format!("run {id} failed at `health`"),
+        "result.status=503",
+        &format!("report: runbook report {id} --journal-dir runs"),
+    ]);
 
     // A gate without an answer: the resume command with the answer to pass.
-    let (code, err, id) = go("rb.yaml", &[]);
-    assert_eq!(code, 4, "{err}");
-    assert!(err.contains("`approve`"), "{err}");
-    assert!(
-        err.contains(&format!(
-            "runbook resume {id} --journal-dir runs --answer approve=yes"
-        )),
-        "{err}"
-    );
+    let (r, id) = go("rb.yaml", &[]);
+    r.assert_code(4).assert_says(&[
+        "`approve`",
+        &format!("runbook resume {id} --journal-dir runs --answer approve=yes"),
+    ]);
 
     // `no`: the resume command.
-    let (code, err, no_id) = go("rb.yaml", &["--answer", "approve=no"]);
-    assert_eq!(code, 3, "{err}");
-    assert!(
-        err.contains("the operator answered no at `approve`"),
-        "{err}"
-    );
-    assert!(
-        err.contains(&format!(
-            "to continue: runbook resume {no_id} --journal-dir runs"
-        )),
-        "{err}"
-    );
+    let (r, no_id) = go("rb.yaml", &["--answer", "approve=no"]);
+    r.assert_code(3).assert_says(&[
+        "the operator answered no at `approve`",
+        &format!("to continue: runbook resume {no_id} --journal-dir runs"),
+    ]);
 
     // `abort`: undone, not resumable; a new run is the next command.
-    let (code, err, id) = go("rb.yaml", &["--answer", "approve=abort"]);
-    assert_eq!(code, 3, "{err}");
-    assert!(err.contains("`approve`"), "{err}");
-    assert!(
-        err.contains("cannot be resumed. To start again: runbook run rb.yaml"),
-        "{err}"
-    );
+    let (r, id) = go("rb.yaml", &["--answer", "approve=abort"]);
+    r.assert_code(3).assert_says(&[
+        "`approve`",
+        "cannot be resumed. To start again: runbook run rb.yaml",
+    ]);
     // ... and its resume is refused, pointing to its report.
-    let o = runbook(dir.path())
-        .args(["resume", &id, "--journal-dir", "runs", "--non-interactive"])
-        .output()
-        .unwrap();
-    let err = text(&o).1;
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains(&format!(
+    w.resume(&id, &["--non-interactive"])
+        .assert_code(2)
+        .assert_says(&[&format!(
             "its report: runbook report {id} --journal-dir runs"
-        )),
-        "{err}"
-    );
+        )]);
 
     // A resume of a run that already succeeded: its report.
-    let o = runbook(dir.path())
-        .args([
-            "resume",
-            &no_id,
-            "--journal-dir",
-            "runs",
-            "--non-interactive",
-        ])
-        .args(["--answer", "approve=yes"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
-    let o = runbook(dir.path())
-        .args(["resume", &no_id, "--journal-dir", "runs"])
-        .output()
-        .unwrap();
-    let err = text(&o).1;
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("already succeeded")
-            && err.contains(&format!("runbook report {no_id} --journal-dir runs")),
-        "{err}"
-    );
+    w.resume(&no_id, &["--non-interactive", "--answer", "approve=yes"])
+        .assert_code(0);
+    w.resume(&no_id, &[]).assert_code(2).assert_says(&[
+        "already succeeded",
+        &format!("runbook report {no_id} --journal-dir runs"),
+    ]);
 }

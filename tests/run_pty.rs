@@ -36,14 +36,8 @@ steps:
     manual: { instructions: "Tell #ops that the widget was restarted." }
 "#,
     );
-    let mut cmd = std::process::Command::new(bin());
-    cmd.current_dir(dir.path())
-        .env_remove("CI")
-        .env("NO_COLOR", "1")
-        .env("TERM", "xterm")
-        .env("RUNBOOK_OPERATOR", "alice")
-        .env("PTY_TOKEN", "pty-s3cret-value")
-        .args(["run", "rb.yaml", "--journal-dir", "runs"]);
+    let mut cmd = pty_command(dir.path(), &["run", "rb.yaml", "--journal-dir", "runs"]);
+    cmd.env("PTY_TOKEN", "pty-s3cret-value");
     let mut s = Session::spawn(cmd).expect("spawn in a pty");
     s.set_expect_timeout(Some(Duration::from_secs(30)));
     let mut screen = String::new();
@@ -88,6 +82,19 @@ steps:
     assert_eq!(of_kind(&ev, "run_finished")[0]["outcome"], "succeeded");
 }
 
+/// The binary with `args` in `dir`, for a pseudo-terminal: no CI, no colour, an xterm, the
+/// operator alice.
+fn pty_command(dir: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.current_dir(dir)
+        .env_remove("CI")
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .env("RUNBOOK_OPERATOR", "alice")
+        .args(args);
+    cmd
+}
+
 /// A run in a pseudo-terminal of 80 columns, its output read back through a terminal emulator
 /// (vt100): what the operator sees, after cursor moves, line clears and wrapping.
 struct Pty {
@@ -100,13 +107,7 @@ const ROWS: u16 = 400;
 
 impl Pty {
     fn spawn(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Pty {
-        let mut cmd = std::process::Command::new(bin());
-        cmd.current_dir(dir)
-            .env_remove("CI")
-            .env("NO_COLOR", "1")
-            .env("TERM", "xterm")
-            .env("RUNBOOK_OPERATOR", "alice")
-            .args(args);
+        let mut cmd = pty_command(dir, args);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -116,6 +117,28 @@ impl Pty {
             .expect("window size");
         s.set_expect_timeout(Some(Duration::from_secs(60)));
         Pty { s, raw: vec![] }
+    }
+
+    /// `runbook run rb.yaml --journal-dir runs --reason x`.
+    fn run_rb(dir: &std::path::Path) -> Pty {
+        Pty::spawn(
+            dir,
+            &["run", "rb.yaml", "--journal-dir", "runs", "--reason", "x"],
+            &[],
+        )
+    }
+
+    /// The screen shows each of `wants` (wrapped lines joined, see `flat`).
+    fn assert_shows<S: AsRef<str>>(&self, wants: &[S]) {
+        let flat = self.flat();
+        for want in wants {
+            let want = want.as_ref();
+            assert!(
+                flat.contains(want),
+                "missing {want:?} in:\n{}",
+                self.screen()
+            );
+        }
     }
 
     /// Waits for `needle` in the output, keeping every byte.
@@ -288,7 +311,7 @@ fn the_rollback_confirmation_shows_its_change_and_skip_leaves_it_out() {
     );
     t.until("Your answer");
     let flat = t.flat();
-    for want in [
+    t.assert_shows(&[
         "? Confirm the rollback [reversible]",
         "Only `yes` lets this change run:",
         "[reversible] undo — Roll back to the previous revision",
@@ -298,9 +321,7 @@ fn the_rollback_confirmation_shows_its_change_and_skip_leaves_it_out() {
         "no stop the run here and change nothing more",
         "skip do not run `undo`; go on with the steps after it",
         "abort stop the run and undo what it has changed so far",
-    ] {
-        assert!(flat.contains(want), "missing {want:?} in:\n{}", t.screen());
-    }
+    ]);
     // `pin` and `pin_container` will not run (strategy undo): not shown as changes.
     assert!(!flat.contains("[reversible] pin"), "{}", t.screen());
     // From the default (no), one down is skip.
@@ -364,15 +385,10 @@ steps:
             srv.url("/api/flags")
         ),
     );
-    let mut t = Pty::spawn(
-        dir.path(),
-        &["run", "rb.yaml", "--journal-dir", "runs", "--reason", "x"],
-        &[],
-    );
+    let mut t = Pty::run_rb(dir.path());
     t.until("Your answer");
-    let flat = t.flat();
     let url = srv.url("/api/flags");
-    for want in [
+    t.assert_shows(&[
         "? approve [terminal] Wipe the cache?".to_string(),
         "Only `yes` lets these 2 changes run:".to_string(),
         format!("[reversible] flag POST {url}"),
@@ -380,9 +396,7 @@ steps:
         format!("undo: Turn maintenance off (POST {url})"),
         "[terminal] wipe touch wiped".to_string(),
         "cannot be undone (terminal)".to_string(),
-    ] {
-        assert!(flat.contains(&want), "missing {want:?} in:\n{}", t.screen());
-    }
+    ]);
     // yes at the confirmation, then the terminal step asks on its own: the default is no.
     t.send("\x1b[A");
     t.send("\r");
@@ -402,10 +416,7 @@ steps:
 /// final line gives the whole run's outcome and time.
 #[test]
 fn a_resumed_run_keeps_numbers_and_summarises_the_whole_run() {
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "rb.yaml",
+    let w = Workdir::with_runbook(
         r#"apiVersion: runbook/v1
 kind: Runbook
 metadata:
@@ -425,20 +436,9 @@ steps:
     no_undo: a test
 "#,
     );
-    let o = runbook(dir.path())
-        .args([
-            "run",
-            "rb.yaml",
-            "--journal-dir",
-            "runs",
-            "--non-interactive",
-        ])
-        .args(["--answer", "approve=no"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o).1);
-    let id = run_id(&events(&journal_path(&dir.path().join("runs"))));
-    let mut t = Pty::spawn(dir.path(), &["resume", &id, "--journal-dir", "runs"], &[]);
+    w.run("rb.yaml", &["--answer", "approve=no"]).assert_code(3);
+    let id = run_id(&w.events());
+    let mut t = Pty::spawn(w.path(), &["resume", &id, "--journal-dir", "runs"], &[]);
     t.until("Your answer");
     t.send("\x1b[A");
     t.send("\r");
@@ -488,11 +488,7 @@ steps:
             words.join(" ")
         ),
     );
-    let mut t = Pty::spawn(
-        dir.path(),
-        &["run", "rb.yaml", "--journal-dir", "runs", "--reason", "x"],
-        &[],
-    );
+    let mut t = Pty::run_rb(dir.path());
     t.until("mark the step");
     // Give a spinner time to draw, were one left running.
     std::thread::sleep(Duration::from_millis(500));
@@ -602,20 +598,17 @@ steps:
     no_undo: test
 "#,
     );
-    let mut cmd = std::process::Command::new(bin());
-    cmd.current_dir(dir.path())
-        .env_remove("CI")
-        .env("NO_COLOR", "1")
-        .env("TERM", "xterm")
-        .env("RUNBOOK_OPERATOR", "alice")
-        .args([
+    let cmd = pty_command(
+        dir.path(),
+        &[
             "run",
             "rb.yaml",
             "--journal-dir",
             "runs",
             "--reason",
             "INC-1",
-        ]);
+        ],
+    );
     let mut s = Session::spawn(cmd).expect("spawn in a pty");
     s.set_expect_timeout(Some(Duration::from_secs(30)));
     let mut screen: Vec<u8> = vec![];
@@ -685,11 +678,7 @@ steps:
             words.join(" ")
         ),
     );
-    let mut t = Pty::spawn(
-        dir.path(),
-        &["run", "rb.yaml", "--journal-dir", "runs", "--reason", "x"],
-        &[],
-    );
+    let mut t = Pty::run_rb(dir.path());
     t.finish();
     let screen = t.screen();
     let row = screen
@@ -1083,16 +1072,13 @@ steps:
         &[],
     );
     t.until("Count it as passed and go on?");
-    let flat = t.flat();
-    for want in [
+    t.assert_shows(&[
         "`Failure rate back under 1%` cannot tell whether it worked",
         "`steps.recovered.rate` has no value (null or NaN)",
         "still no data after 1s",
         "count the verification as passed and go on",
         "the verification fails (no data is not a pass)",
-    ] {
-        assert!(flat.contains(want), "missing {want:?} in:\n{}", t.screen());
-    }
+    ]);
     // The default is no; one up is yes.
     t.send("\x1b[A");
     t.send("\r");

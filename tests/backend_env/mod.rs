@@ -265,6 +265,53 @@ impl Run {
     pub fn assert_ok(&self) {
         assert_eq!(self.code, 0, "the run failed\n{}", self.log());
     }
+
+    /// The run exited with `code` (1: a step failed).
+    pub fn assert_exit(&self, code: i32) {
+        assert_eq!(
+            self.code,
+            code,
+            "the run exited {}, not {code}\n{}",
+            self.code,
+            self.log()
+        );
+    }
+
+    /// The step finished with `outcome` (`succeeded`, `failed`, ...).
+    pub fn assert_outcome(&self, step: &str, outcome: &str) {
+        assert_eq!(
+            self.outcome(step),
+            outcome,
+            "the outcome of `{step}` (error: {:?})\n{}",
+            self.error(step),
+            self.log()
+        );
+    }
+
+    /// The step's error says each of `needles`.
+    pub fn assert_error(&self, step: &str, needles: &[&str]) {
+        let err = self.error(step);
+        for n in needles {
+            assert!(
+                err.contains(n),
+                "the error of `{step}` does not say {n:?}: {err:?}\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// Each step's undo ran and succeeded.
+    pub fn assert_undone(&self, steps: &[&str]) {
+        for step in steps {
+            assert_eq!(
+                self.undo(step)["ok"],
+                true,
+                "the undo of `{step}`: {}\n{}",
+                self.undo(step),
+                self.log()
+            );
+        }
+    }
 }
 
 /// Runs `runbook run <file> --non-interactive --yes --reason .. [--answer ..] [--input ..]` with the

@@ -269,3 +269,139 @@ impl Server {
         }
     }
 }
+
+/// The repository's root (`runbooks/`, `tests/fixtures/`, ...).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A fresh directory where the binary runs (its working directory): runbook files are written
+/// in it and runs journal under `runs`.
+pub struct Workdir {
+    dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        Workdir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A work directory whose `rb.yaml` is `runbook`.
+    pub fn with_runbook(runbook: &str) -> Workdir {
+        let w = Workdir::new();
+        w.write("rb.yaml", runbook);
+        w
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        write(self.path(), name, text)
+    }
+
+    /// Whether the file `name` exists (a step's mark).
+    pub fn has(&self, name: &str) -> bool {
+        self.path().join(name).exists()
+    }
+
+    /// The binary in this directory (`runbook(dir)`), for any command line.
+    pub fn cmd(&self) -> Command {
+        runbook(self.path())
+    }
+
+    /// Runs `cmd` to its end.
+    pub fn output(&self, cmd: &mut Command) -> Ran {
+        let o = cmd.output().unwrap();
+        let (stdout, stderr) = text(&o);
+        Ran {
+            code: o.status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The command `runbook run <file> --journal-dir runs --non-interactive`.
+    pub fn run_cmd(&self, file: &str) -> Command {
+        let mut c = self.cmd();
+        c.args(["run", file, "--journal-dir", "runs", "--non-interactive"]);
+        c
+    }
+
+    /// `runbook run <file> --journal-dir runs --non-interactive <args>`.
+    pub fn run(&self, file: &str, args: &[&str]) -> Ran {
+        self.output(self.run_cmd(file).args(args))
+    }
+
+    /// A training run of the built-in `k8s-rollback` against its drill `recovers`, virtual
+    /// time (`--fast`), non-interactive, with an `--answer` for each of `answers`.
+    pub fn train_k8s_rollback(&self, answers: &[&str]) -> Ran {
+        let root = repo_root();
+        let mut c = self.cmd();
+        c.arg("run")
+            .arg(root.join("runbooks/k8s-rollback.yaml"))
+            .arg("--world")
+            .arg(root.join("runbooks/drills/k8s-rollback/recovers.yaml"))
+            .args(["--fast", "--non-interactive", "--reason", "x", "--yes"])
+            .args(["--journal-dir", "runs"]);
+        for a in answers {
+            c.args(["--answer", a]);
+        }
+        self.output(&mut c)
+    }
+
+    /// `runbook resume <id> --journal-dir runs <args>`.
+    pub fn resume(&self, id: &str, args: &[&str]) -> Ran {
+        self.output(
+            self.cmd()
+                .args(["resume", id, "--journal-dir", "runs"])
+                .args(args),
+        )
+    }
+
+    /// The events of the one run under `runs`.
+    pub fn events(&self) -> Vec<Value> {
+        events(&journal_path(&self.path().join("runs")))
+    }
+}
+
+/// What one invocation of the binary did.
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// It exited with `code`.
+    pub fn assert_code(&self, code: i32) -> &Ran {
+        assert_eq!(
+            self.code, code,
+            "exit {}, not {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Its stderr says each of `needles`.
+    pub fn assert_says(&self, needles: &[&str]) -> &Ran {
+        for n in needles {
+            assert!(
+                self.stderr.contains(n),
+                "stderr does not say {n:?}:\n{}",
+                self.stderr
+            );
+        }
+        self
+    }
+}
+
+/// The `step_skipped` event of `step`, if it was skipped.
+pub fn skipped<'a>(events: &'a [Value], step: &str) -> Option<&'a Value> {
+    of_kind(events, "step_skipped")
+        .into_iter()
+        .find(|e| e["step"] == step)
+}
