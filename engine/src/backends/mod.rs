@@ -7,6 +7,7 @@ pub mod http;
 pub mod kubernetes;
 pub mod prometheus;
 pub mod shell;
+pub mod spawn;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -5,7 +5,6 @@
 //! fails at once instead of being stopped by SIGTTIN while the run waits forever. Standard
 //! input is never inherited.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -206,23 +205,15 @@ impl ShellBackend for ProcessShell {
         let Some((program, args)) = req.argv.split_first() else {
             return Err(ActionError::new(ErrorKind::Invalid, "empty argv"));
         };
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .envs(req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(if req.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        own_session(&mut cmd);
-        if let Some(cwd) = &req.cwd {
-            cmd.current_dir(cwd);
-        }
         let started = Instant::now();
-        let mut child = cmd.spawn().map_err(|e| {
+        let spawned = super::spawn::spawn_session(&super::spawn::SpawnRequest {
+            program,
+            args,
+            env: &req.env,
+            cwd: req.cwd.as_deref(),
+            stdin: req.stdin.is_some(),
+        })
+        .map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::NotFound {
                 ErrorKind::Invalid
             } else {
@@ -230,7 +221,8 @@ impl ShellBackend for ProcessShell {
             };
             ActionError::new(kind, format!("cannot start `{program}`: {e}"))
         })?;
-        let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+        let mut child = spawned.child;
+        let pgid = child.id() as i32;
         // Make sure the group dies with us if the runner drops this future (timeout).
         let mut guard = GroupGuard::new(pgid);
         if let (Some(tx), true) = (&ctx.spawned, pgid > 0) {
@@ -240,22 +232,14 @@ impl ShellBackend for ProcessShell {
             });
         }
 
-        if let (Some(input), Some(mut stdin)) = (&req.stdin, child.stdin.take()) {
+        if let (Some(input), Some(mut stdin)) = (&req.stdin, spawned.stdin) {
             let input = input.clone();
             tokio::spawn(async move {
                 let _ = stdin.write_all(input.as_bytes()).await;
             });
         }
-        let out = tokio::spawn(pump(
-            child.stdout.take().expect("piped"),
-            "stdout",
-            ctx.clone(),
-        ));
-        let err = tokio::spawn(pump(
-            child.stderr.take().expect("piped"),
-            "stderr",
-            ctx.clone(),
-        ));
+        let out = tokio::spawn(pump(spawned.stdout, "stdout", ctx.clone()));
+        let err = tokio::spawn(pump(spawned.stderr, "stderr", ctx.clone()));
 
         let deadline = ctx.remaining();
         let waited = tokio::select! {
