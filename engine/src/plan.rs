@@ -455,11 +455,11 @@ pub async fn preview_live(
     let backends = Backends::real(Overrides { context, namespace });
     let ctx = plan_context(rb, inputs).display(None);
     for (planned, step) in p.steps.iter_mut().zip(&rb.steps) {
-        if let ActionKind::Kubernetes { verb } = &step.action.kind {
+        if let ActionKind::Kubernetes { .. } = &step.action.kind {
             if !planned.runtime_values.is_empty() {
                 continue;
             }
-            let mut target = step
+            let target = step
                 .action
                 .backend
                 .as_ref()
@@ -467,21 +467,18 @@ pub async fn preview_live(
                 .and_then(|b| crate::exec::actions::render_backend(b, &ctx).ok())
                 .and_then(|b| b.kubernetes)
                 .unwrap_or_default();
-            // Relative paths resolve against the runbook's directory, as in a run.
-            let mut args = planned.rendered[verb.as_str()].clone();
-            let absolute = |p: &str| {
-                let p = crate::backends::expand_home(p);
-                rb.dir().join(p).display().to_string()
+            // The typed call the run would make; arguments the verb rejects are what the step
+            // would fail with.
+            planned.live = match actions::render(&step.action, &ctx, &ctx).map(|r| r.action) {
+                Ok(actions::RenderedAction::Kubernetes(call)) => {
+                    crate::backends::preview_kube(&*backends.kubernetes, &target, &call, &rb.dir())
+                        .await
+                }
+                Ok(actions::RenderedAction::Invalid(e)) => {
+                    Some(format!("the step would fail: {}", e.message))
+                }
+                _ => None,
             };
-            if let Some(k) = target.kubeconfig.as_mut() {
-                *k = absolute(k);
-            }
-            if let Some(Value::String(f)) = args.get_mut("file") {
-                *f = absolute(f);
-            }
-            planned.live =
-                crate::backends::preview_kube(&*backends.kubernetes, &target, verb.as_str(), &args)
-                    .await;
         }
     }
 }

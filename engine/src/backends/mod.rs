@@ -216,18 +216,27 @@ pub trait KubernetesBackend: Send + Sync {
     }
 }
 
-/// `preview` of a verb and its rendered arguments: arguments the verb rejects are what the
-/// step would fail with, on every backend alike.
+/// `preview` of a rendered call (`plan --live`, a confirmation's guarded steps): relative
+/// paths (the kubeconfig, an applied file) resolve against the runbook's directory `dir`, as
+/// in a run.
 pub async fn preview_kube(
     backend: &dyn KubernetesBackend,
     target: &KubernetesBackendSpec,
-    verb: &str,
-    args: &Value,
+    call: &KubeCall,
+    dir: &std::path::Path,
 ) -> Option<String> {
-    match KubeCall::parse(verb, args) {
-        Ok(call) => backend.preview(target, &call).await,
-        Err(e) => Some(format!("the step would fail: {}", e.message)),
+    let absolute = |p: &str| dir.join(expand_home(p)).display().to_string();
+    let mut target = target.clone();
+    if let Some(k) = target.kubeconfig.as_mut() {
+        *k = absolute(k);
     }
+    let mut call = call.clone();
+    if let KubeCall::Apply(a) = &mut call {
+        if let Some(f) = a.file.as_mut() {
+            *f = absolute(f);
+        }
+    }
+    backend.preview(&target, &call).await
 }
 
 #[async_trait]

@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 
-use crate::backends::KubeCall;
 use crate::exec::actions::{self, RenderedAction};
 use crate::exec::context::{steps_read, steps_read_in};
 use crate::exec::events::{Event, Gate};
@@ -106,30 +105,23 @@ impl Runner {
                         }
                     }
                     ActionKind::Kubernetes { .. } => {
-                        let mut target = g
+                        let target = g
                             .action
                             .backend
                             .as_ref()
                             .and_then(|b| frame.backends_real.get(b))
                             .and_then(|b| b.kubernetes.clone())
                             .unwrap_or_default();
-                        let absolute = |p: &str| {
-                            let p = crate::backends::expand_home(p);
-                            rb.dir().join(p).display().to_string()
-                        };
-                        if let Some(k) = target.kubeconfig.as_mut() {
-                            *k = absolute(k);
-                        }
                         // Arguments the verb rejects are what the step would fail with.
                         let live = match &r.action {
                             RenderedAction::Kubernetes(call) => {
-                                let mut call = call.clone();
-                                if let KubeCall::Apply(a) = &mut call {
-                                    if let Some(f) = a.file.as_mut() {
-                                        *f = absolute(f);
-                                    }
-                                }
-                                self.backends.kubernetes.preview(&target, &call).await
+                                crate::backends::preview_kube(
+                                    &*self.backends.kubernetes,
+                                    &target,
+                                    call,
+                                    &rb.dir(),
+                                )
+                                .await
                             }
                             RenderedAction::Invalid(e) => {
                                 Some(format!("the step would fail: {}", e.message))
