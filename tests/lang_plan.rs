@@ -134,3 +134,38 @@ steps:
         out.stdout
     );
 }
+
+#[test]
+fn plan_live_names_arguments_the_verb_rejects_once_rendered() {
+    // `--live` previews the typed call the run would make; an argument only known once
+    // rendered (an empty image) is what the step would fail with, before any cluster is read.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rb.yaml"),
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: live-invalid, title: Live preview of an invalid argument }
+inputs:
+  image: { default: "app:1" }
+backends:
+  k: { kubernetes: {} }
+steps:
+  - id: image
+    kubernetes: { set_image: { name: web, container: app, image: "{{ inputs.image }}" } }
+    no_undo: a test
+"#,
+    )
+    .unwrap();
+    let out = runbook_in(
+        dir.path(),
+        &["plan", "rb.yaml", "--live", "--input", "image="],
+        &[("KUBECONFIG", "/nonexistent")],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("live     the step would fail: kubernetes.set_image: `image` is empty"),
+        "{}",
+        out.stdout
+    );
+}
