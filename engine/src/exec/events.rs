@@ -357,8 +357,10 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "is_false")]
         interrupted: bool,
     },
-    /// A step's process started (its own process group), journaled before the process may run
-    /// its program: `resume` checks whether the group is still alive.
+    /// A step's process started (its own process group), journaled as soon as the backend
+    /// reports it (the process may already be running its program: a SIGKILL of the runner in
+    /// between leaves a group no event names, see the README's "Not there yet"). `resume`
+    /// checks whether the group is still alive.
     ProcessStarted {
         step: String,
         attempt: u32,
