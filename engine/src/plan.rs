@@ -16,6 +16,7 @@ use crate::exec::gate::{hint, GateKind, GateRequest};
 use crate::model::{fmt_duration, ActionKind, Runbook, Step};
 use crate::spec::Safety;
 use crate::template;
+use crate::template::namespace::{RunFields, StepField};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -102,16 +103,21 @@ pub fn plan_context(rb: &Runbook, inputs: &IndexMap<String, Value>) -> RunContex
         steps: Map::new(),
         tainted: Default::default(),
     };
-    for k in ["id", "operator", "reason", "started_at", "host"] {
-        ctx.run.insert(k.into(), json!(format!("<run.{k}>")));
+    let placeholder = |k: &str| format!("<run.{k}>");
+    ctx.run = RunFields {
+        id: placeholder("id"),
+        operator: placeholder("operator"),
+        reason: placeholder("reason"),
+        started_at: placeholder("started_at"),
+        runbook: rb.name().to_string(),
+        host: placeholder("host"),
     }
-    ctx.run.insert("runbook".into(), json!(rb.name()));
+    .to_map();
     for s in rb.steps.iter().chain(&rb.on_failure) {
         let mut names: Vec<String> = s.spec.capture.keys().cloned().collect();
-        names
-            .extend(["outcome", "result", "attempts", "value", "note", "answer"].map(String::from));
+        names.extend(StepField::of_step(&s.spec).map(|f| f.name().to_string()));
         for n in names {
-            ctx.set_step_field(&s.id, &n, json!(format!("<steps.{}.{n}>", s.id)));
+            ctx.set_step_entry(&s.id, &n, json!(format!("<steps.{}.{n}>", s.id)));
         }
     }
     ctx

@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::spec::RunbookSpec;
 use crate::template;
+use crate::template::namespace::{RunFields, StepField};
 use crate::yaml::{self};
 
 use super::declarations::is_identifier;
@@ -29,28 +30,13 @@ pub(super) struct Scope<'a> {
     pub(super) calls: HashMap<String, HashMap<String, BTreeSet<String>>>,
 }
 
-/// Fields every step exposes besides its captures.
-pub(super) const STEP_FIELDS: &[&str] = &["outcome", "result", "attempts"];
-
-pub(super) const RUN_FIELDS: &[&str] =
-    &["id", "operator", "reason", "started_at", "runbook", "host"];
-
 pub(super) fn build_scope<'a>(spec: &'a RunbookSpec, path: &Path, follow_calls: bool) -> Scope<'a> {
     let mut exposes = HashMap::new();
     let mut order = Vec::new();
     let mut calls = HashMap::new();
     for s in spec.steps.iter().chain(&spec.on_failure) {
         let mut names: BTreeSet<String> = s.capture.keys().cloned().collect();
-        names.extend(STEP_FIELDS.iter().map(|s| s.to_string()));
-        if s.input.is_some() {
-            names.insert("value".into());
-        }
-        if s.manual.is_some() {
-            names.insert("note".into());
-        }
-        if s.confirm.is_some() {
-            names.insert("answer".into());
-        }
+        names.extend(StepField::of_step(s).map(|f| f.name().to_string()));
         if let Some(call) = &s.call {
             // A call exposes the called runbook's steps. One level is followed (a called
             // runbook's own calls are checked when it is); unreadable files allow anything.
@@ -159,9 +145,9 @@ pub(super) fn check_refs(
                 })
             }),
             "run" => parts.get(1).and_then(|n| {
-                (!RUN_FIELDS.contains(n)).then(|| {
+                (!RunFields::NAMES.contains(n)).then(|| {
                     (format!("`run.{n}` does not exist"),
-                     Some(format!("`run` has: {}", RUN_FIELDS.join(", "))),
+                     Some(format!("`run` has: {}", RunFields::NAMES.join(", "))),
                      "undefined-reference")
                 })
             }),
@@ -205,7 +191,7 @@ pub(super) fn check_refs(
                                 {
                                     // steps.<call>.<child step>.<name>
                                     match calls.get(*child) {
-                                        None if STEP_FIELDS.contains(child) => None,
+                                        None if StepField::of_every_step(child) => None,
                                         None => Some((
                                             format!("the runbook called by `{id}` has no step `{child}`"),
                                             Some(did_you_mean(child, calls.keys().map(String::as_str)).map_or_else(

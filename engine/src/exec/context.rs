@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use super::redact::MASK;
+use crate::template::namespace::StepField;
 
 /// Largest input value exported as a `RUNBOOK_INPUT_*` variable.
 pub const MAX_ENV_VALUE: usize = 100 * 1024;
@@ -119,8 +120,13 @@ impl RunContext {
         Value::Object(m)
     }
 
-    /// Sets `steps.<id>.<name>`.
-    pub fn set_step_field(&mut self, step: &str, name: &str, value: Value) {
+    /// Sets `steps.<id>.<field>`.
+    pub fn set_step_field(&mut self, step: &str, field: StepField, value: Value) {
+        self.set_step_entry(step, field.name(), value);
+    }
+
+    /// Sets `steps.<id>.<name>`: a capture, or a called runbook's step under its call step.
+    pub fn set_step_entry(&mut self, step: &str, name: &str, value: Value) {
         let entry = self
             .steps
             .entry(step.to_string())

@@ -17,6 +17,8 @@ mod who;
 
 #[cfg(test)]
 mod inprocess_tests;
+#[cfg(test)]
+mod namespace_tests;
 
 pub use error::SessionError;
 pub use prepare::{hostname, new_run_id};

@@ -5,6 +5,7 @@
 //! words or evaluated: rendering walks a JSON tree and replaces each template string by its
 //! result, so text that *looks* like a template inside an input value stays literal.
 
+pub mod namespace;
 mod nodata;
 mod url;
 use nodata::single_expression;

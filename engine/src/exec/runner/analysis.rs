@@ -13,6 +13,7 @@ use crate::exec::events::{Event, Phase, StepOutcome};
 use crate::exec::verdict::{self, Verdict};
 use crate::model::Step;
 use crate::spec::OnInconclusive;
+use crate::template::namespace::StepField;
 
 use super::evidence::readings_text;
 use super::{Frame, Runner, StepEnd};
@@ -185,10 +186,12 @@ impl Runner {
             result: bound(&result),
             interrupted: !ok && self.cancel.is_cancelled(),
         });
-        frame.ctx.set_step_field(&step.id, "result", bound(&result));
+        frame
+            .ctx
+            .set_step_field(&step.id, StepField::Result, bound(&result));
         frame.ctx.set_step_field(
             &step.id,
-            "outcome",
+            StepField::Outcome,
             json!(if ok { "succeeded" } else { "failed" }),
         );
         if self.cancel.is_cancelled() {

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::exec::context::RunContext;
 use crate::exec::events::{Phase, StepOutcome};
 use crate::model::{Runbook, Step};
+use crate::template::namespace::StepField;
 
 use super::{render_backends, Frame, Runner, StepEnd};
 
@@ -81,13 +82,13 @@ impl Runner {
         let (end, inner) = Box::pin(self.run_steps(&mut child_frame, phase)).await;
         // The caller sees the child's captures as `steps.<call id>.<child step>.<capture>`.
         for (k, v) in child_frame.ctx.steps {
-            frame.ctx.set_step_field(&step.id, &k, v);
+            frame.ctx.set_step_entry(&step.id, &k, v);
         }
         match end {
             StepEnd::Done => {
                 frame
                     .ctx
-                    .set_step_field(&step.id, "outcome", json!("succeeded"));
+                    .set_step_field(&step.id, StepField::Outcome, json!("succeeded"));
                 self.step_done(sid, phase, started, 1, StepOutcome::Succeeded, None, None);
                 StepEnd::Done
             }

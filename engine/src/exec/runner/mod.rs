@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::actions;
@@ -40,6 +40,7 @@ use crate::backends::{Backends, Progress};
 use crate::model::{Runbook, Undo};
 use crate::spec::{BackendSpec, RollbackStrategy};
 use crate::template;
+use crate::template::namespace::RunFields;
 
 /// Who runs, why, and with what.
 #[derive(Debug, Clone)]
@@ -118,6 +119,13 @@ enum StepEnd {
     Abandoned(String),
     NeedsAnswer(String),
     Interrupted,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: the real context of the last run on this thread, after its main steps
+    /// (`session::namespace_tests`).
+    pub(crate) static SEEN: std::cell::RefCell<Option<Value>> = const { std::cell::RefCell::new(None) };
 }
 
 pub struct Runner {
@@ -214,15 +222,15 @@ impl Runner {
             steps: Map::new(),
             tainted: Default::default(),
         };
-        ctx.run.insert("id".into(), json!(run_id));
-        ctx.run.insert("operator".into(), json!(cfg.operator));
-        ctx.run.insert(
-            "reason".into(),
-            json!(cfg.reason.clone().unwrap_or_default()),
-        );
-        ctx.run.insert("started_at".into(), json!(run_started_at));
-        ctx.run.insert("runbook".into(), json!(rb.name()));
-        ctx.run.insert("host".into(), json!(cfg.host));
+        ctx.run = RunFields {
+            id: run_id.clone(),
+            operator: cfg.operator.clone(),
+            reason: cfg.reason.clone().unwrap_or_default(),
+            started_at: run_started_at,
+            runbook: rb.name().to_string(),
+            host: cfg.host.clone(),
+        }
+        .to_map();
 
         if let Some(r) = &cfg.resume {
             self.emit(Event::RunResumed {
@@ -327,6 +335,8 @@ impl Runner {
             Some((end, at)) => (end, Some(at)),
             None => self.run_steps(&mut frame, Phase::Main).await,
         };
+        #[cfg(test)]
+        SEEN.with(|c| *c.borrow_mut() = Some(frame.ctx.real(None)));
         let strategy = rb.spec.rollback_strategy;
         let (end, failed_step) = match end {
             StepEnd::Done => {

@@ -12,6 +12,7 @@ use crate::exec::gate::{
 use crate::exec::resume::{ResumeState, Resumption};
 use crate::model::{ActionKind, Step};
 use crate::spec::Safety;
+use crate::template::namespace::StepField;
 
 use super::{Frame, ResumeAnswer, Resumed, Runner, StepEnd};
 
@@ -32,7 +33,7 @@ impl Runner {
         };
         let restore = |frame: &mut Frame, r: &ResumeState| {
             for (k, v) in r.fields.get(sid).cloned().unwrap_or_default() {
-                frame.ctx.set_step_field(&step.id, &k, v);
+                frame.ctx.set_step_entry(&step.id, &k, v);
             }
         };
         match r.resumption(sid) {
@@ -43,7 +44,7 @@ impl Runner {
                 restore(frame, r);
                 frame
                     .ctx
-                    .set_step_field(&step.id, "outcome", json!(outcome.as_str()));
+                    .set_step_field(&step.id, StepField::Outcome, json!(outcome.as_str()));
                 if r.answers.get(sid).map(String::as_str) == Some("skip")
                     && matches!(step.action.kind, ActionKind::Confirm(_))
                 {
@@ -78,7 +79,7 @@ impl Runner {
                 if ok {
                     frame
                         .ctx
-                        .set_step_field(&step.id, "outcome", json!("succeeded"));
+                        .set_step_field(&step.id, StepField::Outcome, json!("succeeded"));
                     if let Some(u) = &step.undo {
                         self.push_undo(sid, u, frame);
                     }
@@ -95,7 +96,7 @@ impl Runner {
                 } else {
                     frame
                         .ctx
-                        .set_step_field(&step.id, "outcome", json!("failed"));
+                        .set_step_field(&step.id, StepField::Outcome, json!("failed"));
                     Resumed::Settled(self.step_failed(
                         sid,
                         phase,
@@ -124,7 +125,7 @@ impl Runner {
                         // if it had any, were never journaled.
                         frame
                             .ctx
-                            .set_step_field(&step.id, "outcome", json!("succeeded"));
+                            .set_step_field(&step.id, StepField::Outcome, json!("succeeded"));
                         if let Some(u) = &step.undo {
                             self.push_undo(sid, u, frame);
                         }
@@ -143,7 +144,7 @@ impl Runner {
                     Ok(ResumeAnswer::Failed) => {
                         frame
                             .ctx
-                            .set_step_field(&step.id, "outcome", json!("failed"));
+                            .set_step_field(&step.id, StepField::Outcome, json!("failed"));
                         let now = self.clock.now();
                         Resumed::Settled(self.step_failed(
                             sid,

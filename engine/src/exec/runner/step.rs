@@ -13,6 +13,7 @@ use crate::exec::gate::{Answer, Decision, GateKind, GateRequest, ManualReply, Re
 use crate::exec::verdict::{self, Verdict};
 use crate::model::{ActionKind, Step, Undo};
 use crate::template;
+use crate::template::namespace::StepField;
 
 use super::attempts::evaluate;
 use super::evidence::{checks_verdict, failed_checks_message, observed_text};
@@ -67,7 +68,7 @@ impl Runner {
     ) -> StepEnd {
         frame
             .ctx
-            .set_step_field(&step.id, "outcome", json!(outcome.as_str()));
+            .set_step_field(&step.id, StepField::Outcome, json!(outcome.as_str()));
         self.step_done(sid, phase, started, 0, outcome, note, error.clone());
         match outcome {
             StepOutcome::Succeeded | StepOutcome::Skipped => StepEnd::Done,
@@ -118,7 +119,7 @@ impl Runner {
             });
             frame
                 .ctx
-                .set_step_field(&step.id, "outcome", json!("skipped"));
+                .set_step_field(&step.id, StepField::Outcome, json!("skipped"));
             return StepEnd::Done;
         }
         // 1. Guard.
@@ -144,7 +145,7 @@ impl Runner {
                     });
                     frame
                         .ctx
-                        .set_step_field(&step.id, "outcome", json!("skipped"));
+                        .set_step_field(&step.id, StepField::Outcome, json!("skipped"));
                     return StepEnd::Done;
                 }
                 // Neither running nor skipping is known to be right: fail closed.
@@ -353,7 +354,9 @@ impl Runner {
                 match (&step.action.kind, answer) {
                     (ActionKind::Confirm(_), Answer::Reply(r)) => {
                         let text = Answer::Reply(r).text();
-                        frame.ctx.set_step_field(&step.id, "answer", json!(text));
+                        frame
+                            .ctx
+                            .set_step_field(&step.id, StepField::Answer, json!(text));
                         Some(match r {
                             Reply::Yes => (StepOutcome::Succeeded, None, None),
                             Reply::Skip => {
@@ -370,7 +373,9 @@ impl Runner {
                     }
                     (ActionKind::Manual(_), Answer::Manual(m, note)) => {
                         if let Some(n) = &note {
-                            frame.ctx.set_step_field(&step.id, "note", json!(n));
+                            frame
+                                .ctx
+                                .set_step_field(&step.id, StepField::Note, json!(n));
                         }
                         Some(match m {
                             ManualReply::Done => (StepOutcome::Succeeded, note, None),
@@ -385,7 +390,9 @@ impl Runner {
                         })
                     }
                     (ActionKind::Input(_), Answer::Input(v)) => {
-                        frame.ctx.set_step_field(&step.id, "value", v.clone());
+                        frame
+                            .ctx
+                            .set_step_field(&step.id, StepField::Value, v.clone());
                         self.emit(Event::Capture {
                             step: sid.to_string(),
                             name: "value".into(),
@@ -462,7 +469,7 @@ impl Runner {
                 });
                 frame.ctx.set_step_field(
                     &step.id,
-                    "outcome",
+                    StepField::Outcome,
                     json!(if ok { "succeeded" } else { "failed" }),
                 );
                 if ok {
@@ -519,7 +526,7 @@ impl Runner {
         if let Some(hint) = self.needs_answer.take() {
             frame
                 .ctx
-                .set_step_field(&step.id, "outcome", json!("failed"));
+                .set_step_field(&step.id, StepField::Outcome, json!("failed"));
             self.step_done(
                 sid,
                 phase,
@@ -532,13 +539,15 @@ impl Runner {
             return StepEnd::NeedsAnswer(hint);
         }
         if let Some(r) = &last {
-            frame
-                .ctx
-                .set_step_field(&step.id, "result", self.emitter.redactor().value(&bound(r)));
+            frame.ctx.set_step_field(
+                &step.id,
+                StepField::Result,
+                self.emitter.redactor().value(&bound(r)),
+            );
         }
         frame
             .ctx
-            .set_step_field(&step.id, "attempts", json!(attempts));
+            .set_step_field(&step.id, StepField::Attempts, json!(attempts));
         // Captures derived from a secret show as `***` from now on.
         frame.ctx.tainted.extend(self.tainted_now.drain(..));
         if self.cancel.is_cancelled() {
@@ -560,13 +569,13 @@ impl Runner {
                 let ctx_v = frame.ctx.real_reading(Some(r), only.as_ref());
                 for (name, expr) in &step.spec.capture {
                     if let Ok(v) = template::eval(expr, &ctx_v) {
-                        frame.ctx.set_step_field(&step.id, name, v);
+                        frame.ctx.set_step_entry(&step.id, name, v);
                     }
                 }
             }
             frame
                 .ctx
-                .set_step_field(&step.id, "outcome", json!("succeeded"));
+                .set_step_field(&step.id, StepField::Outcome, json!("succeeded"));
             if let Some(u) = &step.undo {
                 self.push_undo(sid, u, frame);
             }
@@ -583,7 +592,7 @@ impl Runner {
         } else {
             frame
                 .ctx
-                .set_step_field(&step.id, "outcome", json!("failed"));
+                .set_step_field(&step.id, StepField::Outcome, json!("failed"));
             self.step_failed(
                 sid,
                 phase,
