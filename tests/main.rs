@@ -3,7 +3,9 @@
 //!
 //! Every module drives the real `runbook` binary (`common::runbook`, with a hang guard) against
 //! real components: loopback HTTP servers, child processes, and tests/env's Kubernetes API
-//! server, Compose and Prometheus (`backend_env`).
+//! server, Compose and Prometheus (`backend_env`). `common::Workdir` runs the binary in a
+//! directory of its own; `scenario::Scenario` sets up a built-in runbook's scenario against
+//! the real backends.
 
 // Shared helpers.
 mod backend_env;

@@ -141,6 +141,27 @@ impl Pty {
         }
     }
 
+    /// After a resume: the summary has a row for each of `steps` (the first session's too),
+    /// and the final line gives the whole run's outcome, since it first started.
+    fn assert_whole_run_summarised(&self, id: &str, steps: &[&str]) {
+        let screen = self.screen();
+        let table: Vec<&str> = screen
+            .lines()
+            .skip_while(|l| !l.starts_with("step "))
+            .collect();
+        for step in steps {
+            assert!(
+                table.iter().any(|l| l.starts_with(&format!("{step} "))),
+                "no row for {step}:\n{screen}"
+            );
+        }
+        assert!(
+            self.flat().contains(&format!("run {id} succeeded in"))
+                && self.flat().contains("since it first started"),
+            "{screen}"
+        );
+    }
+
     /// Waits for `needle` in the output, keeping every byte.
     fn until(&mut self, needle: &str) {
         let c = self
@@ -448,21 +469,7 @@ steps:
     assert!(screen.contains("▶ [4/4] four"), "{screen}");
     assert!(!screen.contains("[1/4]"), "{screen}");
     // The summary has the steps of the first session too.
-    let table: Vec<&str> = screen
-        .lines()
-        .skip_while(|l| !l.starts_with("step "))
-        .collect();
-    for step in ["one", "two", "approve", "four"] {
-        assert!(
-            table.iter().any(|l| l.starts_with(&format!("{step} "))),
-            "no row for {step}:\n{screen}"
-        );
-    }
-    assert!(
-        t.flat().contains(&format!("run {id} succeeded in"))
-            && t.flat().contains("since it first started"),
-        "{screen}"
-    );
+    t.assert_whole_run_summarised(&id, &["one", "two", "approve", "four"]);
 }
 
 /// Item 16: long lines wrap at word boundaries to the terminal's width; no spinner frame is
@@ -788,22 +795,11 @@ fn ctrl_c_in_training_prints_the_resume_command_and_the_resume_finishes_the_run(
         "{screen}"
     );
     assert!(!screen.contains("[1/14]"), "{screen}");
-    let table: Vec<&str> = screen
-        .lines()
-        .skip_while(|l| !l.starts_with("step "))
-        .collect();
-    for step in [
-        "current", "history", "approve", "undo", "rollout", "running", "record",
-    ] {
-        assert!(
-            table.iter().any(|l| l.starts_with(&format!("{step} "))),
-            "no row for {step}:\n{screen}"
-        );
-    }
-    assert!(
-        r.flat().contains(&format!("run {id} succeeded in"))
-            && r.flat().contains("since it first started"),
-        "{screen}"
+    r.assert_whole_run_summarised(
+        &id,
+        &[
+            "current", "history", "approve", "undo", "rollout", "running", "record",
+        ],
     );
     let evs = events(&journal);
     // The world was rebuilt, not changed again: the rollback happened once, and the version
