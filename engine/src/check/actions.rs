@@ -273,57 +273,25 @@ pub(super) fn check_action(
             ActionKind::Http(Box::new(typed_http))
         }
         "kubernetes" => {
-            let verbs: Vec<&'static str> = spec::KUBE_VERBS
-                .iter()
-                .copied()
-                .filter(|v| body.get(*v).is_some())
-                .collect();
-            if verbs.len() != 1 {
-                cx.key_err(
-                    ptr,
-                    format!(
-                        "a kubernetes action needs exactly one verb (found {})",
-                        verbs.len()
-                    ),
-                    "kubernetes",
-                )
-                .help = Some(format!("one of: {}", spec::KUBE_VERBS.join(", ")));
-                return None;
-            }
+            let verb = one_verb(cx, ptr, body, "kubernetes", spec::KUBE_VERBS)?;
             resolve_backend(cx, spec, ptr, "kubernetes", backend_name, false);
-            let args = crate::backends::KubeCall::from_args(verbs[0], &body[verbs[0]]).err();
-            if !literal_arg_error(cx, ptr, verbs[0], &body[verbs[0]], args, "kubernetes") {
+            let args = crate::backends::KubeCall::from_args(verb, &body[verb]).err();
+            if !literal_arg_error(cx, ptr, verb, &body[verb], args, "kubernetes") {
                 return None;
             }
             ActionKind::Kubernetes {
-                verb: crate::backends::KubeVerb::parse(verbs[0])?,
+                verb: crate::backends::KubeVerb::parse(verb)?,
             }
         }
         "compose" => {
-            let verbs: Vec<&'static str> = spec::COMPOSE_VERBS
-                .iter()
-                .copied()
-                .filter(|v| body.get(*v).is_some())
-                .collect();
-            if verbs.len() != 1 {
-                cx.key_err(
-                    ptr,
-                    format!(
-                        "a compose action needs exactly one verb (found {})",
-                        verbs.len()
-                    ),
-                    "compose",
-                )
-                .help = Some(format!("one of: {}", spec::COMPOSE_VERBS.join(", ")));
-                return None;
-            }
+            let verb = one_verb(cx, ptr, body, "compose", spec::COMPOSE_VERBS)?;
             resolve_backend(cx, spec, ptr, "compose", backend_name, false);
-            let args = crate::backends::ComposeCall::from_args(verbs[0], &body[verbs[0]]).err();
-            if !literal_arg_error(cx, ptr, verbs[0], &body[verbs[0]], args, "compose") {
+            let args = crate::backends::ComposeCall::from_args(verb, &body[verb]).err();
+            if !literal_arg_error(cx, ptr, verb, &body[verb], args, "compose") {
                 return None;
             }
             ActionKind::Compose {
-                verb: crate::backends::ComposeVerb::parse(verbs[0])?,
+                verb: crate::backends::ComposeVerb::parse(verb)?,
             }
         }
         "prometheus" => {
@@ -464,4 +432,33 @@ pub(super) fn check_action(
         backend,
         body: body.clone(),
     })
+}
+
+/// The one verb a `kubernetes` or `compose` action names (`field`), out of `verbs`; none or
+/// several is an error at the action, listing the verbs.
+fn one_verb(
+    cx: &mut Ctx,
+    ptr: &str,
+    body: &Value,
+    field: &'static str,
+    verbs: &[&'static str],
+) -> Option<&'static str> {
+    let named: Vec<&'static str> = verbs
+        .iter()
+        .copied()
+        .filter(|v| body.get(*v).is_some())
+        .collect();
+    if named.len() != 1 {
+        cx.key_err(
+            ptr,
+            format!(
+                "a {field} action needs exactly one verb (found {})",
+                named.len()
+            ),
+            field,
+        )
+        .help = Some(format!("one of: {}", verbs.join(", ")));
+        return None;
+    }
+    Some(named[0])
 }
