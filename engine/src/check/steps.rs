@@ -285,20 +285,7 @@ pub(super) fn check_step(
     }
 
     // Safety class.
-    let own = own_safety(&action);
-    let safety = match s.safety {
-        Some(declared)
-            if declared < own
-                && !matches!(action.kind, ActionKind::Shell(_) | ActionKind::Http(_)) =>
-        {
-            cx.err(&format!("{ptr}/safety"),
-                format!("`{}` is below the action's own class `{}`", declared.as_str(), own.as_str()), "safety")
-                .help = Some(format!("a step may raise its class, never lower it; remove `safety:` or use `{}` or higher", own.as_str()));
-            own
-        }
-        Some(declared) => declared,
-        None => own,
-    };
+    let safety = declared_safety(cx, ptr, s.safety, &action, ("action", "a step"));
 
     // Undo.
     let undo = match &s.undo {
@@ -472,20 +459,7 @@ pub(super) fn check_undo(
         .as_ref()
         .map(|r| check_retry(cx, &format!("{ptr}/retry"), r))
         .unwrap_or_default();
-    let own = own_safety(&action);
-    let safety = match u.safety {
-        Some(declared)
-            if declared < own
-                && !matches!(action.kind, ActionKind::Shell(_) | ActionKind::Http(_)) =>
-        {
-            cx.err(&format!("{ptr}/safety"),
-                format!("`{}` is below the undo action's own class `{}`", declared.as_str(), own.as_str()), "safety")
-                .help = Some(format!("an undo may raise its class, never lower it; remove `safety:` or use `{}` or higher", own.as_str()));
-            own
-        }
-        Some(declared) => declared,
-        None => own,
-    };
+    let safety = declared_safety(cx, ptr, u.safety, &action, ("undo action", "an undo"));
     Some(Undo {
         safety,
         title: u
@@ -496,4 +470,30 @@ pub(super) fn check_undo(
         timeout,
         retry,
     })
+}
+
+/// The safety class of a step or undo (`what`: how messages name its action and itself): the
+/// declared one, which may raise the action's own class but never lower it (except for shell
+/// and HTTP actions, whose own class is only a default); without one, the action's own.
+fn declared_safety(
+    cx: &mut Ctx,
+    ptr: &str,
+    declared: Option<Safety>,
+    action: &Action,
+    (action_name, holder): (&str, &str),
+) -> Safety {
+    let own = own_safety(action);
+    match declared {
+        Some(declared)
+            if declared < own
+                && !matches!(action.kind, ActionKind::Shell(_) | ActionKind::Http(_)) =>
+        {
+            cx.err(&format!("{ptr}/safety"),
+                format!("`{}` is below the {action_name}'s own class `{}`", declared.as_str(), own.as_str()), "safety")
+                .help = Some(format!("{holder} may raise its class, never lower it; remove `safety:` or use `{}` or higher", own.as_str()));
+            own
+        }
+        Some(declared) => declared,
+        None => own,
+    }
 }
