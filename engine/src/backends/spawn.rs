@@ -77,14 +77,23 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// The engine's own environment, read once: nothing in the engine changes it (no `set_var`),
+/// and every step's child starts from it.
+fn engine_environment() -> &'static [(OsString, OsString)] {
+    static ENV: std::sync::OnceLock<Vec<(OsString, OsString)>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| std::env::vars_os().collect())
+}
+
 /// The environment the child gets: the engine's, with the request's variables on top.
 fn environment(overrides: &[(String, String)]) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+    let mut env: Vec<(OsString, OsString)> = engine_environment()
+        .iter()
         .filter(|(k, _)| {
             !overrides
                 .iter()
                 .any(|(o, _)| OsStr::new(o) == k.as_os_str())
         })
+        .cloned()
         .collect();
     env.extend(
         overrides
