@@ -47,6 +47,7 @@ mod report_cli;
 mod report_html;
 mod report_secrets;
 mod report_snapshots;
+mod report_undo_safety;
 mod run_answers;
 mod run_exit;
 mod run_hostile;

@@ -237,6 +237,22 @@ impl ActionKind {
     }
 }
 
+/// The built-in safety class of a Kubernetes or Compose action named by its label
+/// (`kubernetes.delete`, `compose.up`): the class `check` gives the verb, which a declared
+/// `safety:` may raise but never lower. `None` for any other label (a shell or HTTP action's
+/// class is only a default a declaration may lower; a manual or wait action's may be raised)
+/// and for a verb it does not know.
+pub fn verb_safety(label: &str) -> Option<Safety> {
+    let (kind, verb) = label.split_once('.')?;
+    match kind {
+        "kubernetes" => crate::backends::KubeVerb::parse(verb)
+            .map(|v| crate::spec::kube_verb_safety(v.as_str())),
+        "compose" => crate::backends::ComposeVerb::parse(verb)
+            .map(|v| crate::spec::compose_verb_safety(v.as_str())),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Undo {
     pub title: String,

@@ -320,6 +320,7 @@ mod tests {
             step: "m1".into(),
             title: String::new(),
             action: "shell".into(),
+            safety: Some(crate::exec::events::Safety::Reversible),
             rendered: serde_json::Value::Null,
         }));
     }

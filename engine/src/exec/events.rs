@@ -425,6 +425,10 @@ pub enum Event {
         /// written before it was recorded.
         #[serde(default, skip_serializing_if = "String::is_empty")]
         action: String,
+        /// The undo's own safety class, as the runner gated it (`terminal` asks first);
+        /// absent in journals written before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        safety: Option<Safety>,
         rendered: Value,
     },
     UndoFinished {

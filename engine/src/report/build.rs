@@ -541,6 +541,45 @@ mod tests {
     }
 
     #[test]
+    fn an_undo_shows_its_journaled_class_or_what_the_journal_tells() {
+        use serde_json::json;
+        let undo = |step: &str, action: &str| {
+            json!({"event": "undo_started", "step": step, "title": format!("undo: {action}"),
+                   "action": action, "rendered": {}})
+        };
+        let mut recorded = undo("scale", "kubernetes.scale");
+        recorded["safety"] = "terminal".into();
+        let read = journal(&[
+            json!({"event": "run_started", "runbook": {"path": "rb.yaml", "name": "rb", "title": "RB",
+                   "sha256": "ab", "steps": []}, "inputs": {}, "operator": "ann", "host": "h",
+                   "engine_version": "0", "mode": "non-interactive"}),
+            recorded,
+            // Journals from before the class was recorded.
+            undo("del", "kubernetes.delete"),
+            undo("down", "compose.down"),
+            undo("up", "compose.up"),
+            undo("sh", "shell"),
+            json!({"event": "gate_asked", "step": "sh.undo", "gate": "terminal", "prompt": "Run it?"}),
+            json!({"event": "run_resumed", "operator": "bo", "forced": false}),
+            json!({"event": "gate_asked", "step": "sh.undo", "gate": "resume", "prompt": "Again?"}),
+            undo("sh", "shell"),
+            undo("web", "http"),
+        ]);
+        let r = build(&read, "j", Zone::Utc).unwrap();
+        let class = |id: &str| r.step(id).unwrap().safety.as_str();
+        // Recorded: as journaled, even above the verb's own class.
+        assert_eq!(class("scale.undo"), "terminal");
+        // A verb whose own class is terminal: no declaration lowers it.
+        assert_eq!(class("del.undo"), "terminal");
+        assert_eq!(class("down.undo"), "terminal");
+        // A lower verb class may have been raised by a declaration.
+        assert_eq!(class("up.undo"), "unknown");
+        // The terminal gate told it, before the resume too.
+        assert_eq!(class("sh.undo"), "terminal");
+        assert_eq!(class("web.undo"), "unknown");
+    }
+
+    #[test]
     fn nothing_to_report_is_an_error() {
         let read = crate::exec::journal::parse(b"not json\n");
         let e = build(&read, "x.jsonl", Zone::Utc).unwrap_err().to_string();

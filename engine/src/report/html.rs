@@ -370,8 +370,11 @@ fn step(h: &mut String, s: &StepReport) {
         let _ = writeln!(h, "<li><strong>{k}:</strong> {v}</li>");
     };
     let mut action = esc(&s.action);
-    if !s.safety.is_empty() {
-        action.push_str(&format!(", {}", esc(&s.safety)));
+    match s.safety.as_str() {
+        "" => {}
+        // An undo journaled before its class was recorded (report/steps.rs).
+        "unknown" => action.push_str(", safety class unknown"),
+        c => action.push_str(&format!(", {}", esc(c))),
     }
     if !s.summary.is_empty() {
         action.push_str(&format!(": <code>{}</code>", esc(&s.summary)));

@@ -81,6 +81,9 @@ pub struct StepSummary {
     pub title: String,
     pub phase: String,
     pub action: String,
+    /// `read-only`, `idempotent`, `reversible` or `terminal`; `unknown` for an undo journaled
+    /// before `undo_started` recorded its class (and not told by its action or a terminal
+    /// gate); empty for a step that never started.
     pub safety: String,
     pub outcome: StepState,
     pub started_at: Option<String>,

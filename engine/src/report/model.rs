@@ -182,6 +182,9 @@ pub struct StepReport {
     pub phase: String,
     /// `shell`, `http`, `kubernetes.set_image`, ...; empty for a step that never started.
     pub action: String,
+    /// `read-only`, `idempotent`, `reversible` or `terminal`; `unknown` for an undo journaled
+    /// before `undo_started` recorded its class (and not told by its action or a terminal
+    /// gate); empty for a step that never started.
     pub safety: String,
     pub state: StepState,
     pub started: Option<Stamp>,

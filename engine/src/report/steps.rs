@@ -9,7 +9,13 @@ use super::build::Builder;
 use super::model::*;
 use super::text::{self, duration, one_line, plural};
 use super::verify::Poll;
-use crate::exec::events::{AnswerVia, Event, Phase, SkipCause, StepOutcome};
+use crate::exec::events::{
+    AnswerVia, Event, Gate as JournalGate, Phase, Safety, SkipCause, StepOutcome,
+};
+use crate::model::verb_safety;
+
+/// The safety class of an undo that the journal does not tell.
+const UNKNOWN: &str = "unknown";
 
 impl Builder {
     pub(super) fn step_event(&mut self, t: DateTime<Utc>, event: &Event) {
@@ -79,6 +85,11 @@ impl Builder {
             Event::GateAsked { step, gate, prompt } => {
                 let asked = self.stamp(t);
                 let s = self.step_mut(step, "main");
+                // The runner asks the terminal gate of an undo only when its class is terminal:
+                // that tells the class of an undo journaled before `undo_started` recorded it.
+                if *gate == JournalGate::Terminal && s.phase == "undo" && s.safety == UNKNOWN {
+                    s.safety = Safety::Terminal.as_str().into();
+                }
                 s.gates.push(Gate {
                     kind: gate.to_string(),
                     prompt: prompt.clone(),
@@ -300,6 +311,7 @@ impl Builder {
                 step,
                 title,
                 action,
+                safety,
                 rendered,
             } => {
                 let id = format!("{step}.undo");
@@ -313,12 +325,22 @@ impl Builder {
                 } else {
                     action.clone()
                 };
-                s.safety = "reversible".into();
+                match safety {
+                    Some(c) => s.safety = c.as_str().into(),
+                    // Journals written before `undo_started` recorded the class (a resumed
+                    // undo keeps what its terminal gate told before the interruption).
+                    None if s.safety == Safety::Terminal.as_str() => {}
+                    None => s.safety = unrecorded_undo_safety(&s.action).into(),
+                }
                 s.state = StepState::InFlight;
                 s.summary = text::action_summary(&s.action, rendered);
                 (s.rendered, s.rendered_lang) = pretty(rendered);
                 s.started.get_or_insert(at);
-                let text = format!("Undo of `{step}` started — {title}");
+                let class = match safety {
+                    Some(c) => format!(" ({}, {c})", s.action),
+                    None => String::new(),
+                };
+                let text = format!("Undo of `{step}` started — {title}{class}");
                 self.line(t, "undo", "info", Some(&id), text);
             }
             Event::UndoFinished {
@@ -442,7 +464,18 @@ fn pretty(v: &Value) -> (String, String) {
     }
 }
 
-/// `undo_started` carries no action kind: an untitled undo is called `undo: <kind>`, and
+/// The class of an undo journaled without it, from its action the way `check` gives it: a
+/// Kubernetes or Compose verb that is terminal is terminal whatever was declared (a declaration
+/// never lowers a verb's class); any other class may have been raised (or, for shell and HTTP,
+/// lowered) by the runbook, which the journal does not hold: unknown, never a guess.
+fn unrecorded_undo_safety(action: &str) -> &'static str {
+    match verb_safety(action) {
+        Some(Safety::Terminal) => Safety::Terminal.as_str(),
+        _ => UNKNOWN,
+    }
+}
+
+/// Journals written before `undo_started` recorded the action kind: an untitled undo is called `undo: <kind>`, and
 /// otherwise the rendered body's keys tell the common kinds apart.
 fn action_of(title: &str, rendered: &Value) -> String {
     if let Some(kind) = title.strip_prefix("undo: ") {

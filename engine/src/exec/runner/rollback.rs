@@ -84,6 +84,7 @@ impl Runner {
                         step: entry.step.clone(),
                         title: entry.undo.title.clone(),
                         action: entry.undo.action.kind.label(),
+                        safety: Some(entry.undo.safety),
                         rendered: Value::Null,
                     });
                     self.emit(Event::UndoFinished {
@@ -99,6 +100,7 @@ impl Runner {
                 step: entry.step.clone(),
                 title: entry.undo.title.clone(),
                 action: entry.undo.action.kind.label(),
+                safety: Some(entry.undo.safety),
                 rendered: rendered.display.clone(),
             });
             // A terminal undo: the same gate as a terminal step.
