@@ -5,6 +5,8 @@ pub mod clock;
 pub mod context;
 pub mod emitter;
 pub mod events;
+#[cfg(test)]
+mod events_docs;
 pub mod gate;
 pub mod host;
 pub mod journal;
