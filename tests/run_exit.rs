@@ -1,7 +1,8 @@
 //! Exit codes of a run that cannot start (README, "Exit codes"): a journal that cannot be
 //! created is 5, not 1 ("a step failed"), and nothing runs; the same for a training run, which
-//! goes through the same session layer. A runtime that cannot start is 6: the engine is run
-//! with too few file descriptors for tokio's I/O driver and signal pipe.
+//! goes through the same session layer, and for a `resume` whose journal cannot be reopened or
+//! whose run lock is held (or cannot be taken). A runtime that cannot start is 6: the engine is
+//! run with too few file descriptors for tokio's I/O driver and signal pipe.
 
 use crate::common;
 
@@ -240,4 +241,161 @@ fn each_error_exits_with_its_code_from_the_one_table_printed_once() {
         assert_eq!(errors.len(), 1, "{args:?} prints its error once: {err}");
         assert!(errors[0].contains(says), "{args:?}: {err}");
     }
+}
+
+/// A run that stopped at a gate (exit 4), resumable: `approve` needs an answer, then `touch`
+/// marks that the resume ran a step.
+const GATED: &str = r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: gated, title: Gated marker }
+steps:
+  - id: approve
+    confirm: { prompt: "Go on?" }
+  - id: touch
+    shell: { argv: ["touch", "ran"] }
+    safety: read-only
+"#;
+
+/// Stops a run of `GATED` at its gate; returns (run id, its journal's path).
+fn stopped_run(dir: &Path) -> (String, std::path::PathBuf) {
+    std::fs::write(dir.join("rb.yaml"), GATED).unwrap();
+    let (code, err) = fails(
+        dir,
+        &[
+            "run",
+            "rb.yaml",
+            "--non-interactive",
+            "--journal-dir",
+            "runs",
+        ],
+    );
+    assert_eq!(code, Some(4), "the run stops at `approve`: {err}");
+    let journal = journal_path(&dir.join("runs"));
+    (run_id(&events(&journal)), journal)
+}
+
+/// `runbook resume ID --answer approve=yes` in `dir`: (exit code, stderr).
+fn resume(dir: &Path, id: &str) -> (Option<i32>, String) {
+    fails(
+        dir,
+        &[
+            "resume",
+            id,
+            "--non-interactive",
+            "--journal-dir",
+            "runs",
+            "--answer",
+            "approve=yes",
+        ],
+    )
+}
+
+/// A resume refused with exit 5: said once, nothing journaled, nothing run.
+fn refused_with_5(dir: &Path, id: &str, journal: &Path, says: &str) {
+    let before = std::fs::read(journal).unwrap();
+    let (code, err) = resume(dir, id);
+    assert_eq!(code, Some(5), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "printed once: {err}");
+    assert!(errors[0].contains(says), "{err}");
+    assert_eq!(
+        std::fs::read(journal).unwrap(),
+        before,
+        "the journal changed"
+    );
+    assert!(!dir.join("ran").exists(), "a step ran: {err}");
+}
+
+/// The journal can be read but not opened for writing, even by root: `chattr +a` (append-only
+/// refuses the read-write open that `resume` makes to cut a torn last line) as root, a
+/// read-only mode otherwise. Undone when dropped (an append-only file cannot be removed).
+struct Unwritable(std::path::PathBuf);
+
+impl Unwritable {
+    fn new(path: &Path) -> Option<Unwritable> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let ok = Command::new("chattr")
+                .arg("+a")
+                .arg(path)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return None;
+            }
+        } else {
+            let mut p = std::fs::metadata(path).unwrap().permissions();
+            p.set_readonly(true);
+            std::fs::set_permissions(path, p).unwrap();
+        }
+        Some(Unwritable(path.to_path_buf()))
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-a").arg(&self.0).status();
+        if let Ok(m) = std::fs::metadata(&self.0) {
+            let mut p = m.permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            p.set_readonly(false);
+            let _ = std::fs::set_permissions(&self.0, p);
+        }
+    }
+}
+
+#[test]
+fn a_resume_whose_journal_cannot_be_reopened_exits_5_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (id, journal) = stopped_run(d);
+    let Some(guard) = Unwritable::new(&journal) else {
+        skip_or_fail(
+            "chattr +a does not work here (a filesystem without it, or no CAP_LINUX_IMMUTABLE)",
+        );
+        return;
+    };
+    refused_with_5(
+        d,
+        &id,
+        &journal,
+        &format!(
+            "cannot append to {}",
+            journal.strip_prefix(d).unwrap().display()
+        ),
+    );
+    drop(guard);
+    // The same resume goes through once the journal can be written: the 5 was the journal's.
+    let (code, err) = resume(d, &id);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(d.join("ran").exists());
+}
+
+#[test]
+fn a_resume_whose_run_lock_is_held_or_cannot_be_taken_exits_5_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (id, journal) = stopped_run(d);
+    let lock = journal.with_file_name("lock");
+
+    // Held by another live process (this one), as a running `run` or `resume` holds it.
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&lock)
+        .unwrap();
+    held.try_lock().unwrap();
+    refused_with_5(d, &id, &journal, "the run is held by");
+    drop(held);
+
+    // A lock that cannot be taken at all: its file is a directory.
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
+    refused_with_5(d, &id, &journal, "cannot open the run's lock");
+    std::fs::remove_dir(&lock).unwrap();
+
+    // Free again: the same resume goes through.
+    let (code, err) = resume(d, &id);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(d.join("ran").exists());
 }

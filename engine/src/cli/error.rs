@@ -51,7 +51,6 @@ impl Error {
                 | SessionError::Secrets(_)
                 | SessionError::Identity(_)
                 | SessionError::NoRun(_)
-                | SessionError::Busy { .. }
                 | SessionError::Journal(_)
                 | SessionError::NotResumable { .. }
                 | SessionError::Changed { .. } => exit::INVALID,
@@ -60,7 +59,10 @@ impl Error {
                 SessionError::JournalCreate { .. }
                 | SessionError::JournalReopen { .. }
                 | SessionError::DrillJournal(_)
-                | SessionError::Lock(_) => exit::JOURNAL,
+                | SessionError::Lock(_)
+                // The run's lock is held by another process (or cannot be taken): the journal
+                // cannot be locked, nothing was run.
+                | SessionError::Busy { .. } => exit::JOURNAL,
             },
             Error::Report(e) => match e {
                 ReportError::Write { .. } => exit::FAILED,
