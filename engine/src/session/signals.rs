@@ -20,42 +20,68 @@ pub fn run_cancel() -> CancellationToken {
 }
 
 /// Installs the handling described at [`run_cancel`] (use that: it installs it once).
+///
+/// The handling runs on a thread of its own, with its own small runtime: the run's runtime
+/// has one thread (see `cli::runtime`), and that thread may be blocked in a prompt or a
+/// debug build's pause hook when a signal arrives; a signal must be acted on then too. The
+/// signals are registered before this returns, so none sent after it is missed.
 pub fn install_signals(cancel: CancellationToken) {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<bool>();
+    let spawned = std::thread::Builder::new()
+        .name("runbook-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                let _ = ready_tx.send(false);
+                return;
+            };
+            rt.block_on(handle_signals(cancel, ready_tx));
+        });
+    if spawned.is_ok() {
+        // false (or a dropped sender): the handling could not be installed, as when tokio
+        // cannot register a signal; the run goes on without it.
+        let _ = ready_rx.recv();
+    }
+}
+
+async fn handle_signals(cancel: CancellationToken, ready: std::sync::mpsc::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
     ) else {
+        let _ = ready.send(false);
         return;
     };
-    tokio::spawn(async move {
-        let mut count = 0;
-        loop {
-            tokio::select! {
-                _ = int.recv() => {},
-                _ = term.recv() => {},
-                _ = hup.recv() => {},
-            }
-            count += 1;
-            match count {
-                1 => {
-                    eprintln!("\ninterrupting: stopping the running step (press Ctrl-C again to exit at once)");
-                    cancel.cancel();
-                }
-                2 => {
-                    eprintln!("\nexiting now: killing the running step's process group; the journal is intact and the run can be resumed");
-                    cancel.cancel();
-                    crate::backends::shell::kill_running_groups();
-                    // The run records its end as soon as the killed step returns; if something
-                    // else holds it up, do not wait for it.
-                    std::thread::spawn(|| {
-                        std::thread::sleep(std::time::Duration::from_secs(2));
-                        std::process::exit(exit::INTERRUPTED);
-                    });
-                }
-                _ => std::process::exit(exit::INTERRUPTED),
-            }
+    let _ = ready.send(true);
+    let mut count = 0;
+    loop {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+            _ = hup.recv() => {},
         }
-    });
+        count += 1;
+        match count {
+            1 => {
+                eprintln!("\ninterrupting: stopping the running step (press Ctrl-C again to exit at once)");
+                cancel.cancel();
+            }
+            2 => {
+                eprintln!("\nexiting now: killing the running step's process group; the journal is intact and the run can be resumed");
+                cancel.cancel();
+                crate::backends::shell::kill_running_groups();
+                // The run records its end as soon as the killed step returns; if something
+                // else holds it up, do not wait for it.
+                std::thread::spawn(|| {
+                    std::thread::sleep(std::time::Duration::from_secs(2));
+                    std::process::exit(exit::INTERRUPTED);
+                });
+            }
+            _ => std::process::exit(exit::INTERRUPTED),
+        }
+    }
 }
