@@ -33,6 +33,9 @@ use tokio::net::unix::pipe;
 /// leader, as `kill_on_drop` does) and reaps it in the background, so no zombie is left.
 pub struct SessionChild {
     pid: libc::pid_t,
+    /// Its start time in clock ticks since boot, when known without `/proc` (see
+    /// [`boot_ticks`]).
+    start_ticks: Option<u64>,
     /// Readable when the process has exited (`pidfd_open`, Linux 5.3 and later).
     pidfd: Option<AsyncFd<OwnedFd>>,
     status: Option<ExitStatus>,
@@ -78,29 +81,68 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// The engine's own environment, read once: nothing in the engine changes it (no `set_var`),
-/// and every step's child starts from it.
-fn engine_environment() -> &'static [(OsString, OsString)] {
-    static ENV: std::sync::OnceLock<Vec<(OsString, OsString)>> = std::sync::OnceLock::new();
-    ENV.get_or_init(|| std::env::vars_os().collect())
+/// and every step's child starts from it. Each entry is kept with its `NAME=value` string
+/// ready for `execve`, so that starting a step copies none of it.
+fn engine_environment() -> &'static [(OsString, CString)] {
+    static ENV: std::sync::OnceLock<Vec<(OsString, CString)>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.clone().into_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                // The OS never hands out a variable holding a NUL byte.
+                CString::new(kv).ok().map(|c| (k, c))
+            })
+            .collect()
+    })
 }
 
-/// The environment the child gets: the engine's, with the request's variables on top.
-fn environment(overrides: &[(String, String)]) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = engine_environment()
-        .iter()
-        .filter(|(k, _)| {
-            !overrides
-                .iter()
-                .any(|(o, _)| OsStr::new(o) == k.as_os_str())
-        })
-        .cloned()
-        .collect();
-    env.extend(
-        overrides
+/// The environment the child gets: the engine's, with the request's variables on top (a
+/// request's variable replaces the engine's of the same name). The `NAME=value` strings of
+/// the request are built here; the engine's are borrowed.
+struct ChildEnv {
+    overrides: Vec<CString>,
+    /// `PATH` as the child will have it.
+    path: Option<OsString>,
+}
+
+impl ChildEnv {
+    fn new(overrides: &[(String, String)]) -> io::Result<ChildEnv> {
+        let built = overrides
             .iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-    );
-    env
+            .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
+            .collect::<io::Result<Vec<_>>>()?;
+        let path = overrides
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| OsString::from(v))
+            .or_else(|| {
+                engine_environment()
+                    .iter()
+                    .find(|(k, _)| k.as_os_str() == "PATH")
+                    .map(|(_, kv)| OsStr::from_bytes(&kv.as_bytes()[5..]).to_os_string())
+            });
+        Ok(ChildEnv {
+            overrides: built,
+            path,
+        })
+    }
+
+    /// The `envp` array (without its terminating null pointer).
+    fn pointers(&self, overrides: &[(String, String)]) -> Vec<*mut libc::c_char> {
+        let mut p: Vec<*mut libc::c_char> = engine_environment()
+            .iter()
+            .filter(|(k, _)| {
+                !overrides
+                    .iter()
+                    .any(|(o, _)| OsStr::new(o) == k.as_os_str())
+            })
+            .map(|(_, kv)| kv.as_ptr() as *mut _)
+            .collect();
+        p.extend(self.overrides.iter().map(|c| c.as_ptr() as *mut _));
+        p
+    }
 }
 
 /// The file `execvp` would run for `program`: itself when it holds a `/`, else the first
@@ -180,12 +222,8 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 
 /// Starts `req` as the leader of a new session, with its output piped back.
 pub fn spawn_session(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
-    let env = environment(req.env);
-    let path_var = env
-        .iter()
-        .find(|(k, _)| k.as_os_str() == "PATH")
-        .map(|(_, v)| v.as_os_str());
-    let Some(file) = resolve(req.program, path_var, req.cwd) else {
+    let env = ChildEnv::new(req.env)?;
+    let Some(file) = resolve(req.program, env.path.as_deref(), req.cwd) else {
         return Err(io::Error::from_raw_os_error(libc::ENOENT));
     };
 
@@ -245,21 +283,13 @@ pub fn spawn_session(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
         }
     }
 
-    let envp: Vec<CString> = env
-        .iter()
-        .map(|(k, v)| {
-            let mut kv = k.clone().into_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            cstring(&kv)
-        })
-        .collect::<io::Result<_>>()?;
+    let envp = env.pointers(req.env);
     let file_c = cstring(file.as_os_str().as_bytes())?;
     let mut argv: Vec<CString> = vec![cstring(req.program.as_bytes())?];
     for arg in req.args {
         argv.push(cstring(arg.as_bytes())?);
     }
-    let pid = match posix_spawn(&a, &file_c, &argv, &envp) {
+    let (pid, start_ticks) = match posix_spawn(&a, &file_c, &argv, &envp) {
         Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
             // Not an executable format: run it as a shell script, as execvp does.
             let mut sh_argv = vec![cstring(b"/bin/sh")?, file_c.clone()];
@@ -271,7 +301,8 @@ pub fn spawn_session(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     drop(a);
     // The child's ends now live in the child only.
     drop((out_w, err_w));
-    let child = SessionChild::new(pid);
+    let mut child = SessionChild::new(pid);
+    child.start_ticks = start_ticks;
     // The parent's ends, non-blocking, on the runtime's reactor.
     let stdin = stdin
         .map(|(r, w)| {
@@ -282,22 +313,36 @@ pub fn spawn_session(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     Ok(Spawned {
         child,
         stdin,
-        stdout: pipe::Receiver::from_owned_fd(out_r)?,
-        stderr: pipe::Receiver::from_owned_fd(err_r)?,
+        stdout: receiver(out_r)?,
+        stderr: receiver(err_r)?,
     })
+}
+
+/// Starts the child; its pid, and its start time in clock ticks when [`boot_ticks`] could
+/// tell it without reading `/proc`.
+/// The read end of a pipe made by [`pipe`], non-blocking, on the runtime's reactor. A fresh
+/// pipe's end has no status flag but its access mode, so setting `O_NONBLOCK` needs no read
+/// of the flags first, and tokio need not check what it is given.
+fn receiver(fd: OwnedFd) -> io::Result<pipe::Receiver> {
+    // SAFETY: fcntl on a descriptor we own.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    pipe::Receiver::from_owned_fd_unchecked(fd)
 }
 
 fn posix_spawn(
     a: &Attrs,
     file: &std::ffi::CStr,
     argv: &[CString],
-    envp: &[CString],
-) -> io::Result<libc::pid_t> {
+    envp: &[*mut libc::c_char],
+) -> io::Result<(libc::pid_t, Option<u64>)> {
     let mut argv_p: Vec<*mut libc::c_char> = argv.iter().map(|s| s.as_ptr() as *mut _).collect();
     argv_p.push(std::ptr::null_mut());
-    let mut envp_p: Vec<*mut libc::c_char> = envp.iter().map(|s| s.as_ptr() as *mut _).collect();
+    let mut envp_p: Vec<*mut libc::c_char> = envp.to_vec();
     envp_p.push(std::ptr::null_mut());
     let mut pid: libc::pid_t = 0;
+    let before = boot_ticks();
     // SAFETY: all pointers are valid and NUL-terminated for the duration of the call; the
     // arrays end with a null pointer; the attribute objects are initialised.
     check(unsafe {
@@ -310,7 +355,40 @@ fn posix_spawn(
             envp_p.as_ptr(),
         )
     })?;
-    Ok(pid)
+    let after = boot_ticks();
+    let start_ticks = match (before, after) {
+        (Some(b), Some(a)) if a == b => Some(b),
+        _ => None,
+    };
+    Ok((pid, start_ticks))
+}
+
+/// `CLOCK_BOOTTIME` in the clock ticks `/proc/<pid>/stat` counts a process's start time in
+/// (`sysconf(_SC_CLK_TCK)`, 100 a second), computed as the kernel does (`nsec_to_clock_t`).
+///
+/// The kernel stamps a child's start time with the same clock while it creates it, inside
+/// `posix_spawn`; when the clock reads the same tick before and after the call, that tick is
+/// the child's start time, which spares reading `/proc/<pid>/stat` while the child is being
+/// loaded (that read takes the child's memory-map lock, and made every step wait for it).
+/// A tick boundary falls inside the call about once in a hundred steps: then the caller reads
+/// `/proc` as before.
+fn boot_ticks() -> Option<u64> {
+    static HZ: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    // SAFETY: sysconf reads a constant of the process.
+    let hz = *HZ.get_or_init(|| unsafe { libc::sysconf(libc::_SC_CLK_TCK) });
+    if hz <= 0 || 1_000_000_000 % hz != 0 {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    Some(ns / (1_000_000_000 / hz as u64))
 }
 
 impl SessionChild {
@@ -324,15 +402,14 @@ impl SessionChild {
             .then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
             .filter(|_| in_runtime)
             .and_then(|fd| {
-                // pidfds are not close-on-exec by default on older kernels.
-                // SAFETY: fcntl on a descriptor we own.
-                unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+                // pidfd_open always makes its descriptor close-on-exec.
                 // SAFETY: the AsyncFd owns the OwnedFd, which keeps the descriptor open and
                 // returns the same number until it is dropped with the AsyncFd.
                 unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.ok()
             });
         SessionChild {
             pid,
+            start_ticks: None,
             pidfd,
             status: None,
         }
@@ -341,6 +418,12 @@ impl SessionChild {
     /// The process id (also its process group and session id).
     pub fn id(&self) -> u32 {
         self.pid as u32
+    }
+
+    /// Its start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`), when it was
+    /// known at its start without reading `/proc`.
+    pub fn start_ticks(&self) -> Option<u64> {
+        self.start_ticks
     }
 
     /// Reaps the process if it has exited.
@@ -476,6 +559,70 @@ mod tests {
             std::fs::remove_dir_all(&dir).unwrap();
             assert!(status.success());
             assert_eq!(out, "from a plain script arg\n");
+        });
+    }
+
+    #[test]
+    fn a_start_time_known_without_proc_is_the_one_proc_gives() {
+        rt().block_on(async {
+            let args = vec!["5".to_string()];
+            let mut known = 0;
+            for _ in 0..40 {
+                let mut s = spawn_session(&SpawnRequest {
+                    program: "sleep",
+                    args: &args,
+                    env: &[],
+                    cwd: None,
+                    stdin: false,
+                })
+                .unwrap();
+                let pid = s.child.id();
+                let from_proc = crate::backends::shell::start_ticks(pid);
+                if let Some(t) = s.child.start_ticks() {
+                    known += 1;
+                    assert_eq!(Some(t), from_proc, "pid {pid}");
+                }
+                // SAFETY: our own child.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                let _ = s.child.wait().await;
+            }
+            // A tick boundary inside posix_spawn is rare: most starts are known.
+            assert!(known > 0, "no start time was known without /proc");
+        });
+    }
+
+    #[test]
+    fn the_requests_variables_replace_the_engines_and_path_is_the_childs() {
+        rt().block_on(async {
+            // HOME is the engine's; the request replaces it, adds one, and gives a PATH in
+            // which `sh` is found.
+            let args: Vec<String> = vec!["-c".into(), "echo \"$HOME|$RB_X|$PATH\"".into()];
+            let env = vec![
+                ("HOME".to_string(), "/nowhere".to_string()),
+                ("RB_X".to_string(), "x=1".to_string()),
+                ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+            ];
+            let (status, out, _, _) = run(SpawnRequest {
+                program: "sh",
+                args: &args,
+                env: &env,
+                cwd: None,
+                stdin: false,
+            })
+            .await;
+            assert!(status.success());
+            assert_eq!(out, "/nowhere|x=1|/usr/bin:/bin\n");
+            let unset = vec![("PATH".to_string(), "/surely/not/here".to_string())];
+            let e = spawn_session(&SpawnRequest {
+                program: "sh",
+                args: &[],
+                env: &unset,
+                cwd: None,
+                stdin: false,
+            })
+            .err()
+            .expect("sh is not in the child's PATH");
+            assert_eq!(e.kind(), io::ErrorKind::NotFound);
         });
     }
 
