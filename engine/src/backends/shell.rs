@@ -238,14 +238,21 @@ impl ShellBackend for ProcessShell {
                 let _ = stdin.write_all(input.as_bytes()).await;
             });
         }
-        let out = tokio::spawn(pump(spawned.stdout, "stdout", ctx.clone()));
-        let err = tokio::spawn(pump(spawned.stderr, "stderr", ctx.clone()));
+        let mut pumps = Pumps {
+            out: Pump::Running(Box::pin(pump(spawned.stdout, "stdout", ctx.clone()))),
+            err: Pump::Running(Box::pin(pump(spawned.stderr, "stderr", ctx.clone()))),
+        };
 
-        let deadline = ctx.remaining();
-        let waited = tokio::select! {
-            status = child.wait() => Some(status),
-            _ = ctx.cancel.cancelled() => None,
-            _ = sleep_opt(deadline) => None,
+        let deadline = sleep_opt(ctx.remaining());
+        tokio::pin!(deadline);
+        let waited = loop {
+            tokio::select! {
+                status = child.wait() => break Some(status),
+                _ = ctx.cancel.cancelled() => break None,
+                _ = &mut deadline => break None,
+                // The output ended before the process did: go on waiting for it.
+                _ = pumps.all(), if !pumps.done() => {}
+            }
         };
         let status = match waited {
             Some(s) => s.map_err(|e| {
@@ -256,8 +263,8 @@ impl ShellBackend for ProcessShell {
                 let ran = started.elapsed();
                 kill_group(pgid).await;
                 let _ = child.wait().await;
-                let stdout = collect(out).await;
-                let stderr = collect(err).await;
+                pumps.all().await;
+                let (stdout, stderr) = (pumps.out.take(), pumps.err.take());
                 let r = result(None, &stdout, &stderr, started);
                 let (kind, msg) = if ctx.cancel.is_cancelled() {
                     (
@@ -280,8 +287,10 @@ impl ShellBackend for ProcessShell {
         guard.release();
         // Output readers finish when every holder of the pipes is gone;
         // give background children a moment, then stop waiting for them.
-        let stdout = collect_within(out, Duration::from_secs(2)).await;
-        let stderr = collect_within(err, Duration::from_secs(2)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), pumps.stream(Stream::Out)).await;
+        let stdout = pumps.out.take();
+        let _ = tokio::time::timeout(Duration::from_secs(2), pumps.stream(Stream::Err)).await;
+        let stderr = pumps.err.take();
         let code = status.code();
         let r = result(code, &stdout, &stderr, started);
         let allowed = if req.expect_exit.is_empty() {
@@ -317,21 +326,83 @@ async fn sleep_opt(d: Option<Duration>) {
     }
 }
 
-async fn collect(h: tokio::task::JoinHandle<Tail>) -> Tail {
-    h.await.unwrap_or_default()
+/// A stream's pump: running, or done with the stream's tail.
+enum Pump<'a> {
+    Running(std::pin::Pin<Box<dyn std::future::Future<Output = Tail> + Send + 'a>>),
+    Done(Tail),
 }
 
-async fn collect_within(h: tokio::task::JoinHandle<Tail>, d: Duration) -> Tail {
-    let abort = h.abort_handle();
-    match tokio::time::timeout(d, h).await {
-        Ok(t) => t.unwrap_or_default(),
-        Err(_) => {
-            abort.abort();
-            Tail {
-                buf: b"[output still open after the command exited; not read further]\n".to_vec(),
-                dropped: 0,
+impl Pump<'_> {
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        use std::task::Poll;
+        if let Pump::Running(f) = self {
+            match f.as_mut().poll(cx) {
+                Poll::Ready(tail) => *self = Pump::Done(tail),
+                Poll::Pending => return Poll::Pending,
             }
         }
+        Poll::Ready(())
+    }
+
+    /// The tail read; for a stream still open (held by a background child after the
+    /// process exited), a note saying it was not read further. Stops the pump.
+    fn take(&mut self) -> Tail {
+        match std::mem::replace(self, Pump::Done(Tail::default())) {
+            Pump::Done(t) => t,
+            Pump::Running(_) => Tail {
+                buf: b"[output still open after the command exited; not read further]\n".to_vec(),
+                dropped: 0,
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Stream {
+    Out,
+    Err,
+}
+
+/// The two output pumps of a running process, polled inside the step's own task together
+/// with its wait (not spawned as tasks of their own): the process's exit and the end of its
+/// output are then handled in one turn of the runtime instead of three. Every future here is
+/// cancel-safe: the pumps' state lives in this struct, so a `select!` that drops `all` or
+/// `stream` loses nothing.
+struct Pumps<'a> {
+    out: Pump<'a>,
+    err: Pump<'a>,
+}
+
+impl Pumps<'_> {
+    fn done(&self) -> bool {
+        matches!((&self.out, &self.err), (Pump::Done(_), Pump::Done(_)))
+    }
+
+    /// Until both streams have ended.
+    async fn all(&mut self) {
+        std::future::poll_fn(|cx| {
+            let out = self.out.poll(cx);
+            let err = self.err.poll(cx);
+            if out.is_ready() && err.is_ready() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Until one stream has ended (both are read meanwhile).
+    async fn stream(&mut self, which: Stream) {
+        std::future::poll_fn(|cx| {
+            let out = self.out.poll(cx);
+            let err = self.err.poll(cx);
+            match which {
+                Stream::Out => out,
+                Stream::Err => err,
+            }
+        })
+        .await
     }
 }
 
@@ -460,5 +531,87 @@ pub fn journaled_group_alive(pgid: u32, leader_start: Option<u64>) -> bool {
 pub async fn kill_journaled_group(pgid: u32) {
     if pgid > 0 && pgid <= i32::MAX as u32 {
         kill_group(pgid as i32).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::backends::NoProgress;
+    use crate::exec::clock::SystemClock;
+
+    fn ctx(timeout: Option<Duration>) -> CallCtx {
+        let clock = Arc::new(SystemClock);
+        CallCtx {
+            step: "s".into(),
+            attempt: 1,
+            deadline: timeout.map(|t| {
+                crate::exec::clock::Clock::now(&*clock) + chrono::Duration::from_std(t).unwrap()
+            }),
+            clock,
+            cancel: CancellationToken::new(),
+            progress: Arc::new(NoProgress),
+            run_dir: std::env::temp_dir(),
+            base_dir: std::env::temp_dir(),
+            spawned: None,
+        }
+    }
+
+    fn script(s: &str) -> ShellRequest {
+        ShellRequest {
+            argv: vec!["sh".into(), "-c".into(), s.into()],
+            ..ShellRequest::default()
+        }
+    }
+
+    fn run(req: ShellRequest, ctx: CallCtx) -> Result<Output, ActionError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async { ProcessShell.run(&req, &ctx).await })
+    }
+
+    #[test]
+    fn output_closed_before_the_process_ends_does_not_end_the_wait() {
+        // Both streams end first; the exit code still comes from the process's own end.
+        let e = run(
+            script("echo out; echo err >&2; exec >&- 2>&-; sleep 0.3; exit 4"),
+            ctx(None),
+        )
+        .err()
+        .expect("exit 4 is a failure");
+        let r = e.result.expect("the failure carries the result");
+        assert_eq!(r["exit_code"], 4, "{r}");
+        assert_eq!(r["stdout"], "out\n", "{r}");
+        assert_eq!(r["stderr"], "err\n", "{r}");
+    }
+
+    #[test]
+    fn output_held_open_by_a_background_child_is_not_waited_for_past_its_moment() {
+        // The leader exits at once; its background child keeps both streams open for 8 s.
+        let out = run(script("sleep 8 & echo started"), ctx(None)).expect("exit 0");
+        assert_eq!(out.result["exit_code"], 0, "{}", out.result);
+        let note = "[output still open after the command exited; not read further]\n";
+        assert_eq!(out.result["stdout"], note, "{}", out.result);
+        assert_eq!(out.result["stderr"], note, "{}", out.result);
+    }
+
+    #[test]
+    fn a_timeout_kills_the_group_and_keeps_what_it_printed() {
+        let e = run(
+            script("echo before; sleep 30"),
+            ctx(Some(Duration::from_millis(300))),
+        )
+        .err()
+        .expect("a timeout");
+        assert_eq!(e.kind, ErrorKind::Timeout, "{e:?}");
+        let r = e.result.expect("the timeout carries the result");
+        assert_eq!(r["stdout"], "before\n", "{r}");
+        assert_eq!(r["exit_code"], Value::Null, "{r}");
     }
 }
