@@ -583,8 +583,7 @@ mod tests {
             script("echo out; echo err >&2; exec >&- 2>&-; sleep 0.3; exit 4"),
             ctx(None),
         )
-        .err()
-        .expect("exit 4 is a failure");
+        .expect_err("exit 4 is a failure");
         let r = e.result.expect("the failure carries the result");
         assert_eq!(r["exit_code"], 4, "{r}");
         assert_eq!(r["stdout"], "out\n", "{r}");
@@ -607,8 +606,7 @@ mod tests {
             script("echo before; sleep 30"),
             ctx(Some(Duration::from_millis(300))),
         )
-        .err()
-        .expect("a timeout");
+        .expect_err("a timeout");
         assert_eq!(e.kind, ErrorKind::Timeout, "{e:?}");
         let r = e.result.expect("the timeout carries the result");
         assert_eq!(r["stdout"], "before\n", "{r}");
