@@ -26,37 +26,37 @@ pub fn run_cancel() -> CancellationToken {
 /// debug build's pause hook when a signal arrives; a signal must be acted on then too. The
 /// signals are registered before this returns, so none sent after it is missed.
 pub fn install_signals(cancel: CancellationToken) {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<bool>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name("runbook-signals".into())
         .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            // Without a runtime the sender is dropped, which ends the wait below.
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-            else {
-                let _ = ready_tx.send(false);
-                return;
-            };
-            rt.block_on(handle_signals(cancel, ready_tx));
+            {
+                rt.block_on(handle_signals(cancel, ready_tx));
+            }
         });
     if spawned.is_ok() {
-        // false (or a dropped sender): the handling could not be installed, as when tokio
-        // cannot register a signal; the run goes on without it.
+        // A dropped sender: the handling could not be installed, as when tokio cannot
+        // register a signal; the run goes on without it.
         let _ = ready_rx.recv();
     }
 }
 
-async fn handle_signals(cancel: CancellationToken, ready: std::sync::mpsc::Sender<bool>) {
+/// Registers the signals, says so on `ready` (dropped unsent if they cannot be registered),
+/// then handles them.
+async fn handle_signals(cancel: CancellationToken, ready: std::sync::mpsc::Sender<()>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
     ) else {
-        let _ = ready.send(false);
         return;
     };
-    let _ = ready.send(true);
+    let _ = ready.send(());
     let mut count = 0;
     loop {
         tokio::select! {
