@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
+use super::spawn::start_ticks;
 use super::{ActionError, CallCtx, ErrorKind, Output, ShellBackend, ShellRequest};
 
 /// Keep at most this much of each output stream (the tail).
@@ -228,7 +229,7 @@ impl ShellBackend for ProcessShell {
         if let (Some(tx), true) = (&ctx.spawned, pgid > 0) {
             let _ = tx.send(super::Spawn {
                 pgid: pgid as u32,
-                start_ticks: child.start_ticks().or_else(|| start_ticks(pgid as u32)),
+                start_ticks: child.start_ticks(),
             });
         }
 
@@ -477,22 +478,6 @@ pub fn boot_id() -> String {
             .unwrap_or_default()
     })
     .clone()
-}
-
-/// A process's start time in clock ticks since boot (`/proc/<pid>/stat`, field 22).
-pub fn start_ticks(pid: u32) -> Option<u64> {
-    // One read: the file is generated whole at the first read and is far shorter than this.
-    use std::io::Read as _;
-    let mut buf = [0u8; 1024];
-    let n = std::fs::File::open(format!("/proc/{pid}/stat"))
-        .ok()?
-        .read(&mut buf)
-        .ok()?;
-    let stat = &buf[..n];
-    // The command name (field 2) may hold spaces, parentheses and any byte: fields follow the
-    // last `)`.
-    let rest = std::str::from_utf8(&stat[stat.iter().rposition(|b| *b == b')')? + 1..]).ok()?;
-    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Is a process group journaled earlier (by this host, this boot) still alive? A leader that

@@ -101,19 +101,20 @@ fn engine_environment() -> &'static [(OsString, CString)] {
 /// The environment the child gets: the engine's, with the request's variables on top (a
 /// request's variable replaces the engine's of the same name). The `NAME=value` strings of
 /// the request are built here; the engine's are borrowed.
-struct ChildEnv {
+struct ChildEnv<'a> {
+    request: &'a [(String, String)],
     overrides: Vec<CString>,
     /// `PATH` as the child will have it.
     path: Option<OsString>,
 }
 
-impl ChildEnv {
-    fn new(overrides: &[(String, String)]) -> io::Result<ChildEnv> {
-        let built = overrides
+impl<'a> ChildEnv<'a> {
+    fn new(request: &'a [(String, String)]) -> io::Result<ChildEnv<'a>> {
+        let overrides = request
             .iter()
             .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
             .collect::<io::Result<Vec<_>>>()?;
-        let path = overrides
+        let path = request
             .iter()
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| OsString::from(v))
@@ -124,17 +125,19 @@ impl ChildEnv {
                     .map(|(_, kv)| OsStr::from_bytes(&kv.as_bytes()[5..]).to_os_string())
             });
         Ok(ChildEnv {
-            overrides: built,
+            request,
+            overrides,
             path,
         })
     }
 
     /// The `envp` array (without its terminating null pointer).
-    fn pointers(&self, overrides: &[(String, String)]) -> Vec<*mut libc::c_char> {
+    fn pointers(&self) -> Vec<*mut libc::c_char> {
         let mut p: Vec<*mut libc::c_char> = engine_environment()
             .iter()
             .filter(|(k, _)| {
-                !overrides
+                !self
+                    .request
                     .iter()
                     .any(|(o, _)| OsStr::new(o) == k.as_os_str())
             })
@@ -283,7 +286,7 @@ pub fn spawn_session(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
         }
     }
 
-    let envp = env.pointers(req.env);
+    let envp = env.pointers();
     let file_c = cstring(file.as_os_str().as_bytes())?;
     let mut argv: Vec<CString> = vec![cstring(req.program.as_bytes())?];
     for arg in req.args {
@@ -318,8 +321,6 @@ pub fn spawn_session(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     })
 }
 
-/// Starts the child; its pid, and its start time in clock ticks when [`boot_ticks`] could
-/// tell it without reading `/proc`.
 /// The read end of a pipe made by [`pipe`], non-blocking, on the runtime's reactor. A fresh
 /// pipe's end has no status flag but its access mode, so setting `O_NONBLOCK` needs no read
 /// of the flags first, and tokio need not check what it is given.
@@ -331,6 +332,8 @@ fn receiver(fd: OwnedFd) -> io::Result<pipe::Receiver> {
     pipe::Receiver::from_owned_fd_unchecked(fd)
 }
 
+/// Starts the child; its pid, and its start time in clock ticks when [`boot_ticks`] could
+/// tell it without reading `/proc`.
 fn posix_spawn(
     a: &Attrs,
     file: &std::ffi::CStr,
@@ -361,6 +364,22 @@ fn posix_spawn(
         _ => None,
     };
     Ok((pid, start_ticks))
+}
+
+/// A process's start time in clock ticks since boot (`/proc/<pid>/stat`, field 22).
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    // One read: the file is generated whole at the first read and is far shorter than this.
+    use std::io::Read as _;
+    let mut buf = [0u8; 1024];
+    let n = std::fs::File::open(format!("/proc/{pid}/stat"))
+        .ok()?
+        .read(&mut buf)
+        .ok()?;
+    let stat = &buf[..n];
+    // The command name (field 2) may hold spaces, parentheses and any byte: fields follow the
+    // last `)`.
+    let rest = std::str::from_utf8(&stat[stat.iter().rposition(|b| *b == b')')? + 1..]).ok()?;
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// `CLOCK_BOOTTIME` in the clock ticks `/proc/<pid>/stat` counts a process's start time in
@@ -420,10 +439,10 @@ impl SessionChild {
         self.pid as u32
     }
 
-    /// Its start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`), when it was
-    /// known at its start without reading `/proc`.
+    /// Its start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`): as known at
+    /// its start without reading `/proc` (see [`boot_ticks`]), else read there.
     pub fn start_ticks(&self) -> Option<u64> {
-        self.start_ticks
+        self.start_ticks.or_else(|| start_ticks(self.id()))
     }
 
     /// Reaps the process if it has exited.
@@ -577,8 +596,8 @@ mod tests {
                 })
                 .unwrap();
                 let pid = s.child.id();
-                let from_proc = crate::backends::shell::start_ticks(pid);
-                if let Some(t) = s.child.start_ticks() {
+                let from_proc = start_ticks(pid);
+                if let Some(t) = s.child.start_ticks {
                     known += 1;
                     assert_eq!(Some(t), from_proc, "pid {pid}");
                 }
