@@ -124,7 +124,7 @@ else
   start_bg podman podman system service --time=0 "unix://$SOCK"
   for ((i = 0; ; i++)); do
     ping_ok && break
-    pidfile_alive "$RUN/podman.pid" "system service" || { tail -n 20 "$RUN/podman.log" >&2; die "podman service exited"; }
+    started_alive podman || { tail -n 20 "$RUN/podman.log" >&2; die "podman service exited"; }
     ((i < 300)) || { tail -n 20 "$RUN/podman.log" >&2; die "podman service not answering after 30 s"; }
     sleep 0.1
   done

@@ -167,7 +167,7 @@ start_bg etcd etcd --name default --data-dir "$RUN/etcd-data" \
   --initial-cluster "default=http://127.0.0.1:$PP" --unsafe-no-fsync --logger=zap
 for ((i = 0; ; i++)); do
   [[ "$(curl -sf --max-time 2 "http://127.0.0.1:$EP/health" 2>/dev/null)" == *'"health":"true"'* ]] && break
-  pidfile_alive "$RUN/etcd.pid" etcd || fail_with_log etcd "etcd exited"
+  started_alive etcd || fail_with_log etcd "etcd exited"
   ((i < 300)) || fail_with_log etcd "etcd not healthy after 30 s"
   sleep 0.1
 done
@@ -184,7 +184,7 @@ start_bg kube-apiserver "$BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$
   --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none --profiling=false --v=0
 for ((i = 0; ; i++)); do
   readyz "$API" && break
-  pidfile_alive "$RUN/kube-apiserver.pid" kube-apiserver || fail_with_log kube-apiserver "kube-apiserver exited"
+  started_alive kube-apiserver || fail_with_log kube-apiserver "kube-apiserver exited"
   # 60 s is typical of a loaded 2-core machine; apt or a build running beside it can double it.
   ((i < 900)) || fail_with_log kube-apiserver "kube-apiserver not ready after 180 s"
   sleep 0.2
@@ -204,11 +204,11 @@ start_bg fake-kubelet env FK_SERVER="$API" FK_CA="$PKI/ca.crt" FK_TOKEN_FILE="$P
 
 for ((i = 0; ; i++)); do
   grep -q 'Caches are synced for deployment' "$RUN/kube-controller-manager.log" 2>/dev/null && break
-  pidfile_alive "$RUN/kube-controller-manager.pid" kube-controller-manager ||
+  started_alive kube-controller-manager ||
     fail_with_log kube-controller-manager "kube-controller-manager exited"
   ((i < 300)) || fail_with_log kube-controller-manager "deployment controller not running after 30 s"
   sleep 0.1
 done
-pidfile_alive "$RUN/fake-kubelet.pid" fake-kubelet.sh || fail_with_log fake-kubelet "fake-kubelet.sh exited"
+started_alive fake-kubelet || fail_with_log fake-kubelet "fake-kubelet.sh exited"
 log "k8s up in $(elapsed "$T0") s (api $API, etcd 127.0.0.1:$EP)"
 print_env

@@ -6,7 +6,7 @@
 #   log / die          messages on stderr (stdout is reserved for `export` lines)
 #   ensure_pkgs P...   apt-get install the Debian packages that are missing
 #   port_in_use / free_port
-#   pid_alive / pidfile_alive / start_bg / stop_pidfile
+#   pid_alive / pidfile_alive / started_alive / start_bg / stop_pidfile
 #   elapsed T0         seconds since T0 (a `date +%s.%N` value), one decimal
 #
 # Everything the scripts start is tracked by PID files in $TE/run and stopped by those PIDs
@@ -63,6 +63,14 @@ pidfile_alive() {
   pid=$(cat "$1")
   pid_alive "$pid" && [[ "$(cmdline_of "$pid")" == *"$2"* ]]
 }
+
+# started_alive NAME: the daemon that `start_bg NAME` started from this same shell has not
+# exited. For the wait loops right after a start: no command-line check, because while the
+# kernel loads the program (execve from a cold page cache can take a second, the process in
+# state D) /proc/PID/cmdline reads empty, and pidfile_alive would call a starting daemon gone.
+# The PID cannot belong to anything else here: it is this shell's own child, recorded an
+# instant ago.
+started_alive() { pid_alive "$(cat "$TE/run/$1.pid" 2>/dev/null)"; }
 
 # The command line of PID $1, arguments separated by spaces; empty if it is gone. (Read into
 # a string, not piped to `grep -q`: with pipefail an early-exiting grep can fail the pipe.)

@@ -52,7 +52,7 @@ start_bg prometheus "$BIN" \
   --web.enable-lifecycle
 URL="http://127.0.0.1:$PORT"
 for ((i = 0; i < 300; i++)); do
-  pidfile_alive "$PIDF" prometheus || { tail -n 20 "$TE/run/prometheus.log" >&2; die "prometheus exited"; }
+  started_alive prometheus || { tail -n 20 "$TE/run/prometheus.log" >&2; die "prometheus exited"; }
   curl -sf -o /dev/null "http://127.0.0.1:$PORT/-/ready" && break
   sleep 0.1
 done
