@@ -57,12 +57,48 @@ struct Row {
     attempts: u32,
 }
 
+/// The summary's rows, in the order they were added. A step's new row replaces its earlier
+/// ones (a step finished again after a resume), found through an index rather than a scan:
+/// a step at the end of a long run costs what one at its start does.
+#[derive(Default)]
+struct Rows {
+    rows: Vec<Option<Row>>,
+    of_step: HashMap<String, Vec<usize>>,
+}
+
+impl Rows {
+    /// Adds a row, keeping the step's earlier ones (a skipped step read back from a journal).
+    fn push(&mut self, row: Row) {
+        self.of_step
+            .entry(row.step.clone())
+            .or_default()
+            .push(self.rows.len());
+        self.rows.push(Some(row));
+    }
+
+    /// Adds a row at the end, removing the step's earlier ones.
+    fn replace(&mut self, row: Row) {
+        for at in self.of_step.remove(&row.step).unwrap_or_default() {
+            self.rows[at] = None;
+        }
+        self.push(row);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().flatten()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.of_step.is_empty()
+    }
+}
+
 struct Inner {
     style: Style,
     redactor: Redactor,
     budgets: HashMap<String, Duration>,
     running: Option<Running>,
-    rows: Vec<Row>,
+    rows: Rows,
     titles: HashMap<String, String>,
     total: usize,
     index: usize,
@@ -73,6 +109,9 @@ struct Inner {
     /// times it was resumed, for the final line.
     first_ts: Option<String>,
     out: Box<dyn Write + Send>,
+    /// Plain lines not written yet: the lines of one event (or one call) go out in one write,
+    /// when the call that made them returns (see `TerminalView::with`).
+    pending: Vec<u8>,
 }
 
 /// Cloneable handle: one clone is the event sink, another the progress receiver.
@@ -107,7 +146,7 @@ impl TerminalView {
             redactor,
             budgets,
             running: None,
-            rows: vec![],
+            rows: Rows::default(),
             titles: HashMap::new(),
             total: rb.steps.len(),
             index: 0,
@@ -119,6 +158,7 @@ impl TerminalView {
                 .collect(),
             first_ts: None,
             out,
+            pending: Vec::new(),
         })));
         if style == Style::Rich {
             // Keep elapsed time and time left moving while a step runs or polls.
@@ -143,7 +183,9 @@ impl TerminalView {
 
     fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
         let mut g = self.0.lock().expect("view lock");
-        f(&mut g)
+        let r = f(&mut g);
+        g.flush();
+        r
     }
 
     /// Prints a line above any spinner.
@@ -183,8 +225,7 @@ impl TerminalView {
                     } => {
                         let title = i.titles.get(step).cloned().unwrap_or_default();
                         // A step finished again after the resume replaces its earlier row.
-                        i.rows.retain(|r| &r.step != step);
-                        i.rows.push(Row {
+                        i.rows.replace(Row {
                             step: step.clone(),
                             title,
                             outcome: outcome.as_str().into(),
@@ -235,11 +276,22 @@ impl Inner {
         {
             Some(bar) => bar.println(text),
             None => {
-                // One write per line (stderr is not buffered).
-                let mut text = text;
-                text.push('\n');
-                let _ = self.out.write_all(text.as_bytes());
+                self.pending.extend_from_slice(text.as_bytes());
+                self.pending.push(b'\n');
+                // A plain log has no spinner to keep lines in order with: its lines wait for
+                // the end of the call (one write for the event). Any other goes out now.
+                if self.style != Style::Plain {
+                    self.flush();
+                }
             }
+        }
+    }
+
+    /// Writes the pending lines (stderr is not buffered: one write).
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let _ = self.out.write_all(&self.pending);
+            self.pending.clear();
         }
     }
 
@@ -297,7 +349,7 @@ impl Inner {
             "-".repeat(8),
             "-".repeat(5)
         ));
-        for r in &self.rows {
+        for r in self.rows.iter() {
             lines.push(format!(
                 "{:<w_step$}  {:<w_out$}  {:>9}  {:>8}  {}",
                 r.step,
@@ -383,6 +435,102 @@ fn spinner() -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(step: &str, outcome: &str) -> Row {
+        Row {
+            step: step.into(),
+            title: step.into(),
+            outcome: outcome.into(),
+            duration_ms: 0,
+            attempts: 1,
+        }
+    }
+
+    fn rows(r: &Rows) -> Vec<String> {
+        r.iter()
+            .map(|r| format!("{} {}", r.step, r.outcome))
+            .collect()
+    }
+
+    #[test]
+    fn a_step_finished_again_replaces_its_rows_at_the_end() {
+        let mut r = Rows::default();
+        assert!(r.is_empty());
+        r.push(row("a", "skipped"));
+        r.replace(row("b", "succeeded"));
+        r.push(row("a", "skipped"));
+        r.push(row("b.undo", "undone"));
+        r.replace(row("a", "failed"));
+        // Both of a's earlier rows go; the undo row of b is not b's.
+        assert_eq!(rows(&r), ["b succeeded", "b.undo undone", "a failed"]);
+        r.replace(row("b", "succeeded"));
+        assert_eq!(rows(&r), ["b.undo undone", "a failed", "b succeeded"]);
+        assert!(!r.is_empty());
+    }
+
+    /// Counts the writes that reach the terminal, and keeps what they wrote.
+    #[derive(Clone, Default)]
+    struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
+    impl Write for Writes {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().push(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_plain_log_writes_each_events_lines_at_once_and_in_order() {
+        use crate::exec::emitter::EventSink;
+        use crate::exec::events::{Phase, Safety};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rb.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: v, title: V }\n\
+             steps:\n  - id: s1\n    shell: { argv: [\"/bin/true\"] }\n",
+        )
+        .unwrap();
+        let (rb, _) = crate::load::load_runbook(&path).unwrap();
+        let out = Writes::default();
+        let mut view = TerminalView::with_writer(
+            Style::Plain,
+            Redactor::new(Vec::<String>::new()),
+            &rb,
+            Box::new(out.clone()),
+        );
+        let env = |event| Envelope {
+            v: 1,
+            seq: 1,
+            ts: "2026-12-07T10:00:00.000Z".into(),
+            run_id: "r".into(),
+            event,
+        };
+        view.event(&env(Event::StepStarted {
+            step: "s1".into(),
+            title: "First".into(),
+            action: "shell".into(),
+            safety: Safety::Reversible,
+            rendered: serde_json::json!({ "argv": ["/bin/true"] }),
+            phase: Phase::Main,
+        }));
+        // The step's line and the command under it: one write.
+        {
+            let w = out.0.lock().unwrap();
+            assert_eq!(w.len(), 1, "{w:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&w[0]),
+                "10:00:00 ▶ [1/1] First (shell, reversible)\n10:00:00     $ /bin/true\n"
+            );
+        }
+        // A line of the step's output is written when it is shown, not held back.
+        crate::backends::Progress::line(&view, "stdout", "hello");
+        let w = out.0.lock().unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(String::from_utf8_lossy(&w[1]), "    │ hello\n");
+    }
 
     #[test]
     fn reflow_joins_a_paragraphs_lines_but_not_list_items() {

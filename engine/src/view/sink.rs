@@ -141,8 +141,7 @@ impl EventSink for TerminalView {
                         i.index = i.numbers.get(step).copied().unwrap_or(i.index + 1);
                     }
                     i.log(&ts, &format!("↷ {step} skipped: {reason}"));
-                    i.rows.retain(|r| &r.step != step);
-                    i.rows.push(Row {
+                    i.rows.replace(Row {
                         step: step.clone(),
                         title: title.clone(),
                         outcome: "skipped".into(),
@@ -364,8 +363,7 @@ impl EventSink for TerminalView {
                     for l in read {
                         i.log(&ts, &format!("    {l}"));
                     }
-                    i.rows.retain(|r| &r.step != step);
-                    i.rows.push(Row {
+                    i.rows.replace(Row {
                         step: step.clone(),
                         title,
                         outcome: outcome.as_str().into(),
