@@ -206,3 +206,40 @@ fn a_real_journal_from_before_the_class_says_unknown() {
         "- **Action:** shell, safety class unknown: `echo 'snapshot dropped'`"
     );
 }
+
+/// A terminal undo answered `no`, or left without an answer, ran nothing: the runner journals
+/// no `undo_finished` for it (a resume asks again), and the report says how the run left it,
+/// never `in-flight` (which tells a reviewer it may have run).
+#[test]
+fn a_terminal_undo_stopped_at_its_gate_is_reported_as_not_run() {
+    for (answer, code, outcome) in [
+        (Some("create.undo=no"), 3, "aborted"),
+        (None, 4, "needs-answer"),
+    ] {
+        let ws = Workspace::new(&[]);
+        std::fs::write(ws.path().join("rb.yaml"), RB).unwrap();
+        let mut extra = vec!["--yes"];
+        if let Some(a) = answer {
+            extra.extend(["--answer", a]);
+        }
+        let run = ws.run("rb.yaml", &extra);
+        assert_eq!(run.code, code, "{answer:?}:\n{}", run.stderr);
+        let log = std::fs::read_to_string(ws.path().join("log")).unwrap();
+        assert_eq!(log, "stage\ncreate\n", "the undo must not run: {answer:?}");
+        let journal = std::fs::read_to_string(&run.journal).unwrap();
+        assert!(!journal.contains("\"undo_finished\""), "{journal}");
+
+        let summary = json(&ws.report(&[&run.id, "--format", "json"]));
+        let undo = step(&summary, "create.undo");
+        assert_eq!(undo["outcome"], outcome, "{answer:?}: {undo:#}");
+        assert_eq!(undo["attempts"], 0, "{undo:#}");
+        assert!(summary["in_flight_step"].is_null(), "{summary:#}");
+        let md = ws.report(&[&run.id]);
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| `create.undo` |"))
+            .unwrap_or_else(|| panic!("no row for the undo in:\n{md}"));
+        assert!(row.contains(&format!("| {outcome} |")), "{row}");
+        assert!(!md.contains("in-flight"), "{md}");
+    }
+}

@@ -410,6 +410,38 @@ fn a_terminal_undo_needs_its_own_answer_and_counts_for_the_highest_class() {
     assert_eq!(log(dir.path()), "create\ndrop\n");
 }
 
+/// A terminal undo answered `no` stops the rollback there (exit 3) with the earlier changes
+/// still in place. The run says `runbook resume` continues it, and it does: the resume asks
+/// the undo again (the `no` is not carried over, and `--yes` is not enough), and with a `yes`
+/// it finishes the rollback. It is not refused as a run that "undid what it had changed".
+#[test]
+fn a_declined_terminal_undo_leaves_the_rollback_resumable_and_asks_again() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rb.yaml", TERMINAL_UNDO);
+    let out = spawn_run(dir.path(), &["--yes", "--answer", "create.undo=no"])
+        .wait_with_output()
+        .unwrap();
+    let err = text(&out).1;
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("to continue: runbook resume"), "{err}");
+    assert_eq!(log(dir.path()), "create\n");
+    let id = run_id(&journal(dir.path()));
+
+    let (code, err) = resume(dir.path(), &id, &[]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("--answer create.undo=yes"), "{err}");
+    assert!(!err.contains("undid what it had changed"), "{err}");
+    assert_eq!(
+        log(dir.path()),
+        "create\n",
+        "nothing runs without its answer"
+    );
+
+    let (code, err) = resume(dir.path(), &id, &["create.undo=yes"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(log(dir.path()), "create\ndrop\n");
+}
+
 #[test]
 fn a_terminal_on_failure_step_needs_its_own_answer() {
     let dir = tempfile::tempdir().unwrap();

@@ -361,8 +361,14 @@ impl ResumeState {
             _ => {}
         }
         // A run that chose to undo what it changed (an `abort` answer) and finished doing so;
-        // a rollback cut short by a signal (130) or waiting for an answer is resumable.
+        // a rollback cut short by a signal (130), waiting for an answer, or stopped at an undo
+        // the operator declined (its `undo_started` has no `undo_finished`) is resumable.
+        let undo_open = self
+            .steps
+            .values()
+            .any(|t| t.phase == Some(Phase::Undo) && t.finished.is_none());
         if self.rolled_back
+            && !undo_open
             && self.ended.is_some_and(|o| o != RunOutcome::NeedsAnswer)
             && self.last_exit != Some(crate::exit::INTERRUPTED)
             && self.ended != Some(RunOutcome::Failed)

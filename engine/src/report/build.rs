@@ -307,6 +307,24 @@ impl Builder {
                 self.r.exit_code = Some(*exit_code);
                 self.r.failed_step = failed_step.clone();
                 self.r.message = message.clone();
+                // An undo stopped at its gate (declined, or waiting for an answer) ran nothing.
+                // The runner journals no `undo_finished` for it, so that a resume asks again;
+                // its row says how the run left it, not `in-flight` (which means it may have
+                // run).
+                let stopped = match outcome {
+                    RunOutcome::Aborted => Some(StepState::Aborted),
+                    RunOutcome::NeedsAnswer => Some(StepState::NeedsAnswer),
+                    _ => None,
+                };
+                let undo = failed_step.as_deref().filter(|id| id.ends_with(".undo"));
+                if let (Some(state), Some(&i)) = (stopped, undo.and_then(|id| self.index.get(id))) {
+                    let at = self.stamp(t);
+                    let s = &mut self.r.steps[i];
+                    if s.state == StepState::InFlight && s.attempts.is_empty() {
+                        s.state = state;
+                        s.ended = Some(at);
+                    }
+                }
             }
             other => self.step_event(t, other),
         }
