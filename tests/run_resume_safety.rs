@@ -475,6 +475,113 @@ on_failure:
     assert_eq!(log(dir.path()), "wipe\n");
 }
 
+/// SIGKILLs, when dropped, every process whose environment holds this `NAME=value`: a failing
+/// test leaves no orphan behind.
+struct KillMarked(String);
+
+impl Drop for KillMarked {
+    fn drop(&mut self) {
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(env) = std::fs::read(e.path().join("environ")) else {
+                continue;
+            };
+            if env.split(|b| *b == 0).any(|kv| kv == self.0.as_bytes()) {
+                if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) {
+                    // SAFETY: kill(2); the pid was just read from /proc.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A runner killed in the instant between starting a step's process and journaling it
+/// (`process_started`) leaves a process group that no journal line names. Every step's
+/// processes carry the run's and the step's ids (`RUNBOOK_RUN_ID`, `RUNBOOK_STEP_ID`):
+/// `resume` finds the group by them, says it is still running, and kills it (or waits for it)
+/// as answered before it asks about the step, so the step's effect happens once.
+#[test]
+fn a_process_the_journal_never_named_is_found_by_its_marks_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: slow, title: Unjournaled process }
+steps:
+  - id: slow
+    shell:
+      script: |
+        if [ -e first ]; then echo "again $RUNBOOK_STEP_ID" >> log; exit 0; fi
+        touch first
+        sleep 60
+        echo orphan >> log
+    no_undo: test
+"#,
+    );
+    let mut child = runbook(dir.path())
+        .args([
+            "run",
+            "rb.yaml",
+            "--non-interactive",
+            "--journal-dir",
+            "runs",
+        ])
+        .env("RUNBOOK_TEST_PAUSE_AT_SPAWN", "slow")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let paused = loop {
+        let found = std::fs::read_dir(dir.path().join("runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|d| d.path().join("paused-spawn"))
+            .find(|p| p.exists());
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(Instant::now() < deadline, "the run never reached the spawn");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+    }
+    child.wait().unwrap();
+    std::fs::remove_file(&paused).unwrap();
+    let ev = journal(dir.path());
+    assert_eq!(of_kind(&ev, "attempt_started").len(), 1);
+    assert!(of_kind(&ev, "process_started").is_empty(), "{ev:#?}");
+    let id = run_id(&ev);
+    let _cleanup = KillMarked(format!("RUNBOOK_RUN_ID={id}"));
+
+    // No answer: it names the group still running and the answer to give, and runs nothing.
+    let (code, err) = resume(dir.path(), &id, &[]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("--answer slow.process="), "{err}");
+    let pgid: i32 = err
+        .split("process group ")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no process group named in:\n{err}"));
+    assert!(group_alive(pgid), "the orphan should still run:\n{err}");
+    assert_eq!(log(dir.path()), "");
+
+    // Killed, then the step (it reached its backend) runs again on its own answer: once.
+    let (code, err) = resume(dir.path(), &id, &["slow.process=kill", "slow=yes"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!group_alive(pgid), "the orphan survived the resume:\n{err}");
+    assert_eq!(log(dir.path()), "again slow\n");
+}
+
 // Item 3: one process at a time per run; the second says who holds it.
 #[test]
 fn a_second_resume_of_the_same_run_is_refused_and_told_who_holds_it() {

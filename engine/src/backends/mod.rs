@@ -146,6 +146,14 @@ pub struct Spawn {
 }
 
 impl CallCtx {
+    /// The run's id: the name of its directory.
+    pub fn run_id(&self) -> String {
+        self.run_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// Time left before the deadline, if there is one.
     pub fn remaining(&self) -> Option<Duration> {
         self.deadline

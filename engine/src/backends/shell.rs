@@ -23,6 +23,25 @@ pub const KILL_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ProcessShell;
 
+/// Set on every step's process, naming the run and the step (a step's own `env` cannot
+/// replace them): a process group left running by a runner killed before it journaled
+/// `process_started` is still found by `resume` ([`marked_groups`]).
+pub const RUN_ID_VAR: &str = "RUNBOOK_RUN_ID";
+/// See [`RUN_ID_VAR`].
+pub const STEP_ID_VAR: &str = "RUNBOOK_STEP_ID";
+
+/// The request's variables with the run's and the step's marks (see [`RUN_ID_VAR`]).
+fn marked_env(env: &[(String, String)], ctx: &CallCtx) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k != RUN_ID_VAR && k != STEP_ID_VAR)
+        .cloned()
+        .collect();
+    out.push((RUN_ID_VAR.into(), ctx.run_id()));
+    out.push((STEP_ID_VAR.into(), ctx.step.clone()));
+    out
+}
+
 /// The tail of a stream, with a count of what was dropped.
 #[derive(Debug, Default)]
 pub struct Tail {
@@ -207,10 +226,11 @@ impl ShellBackend for ProcessShell {
             return Err(ActionError::new(ErrorKind::Invalid, "empty argv"));
         };
         let started = Instant::now();
+        let env = marked_env(&req.env, ctx);
         let spawned = super::spawn::spawn_session(&super::spawn::SpawnRequest {
             program,
             args,
-            env: &req.env,
+            env: &env,
             cwd: req.cwd.as_deref(),
             stdin: req.stdin.is_some(),
         })
@@ -226,6 +246,7 @@ impl ShellBackend for ProcessShell {
         let pgid = child.id() as i32;
         // Make sure the group dies with us if the runner drops this future (timeout).
         let mut guard = GroupGuard::new(pgid);
+        pause_at_spawn(ctx);
         if let (Some(tx), true) = (&ctx.spawned, pgid > 0) {
             let _ = tx.send(super::Spawn {
                 pgid: pgid as u32,
@@ -512,6 +533,74 @@ pub fn journaled_group_alive(pgid: u32, leader_start: Option<u64>) -> bool {
     })
 }
 
+/// The process groups of this host whose processes carry the marks of `run_id` and `step`
+/// (see [`RUN_ID_VAR`]), each with its leader's start time when the leader is alive. This
+/// process and its own group are never among them. Reads `/proc/<pid>/environ`, which the
+/// kernel shows to the same user only: another user's processes are not looked at.
+pub fn marked_groups(run_id: &str, step: &str) -> Vec<(u32, Option<u64>)> {
+    let run = format!("{RUN_ID_VAR}={run_id}");
+    let step = format!("{STEP_ID_VAR}={step}");
+    let me = std::process::id();
+    // SAFETY: getpgrp takes nothing and cannot fail.
+    let my_group = unsafe { libc::getpgrp() } as u32;
+    let mut groups = std::collections::BTreeSet::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    for e in procs.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+        if !vars.contains(&run.as_bytes()) || !vars.contains(&step.as_bytes()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let mut f = stat[close + 1..].split_whitespace();
+        let state = f.next();
+        let pgrp = f.nth(1).and_then(|p| p.parse::<u32>().ok());
+        if let Some(g) = pgrp.filter(|g| *g > 0 && *g != my_group) {
+            if state != Some("Z") && state != Some("X") {
+                groups.insert(g);
+            }
+        }
+    }
+    groups.into_iter().map(|g| (g, start_ticks(g))).collect()
+}
+
+/// The test hook of the suite that kills a runner between a step's spawn and its
+/// `process_started` (docs/reliability.md): with `RUNBOOK_TEST_PAUSE_AT_SPAWN=<step>`, once
+/// that step's process has started the runner creates `<run dir>/paused-spawn` and waits
+/// until the file is removed. Debug builds only, like the emitter's pause hook.
+#[cfg(debug_assertions)]
+fn pause_at_spawn(ctx: &CallCtx) {
+    if std::env::var("RUNBOOK_TEST_PAUSE_AT_SPAWN").ok().as_deref() != Some(ctx.step.as_str()) {
+        return;
+    }
+    let marker = ctx.run_dir.join("paused-spawn");
+    if std::fs::write(&marker, b"").is_err() {
+        return;
+    }
+    while marker.exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// See above: release builds have no hook.
+#[cfg(not(debug_assertions))]
+fn pause_at_spawn(_ctx: &CallCtx) {}
+
 /// Stops a journaled process group: SIGTERM, then SIGKILL after the grace period.
 pub async fn kill_journaled_group(pgid: u32) {
     if pgid > 0 && pgid <= i32::MAX as u32 {
@@ -559,6 +648,48 @@ mod tests {
             .build()
             .unwrap()
             .block_on(async { ProcessShell.run(&req, &ctx).await })
+    }
+
+    #[test]
+    fn a_steps_processes_carry_the_run_and_the_step_and_are_found_by_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("20261207T120000Z-marks-1a2b");
+        let mut c = ctx(None);
+        c.run_dir = run_dir;
+        c.step = "call/inner".into();
+        // The step's own variables cannot replace the marks.
+        let mut req = script("echo \"$RUNBOOK_RUN_ID $RUNBOOK_STEP_ID $OTHER\"");
+        req.env = vec![
+            ("RUNBOOK_STEP_ID".into(), "forged".into()),
+            ("RUNBOOK_RUN_ID".into(), "forged".into()),
+            ("OTHER".into(), "kept".into()),
+        ];
+        let out = run(req, c.clone()).expect("runs").result;
+        assert_eq!(
+            out["stdout"], "20261207T120000Z-marks-1a2b call/inner kept\n",
+            "{out}"
+        );
+        // A process left running is found by its marks, with its group's leader.
+        use std::os::unix::process::CommandExt;
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .env(RUN_ID_VAR, "20261207T120000Z-marks-1a2b")
+            .env(STEP_ID_VAR, "call/inner")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = sleeper.id();
+        let leader = start_ticks(pid);
+        let found = marked_groups("20261207T120000Z-marks-1a2b", "call/inner");
+        let other_step = marked_groups("20261207T120000Z-marks-1a2b", "call");
+        let other_run = marked_groups("20261207T120000Z-marks-9999", "call/inner");
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert!(leader.is_some());
+        assert_eq!(found, [(pid, leader)]);
+        assert!(other_step.is_empty(), "{other_step:?}");
+        assert!(other_run.is_empty(), "{other_run:?}");
+        assert!(marked_groups("20261207T120000Z-marks-1a2b", "call/inner").is_empty());
     }
 
     #[test]

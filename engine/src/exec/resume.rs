@@ -320,6 +320,28 @@ impl ResumeState {
         }
     }
 
+    /// Steps (and undos, `on_failure` steps) whose last attempt started and did not end, with
+    /// no process group journaled for that attempt: a runner killed between starting the
+    /// attempt's process and journaling it leaves such a step.
+    pub fn unjournaled_attempts(&self) -> Vec<(String, u32)> {
+        let mut out: Vec<(String, u32)> = self
+            .steps
+            .iter()
+            .filter(|(_, t)| {
+                t.reached
+                    && t.last_ok.is_none()
+                    && !matches!(
+                        t.finished,
+                        Some(StepOutcome::Succeeded | StepOutcome::Skipped | StepOutcome::Failed)
+                    )
+                    && !t.processes.iter().any(|p| p.attempt == t.attempt)
+            })
+            .map(|(id, t)| (id.clone(), t.attempt))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Process groups of steps that did not finish, which may still be running.
     pub fn unfinished_processes(&self) -> Vec<(String, Process)> {
         let mut out: Vec<(String, Process)> = self

@@ -9,7 +9,7 @@ use crate::exec::events::{Gate, Phase, StepOutcome};
 use crate::exec::gate::{
     Answer, Decision, GateKind, GateRequest, ManualReply, ProcessReply, Reply,
 };
-use crate::exec::resume::{ResumeState, Resumption};
+use crate::exec::resume::{Process, ResumeState, Resumption};
 use crate::model::{ActionKind, Step};
 use crate::spec::Safety;
 use crate::template::namespace::StepField;
@@ -164,9 +164,28 @@ impl Runner {
     /// still alive would go on having its effect while the run goes on (or runs the step
     /// again). Say so, and wait for it or kill it, as answered, before anything else runs.
     pub(super) async fn settle_processes(&mut self) -> Option<(StepEnd, String)> {
-        let procs = self.resume.as_ref()?.unfinished_processes();
+        let state = self.resume.as_ref()?;
+        let mut procs = state.unfinished_processes();
         let here = shell::host_name();
         let boot = shell::boot_id();
+        // An attempt whose process group was never journaled (the runner was killed in the
+        // instant between the two): its processes carry the run's and the step's marks.
+        for (sid, attempt) in state.unjournaled_attempts() {
+            for (pgid, start_ticks) in shell::marked_groups(&state.run_id, &sid) {
+                if !procs.iter().any(|(s, p)| *s == sid && p.pgid == pgid) {
+                    procs.push((
+                        sid.clone(),
+                        Process {
+                            attempt,
+                            pgid,
+                            host: here.clone(),
+                            boot_id: boot.clone(),
+                            start_ticks,
+                        },
+                    ));
+                }
+            }
+        }
         for (sid, p) in procs {
             if p.host != here {
                 self.progress.status(&format!(
