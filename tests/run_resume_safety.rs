@@ -15,6 +15,11 @@ use serde_json::Value;
 
 /// Starts `runbook run rb.yaml` without answers.
 fn spawn_run(dir: &Path, extra: &[&str]) -> Child {
+    spawn_run_with(dir, extra, &[])
+}
+
+/// [`spawn_run`] with environment variables (a test hook).
+fn spawn_run_with(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Child {
     runbook(dir)
         .args([
             "run",
@@ -24,6 +29,7 @@ fn spawn_run(dir: &Path, extra: &[&str]) -> Child {
             "runs",
         ])
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -522,19 +528,7 @@ steps:
     no_undo: test
 "#,
     );
-    let mut child = runbook(dir.path())
-        .args([
-            "run",
-            "rb.yaml",
-            "--non-interactive",
-            "--journal-dir",
-            "runs",
-        ])
-        .env("RUNBOOK_TEST_PAUSE_AT_SPAWN", "slow")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run_with(dir.path(), &[], &[("RUNBOOK_TEST_PAUSE_AT_SPAWN", "slow")]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let paused = loop {
         let found = std::fs::read_dir(dir.path().join("runs"))
