@@ -529,21 +529,7 @@ steps:
 "#,
     );
     let mut child = spawn_run_with(dir.path(), &[], &[("RUNBOOK_TEST_PAUSE_AT_SPAWN", "slow")]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let paused = loop {
-        let found = std::fs::read_dir(dir.path().join("runs"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|d| d.path().join("paused-spawn"))
-            .find(|p| p.exists());
-        if let Some(p) = found {
-            break p;
-        }
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        assert!(Instant::now() < deadline, "the run never reached the spawn");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let paused = wait_for_marker(&dir.path().join("runs"), "paused-spawn", &mut child);
     // SAFETY: kill(2) on our own child.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGKILL);

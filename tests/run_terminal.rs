@@ -598,20 +598,7 @@ fn the_pause_hook_is_a_debug_build_only_test_hook() {
         .unwrap();
     if cfg!(debug_assertions) {
         // Paused after event 1, with its marker; let it go.
-        let runs = dir.path().join("runs");
-        let marker = loop {
-            let found = std::fs::read_dir(&runs)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path().join("paused-1"))
-                .find(|m| m.exists());
-            if let Some(m) = found {
-                break m;
-            }
-            assert!(child.try_wait().unwrap().is_none(), "it ended unpaused");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let marker = wait_for_marker(&dir.path().join("runs"), "paused-1", &mut child);
         std::fs::remove_file(marker).unwrap();
     } else {
         // The release binary must not pause: fail at once if it does.

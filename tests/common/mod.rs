@@ -128,6 +128,33 @@ pub fn run_id(events: &[Value]) -> String {
     events[0]["run_id"].as_str().unwrap().to_string()
 }
 
+/// Waits (up to 30 s) until a run directory under `runs` holds the file `name` (a test hook's
+/// `paused-*` marker) and returns its path; fails if `child` ends first.
+pub fn wait_for_marker(runs: &Path, name: &str, child: &mut std::process::Child) -> PathBuf {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let found = std::fs::read_dir(runs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join(name))
+            .find(|m| m.exists());
+        if let Some(m) = found {
+            return m;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before {name} appeared"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never appeared under {}",
+            runs.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A scripted response: status, body and extra headers.
 #[derive(Clone, Debug, Default)]
 pub struct Reply {
