@@ -241,5 +241,11 @@ fn a_terminal_undo_stopped_at_its_gate_is_reported_as_not_run() {
             .unwrap_or_else(|| panic!("no row for the undo in:\n{md}"));
         assert!(row.contains(&format!("| {outcome} |")), "{row}");
         assert!(!md.contains("in-flight"), "{md}");
+        assert!(
+            md.contains(
+                "Undo of `create` stopped at its gate, not run — Drop the table (shell, terminal)"
+            ),
+            "{md}"
+        );
     }
 }

@@ -323,6 +323,20 @@ impl Builder {
                     if s.state == StepState::InFlight && s.attempts.is_empty() {
                         s.state = state;
                         s.ended = Some(at);
+                        // Its timeline line said it started: say it never ran.
+                        let id = s.id.clone();
+                        if let Some(e) =
+                            self.r.timeline.iter_mut().rev().find(|e| {
+                                e.kind == "undo" && e.step.as_deref() == Some(id.as_str())
+                            })
+                        {
+                            e.text = e.text.replacen(
+                                " started — ",
+                                " stopped at its gate, not run — ",
+                                1,
+                            );
+                            e.status = "warn".into();
+                        }
                     }
                 }
             }
