@@ -45,13 +45,17 @@ pub fn acquire(run_dir: &Path, holder: &Holder) -> Result<RunLock, String> {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
             let who = serde_json::from_str::<Holder>(text.trim())
+                .ok()
+                // The file names the last holder until a new one rewrites it, an instant
+                // after taking the lock: a holder of this host that has ended is not the one.
+                .filter(|h| h.host != crate::backends::shell::host_name() || alive(h.pid))
                 .map(|h| {
                     format!(
                         "`runbook {}` (pid {} on host {}, since {})",
                         h.command, h.pid, h.host, h.since
                     )
                 })
-                .unwrap_or_else(|_| "another process (it is starting)".into());
+                .unwrap_or_else(|| "another process (it is starting)".into());
             return Err(format!(
                 "the run is held by {who}: one process at a time runs or resumes a run. Wait for it to end, or stop it, then resume"
             ));
@@ -71,9 +75,58 @@ pub fn acquire(run_dir: &Path, holder: &Holder) -> Result<RunLock, String> {
     Ok(RunLock { _file: file })
 }
 
+/// Does process `pid` exist (on this host)?
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_file_naming_a_holder_that_ended_does_not_name_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = std::process::Command::new("true").spawn().unwrap();
+        let pid = gone.id();
+        let mut gone = gone;
+        gone.wait().unwrap();
+        let me = Holder {
+            pid: std::process::id(),
+            host: crate::backends::shell::host_name(),
+            since: "2026-01-01T00:00:00Z".into(),
+            command: "run".into(),
+        };
+        let _held = acquire(dir.path(), &me).unwrap();
+        // The file still names an earlier holder of this host, which has ended: the new
+        // holder has the lock and has not rewritten the file yet.
+        let ended = Holder { pid, ..me.clone() };
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            serde_json::to_string(&ended).unwrap(),
+        )
+        .unwrap();
+        let err = acquire(dir.path(), &me).unwrap_err();
+        assert!(err.contains("another process (it is starting)"), "{err}");
+        assert!(!err.contains(&format!("pid {pid}")), "{err}");
+        // Named while it lives.
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            serde_json::to_string(&me).unwrap(),
+        )
+        .unwrap();
+        let err = acquire(dir.path(), &me).unwrap_err();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_second_holder_is_told_who_holds_the_run() {
