@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::backends::shell;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::model::{Action, ActionKind};
 use crate::spec::{self, RunbookSpec, StepSpec};
@@ -199,6 +200,22 @@ pub(super) fn check_action(
         check_template(cx, scope, p, s, Usage::Plain, position);
     }
     let backend_name = body.get("backend").and_then(Value::as_str);
+    if field == "shell" {
+        let env = body.get("env").and_then(Value::as_object);
+        for name in [shell::RUN_ID_VAR, shell::STEP_ID_VAR] {
+            if env.is_some_and(|e| e.contains_key(name)) {
+                cx.warn(
+                    &format!("{ptr}/env/{name}"),
+                    format!("`{name}` is set by the engine for every step's process; this value is not used"),
+                    "engine-variable",
+                )
+                .help = Some(
+                    "`resume` finds a process left running by its run and step ids: use another name"
+                        .into(),
+                );
+            }
+        }
+    }
     let kind = match field {
         "shell" => {
             let argv = body.get("argv");
