@@ -680,7 +680,17 @@ mod tests {
             .unwrap();
         let pid = sleeper.id();
         let leader = start_ticks(pid);
-        let found = marked_groups("20261207T120000Z-marks-1a2b", "call/inner");
+        // The spawn returns once the child has begun its `exec`, which sets the environment
+        // that /proc shows a moment later (on a loaded machine, later still): look until it
+        // is there.
+        let mut found = vec![];
+        for _ in 0..500 {
+            found = marked_groups("20261207T120000Z-marks-1a2b", "call/inner");
+            if !found.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let other_step = marked_groups("20261207T120000Z-marks-1a2b", "call");
         let other_run = marked_groups("20261207T120000Z-marks-9999", "call/inner");
         sleeper.kill().unwrap();
