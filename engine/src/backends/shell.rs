@@ -517,20 +517,23 @@ pub fn journaled_group_alive(pgid: u32, leader_start: Option<u64>) -> bool {
         return group_alive(pgid as i32);
     };
     procs.flatten().any(|e| {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            return false;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        let Some(close) = stat.rfind(')') else {
-            return false;
-        };
-        let mut f = stat[close + 1..].split_whitespace();
-        let state = f.next();
-        let pgrp = f.nth(1).and_then(|p| p.parse::<u32>().ok());
-        pgrp == Some(pgid) && state != Some("Z") && state != Some("X")
+        e.file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            .and_then(live_group)
+            == Some(pgid)
     })
+}
+
+/// The process group of process `pid` (field 5 of `/proc/<pid>/stat`), if the process is
+/// alive: zombies and dead processes have none.
+fn live_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields follow the last `)`.
+    let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = f.next()?;
+    let pgrp = f.nth(1)?.parse().ok()?;
+    (state != "Z" && state != "X").then_some(pgrp)
 }
 
 /// The process groups of this host whose processes carry the marks of `run_id` and `step`
@@ -561,19 +564,8 @@ pub fn marked_groups(run_id: &str, step: &str) -> Vec<(u32, Option<u64>)> {
         if !vars.contains(&run.as_bytes()) || !vars.contains(&step.as_bytes()) {
             continue;
         }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let mut f = stat[close + 1..].split_whitespace();
-        let state = f.next();
-        let pgrp = f.nth(1).and_then(|p| p.parse::<u32>().ok());
-        if let Some(g) = pgrp.filter(|g| *g > 0 && *g != my_group) {
-            if state != Some("Z") && state != Some("X") {
-                groups.insert(g);
-            }
+        if let Some(g) = live_group(pid).filter(|g| *g > 0 && *g != my_group) {
+            groups.insert(g);
         }
     }
     groups.into_iter().map(|g| (g, start_ticks(g))).collect()
@@ -588,13 +580,7 @@ fn pause_at_spawn(ctx: &CallCtx) {
     if std::env::var("RUNBOOK_TEST_PAUSE_AT_SPAWN").ok().as_deref() != Some(ctx.step.as_str()) {
         return;
     }
-    let marker = ctx.run_dir.join("paused-spawn");
-    if std::fs::write(&marker, b"").is_err() {
-        return;
-    }
-    while marker.exists() {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    crate::exec::emitter::hold_at(&ctx.run_dir.join("paused-spawn"));
 }
 
 /// See above: release builds have no hook.

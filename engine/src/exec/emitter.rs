@@ -242,8 +242,14 @@ fn pause_hook(written: std::ops::RangeInclusive<u64>, run_dir: &Path) {
     if !written.contains(&at) {
         return;
     }
-    let marker = run_dir.join(format!("paused-{at}"));
-    if std::fs::write(&marker, b"").is_err() {
+    hold_at(&run_dir.join(format!("paused-{at}")));
+}
+
+/// The test hooks' pause (debug builds only): creates `marker` and waits until a test removes
+/// it. Nothing happens if the file cannot be made.
+#[cfg(debug_assertions)]
+pub(crate) fn hold_at(marker: &Path) {
+    if std::fs::write(marker, b"").is_err() {
         return;
     }
     while marker.exists() {

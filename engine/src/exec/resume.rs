@@ -54,6 +54,16 @@ pub struct Track {
     pub processes: Vec<Process>,
 }
 
+impl Track {
+    /// Its end is journaled as succeeded, skipped or failed: nothing of it can still run.
+    fn ended(&self) -> bool {
+        matches!(
+            self.finished,
+            Some(StepOutcome::Succeeded | StepOutcome::Skipped | StepOutcome::Failed)
+        )
+    }
+}
+
 /// What resuming does with one step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resumption {
@@ -330,10 +340,7 @@ impl ResumeState {
             .filter(|(_, t)| {
                 t.reached
                     && t.last_ok.is_none()
-                    && !matches!(
-                        t.finished,
-                        Some(StepOutcome::Succeeded | StepOutcome::Skipped | StepOutcome::Failed)
-                    )
+                    && !t.ended()
                     && !t.processes.iter().any(|p| p.attempt == t.attempt)
             })
             .map(|(id, t)| (id.clone(), t.attempt))
@@ -347,12 +354,7 @@ impl ResumeState {
         let mut out: Vec<(String, Process)> = self
             .steps
             .iter()
-            .filter(|(_, t)| {
-                !matches!(
-                    t.finished,
-                    Some(StepOutcome::Succeeded | StepOutcome::Skipped | StepOutcome::Failed)
-                )
-            })
+            .filter(|(_, t)| !t.ended())
             .flat_map(|(id, t)| t.processes.iter().map(|p| (id.clone(), p.clone())))
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.pgid.cmp(&b.1.pgid)));
