@@ -87,8 +87,26 @@ pub fn out(args: std::fmt::Arguments) {
     let _ = o.write_all(visible(&s).as_bytes()).and_then(|_| o.flush());
 }
 
-/// Writes `args`, sanitised, to stderr (the crate's `eprint!`/`eprintln!`).
+/// What writes out lines held back for stderr (a CI log written in blocks, `view::HOLD`)
+/// before any other message goes there, so that stderr keeps the order things happened in.
+type BeforeStderr = Box<dyn Fn() + Send>;
+static BEFORE_STDERR: std::sync::Mutex<Option<BeforeStderr>> = std::sync::Mutex::new(None);
+
+/// Sets what [`err`] calls before it writes (replacing the one set before).
+pub fn before_stderr(f: BeforeStderr) {
+    if let Ok(mut b) = BEFORE_STDERR.lock() {
+        *b = Some(f);
+    }
+}
+
+/// Writes `args`, sanitised, to stderr (the crate's `eprint!`/`eprintln!`), after what is
+/// held back for it (see [`before_stderr`]).
 pub fn err(args: std::fmt::Arguments) {
+    if let Ok(b) = BEFORE_STDERR.lock() {
+        if let Some(f) = b.as_ref() {
+            f();
+        }
+    }
     let s = args.to_string();
     let mut e = std::io::stderr().lock();
     let _ = e.write_all(visible(&s).as_bytes());
