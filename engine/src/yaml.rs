@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::fmt::Write as _;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -60,8 +61,12 @@ impl Located {
 }
 
 /// Escapes one JSON-pointer segment (RFC 6901).
-pub fn pointer_segment(s: &str) -> String {
-    s.replace('~', "~0").replace('/', "~1")
+pub fn pointer_segment(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['~', '/']) {
+        s.replace('~', "~0").replace('/', "~1").into()
+    } else {
+        s.into()
+    }
 }
 
 /// Parses `bytes` (the content of `file`) into a located JSON value.
@@ -203,7 +208,7 @@ pub fn parse_str(file: &str, text: &str) -> Result<Located, Box<Diagnostic>> {
     let node: Spanned<Node> = serde_saphyr::from_str_with_options(text, options())
         .map_err(|e| Box::new(yaml_error(file, text, &e)))?;
     let mut out = Located::default();
-    out.value = flatten(&node, String::new(), &mut out.values, &mut out.keys);
+    out.value = flatten(node, &mut String::new(), &mut out.values, &mut out.keys);
     Ok(out)
 }
 
@@ -350,36 +355,45 @@ fn loc_of<T>(s: &Spanned<T>) -> Loc {
     Loc::new(s.referenced.line() as u32, s.referenced.column() as u32)
 }
 
+/// The node as a JSON value, recording where it and its children came from under their JSON
+/// pointers (`ptr` is the node's own; it is extended for each child and restored). The node
+/// is consumed: its strings move into the value.
 fn flatten(
-    node: &Spanned<Node>,
-    ptr: String,
+    node: Spanned<Node>,
+    ptr: &mut String,
     values: &mut HashMap<String, Loc>,
     keys: &mut HashMap<String, Loc>,
 ) -> Value {
-    values.insert(ptr.clone(), loc_of(node));
-    match &node.value {
+    values.insert(ptr.clone(), loc_of(&node));
+    match node.value {
         Node::Null => Value::Null,
-        Node::Bool(b) => Value::Bool(*b),
-        Node::Int(i) => Value::from(*i),
-        Node::UInt(u) => Value::from(*u),
-        Node::Float(f) => serde_json::Number::from_f64(*f)
+        Node::Bool(b) => Value::Bool(b),
+        Node::Int(i) => Value::from(i),
+        Node::UInt(u) => Value::from(u),
+        Node::Float(f) => serde_json::Number::from_f64(f)
             .map(Value::Number)
             .unwrap_or_else(|| Value::String(f.to_string())),
-        Node::Str(s) => Value::String(s.clone()),
-        Node::Seq(items) => Value::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, n)| flatten(n, format!("{ptr}/{i}"), values, keys))
-                .collect(),
-        ),
+        Node::Str(s) => Value::String(s),
+        Node::Seq(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, n) in items.into_iter().enumerate() {
+                let len = ptr.len();
+                let _ = write!(ptr, "/{i}");
+                out.push(flatten(n, ptr, values, keys));
+                ptr.truncate(len);
+            }
+            Value::Array(out)
+        }
         Node::Map(entries) => {
-            let mut map = serde_json::Map::new();
+            let mut map = serde_json::Map::with_capacity(entries.len());
             for (k, v) in entries {
-                let child = format!("{ptr}/{}", pointer_segment(&k.value));
-                keys.insert(child.clone(), loc_of(k));
-                let val = flatten(v, child, values, keys);
-                map.insert(k.value.clone(), val);
+                let len = ptr.len();
+                ptr.push('/');
+                ptr.push_str(&pointer_segment(&k.value));
+                keys.insert(ptr.clone(), loc_of(&k));
+                let val = flatten(v, ptr, values, keys);
+                ptr.truncate(len);
+                map.insert(k.value, val);
             }
             Value::Object(map)
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use super::spawn::start_ticks;
@@ -139,25 +139,28 @@ pub fn own_session(cmd: &mut Command) {
     }
 }
 
-async fn pump<R: AsyncRead + Unpin>(r: R, stream: &'static str, ctx: CallCtx) -> Tail {
-    let mut reader = BufReader::new(r);
+/// Bytes read from a stream at a time.
+const READ_CHUNK: usize = 8 * 1024;
+
+async fn pump<R: AsyncRead + Unpin>(mut r: R, stream: &'static str, ctx: CallCtx) -> Tail {
+    // Read into spare capacity (`read_buf`), which is never zeroed: a buffered reader's
+    // zero-filled buffer cost two 8 KiB fills a step, for processes that mostly print nothing.
+    let mut buf = Vec::with_capacity(READ_CHUNK);
     let mut tail = Tail::default();
     let mut line = LongLine::default();
     loop {
-        let buf = match reader.fill_buf().await {
-            Ok([]) | Err(_) => break,
-            Ok(b) => b,
-        };
-        let (part, ends) = match buf.iter().position(|b| *b == b'\n') {
-            Some(i) => (&buf[..=i], true),
-            None => (buf, false),
-        };
-        line.push(part);
-        let n = part.len();
-        reader.consume(n);
-        if ends {
-            emit(&mut line, &mut tail, stream, &ctx);
+        buf.clear();
+        match r.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
         }
+        let mut rest = &buf[..];
+        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+            line.push(&rest[..=i]);
+            emit(&mut line, &mut tail, stream, &ctx);
+            rest = &rest[i + 1..];
+        }
+        line.push(rest);
     }
     if !line.is_empty() {
         emit(&mut line, &mut tail, stream, &ctx);
