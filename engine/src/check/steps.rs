@@ -47,7 +47,8 @@ pub(super) fn check_step(
     stack: &mut Vec<PathBuf>,
 ) -> Option<Step> {
     let fields = action_fields_of(s);
-    let before = cx.diags.iter().filter(|d| d.is_error()).count();
+    // Diagnostics are only appended while a step is checked: its own are the ones after these.
+    let before = cx.diags.len();
     if fields.len() != 1 {
         let msg = if fields.is_empty() {
             format!("step `{}` has no action", s.id)
@@ -327,7 +328,7 @@ pub(super) fn check_step(
         .help = Some("keep one".into());
     }
 
-    if cx.diags.iter().filter(|d| d.is_error()).count() > before {
+    if cx.diags[before..].iter().any(|d| d.is_error()) {
         return None;
     }
     Some(Step {
