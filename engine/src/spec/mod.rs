@@ -286,6 +286,9 @@ pub struct UntilSpec {
 }
 
 /// The action fields shared by steps and undo blocks. Exactly one is set.
+// The larger action kinds are boxed: a step has one action, and unboxed they made every step
+// (and every undo) as large as all of them together (3.3 KB; a Kubernetes action alone is
+// 1.5 KB), which a long runbook paid twice at load (its specs and its checked steps).
 macro_rules! action_fields {
     ($(#[$m:meta])* $vis:vis struct $name:ident { $($extra:tt)* }) => {
         $(#[$m])*
@@ -293,16 +296,16 @@ macro_rules! action_fields {
             $($extra)*
             /// Run a command: `argv` without a shell, or `script` with `sh -c`.
             #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub shell: Option<ShellAction>,
+            pub shell: Option<Box<ShellAction>>,
             /// Send an HTTP request.
             #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub http: Option<HttpAction>,
+            pub http: Option<Box<HttpAction>>,
             /// Act on Kubernetes objects.
             #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub kubernetes: Option<KubernetesAction>,
+            pub kubernetes: Option<Box<KubernetesAction>>,
             /// Drive a docker compose project.
             #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub compose: Option<ComposeAction>,
+            pub compose: Option<Box<ComposeAction>>,
             /// Ask the operator to confirm before going on.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub confirm: Option<ConfirmAction>,
@@ -311,7 +314,7 @@ macro_rules! action_fields {
             pub manual: Option<ManualAction>,
             /// Ask the operator for a typed value, available as `steps.<id>.value`.
             #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub input: Option<InputAction>,
+            pub input: Option<Box<InputAction>>,
             /// Wait for a duration, e.g. `60s`.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub wait: Option<String>,
