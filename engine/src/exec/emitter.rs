@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::clock::{stamp, Clock};
@@ -116,7 +115,7 @@ impl Emitter {
                 match j.append_all_sync(&batch, sync) {
                     Ok(()) => {
                         if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
-                            pause_hook(first.seq..=last.seq, j.run_dir());
+                            pause_hook(first.seq..=last.seq, j);
                         }
                     }
                     Err(e) => {
@@ -226,12 +225,14 @@ fn mask_all(v: &serde_json::Value, keep: &[&str]) -> serde_json::Value {
 ///
 /// Compiled into debug builds only (the builds `cargo test` runs): a release binary has no
 /// such hook, so the variable cannot make a production run block (see docs/reliability.md).
+/// It takes the journal, not its directory: working out the directory is not free, and a
+/// release build's empty hook must not pay for it at every event.
 #[cfg(not(debug_assertions))]
-fn pause_hook(_written: std::ops::RangeInclusive<u64>, _run_dir: &Path) {}
+fn pause_hook(_written: std::ops::RangeInclusive<u64>, _journal: &Journal) {}
 
 /// See above: the debug build's hook.
 #[cfg(debug_assertions)]
-fn pause_hook(written: std::ops::RangeInclusive<u64>, run_dir: &Path) {
+fn pause_hook(written: std::ops::RangeInclusive<u64>, journal: &Journal) {
     static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     let at = AT.get_or_init(|| {
         std::env::var("RUNBOOK_TEST_PAUSE_AFTER")
@@ -242,13 +243,13 @@ fn pause_hook(written: std::ops::RangeInclusive<u64>, run_dir: &Path) {
     if !written.contains(&at) {
         return;
     }
-    hold_at(&run_dir.join(format!("paused-{at}")));
+    hold_at(&journal.run_dir().join(format!("paused-{at}")));
 }
 
 /// The test hooks' pause (debug builds only): creates `marker` and waits until a test removes
 /// it. Nothing happens if the file cannot be made.
 #[cfg(debug_assertions)]
-pub(crate) fn hold_at(marker: &Path) {
+pub(crate) fn hold_at(marker: &std::path::Path) {
     if std::fs::write(marker, b"").is_err() {
         return;
     }
