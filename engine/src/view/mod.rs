@@ -214,27 +214,23 @@ impl TerminalView {
             .name("runbook-log".into())
             .spawn(move || loop {
                 std::thread::sleep(HOLD);
-                let Some(inner) = weak.upgrade() else { break };
-                if let Ok(mut i) = inner.lock() {
-                    i.flush();
-                };
+                if !flush_held(&weak) {
+                    break;
+                }
             });
         if ticks.is_err() {
             return;
         }
         let weak = Arc::downgrade(&self.0);
         crate::term::before_stderr(Box::new(move || {
-            if let Some(inner) = weak.upgrade() {
-                if let Ok(mut i) = inner.lock() {
-                    i.flush();
-                }
-            }
+            flush_held(&weak);
         }));
         self.0.lock().expect("view lock").hold = true;
     }
 
     /// Writes what a held log holds (see [`HOLD`]).
-    pub fn flush(&self) {
+    #[cfg(test)]
+    fn flush(&self) {
         self.0.lock().expect("view lock").flush();
     }
 
@@ -306,6 +302,17 @@ impl TerminalView {
     pub fn summary(&self) {
         self.with(|i| i.summary());
     }
+}
+
+/// Writes what the view behind `weak` holds (see [`HOLD`]); false once the view is gone.
+fn flush_held(weak: &std::sync::Weak<Mutex<Inner>>) -> bool {
+    let Some(inner) = weak.upgrade() else {
+        return false;
+    };
+    if let Ok(mut i) = inner.lock() {
+        i.flush();
+    };
+    true
 }
 
 impl Drop for Inner {
