@@ -231,6 +231,19 @@ fn strict_events(dir: &Path) -> Vec<Value> {
     ev
 }
 
+/// A journal whose process ended (not killed) ends with its last event: the newlines the
+/// journal writes ahead of its lines are cut off (a SIGKILL leaves them; readers skip them).
+fn assert_ends_clean(dir: &Path, at: &str) {
+    let path = journal_path(&dir.join("runs"));
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(
+        bytes.ends_with(b"}\n"),
+        "{at}: {} ends with {:?}",
+        path.display(),
+        String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(40)..])
+    );
+}
+
 /// Did the run end for good (not just stop at a gate)?
 fn ended(ev: &[Value]) -> bool {
     of_kind(ev, "run_finished")
@@ -387,6 +400,7 @@ fn reference(sc: &Scenario) -> (EndState, u64) {
         String::from_utf8_lossy(&out.stderr)
     );
     let n = strict_events(dir.path()).len() as u64;
+    assert_ends_clean(dir.path(), "the uninterrupted run");
     let s = end_state(dir.path());
     assert_eq!(s.log, sc.log);
     assert_eq!(s.steps.len(), sc.steps, "{s:?}");
@@ -412,6 +426,7 @@ fn every_boundary(sc: &Scenario, signal: i32) {
             assert!(strict_events(dir.path()).len() as u64 >= k);
         } else {
             let code = signal_at(dir.path(), child, k, signal);
+            assert_ends_clean(dir.path(), &format!("signal {signal} after event {k}"));
             let ev = strict_events(dir.path());
             let last = ev.last().unwrap();
             // The run journaled its end: aborted (130), resumable — or it was already done.
@@ -430,7 +445,14 @@ fn every_boundary(sc: &Scenario, signal: i32) {
                 );
             }
         }
+        let resumed = !ended(&strict_events(dir.path()));
         resume_to_end(sc, dir.path(), None);
+        if resumed {
+            assert_ends_clean(
+                dir.path(),
+                &format!("resumed after signal {signal}, event {k}"),
+            );
+        }
         assert_same_end(
             &end_state(dir.path()),
             &want,

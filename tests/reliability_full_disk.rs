@@ -15,11 +15,13 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// Three mutating steps around a read-only one. The argv of `two` is longer than a memory page,
-/// so its `step_started` event can never fit in the slack left at the end of the journal's last
-/// page: the journal breaks exactly there when the disk fills after the step before.
+/// Three mutating steps around a read-only one. The argv of `two` (32 KiB) is longer than the
+/// newlines the journal has written ahead of its lines by then (at most about 14 KiB for a
+/// journal this short, see `exec::journal`) and than the slack of a memory page, so its
+/// `step_started` event can never fit in space the journal already holds: the journal breaks
+/// exactly there when the disk fills after the step before.
 fn runbook_text(work: &Path) -> String {
-    let pad = "p".repeat(6000);
+    let pad = "p".repeat(32 * 1024);
     format!(
         r#"apiVersion: runbook/v1
 kind: Runbook

@@ -111,10 +111,11 @@ pub fn journal_path(journal_dir: &Path) -> PathBuf {
     runs[0].join("journal.jsonl")
 }
 
-/// Every event of a journal; panics on a line that is not JSON.
+/// Every event of a journal (skipping the blank lines a killed run leaves at its end); panics
+/// on a line that is not JSON.
 pub fn events(journal: &Path) -> Vec<Value> {
-    std::fs::read_to_string(journal)
-        .unwrap()
+    let text = std::fs::read_to_string(journal).unwrap();
+    text.trim_end_matches('\n')
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad journal line {l}: {e}")))
         .collect()
