@@ -263,3 +263,48 @@ on_failure:
     assert_eq!(of_kind(&ev, "undo_finished").len(), 2);
     assert_eq!(of_kind(&ev, "run_finished")[0]["failed_step"], "three");
 }
+
+/// A step's process starts with every signal at its default action, except those the runner
+/// itself was started with ignored (they survive `exec`, as POSIX says: `nohup runbook ...`
+/// passes SIGHUP's on), and SIGPIPE at its default although Rust ignores it in the runner.
+#[test]
+fn a_steps_process_gets_default_signal_actions_and_keeps_the_ignored_ones() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rb.yaml",
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: signals, title: Signals }
+steps:
+  - id: look
+    shell: { argv: ["awk", "/^SigIgn/ { print $2 > \"ignored\" }", "/proc/self/status"] }
+"#,
+    );
+    let mut cmd = runbook(dir.path());
+    cmd.args([
+        "run",
+        "rb.yaml",
+        "--non-interactive",
+        "--journal-dir",
+        "runs",
+    ]);
+    // SAFETY: signal() is async-signal-safe; nothing else runs in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGUSR1, libc::SIG_IGN);
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let mask = std::fs::read_to_string(dir.path().join("ignored")).unwrap();
+    let mask = u64::from_str_radix(mask.trim(), 16).unwrap();
+    let ignored = |sig: i32| mask & (1 << (sig - 1)) != 0;
+    assert!(ignored(libc::SIGUSR1), "{mask:x}");
+    for sig in [libc::SIGPIPE, libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        assert!(!ignored(sig), "signal {sig} ignored: {mask:x}");
+    }
+}
