@@ -1,8 +1,9 @@
 //! The floor of a journaled shell step on this machine, for `bench/run`: the least a program
 //! must do per step to run `/bin/true` with a journal that is durable before each change.
 //!
-//! Per step: append one line (about the size of a step's journal lines) to a file, make it
-//! durable with one `fdatasync` (unless `nosync`), start `/bin/true` in a process group of its
+//! Per step: write one line (about the size of a step's journal lines) into a file, over
+//! newlines written there first (as the engine does), make it durable with one `fdatasync`
+//! (unless `nosync`), start `/bin/true` in a process group of its
 //! own with standard output and error piped, wait for it, and read both pipes to their end.
 //! No parsing, no templates, no terminal output: only the system calls. `std` starts the
 //! child with `posix_spawn` here, as the engine does.
@@ -14,6 +15,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -37,9 +39,16 @@ fn main() {
     // finished); one write of that size per step.
     let mut line = vec![b'x'; 1023];
     line.push(b'\n');
+    // The lines go over newlines written first, as the engine's journal writes its lines
+    // (`exec::journal`): a sync then writes the line's page and not the file's new length.
+    journal
+        .write_all(&vec![b'\n'; steps * line.len()])
+        .expect("write the journal ahead");
     let mut out = Vec::new();
-    for _ in 0..steps {
-        journal.write_all(&line).expect("write the journal");
+    for i in 0..steps {
+        journal
+            .write_all_at(&line, (i * line.len()) as u64)
+            .expect("write the journal");
         if sync {
             journal.sync_data().expect("fdatasync the journal");
         }
