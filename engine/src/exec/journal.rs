@@ -390,15 +390,22 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), lines);
     }
 
+    /// A journal of events 1 to `n` whose process was killed: never dropped. Its path, and
+    /// where its next line would have gone.
+    fn killed(dir: &Path, n: u64) -> (PathBuf, u64) {
+        let mut j = Journal::create(dir, "run1").unwrap();
+        for seq in 1..=n {
+            j.append(&env(seq)).unwrap();
+        }
+        let out = (j.path().to_path_buf(), j.end);
+        std::mem::forget(j);
+        out
+    }
+
     #[test]
     fn a_killed_runs_newlines_are_skipped_and_cut_on_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::create(dir.path(), "run1").unwrap();
-        let path = j.path().to_path_buf();
-        j.append(&env(1)).unwrap();
-        j.append(&env(2)).unwrap();
-        // A killed process never drops its journal.
-        std::mem::forget(j);
+        let (path, _) = killed(dir.path(), 2);
         let bytes = std::fs::read(&path).unwrap();
         assert!(bytes.ends_with(b"\n\n\n"));
         let r = parse(&bytes);
@@ -423,11 +430,7 @@ mod tests {
     #[test]
     fn a_torn_line_before_the_newlines_is_torn_not_bad_and_cut_on_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::create(dir.path(), "run1").unwrap();
-        let path = j.path().to_path_buf();
-        j.append(&env(1)).unwrap();
-        let at = j.end;
-        std::mem::forget(j);
+        let (path, at) = killed(dir.path(), 1);
         // A write cut by a power loss: part of a line, then the newlines written ahead.
         std::fs::OpenOptions::new()
             .write(true)
