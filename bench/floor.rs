@@ -3,8 +3,8 @@
 //!
 //! Per step: write one line (about the size of a step's journal lines) into a file, over
 //! newlines written there first (as the engine does), make it durable with one `fdatasync`
-//! (unless `nosync`), start `/bin/true` in a process group of its
-//! own with standard output and error piped, wait for it, and read both pipes to their end.
+//! (unless `nosync`), start `/bin/true` in a process group of its own with standard output and
+//! error piped, wait for it, and read both pipes to their end.
 //! No parsing, no templates, no terminal output: only the system calls. `std` starts the
 //! child with `posix_spawn` here, as the engine does.
 //!

@@ -233,12 +233,8 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 /// signal after it starts (its handlers, for SIGINT, SIGTERM and SIGHUP, are set to the default
 /// action by this set). A signal outside it is still asked about by glibc, as before.
 fn default_signals() -> &'static libc::sigset_t {
-    struct Set(libc::sigset_t);
-    // SAFETY: a sigset_t is plain data, read only after it is built.
-    unsafe impl Sync for Set {}
-    unsafe impl Send for Set {}
-    static SET: std::sync::OnceLock<Set> = std::sync::OnceLock::new();
-    &SET.get_or_init(|| {
+    static SET: std::sync::OnceLock<libc::sigset_t> = std::sync::OnceLock::new();
+    SET.get_or_init(|| {
         // SAFETY: the set is initialised by sigfillset before any other use; sigaction with a
         // null new action only reads the current one into `old`.
         unsafe {
@@ -258,10 +254,9 @@ fn default_signals() -> &'static libc::sigset_t {
                     libc::sigdelset(&mut set, sig);
                 }
             }
-            Set(set)
+            set
         }
     })
-    .0
 }
 
 /// Starts `req` as the leader of a new session, with its output piped back.

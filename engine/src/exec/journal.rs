@@ -26,10 +26,10 @@ const PAD_LOW: u64 = 4 * 1024;
 ///
 /// Lines are written at `end`, into a file that is longer than them: past `end` it holds only
 /// newlines, written ahead a stretch at a time (8 KiB, then as much as the file holds, at most
-/// 1 MiB) when less than 4 KiB of them is left. An `fdatasync` of a line that grows the file must also write the file's new length
-/// (a second write to the disk, about 50 µs of the 190 µs a sync takes on the bench machine);
-/// a line written over newlines leaves the length as it is, and its sync writes only its
-/// pages. This is what databases do with their logs (PostgreSQL fills each WAL segment with
+/// 1 MiB) when less than 4 KiB of them is left. An `fdatasync` of a line that grows the file
+/// must also write the file's new length (a second write to the disk, about 50 µs of the
+/// 190 µs a sync takes on the bench machine); a line written over newlines leaves the length
+/// as it is, and its sync writes only its pages. This is what databases do with their logs (PostgreSQL fills each WAL segment with
 /// zeros before using it). The newlines are cut off when the journal is dropped; a killed
 /// process leaves them, and every reader skips blank lines (`read`, `parse`, `reopen`).
 #[derive(Debug)]
@@ -150,35 +150,11 @@ impl Drop for Journal {
 /// written ahead, and before a last line that does not parse (a write torn by a crash).
 /// Reads the file from its end, a block at a time: it may be large (see `read`).
 fn whole_end(file: &File, len: u64) -> io::Result<u64> {
-    let mut block = vec![0u8; 64 * 1024];
-    // The last byte that is not a newline.
-    let mut end = len;
-    let last = loop {
-        if end == 0 {
-            return Ok(0);
-        }
-        let start = end.saturating_sub(block.len() as u64);
-        let n = (end - start) as usize;
-        file.read_exact_at(&mut block[..n], start)?;
-        if let Some(p) = block[..n].iter().rposition(|b| *b != b'\n') {
-            break start + p as u64;
-        }
-        end = start;
+    // The last byte that is not a newline, and the newline before it: the start of its line.
+    let Some(last) = rposition_at(file, len, |b| b != b'\n')? else {
+        return Ok(0);
     };
-    // The newline before it: the start of the last line.
-    let mut end = last + 1;
-    let first = loop {
-        let start = end.saturating_sub(block.len() as u64);
-        let n = (end - start) as usize;
-        file.read_exact_at(&mut block[..n], start)?;
-        if let Some(p) = block[..n].iter().rposition(|b| *b == b'\n') {
-            break start + p as u64 + 1;
-        }
-        if start == 0 {
-            break 0;
-        }
-        end = start;
-    };
+    let first = rposition_at(file, last + 1, |b| b == b'\n')?.map_or(0, |p| p + 1);
     let whole = last + 1 < len; // a newline follows it
     let size = (last + 1 - first) as usize;
     if whole && size <= MAX_LINE {
@@ -189,6 +165,22 @@ fn whole_end(file: &File, len: u64) -> io::Result<u64> {
         }
     }
     Ok(first)
+}
+
+/// The offset of the last byte before `end` for which `pred` holds, reading the file backwards
+/// a block at a time.
+fn rposition_at(file: &File, mut end: u64, pred: impl Fn(u8) -> bool) -> io::Result<Option<u64>> {
+    let mut block = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let n = (end - start) as usize;
+        file.read_exact_at(&mut block[..n], start)?;
+        if let Some(p) = block[..n].iter().rposition(|b| pred(*b)) {
+            return Ok(Some(start + p as u64));
+        }
+        end = start;
+    }
+    Ok(None)
 }
 
 fn sync_dir(dir: &Path) {
@@ -259,8 +251,9 @@ pub fn parse(bytes: &[u8]) -> Read {
 }
 
 /// A [`Read`] built line by line. A line that does not parse is torn (a write cut by a crash,
-/// which readers tolerate) when nothing but blank lines follows it and it has no newline, or
-/// newlines follow it (the ones [`Journal`] writes ahead); anywhere else it is a bad line.
+/// which readers tolerate) when it is the last and has no newline, or when only blank lines
+/// follow it, at least one (the newlines [`Journal`] writes ahead); anywhere else it is a bad
+/// line.
 #[derive(Default)]
 struct Lines {
     out: Read,
