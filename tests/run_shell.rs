@@ -270,10 +270,7 @@ on_failure:
 #[test]
 fn a_steps_process_gets_default_signal_actions_and_keeps_the_ignored_ones() {
     use std::os::unix::process::CommandExt;
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "rb.yaml",
+    let w = Workdir::with_runbook(
         r#"apiVersion: runbook/v1
 kind: Runbook
 metadata: { name: signals, title: Signals }
@@ -282,14 +279,7 @@ steps:
     shell: { argv: ["awk", "/^SigIgn/ { print $2 > \"ignored\" }", "/proc/self/status"] }
 "#,
     );
-    let mut cmd = runbook(dir.path());
-    cmd.args([
-        "run",
-        "rb.yaml",
-        "--non-interactive",
-        "--journal-dir",
-        "runs",
-    ]);
+    let mut cmd = w.run_cmd("rb.yaml");
     // SAFETY: signal() is async-signal-safe; nothing else runs in the child before exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -298,9 +288,9 @@ steps:
             Ok(())
         });
     }
-    let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
-    let mask = std::fs::read_to_string(dir.path().join("ignored")).unwrap();
+    let ran = w.output(&mut cmd);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let mask = std::fs::read_to_string(w.path().join("ignored")).unwrap();
     let mask = u64::from_str_radix(mask.trim(), 16).unwrap();
     let ignored = |sig: i32| mask & (1 << (sig - 1)) != 0;
     assert!(ignored(libc::SIGUSR1), "{mask:x}");
